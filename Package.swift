@@ -1,0 +1,111 @@
+// swift-tools-version:6.1
+//
+// XMPP external components for Swift on Linux: XEP-0225 (STARTTLS on OpenSSL,
+// SASL on Cyrus, many hostnames per stream) with a XEP-0114 fallback.
+//
+// Layers (arrows point down only; see README "Architecture"):
+//   XMPPStream, XMPPTLS, XMPPSASL -> XMPPCore
+//   CExpat, COpenSSL, CCyrusSASL: system libraries, each imported by one module.
+
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "swift-xmpp-component",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "XMPPCore", targets: ["XMPPCore"]),
+        .library(name: "XMPPStream", targets: ["XMPPStream"]),
+        .library(name: "XMPPTLS", targets: ["XMPPTLS"]),
+        .library(name: "XMPPSASL", targets: ["XMPPSASL"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // MARK: System libraries (Debian: libexpat1-dev, libssl-dev, libsasl2-dev)
+        .systemLibrary(
+            name: "CExpat",
+            pkgConfig: "expat",
+            providers: [.apt(["libexpat1-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCyrusSASL",
+            pkgConfig: "libsasl2",
+            providers: [.apt(["libsasl2-dev", "libsasl2-modules"])]
+        ),
+
+        // MARK: Libraries
+        .target(
+            name: "XMPPCore",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "XMPPStream",
+            dependencies: [
+                "XMPPCore",
+                "CExpat",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "XMPPTLS",
+            dependencies: [
+                "COpenSSL",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "XMPPSASL",
+            dependencies: [
+                "XMPPCore",
+                "CCyrusSASL",
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "XMPPCoreTests",
+            dependencies: ["XMPPCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "XMPPStreamTests",
+            dependencies: [
+                "XMPPStream",
+                "XMPPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "XMPPTLSTests",
+            dependencies: [
+                "XMPPTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "XMPPSASLTests",
+            dependencies: ["XMPPSASL", "XMPPCore"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)
