@@ -103,7 +103,8 @@ public struct StreamError: Error, Hashable, Sendable, CustomStringConvertible {
                 } else if let known = Condition(rawValue: child.name.localName) {
                     condition = known
                     if known == .seeOtherHost {
-                        seeOtherHost = child.text
+                        let host = child.text
+                        seeOtherHost = host.isEmpty ? nil : host
                     }
                 }
             } else if applicationCondition == nil {
