@@ -4,7 +4,7 @@
 // SASL on Cyrus, many hostnames per stream) with a XEP-0114 fallback.
 //
 // Layers (arrows point down only; see README "Architecture"):
-//   XMPPStream, XMPPTLS, XMPPSASL -> XMPPCore
+//   ComponentKit -> XMPPStream -> XMPPTLS, XMPPSASL -> XMPPCore
 //   CExpat, COpenSSL, CCyrusSASL: system libraries, each imported by one module.
 
 import PackageDescription
@@ -17,15 +17,19 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "swift-xmpp-component",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "XMPPCore", targets: ["XMPPCore"]),
         .library(name: "XMPPStream", targets: ["XMPPStream"]),
         .library(name: "XMPPTLS", targets: ["XMPPTLS"]),
         .library(name: "XMPPSASL", targets: ["XMPPSASL"]),
+        .library(name: "ComponentKit", targets: ["ComponentKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // MARK: System libraries (Debian: libexpat1-dev, libssl-dev, libsasl2-dev)
@@ -54,6 +58,8 @@ let package = Package(
             name: "XMPPStream",
             dependencies: [
                 "XMPPCore",
+                "XMPPTLS",
+                "XMPPSASL",
                 "CExpat",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -72,6 +78,21 @@ let package = Package(
             dependencies: [
                 "XMPPCore",
                 "CCyrusSASL",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ComponentKit",
+            dependencies: [
+                "XMPPCore",
+                "XMPPStream",
+                "XMPPTLS",
+                "XMPPSASL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,114 @@
+public import XMPPStream
+public import XMPPTLS
+
+/// Everything a ``ComponentConnection`` needs to reach and authenticate to a server.
+///
+/// ```swift
+/// var configuration = ComponentConfiguration(
+///     host: "xmpp.example.com", port: 5270, serverDomain: "example.com",
+///     identity: "component.example.com", password: Secret("s3cret"))
+/// configuration.protocolMode = .auto
+/// ```
+public struct ComponentConfiguration: Sendable {
+    /// Which component protocol to speak.
+    public enum ProtocolMode: String, Hashable, Sendable, CaseIterable {
+        /// XEP-0225 when the server offers it, else the XEP-0114 fallback (never after the
+        /// server offered STARTTLS: that is a client-style port, and a downgrade is refused).
+        case auto
+        /// XEP-0225 only: one stream, STARTTLS, SASL, many hostnames.
+        case xep0225
+        /// XEP-0114 only: one stream per hostname, handshake with a shared secret.
+        case xep0114
+    }
+
+    /// How TLS protects the connection.
+    public enum TLSMode: String, Hashable, Sendable, CaseIterable {
+        /// STARTTLS on the XEP-0225 stream (required: never falls back to cleartext).
+        case startTLS = "starttls"
+        /// TLS from the first byte (ejabberd `tls: true`, Openfire 5276, MongooseIM).
+        case direct
+        /// No TLS. For loopback; see ``ComponentConfiguration/allowPlaintextHandshake``.
+        case none
+    }
+
+    /// The host name or address to connect to.
+    public var host: String
+    /// The TCP port.
+    public var port: Int
+    /// The server's XMPP domain: the XEP-0225 stream's `to`.
+    public var serverDomain: String
+    /// Which protocol to speak; ``ProtocolMode/auto`` by default.
+    public var protocolMode: ProtocolMode = .auto
+    /// How TLS is used; ``TLSMode/startTLS`` by default.
+    public var tlsMode: TLSMode = .startTLS
+    /// Where trusted CA certificates come from; the system store by default.
+    public var trustRoots: TLSTrustRoots = .system
+    /// Certificate verification; full verification by default.
+    public var certificateVerification: TLSCertificateVerification = .fullVerification
+    /// The certificate name to verify; defaults to ``serverDomain``.
+    public var tlsServerName: String?
+    /// The lowest TLS version accepted.
+    public var minimumTLSVersion: TLSVersion = .v1_2
+    /// A client certificate chain (PEM) for SASL EXTERNAL.
+    public var clientCertificateFile: String?
+    /// The key of ``clientCertificateFile`` (PEM).
+    public var clientKeyFile: String?
+
+    /// The SASL authentication identity: a domain (XEP-0225 §2). Also the stream's `from`
+    /// (the default hostname).
+    public var identity: String
+    /// The SASL password, and the default XEP-0114 secret.
+    public var password: Secret
+    /// XEP-0114 secrets per hostname, where they differ from ``password``.
+    public var secrets: [String: Secret] = [:]
+    /// SASL mechanisms allowed, in no particular order (the SDK's preference applies);
+    /// `nil` allows every mechanism the SDK supports.
+    public var saslMechanisms: [String]?
+    /// Allows the XEP-0114 handshake over a plaintext link to a non-loopback address.
+    /// Off by default: the handshake digest can be attacked offline.
+    public var allowPlaintextHandshake = false
+
+    /// Limits on what the server may send.
+    public var streamLimits = XMLStreamLimits()
+    /// How long a bind, unbind or IQ request waits for its answer by default.
+    public var requestTimeout: Duration = .seconds(30)
+    /// How long negotiation (TCP, TLS, SASL, handshake) may take.
+    public var connectTimeout: Duration = .seconds(20)
+    /// How many stanzas may wait for one hostname's handler before reading from the
+    /// server pauses (backpressure).
+    public var handlerQueueDepth = 256
+    /// What the built-in XEP-0092 answers with.
+    public var softwareVersion: SoftwareVersion = .sdk
+
+    /// Creates a configuration with the defaults above.
+    /// - Parameters:
+    ///   - host: The host to connect to.
+    ///   - port: The TCP port.
+    ///   - serverDomain: The server's XMPP domain.
+    ///   - identity: The SASL identity and default hostname (a domain).
+    ///   - password: The SASL password and default XEP-0114 secret.
+    public init(host: String, port: Int, serverDomain: String, identity: String, password: Secret) {
+        self.host = host
+        self.port = port
+        self.serverDomain = serverDomain
+        self.identity = identity
+        self.password = password
+    }
+
+    /// The XEP-0114 secret for a hostname: its own, or the password.
+    /// - Parameter hostname: The hostname.
+    public func secret(for hostname: String) -> Secret {
+        self.secrets[hostname] ?? self.password
+    }
+
+    /// The TLS client settings derived from this configuration.
+    public var tlsClientConfiguration: TLSClientConfiguration {
+        var tls = TLSClientConfiguration(serverName: self.tlsServerName ?? self.serverDomain)
+        tls.trustRoots = self.trustRoots
+        tls.certificateVerification = self.certificateVerification
+        tls.minimumVersion = self.minimumTLSVersion
+        tls.certificateChainFile = self.clientCertificateFile
+        tls.privateKeyFile = self.clientKeyFile
+        return tls
+    }
+}

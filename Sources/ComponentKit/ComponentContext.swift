@@ -1,0 +1,112 @@
+public import Logging
+public import XMPPCore
+
+/// What a handler can do while it handles a stanza or a binding event: send stanzas,
+/// answer and make IQ requests, bind and unbind hostnames, and log.
+///
+/// A stanza sent without `from` gets the context's ``hostname``. An outgoing stanza's
+/// `from` must be under a hostname bound on the connection, or sending fails with
+/// ``ComponentError/Kind/unboundSender`` before anything reaches the server.
+public struct ComponentContext: Sendable {
+    /// The bound hostname the current stanza was addressed to.
+    public let hostname: String
+    /// A logger carrying `component.hostname` metadata.
+    public let logger: Logger
+
+    let connection: ComponentConnection
+    let replyTracker: IQReplyTracker?
+
+    init(hostname: String, logger: Logger, connection: ComponentConnection, replyTracker: IQReplyTracker?) {
+        self.hostname = hostname
+        self.logger = logger
+        self.connection = connection
+        self.replyTracker = replyTracker
+    }
+
+    /// Sends a stanza.
+    /// - Parameter stanza: The stanza; `from` defaults to ``hostname``.
+    /// - Throws: ``ComponentError`` when the stanza is invalid, its sender unbound, or the
+    ///   connection cannot carry it.
+    public func send(_ stanza: Stanza) async throws {
+        var element = stanza.element
+        if element["from"] == nil {
+            element["from"] = self.hostname
+        }
+        if let tracker = self.replyTracker, element.name.localName == "iq",
+            element["id"] == tracker.requestID,
+            element["type"] == "result" || element["type"] == "error"
+        {
+            guard tracker.markAnswered() else {
+                throw ComponentError(
+                    .invalidStanza, "IQ '\(tracker.requestID)' was already answered; an IQ gets exactly one answer")
+            }
+        }
+        try await self.connection.send(element: element)
+    }
+
+    /// Sends a message.
+    /// - Parameter message: The message; `from` defaults to ``hostname``.
+    public func send(_ message: Message) async throws {
+        try await self.send(.message(message))
+    }
+
+    /// Sends a presence.
+    /// - Parameter presence: The presence; `from` defaults to ``hostname``.
+    public func send(_ presence: Presence) async throws {
+        try await self.send(.presence(presence))
+    }
+
+    /// Sends an IQ (typically an answer; use ``request(_:timeout:)`` to ask and wait).
+    /// - Parameter iq: The IQ; `from` defaults to ``hostname``.
+    public func send(_ iq: IQ) async throws {
+        try await self.send(.iq(iq))
+    }
+
+    /// Answers an IQ request with a result.
+    /// - Parameters:
+    ///   - iq: The request being answered.
+    ///   - payload: The result's content, if any.
+    public func reply(to iq: IQ, with payload: Element? = nil) async throws {
+        try await self.send(.iq(iq.result(payload)))
+    }
+
+    /// Answers an IQ request with an error.
+    /// - Parameters:
+    ///   - iq: The request being answered.
+    ///   - error: The error.
+    public func reply(to iq: IQ, error: StanzaError) async throws {
+        try await self.send(.iq(iq.errorResult(error)))
+    }
+
+    /// Sends an IQ request and waits for its answer.
+    ///
+    /// The answer is accepted only from the address the request went to. An answer of
+    /// type `error` is returned, not thrown: read ``XMPPCore/StanzaView/error``.
+    /// - Parameters:
+    ///   - iq: A `get` or `set`; an `id` is assigned when missing, `from` defaults to ``hostname``.
+    ///   - timeout: How long to wait; the configuration's default when `nil`.
+    /// - Returns: The `result` or `error` answer.
+    /// - Throws: ``ComponentError`` (timeout, connection closed…) or `CancellationError`.
+    public func request(_ iq: IQ, timeout: Duration? = nil) async throws -> IQ {
+        var iq = iq
+        if iq.element["from"] == nil {
+            iq.element["from"] = self.hostname
+        }
+        return try await self.connection.request(iq, timeout: timeout)
+    }
+
+    /// Binds another hostname on the same connection.
+    /// - Parameters:
+    ///   - hostname: The hostname (a domain, or `domain/resource`).
+    ///   - handler: The handler for its stanzas.
+    /// - Returns: The hostname the server bound.
+    public func bind(_ hostname: String, handler: some ComponentHandler) async throws -> String {
+        try await self.connection.bind(hostname, handler: handler)
+    }
+
+    /// Unbinds a hostname.
+    /// - Parameter hostname: The hostname.
+    public func unbind(_ hostname: String) async throws {
+        try await self.connection.unbind(hostname)
+    }
+}

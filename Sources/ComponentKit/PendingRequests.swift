@@ -1,0 +1,115 @@
+import NIOCore
+import Synchronization
+import XMPPCore
+
+/// IQ requests waiting for their answer, by id.
+///
+/// An answer completes a request only when its `from` is the address the request went
+/// to (RFC 6120 §8.1.2.1: a result from anyone else is not the answer). Requests sent
+/// without `to` accept an answer from no address or from the server's domain.
+final class PendingRequests: Sendable {
+    private struct Entry: Sendable {
+        var continuation: CheckedContinuation<IQ, any Error>
+        var expectedFrom: JID?
+        var timeout: Scheduled<Void>?
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+    private let serverDomain: JID?
+    private let counter = Atomic<UInt64>(0)
+    private let prefix: String
+
+    init(serverDomain: String) {
+        self.serverDomain = try? JID(serverDomain)
+        let random = UInt32.random(in: 0...UInt32.max)
+        self.prefix = "ck" + String(random, radix: 36)
+    }
+
+    /// A new id, unique within this connection's life.
+    func makeID() -> String {
+        let value = self.counter.add(1, ordering: .relaxed).newValue
+        return "\(self.prefix)-\(value)"
+    }
+
+    var count: Int {
+        self.entries.withLock { $0.count }
+    }
+
+    func register(id: String, expectedFrom: String?, continuation: CheckedContinuation<IQ, any Error>) -> Bool {
+        let expected = expectedFrom.flatMap { try? JID($0) }
+        return self.entries.withLock { entries in
+            guard entries[id] == nil else { return false }
+            entries[id] = Entry(continuation: continuation, expectedFrom: expected, timeout: nil)
+            return true
+        }
+    }
+
+    func setTimeout(id: String, _ scheduled: Scheduled<Void>) {
+        let cancelNow = self.entries.withLock { entries -> Bool in
+            guard entries[id] != nil else { return true }
+            entries[id]?.timeout = scheduled
+            return false
+        }
+        if cancelNow {
+            scheduled.cancel()
+        }
+    }
+
+    /// Completes the request this answer belongs to. Returns `false` when the IQ answers
+    /// no pending request (unknown id, or an answer from the wrong address).
+    func complete(with iq: IQ) -> Bool {
+        let id = iq.requestID
+        let from = iq.element["from"].flatMap { try? JID($0) }
+        let entry = self.entries.withLock { entries -> Entry? in
+            guard let entry = entries[id] else { return nil }
+            if let expected = entry.expectedFrom {
+                guard let from, from == expected else { return nil }
+            } else if let from, from != self.serverDomain {
+                return nil
+            }
+            return entries.removeValue(forKey: id)
+        }
+        guard let entry else { return false }
+        entry.timeout?.cancel()
+        entry.continuation.resume(returning: iq)
+        return true
+    }
+
+    func fail(id: String, _ error: any Error) {
+        let entry = self.entries.withLock { $0.removeValue(forKey: id) }
+        entry?.timeout?.cancel()
+        entry?.continuation.resume(throwing: error)
+    }
+
+    func failAll(_ error: any Error) {
+        let all = self.entries.withLock { entries -> [Entry] in
+            let values = Array(entries.values)
+            entries.removeAll()
+            return values
+        }
+        for entry in all {
+            entry.timeout?.cancel()
+            entry.continuation.resume(throwing: error)
+        }
+    }
+}
+
+/// Records whether an incoming IQ request has been answered, so that it is answered
+/// exactly once.
+final class IQReplyTracker: Sendable {
+    let requestID: String
+    private let answered = Atomic<Bool>(false)
+
+    init(requestID: String) {
+        self.requestID = requestID
+    }
+
+    /// Marks the request answered; `false` if it already was.
+    func markAnswered() -> Bool {
+        self.answered.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+    }
+
+    var isAnswered: Bool {
+        self.answered.load(ordering: .relaxed)
+    }
+}
