@@ -130,7 +130,11 @@ public final class OpenSSLContext: @unchecked Sendable {
             throw .configuration("cannot read certificate chain \(chain): \(OpenSSLErrorQueue.drain(fallback: "unknown error"))")
         }
         if SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 {
-            throw .configuration("cannot read private key \(key): \(OpenSSLErrorQueue.drain(fallback: "unknown error"))")
+            // OpenSSL also lands here when the key does not match the certificate ("key values mismatch").
+            throw .configuration(
+                "cannot read private key \(key) or it does not match certificate \(chain): "
+                    + OpenSSLErrorQueue.drain(fallback: "unknown error")
+            )
         }
         if SSL_CTX_check_private_key(ctx) != 1 {
             throw .configuration(

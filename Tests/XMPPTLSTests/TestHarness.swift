@@ -1,6 +1,14 @@
 import NIOCore
 import NIOPosix
+import Synchronization
 import XMPPTLS
+
+/// A thread-safe count of completed handshakes.
+final class Counter: Sendable {
+    private let storage = Mutex(0)
+    var value: Int { self.storage.withLock { $0 } }
+    func increment() { self.storage.withLock { $0 += 1 } }
+}
 
 struct TestTimeout: Error {}
 
@@ -22,6 +30,8 @@ struct Expectations: Sendable {
     let data: EventLoopPromise<ByteBuffer>
     /// The channel the ``Recorder`` was added to (for a server: the first accepted child).
     let channel: EventLoopPromise<any Channel>
+    /// How many handshake-completed events the ``Recorder`` saw.
+    let handshakes = Counter()
     let expectedBytes: Int
 
     init(on eventLoop: any EventLoop, expectedBytes: Int = 0) {
@@ -62,7 +72,6 @@ final class Recorder: ChannelInboundHandler, RemovableChannelHandler {
     private let expectations: Expectations
     private let echo: Bool
     private var received: ByteBuffer?
-    private(set) var handshakeCount = 0
 
     init(_ expectations: Expectations, echo: Bool = false) {
         self.expectations = expectations
@@ -75,7 +84,7 @@ final class Recorder: ChannelInboundHandler, RemovableChannelHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSEvent, case .handshakeCompleted(let info) = event {
-            self.handshakeCount += 1
+            self.expectations.handshakes.increment()
             self.expectations.handshake.succeed(info)
         }
         context.fireUserInboundEventTriggered(event)
