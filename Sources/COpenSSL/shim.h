@@ -10,4 +10,35 @@
 #include <openssl/evp.h>
 #include <openssl/bio.h>
 #include <openssl/pem.h>
+#include <stdint.h>
+
+// SSL_set_tlsext_host_name is a SSL_ctrl macro (tls1.h).
+static inline long cxmpp_SSL_set_tlsext_host_name(SSL *ssl, const char *name) {
+    return SSL_set_tlsext_host_name(ssl, name);
+}
+
+// Protocol version bounds are SSL_CTX_ctrl macros (ssl.h).
+static inline long cxmpp_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
+    return SSL_CTX_set_min_proto_version(ctx, version);
+}
+
+static inline long cxmpp_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) {
+    return SSL_CTX_set_max_proto_version(ctx, version);
+}
+
+// SSL_CTX_set_mode is a SSL_CTX_ctrl macro.
+static inline long cxmpp_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) {
+    return SSL_CTX_set_mode(ctx, mode);
+}
+
+// SSL_OP_* constants are built with SSL_OP_BIT(), which the importer skips.
+static inline uint64_t cxmpp_SSL_OP_NO_RENEGOTIATION(void) { return SSL_OP_NO_RENEGOTIATION; }
+static inline uint64_t cxmpp_SSL_OP_NO_COMPRESSION(void) { return SSL_OP_NO_COMPRESSION; }
+static inline uint64_t cxmpp_SSL_OP_NO_TICKET(void) { return SSL_OP_NO_TICKET; }
+
+// SSL_CTX_set_session_cache_mode is a SSL_CTX_ctrl macro.
+static inline long cxmpp_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) {
+    return SSL_CTX_set_session_cache_mode(ctx, mode);
+}
+
 #endif
