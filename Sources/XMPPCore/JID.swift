@@ -57,17 +57,19 @@ public struct JID: Hashable, Sendable, CustomStringConvertible {
     /// - Throws: ``JIDError`` saying which part is wrong and why.
     public init(_ string: String) throws(JIDError) {
         let utf8 = string.utf8
+        let (slash, at) = JIDParts.withBytes(utf8[...], JIDParts.delimiterOffsets)
         var domainEnd = utf8.endIndex
         var resource: Substring?
-        if let slash = utf8.firstIndex(of: UInt8(ascii: "/")) {
-            resource = string[utf8.index(after: slash)...]
-            domainEnd = slash
+        if let slash {
+            domainEnd = utf8.index(utf8.startIndex, offsetBy: slash)
+            resource = string[utf8.index(after: domainEnd)...]
         }
         var domainStart = utf8.startIndex
         var local: Substring?
-        if let at = utf8[..<domainEnd].firstIndex(of: UInt8(ascii: "@")) {
-            local = string[..<at]
-            domainStart = utf8.index(after: at)
+        if let at {
+            let atIndex = utf8.index(utf8.startIndex, offsetBy: at)
+            local = string[..<atIndex]
+            domainStart = utf8.index(after: atIndex)
         }
         try self.init(
             normalizingLocalpart: local,

@@ -27,21 +27,23 @@ enum JIDParts {
     }
 
     private static func asciiLocalpart(_ part: Substring) throws(JIDError) -> String {
-        let utf8 = part.utf8
-        guard utf8.count <= JID.maximumPartLength else {
-            throw JIDError(.partTooLong(.localpart, bytes: utf8.count))
-        }
-        if isASCIIWhitespace(utf8.first!) || isASCIIWhitespace(utf8.last!) {
-            throw JIDError(.surroundingWhitespace(.localpart))
-        }
-        var hasUppercase = false
-        for byte in utf8 {
-            guard isLocalpartASCII(byte) else {
-                throw JIDError(.forbiddenCharacter(.localpart, Unicode.Scalar(byte)))
+        let result = withBytes(part.utf8) { bytes -> Result<Bool, JIDError> in
+            guard bytes.count <= JID.maximumPartLength else {
+                return .failure(JIDError(.partTooLong(.localpart, bytes: bytes.count)))
             }
-            if isASCIIUppercase(byte) { hasUppercase = true }
+            if isASCIIWhitespace(bytes.first!) || isASCIIWhitespace(bytes.last!) {
+                return .failure(JIDError(.surroundingWhitespace(.localpart)))
+            }
+            var hasUppercase = false
+            for byte in bytes {
+                guard isLocalpartASCII(byte) else {
+                    return .failure(JIDError(.forbiddenCharacter(.localpart, Unicode.Scalar(byte))))
+                }
+                if isASCIIUppercase(byte) { hasUppercase = true }
+            }
+            return .success(hasUppercase)
         }
-        return hasUppercase ? asciiLowercased(utf8) : String(part)
+        return try result.get() ? asciiLowercased(part.utf8) : String(part)
     }
 
     /// Printable ASCII except RFC 7622 §3.3.1's `" & ' / : < > @`
@@ -66,16 +68,19 @@ enum JIDParts {
     static func resourcepart(_ part: Substring) throws(JIDError) -> String {
         guard !part.isEmpty else { throw JIDError(.emptyResourcepart) }
         if isASCII(part) {
-            let utf8 = part.utf8
-            guard utf8.count <= JID.maximumPartLength else {
-                throw JIDError(.partTooLong(.resourcepart, bytes: utf8.count))
+            let result = withBytes(part.utf8) { bytes -> Result<Void, JIDError> in
+                guard bytes.count <= JID.maximumPartLength else {
+                    return .failure(JIDError(.partTooLong(.resourcepart, bytes: bytes.count)))
+                }
+                if isASCIIWhitespace(bytes.first!) || isASCIIWhitespace(bytes.last!) {
+                    return .failure(JIDError(.surroundingWhitespace(.resourcepart)))
+                }
+                for byte in bytes where !(0x20...0x7E).contains(byte) {
+                    return .failure(JIDError(.forbiddenCharacter(.resourcepart, Unicode.Scalar(byte))))
+                }
+                return .success(())
             }
-            if isASCIIWhitespace(utf8.first!) || isASCIIWhitespace(utf8.last!) {
-                throw JIDError(.surroundingWhitespace(.resourcepart))
-            }
-            for byte in utf8 where !(0x20...0x7E).contains(byte) {
-                throw JIDError(.forbiddenCharacter(.resourcepart, Unicode.Scalar(byte)))
-            }
+            try result.get()
             return String(part)
         }
         // Additional mapping (non-ASCII spaces to U+0020), then NFC.
@@ -97,7 +102,7 @@ enum JIDParts {
     static func domainpart(_ part: Substring) throws(JIDError) -> String {
         guard !part.isEmpty else { throw JIDError(.emptyDomainpart) }
         if isASCII(part) {
-            return try asciiDomainpart(Array(part.utf8))
+            return try asciiDomainpart(part)
         }
         // IDNA2003 label separators and fullwidth ASCII (UTS #46 / RFC 5895
         // mapping) first: the result is often plain ASCII.
@@ -109,7 +114,7 @@ enum JIDParts {
             }
         }
         if mapped.allSatisfy(\.isASCII) {
-            return try asciiDomainpart(Array(String(mapped).utf8))
+            return try asciiDomainpart(Substring(String(mapped)))
         }
         var domain = nfc(String(mapped).lowercased())
         try checkSurroundingWhitespace(domain.unicodeScalars, .domainpart)
@@ -133,35 +138,68 @@ enum JIDParts {
         return domain
     }
 
-    private static func asciiDomainpart(_ input: [UInt8]) throws(JIDError) -> String {
-        var bytes = input
-        if isASCIIWhitespace(bytes.first!) || isASCIIWhitespace(bytes.last!) {
-            throw JIDError(.surroundingWhitespace(.domainpart))
+    private static func asciiDomainpart(_ part: Substring) throws(JIDError) -> String {
+        try withBytes(part.utf8, asciiDomainpart).get()
+    }
+
+    /// One pass over the bytes: lowercase, labels, then IPv4 if the last
+    /// label is all digits. Within a label the rules are checked in the same
+    /// order as ``checkASCIILabel(_:)``.
+    private static func asciiDomainpart(_ input: UnsafeBufferPointer<UInt8>) -> Result<String, JIDError> {
+        if isASCIIWhitespace(input.first!) || isASCIIWhitespace(input.last!) {
+            return .failure(JIDError(.surroundingWhitespace(.domainpart)))
         }
-        for index in bytes.indices where isASCIIUppercase(bytes[index]) {
-            bytes[index] |= 0x20
-        }
-        if bytes.last == UInt8(ascii: ".") { bytes.removeLast() }
-        guard !bytes.isEmpty else { throw JIDError(.emptyDomainpart) }
+        let bytes = input.last == UInt8(ascii: ".") ? UnsafeBufferPointer(rebasing: input.dropLast()) : input
+        guard !bytes.isEmpty else { return .failure(JIDError(.emptyDomainpart)) }
         guard bytes.count <= JID.maximumPartLength else {
-            throw JIDError(.partTooLong(.domainpart, bytes: bytes.count))
+            return .failure(JIDError(.partTooLong(.domainpart, bytes: bytes.count)))
         }
         if bytes.first == UInt8(ascii: "[") {
-            guard bytes.last == UInt8(ascii: "]"),
-                  IPAddress.isIPv6(bytes[1..<(bytes.count - 1)])
-            else {
-                throw JIDError(.invalidIPv6Address(String(decoding: bytes, as: UTF8.self)))
+            let domain = asciiLowercased(bytes)
+            guard bytes.last == UInt8(ascii: "]"), IPAddress.isIPv6(bytes[1..<(bytes.count - 1)]) else {
+                return .failure(JIDError(.invalidIPv6Address(domain)))
             }
-            return String(decoding: bytes, as: UTF8.self)
+            return .success(domain)
         }
-        var lastLabel = bytes[...]
-        for label in bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false) {
-            try checkASCIILabel(label)
-            lastLabel = label
+        var hasUppercase = false
+        var labelStart = 0
+        var allDigits = true
+        var forbidden: UInt8?
+        for index in 0...bytes.count {
+            if index < bytes.count, bytes[index] != UInt8(ascii: ".") {
+                let byte = bytes[index]
+                if isASCIIUppercase(byte) {
+                    hasUppercase = true
+                    allDigits = false
+                } else if !isASCIIDigit(byte) {
+                    allDigits = false
+                    if forbidden == nil, !isLDH(byte) { forbidden = byte }
+                }
+                continue
+            }
+            let label = bytes[labelStart..<index]
+            guard !label.isEmpty else { return .failure(JIDError(.emptyDomainLabel)) }
+            guard label.count <= JID.maximumLabelLength else {
+                return .failure(JIDError(.domainLabelTooLong(label: asciiLowercased(label), bytes: label.count)))
+            }
+            if let forbidden {
+                return .failure(JIDError(.forbiddenCharacter(.domainpart, Unicode.Scalar(forbidden))))
+            }
+            if label.first == UInt8(ascii: "-") || label.last == UInt8(ascii: "-") {
+                return .failure(JIDError(.hyphenAtDomainLabelEdge(label: asciiLowercased(label))))
+            }
+            if index < bytes.count {
+                labelStart = index + 1
+                allDigits = true
+            }
         }
-        let domain = String(decoding: bytes, as: UTF8.self)
-        try checkIPv4IfNumeric(domain, lastLabel: lastLabel)
-        return domain
+        let domain = hasUppercase ? asciiLowercased(bytes) : String(decoding: bytes, as: UTF8.self)
+        // RFC 1123 §2.1: a top-level label is never all digits, so a domainpart
+        // whose last label is all digits must be an IPv4 dotted quad.
+        if allDigits, !IPAddress.isIPv4(bytes) {
+            return .failure(JIDError(.invalidIPv4Address(domain)))
+        }
+        return .success(domain)
     }
 
     /// A host-name label (RFC 1123 §2.1): 1...63 letters, digits and hyphens,
@@ -299,8 +337,29 @@ enum JIDParts {
 
     // MARK: ASCII helpers
 
+    /// Calls `body` with the part's UTF-8 bytes, in place when the string is
+    /// stored contiguously (native Swift strings), else from a copy.
+    static func withBytes<R>(_ utf8: Substring.UTF8View, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let result = utf8.withContiguousStorageIfAvailable(body) { return result }
+        return Array(utf8).withUnsafeBufferPointer(body)
+    }
+
+    /// The byte offsets of the first `/` and of the first `@` before it
+    /// (RFC 7622 §3.1: a JID is split at the first `/`, then the first `@`).
+    static func delimiterOffsets(_ bytes: UnsafeBufferPointer<UInt8>) -> (slash: Int?, at: Int?) {
+        var at: Int?
+        for index in bytes.indices {
+            switch bytes[index] {
+            case UInt8(ascii: "/"): return (index, at)
+            case UInt8(ascii: "@") where at == nil: at = index
+            default: continue
+            }
+        }
+        return (nil, at)
+    }
+
     private static func isASCII(_ part: Substring) -> Bool {
-        part.utf8.allSatisfy { $0 < 0x80 }
+        withBytes(part.utf8) { bytes in bytes.allSatisfy { $0 < 0x80 } }
     }
 
     private static func isASCIIWhitespace(_ byte: UInt8) -> Bool {
@@ -320,7 +379,7 @@ enum JIDParts {
         (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || isASCIIDigit(byte) || byte == UInt8(ascii: "-")
     }
 
-    private static func asciiLowercased(_ utf8: Substring.UTF8View) -> String {
+    private static func asciiLowercased(_ utf8: some Collection<UInt8>) -> String {
         String(unsafeUninitializedCapacity: utf8.count) { buffer in
             var index = 0
             for byte in utf8 {
