@@ -1,0 +1,179 @@
+import Logging
+import NIOCore
+import NIOPosix
+import XMPPCore
+import XMPPSASL
+import XMPPStream
+import XMPPTLS
+
+/// One negotiated TCP stream to the server: the XEP-0225 stream that carries every
+/// hostname, or one XEP-0114 stream for one hostname.
+final class ComponentStream: Sendable {
+    /// What to negotiate.
+    enum Kind: Sendable {
+        case xep0225(allowsLegacyFallback: Bool)
+        case xep0114(hostname: String)
+    }
+
+    /// How connecting ended, when it did not fail.
+    enum Outcome: Sendable {
+        case connected(ComponentStream)
+        case fallBackToLegacy(reason: String)
+    }
+
+    let channel: any Channel
+    let negotiated: NegotiatedStream
+    let kind: Kind
+
+    private init(channel: any Channel, negotiated: NegotiatedStream, kind: Kind) {
+        self.channel = channel
+        self.negotiated = negotiated
+        self.kind = kind
+    }
+
+    var info: ConnectionInfo {
+        ConnectionInfo(
+            protocolMode: self.negotiated.componentProtocol == .xep0225 ? .xep0225 : .xep0114,
+            tlsVersion: self.negotiated.tls.map { "\($0.version)" },
+            tlsCipherSuite: self.negotiated.tls?.cipherSuite,
+            saslMechanism: self.negotiated.sasl?.mechanism,
+            streamID: self.negotiated.streamID)
+    }
+
+    var closeFuture: EventLoopFuture<Void> { self.channel.closeFuture }
+
+    func write(_ element: Element) -> EventLoopFuture<Void> {
+        self.channel.writeAndFlush(XMLStreamFrame.element(element))
+    }
+
+    /// Sends `</stream:stream>`, waits for the server to close its side (bounded), then closes.
+    func closeGracefully(timeout: TimeAmount = .seconds(5)) async {
+        let channel = self.channel
+        let closed = channel.closeFuture
+        channel.writeAndFlush(XMLStreamFrame.close, promise: nil)
+        let timer = channel.eventLoop.scheduleTask(in: timeout) {
+            channel.close(promise: nil)
+        }
+        try? await closed.get()
+        timer.cancel()
+    }
+
+    /// Opens a TCP connection, runs the negotiation and returns the ready stream.
+    static func connect(
+        configuration: ComponentConfiguration,
+        kind: Kind,
+        group: any EventLoopGroup,
+        router: any StanzaRouting,
+        logger: Logger
+    ) async throws -> Outcome {
+        let tlsContext: OpenSSLContext?
+        if configuration.tlsMode == .none {
+            tlsContext = nil
+        } else {
+            tlsContext = try OpenSSLContext(client: configuration.tlsClientConfiguration)
+        }
+        try Self.checkPlaintextHandshakePolicy(configuration: configuration, kind: kind)
+
+        let outcomePromise = group.any().makePromise(of: NegotiationOutcome.self)
+        let contentNamespace: String
+        switch kind {
+        case .xep0225: contentNamespace = Namespace.client
+        case .xep0114: contentNamespace = Namespace.componentAccept
+        }
+        let limits = configuration.streamLimits
+        let serverName = configuration.tlsServerName ?? configuration.serverDomain
+        let direct = configuration.tlsMode == .direct
+        let machineTLS: ComponentNegotiationStateMachine.TLSPolicy
+        switch configuration.tlsMode {
+        case .startTLS: machineTLS = .startTLS
+        case .direct: machineTLS = .direct
+        case .none: machineTLS = .none
+        }
+        let sasl = SASLClient.Configuration(
+            authenticationIdentity: configuration.identity,
+            password: configuration.password.value,
+            serverFQDN: configuration.serverDomain,
+            allowedMechanisms: configuration.saslMechanisms,
+            hasClientCertificate: configuration.clientCertificateFile != nil)
+
+        let connectTimeout = TimeAmount.nanoseconds(Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000)
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let operations = channel.pipeline.syncOperations
+                    if direct, let tlsContext {
+                        try operations.addHandler(OpenSSLHandler(context: tlsContext, serverName: serverName))
+                    }
+                    try operations.addHandler(XMLStreamHandler(contentNamespace: contentNamespace, limits: limits))
+                    let mode: ComponentNegotiationHandler.Mode
+                    switch kind {
+                    case .xep0225(let allowsFallback):
+                        let machine = ComponentNegotiationStateMachine(
+                            configuration: .init(
+                                serverDomain: configuration.serverDomain,
+                                defaultHostname: configuration.identity,
+                                tls: machineTLS,
+                                allowsLegacyFallback: allowsFallback))
+                        mode = .xep0225(machine, sasl: sasl, tls: tlsContext, tlsServerName: serverName)
+                    case .xep0114(let hostname):
+                        mode = .xep0114(
+                            LegacyComponentNegotiationStateMachine(
+                                hostname: hostname, secret: configuration.secret(for: hostname).value))
+                    }
+                    let negotiation = ComponentNegotiationHandler(mode: mode, eventLoop: channel.eventLoop)
+                    negotiation.outcome.cascade(to: outcomePromise)
+                    try operations.addHandler(negotiation)
+                    try operations.addHandler(StanzaRouterHandler(router: router))
+                }
+            }
+            .connect(host: configuration.host, port: configuration.port)
+            .get()
+
+        let timeout = channel.eventLoop.scheduleTask(in: connectTimeout) {
+            outcomePromise.fail(
+                NegotiationError(.closedDuringNegotiation, "negotiation did not finish within \(configuration.connectTimeout)"))
+            channel.close(promise: nil)
+        }
+        defer { timeout.cancel() }
+        do {
+            switch try await outcomePromise.futureResult.get() {
+            case .negotiated(let negotiated):
+                let stream = ComponentStream(channel: channel, negotiated: negotiated, kind: kind)
+                logger.info(
+                    "component stream negotiated",
+                    metadata: [
+                        "component.protocol": "\(negotiated.componentProtocol.rawValue)",
+                        "tls.version": "\(negotiated.tls.map { "\($0.version)" } ?? "none")",
+                        "sasl.mechanism": "\(negotiated.sasl?.mechanism ?? "none")",
+                    ])
+                return .connected(stream)
+            case .fallBackToLegacy(let reason):
+                try? await channel.close()
+                return .fallBackToLegacy(reason: reason)
+            }
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+
+    /// The XEP-0114 handshake digest can be attacked offline: never send it in cleartext to
+    /// anything but loopback unless the configuration says so in words.
+    static func checkPlaintextHandshakePolicy(configuration: ComponentConfiguration, kind: Kind) throws {
+        guard case .xep0114(let hostname) = kind, configuration.tlsMode == .none,
+            !configuration.allowPlaintextHandshake, !Self.isLoopback(configuration.host)
+        else { return }
+        throw NegotiationError(
+            .tlsNotOffered,
+            "refusing to send the XEP-0114 handshake for \(hostname) over plaintext to \(configuration.host): "
+                + "use tls = \"direct\", or set allow_plaintext_handshake = true if the network is trusted")
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        let lowered = host.lowercased()
+        if lowered == "localhost" || lowered == "::1" || lowered == "[::1]" { return true }
+        return lowered.hasPrefix("127.")
+    }
+}
