@@ -30,15 +30,40 @@ extension Element {
     ///   - streamNamespace: The default namespace in scope (see ``serialized(streamNamespace:)``).
     public func serialize(into output: inout String, streamNamespace: String? = nil) {
         var prefixes = XMLPrefixScope()
-        self.write(into: &output, inScopeDefault: streamNamespace ?? "", prefixes: &prefixes)
+        self.write(into: &output, inScopeDefault: streamNamespace ?? "", streamPrefix: false, prefixes: &prefixes)
     }
 
-    private func write(into output: inout String, inScopeDefault: String, prefixes: inout XMLPrefixScope) {
+    /// Appends the element as it is written inside an XMPP stream whose header declares
+    /// `xmlns:stream='http://etherx.jabber.org/streams'`.
+    ///
+    /// The same as ``serialize(into:streamNamespace:)``, except that elements in
+    /// ``Namespace/stream`` are written with the `stream:` prefix and no declaration
+    /// (`<stream:features>`, `<stream:error>`), as RFC 6120 §4.8.5 recommends.
+    ///
+    /// - Parameters:
+    ///   - output: The string to append to.
+    ///   - streamNamespace: The stream's content namespace (the default namespace in scope).
+    ///   - streamPrefixInScope: Whether the `stream` prefix is bound to ``Namespace/stream``.
+    public func serialize(into output: inout String, streamNamespace: String, streamPrefixInScope: Bool) {
+        var prefixes = XMLPrefixScope()
+        self.write(into: &output, inScopeDefault: streamNamespace, streamPrefix: streamPrefixInScope, prefixes: &prefixes)
+    }
+
+    private func write(
+        into output: inout String,
+        inScopeDefault: String,
+        streamPrefix: Bool,
+        prefixes: inout XMLPrefixScope
+    ) {
         output.append("<")
-        output.append(self.name.localName)
         let namespace = self.name.namespace
+        let prefixed = streamPrefix && namespace == Namespace.stream
+        if prefixed {
+            output.append("stream:")
+        }
+        output.append(self.name.localName)
         var childDefault = inScopeDefault
-        if !Self.sameDefaultNamespace(namespace, inScopeDefault) {
+        if !prefixed && !Self.sameDefaultNamespace(namespace, inScopeDefault) {
             output.append(" xmlns='")
             XMLEscaping.appendAttributeValue(namespace, to: &output)
             output.append("'")
@@ -79,12 +104,17 @@ extension Element {
             for child in self.children {
                 switch child {
                 case .element(let element):
-                    element.write(into: &output, inScopeDefault: childDefault, prefixes: &prefixes)
+                    element.write(
+                        into: &output,
+                        inScopeDefault: childDefault,
+                        streamPrefix: streamPrefix,
+                        prefixes: &prefixes
+                    )
                 case .text(let text):
                     XMLEscaping.appendText(text, to: &output)
                 }
             }
-            output.append("</")
+            output.append(prefixed ? "</stream:" : "</")
             output.append(self.name.localName)
             output.append(">")
         }

@@ -1,0 +1,38 @@
+// swift-tools-version:6.1
+//
+// Benchmarks for swift-xmpp-component, kept out of the root package so that its
+// users never build them. Run in release mode:
+//
+//   swift run -c release --package-path Benchmarks xmpp-benchmarks decode
+//   swift run -c release --package-path Benchmarks xmpp-benchmarks decode --smoke
+
+import PackageDescription
+
+let package = Package(
+    name: "xmpp-benchmarks",
+    platforms: [.macOS(.v14)],
+    dependencies: [
+        .package(name: "swift-xmpp-component", path: ".."),
+    ],
+    targets: [
+        // expat itself, for the bare-parser ceiling (the root package's CExpat is not a product).
+        .systemLibrary(
+            name: "CExpatBenchmark",
+            pkgConfig: "expat",
+            providers: [.apt(["libexpat1-dev"])]
+        ),
+        .executableTarget(
+            name: "xmpp-benchmarks",
+            dependencies: [
+                "CExpatBenchmark",
+                .product(name: "XMPPCore", package: "swift-xmpp-component"),
+                .product(name: "XMPPStream", package: "swift-xmpp-component"),
+            ],
+            swiftSettings: [
+                .enableUpcomingFeature("ExistentialAny"),
+                .enableUpcomingFeature("InternalImportsByDefault"),
+                .enableUpcomingFeature("MemberImportVisibility"),
+            ]
+        ),
+    ]
+)

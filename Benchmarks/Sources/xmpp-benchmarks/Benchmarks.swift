@@ -1,0 +1,142 @@
+import XMPPCore
+import XMPPStream
+
+/// `xmpp-benchmarks decode [--smoke] [--size MB] [--chunk BYTES] [--runs N]`
+@main
+enum Benchmarks {
+    static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        guard arguments.first == "decode" else {
+            print("usage: xmpp-benchmarks decode [--smoke] [--size MB] [--chunk BYTES] [--runs N]")
+            return
+        }
+        arguments.removeFirst()
+        var megabytes = 50
+        var chunkSize = 4096
+        var runs = 3
+        while let argument = arguments.first {
+            arguments.removeFirst()
+            switch argument {
+            case "--smoke":
+                megabytes = 2
+                runs = 1
+            case "--size": megabytes = Int(arguments.removeFirst()) ?? megabytes
+            case "--chunk": chunkSize = Int(arguments.removeFirst()) ?? chunkSize
+            case "--runs": runs = Int(arguments.removeFirst()) ?? runs
+            default:
+                print("unknown argument \(argument)")
+                return
+            }
+        }
+        Decode(megabytes: megabytes, chunkSize: chunkSize, runs: runs).run()
+    }
+}
+
+struct Decode {
+    let megabytes: Int
+    let chunkSize: Int
+    let runs: Int
+
+    /// A synthetic component stream: one header, then message stanzas with 150-byte bodies.
+    static func makeStream(bytes target: Int) -> (bytes: [UInt8], stanzas: Int) {
+        var text =
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+            + "xmlns:stream='http://etherx.jabber.org/streams' from='component.example.com' id='bench-1'>"
+        let words = ["hello", "world", "quick", "brown", "fox", "jumps", "über", "lazy", "dog", "&amp;", "café", "😀"]
+        var bytes = Array(text.utf8)
+        bytes.reserveCapacity(target + 1024)
+        var stanzas = 0
+        while bytes.count < target {
+            var body = ""
+            var index = stanzas
+            while body.utf8.count < 150 {
+                body += words[index % words.count] + " "
+                index = (index * 7 + 3) % 1009
+            }
+            text =
+                "<message from='user\(stanzas % 977)@example.com/res-\(stanzas % 13)' to='bot@component.example.com' "
+                + "type='chat' id='msg-\(stanzas)' xml:lang='en'><body>\(body)</body>"
+                + "<active xmlns='http://jabber.org/protocol/chatstates'/></message>\n"
+            bytes += text.utf8
+            stanzas += 1
+        }
+        return (bytes, stanzas)
+    }
+
+    func run() {
+        let (bytes, stanzas) = Self.makeStream(bytes: self.megabytes << 20)
+        let megabytes = Double(bytes.count) / 1_048_576
+        print(
+            "decode: \(String(format1: megabytes)) MiB, \(stanzas) message stanzas, \(self.chunkSize)-byte chunks, best of \(self.runs) runs (release build expected)"
+        )
+        var bestBare = Duration.seconds(1_000_000)
+        var bestStream = Duration.seconds(1_000_000)
+        for _ in 0..<self.runs {
+            let clock = ContinuousClock()
+            var counted = 0
+            let bare = clock.measure { counted = BareExpat().run(bytes, chunkSize: self.chunkSize) }
+            precondition(counted == stanzas, "bare expat counted \(counted) of \(stanzas)")
+            bestBare = min(bestBare, bare)
+            let parsed = clock.measure { counted = Self.parseWithStreamParser(bytes, chunkSize: self.chunkSize) }
+            precondition(counted == stanzas, "XMLStreamParser produced \(counted) of \(stanzas)")
+            bestStream = min(bestStream, parsed)
+        }
+        let bareSeconds = bestBare.seconds
+        let streamSeconds = bestStream.seconds
+        func line(_ name: String, _ seconds: Double) -> String {
+            "\(name): \(String(format1: megabytes / seconds)) MiB/s, \(Int(Double(stanzas) / seconds)) stanzas/s (\(String(format3: seconds)) s)"
+        }
+        print(line("bare expat (count only)", bareSeconds))
+        print(line("XMLStreamParser (Element trees)", streamSeconds))
+        print("ratio XMLStreamParser / bare expat: \(String(format1: 100 * bareSeconds / streamSeconds))%")
+    }
+
+    static func parseWithStreamParser(_ bytes: [UInt8], chunkSize: Int) -> Int {
+        let parser = XMLStreamParser()
+        var elements = 0
+        var bodyBytes = 0
+        bytes.withUnsafeBytes { all in
+            var offset = 0
+            while offset < all.count {
+                let count = min(chunkSize, all.count - offset)
+                parser.feed(UnsafeRawBufferPointer(rebasing: all[offset..<offset + count]))
+                offset += count
+                do {
+                    while let event = try parser.nextEvent() {
+                        if case .element(let element) = event {
+                            elements += 1
+                            bodyBytes &+= element.children.count
+                        }
+                    }
+                } catch {
+                    fatalError("XMLStreamParser: \(error)")
+                }
+            }
+        }
+        precondition(bodyBytes > 0)
+        return elements
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = self.components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
+
+extension String {
+    /// Fixed-point formatting without Foundation.
+    init(format1 value: Double) { self = Self.fixed(value, digits: 1) }
+    init(format3 value: Double) { self = Self.fixed(value, digits: 3) }
+
+    private static func fixed(_ value: Double, digits: Int) -> String {
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = Int((value * scale).rounded())
+        let whole = scaled / Int(scale)
+        var fraction = String(abs(scaled) % Int(scale))
+        while fraction.count < digits { fraction = "0" + fraction }
+        return "\(whole).\(fraction)"
+    }
+}

@@ -1,0 +1,182 @@
+public import NIOCore
+import XMPPCore
+
+/// The XML stream codec as a SwiftNIO handler: bytes in, ``XMLStreamEvent``s out;
+/// ``XMLStreamFrame``s in, bytes out.
+///
+/// Inbound, it feeds every read to an ``XMLStreamParser`` and fires one `channelRead`
+/// per event. Outbound, it writes frames with an ``XMLStreamEncoder``.
+///
+/// ## Restarts
+///
+/// A later handler restarts the stream synchronously, while it handles the element that
+/// calls for it (`<success/>`, `<proceed/>`…), by sending ``Restart`` as an outbound user
+/// event:
+///
+/// ```swift
+/// context.triggerUserOutboundEvent(XMLStreamHandler.Restart.carryingOverPendingInput, promise: nil)
+/// ```
+///
+/// The restart applies to the bytes that followed that element in the same read: they
+/// are parsed as the new stream. The encoder also forgets its header, so the next
+/// ``XMLStreamFrame/header(_:)`` opens the new outgoing stream. With
+/// ``Restart/rejectingPendingInput`` (STARTTLS) pipelined bytes are a stream error.
+///
+/// ## Errors
+///
+/// When the peer's input is rejected, the handler writes its stream header if it has
+/// not sent one yet (RFC 6120 §4.9.1.1), then `<stream:error>` and `</stream:stream>`,
+/// fires `errorCaught` with an ``XMLStreamHandlerError`` and closes the channel.
+public final class XMLStreamHandler: ChannelDuplexHandler {
+    /// Bytes from the peer.
+    public typealias InboundIn = ByteBuffer
+    /// Parsed events.
+    public typealias InboundOut = XMLStreamEvent
+    /// Frames to write.
+    public typealias OutboundIn = XMLStreamFrame
+    /// Bytes to the peer.
+    public typealias OutboundOut = ByteBuffer
+
+    /// An outbound user event that restarts the stream (see ``XMLStreamHandler``).
+    public struct Restart: Hashable, Sendable {
+        fileprivate let rejectsPendingInput: Bool
+
+        /// After SASL success (or a XEP-0225 restart): bytes already received after the
+        /// element are the start of the new stream.
+        public static let carryingOverPendingInput = Restart(rejectsPendingInput: false)
+        /// After STARTTLS: bytes already received after the element are refused with a
+        /// `policy-violation` stream error, since the new stream must come through TLS.
+        public static let rejectingPendingInput = Restart(rejectsPendingInput: true)
+    }
+
+    private enum State {
+        case open
+        case failed
+        case closed
+    }
+
+    private let parser: XMLStreamParser
+    private var encoder: XMLStreamEncoder
+    private var state = State.open
+    private var peerHeader: StreamHeader?
+    private var decoding = false
+
+    /// Creates the handler.
+    /// - Parameters:
+    ///   - contentNamespace: The content namespace of the streams written (used for elements
+    ///     written before a header, and for the header sent with an early stream error).
+    ///   - limits: The limits enforced on the peer's input.
+    public init(contentNamespace: String, limits: XMLStreamLimits = .default) {
+        self.parser = XMLStreamParser(limits: limits)
+        self.encoder = XMLStreamEncoder(contentNamespace: contentNamespace)
+    }
+
+    // MARK: Inbound
+
+    /// Parses the bytes and fires one `channelRead` per event.
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .open = self.state else { return }
+        let buffer = Self.unwrapInboundIn(data)
+        buffer.withUnsafeReadableBytes { self.parser.feed($0) }
+        // A handler may (in theory) cause a re-entrant read; the outer loop then drains it.
+        guard !self.decoding else { return }
+        self.decoding = true
+        defer { self.decoding = false }
+        do {
+            while case .open = self.state, let event = try self.parser.nextEvent() {
+                if case .streamOpened(let header) = event {
+                    self.peerHeader = header
+                }
+                context.fireChannelRead(Self.wrapInboundOut(event))
+            }
+        } catch {
+            self.fail(context: context, error: error)
+        }
+    }
+
+    /// Marks the stream closed and passes the event on.
+    public func channelInactive(context: ChannelHandlerContext) {
+        self.state = .closed
+        context.fireChannelInactive()
+    }
+
+    // MARK: Outbound
+
+    /// Encodes a frame and writes it.
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        var text = ""
+        self.encoder.encode(Self.unwrapOutboundIn(data), into: &text)
+        context.write(Self.wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: promise)
+    }
+
+    /// Carries out a ``Restart``; other events are passed on.
+    public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let restart = event as? Restart else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        do {
+            try self.restart(restart, context: context)
+            promise?.succeed()
+        } catch {
+            promise?.fail(XMLStreamHandlerError(streamError: error))
+        }
+    }
+
+    private func restart(_ restart: Restart, context: ChannelHandlerContext) throws(StreamError) {
+        guard case .open = self.state else { return }
+        if restart.rejectsPendingInput {
+            do {
+                try self.parser.restartRejectingPendingInput()
+            } catch {
+                self.fail(context: context, error: error)
+                throw error
+            }
+        } else {
+            self.parser.restart()
+        }
+        self.encoder.reset()
+        self.peerHeader = nil
+    }
+
+    // MARK: Errors
+
+    private func fail(context: ChannelHandlerContext, error: StreamError) {
+        guard case .open = self.state else { return }
+        self.state = .failed
+        var text = ""
+        if !self.encoder.headerSent {
+            let header = StreamHeader(
+                contentNamespace: self.encoder.contentNamespace,
+                from: self.peerHeader?.to,
+                version: "1.0"
+            )
+            self.encoder.encode(.header(header), into: &text)
+        }
+        self.encoder.encode(.element(error.element), into: &text)
+        self.encoder.encode(.close, into: &text)
+        context.writeAndFlush(Self.wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: nil)
+        context.fireErrorCaught(XMLStreamHandlerError(streamError: error))
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension XMLStreamHandler: Sendable {}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// Adds an ``XMLStreamHandler`` at the end of the pipeline.
+    /// - Parameters:
+    ///   - contentNamespace: The content namespace of the streams written.
+    ///   - limits: The limits enforced on the peer's input.
+    /// - Returns: The handler, to keep for later use.
+    @discardableResult
+    public func addXMLStreamHandler(
+        contentNamespace: String,
+        limits: XMLStreamLimits = .default
+    ) throws -> XMLStreamHandler {
+        let handler = XMLStreamHandler(contentNamespace: contentNamespace, limits: limits)
+        try self.addHandler(handler)
+        return handler
+    }
+}
