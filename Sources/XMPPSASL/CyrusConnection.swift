@@ -81,6 +81,21 @@ private enum CyrusCallbacks {
             return SASL_OK
         }
 
+    /// `SASL_CB_PROXY_POLICY`: the same rule as Cyrus' default (an authorization identity must
+    /// equal the authenticated identity), but answering `SASL_NOAUTHZ` instead of
+    /// `SASL_BADAUTH`, so the failure becomes RFC 6120 `<invalid-authzid/>`.
+    static let proxyPolicy:
+        @convention(c) (
+            OpaquePointer?, UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UInt32, UnsafePointer<CChar>?, UInt32,
+            UnsafePointer<CChar>?, UInt32, OpaquePointer?
+        ) -> Int32 = { _, _, requested, requestedLength, authenticated, authenticatedLength, _, _, _ in
+            guard let requested, requestedLength > 0 else { return SASL_OK }
+            guard let authenticated, requestedLength == authenticatedLength,
+                memcmp(requested, authenticated, Int(requestedLength)) == 0
+            else { return SASL_NOAUTHZ }
+            return SASL_OK
+        }
+
     static let simple:
         @convention(c) (
             UnsafeMutableRawPointer?, Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>?,
@@ -247,7 +262,10 @@ final class CyrusConnection {
         try CyrusSASL.ensureInitialized()
         let owner = CyrusConnection(
             context: context,
-            callbacks: [(SASL_CB_GETOPT, unsafeBitCast(CyrusCallbacks.getopt, to: CyrusGenericCallback.self))]
+            callbacks: [
+                (SASL_CB_GETOPT, unsafeBitCast(CyrusCallbacks.getopt, to: CyrusGenericCallback.self)),
+                (SASL_CB_PROXY_POLICY, unsafeBitCast(CyrusCallbacks.proxyPolicy, to: CyrusGenericCallback.self)),
+            ]
         )
         var connection: OpaquePointer?
         let result = sasl_server_new(

@@ -325,6 +325,9 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
         Mirror(self, children: ["configuration": self.configuration, "mechanism": self.mechanism as Any])
     }
 
+    /// The Cyrus connection, for tests that check the password buffer is wiped.
+    var connectionForTesting: CyrusConnection? { self.connection }
+
     // MARK: Private
 
     private static func response(_ output: [UInt8]?) -> Element {
