@@ -61,9 +61,8 @@ public struct SASLTransportSecurity: Sendable, Hashable, CustomStringConvertible
 
     /// TLS state and the binding types with their data lengths (never the data).
     public var description: String {
-        let bindings = self.channelBindings.keys.map(\.rawValue).sorted().map {
-            "\($0)(\(self.channelBindings[SASLChannelBindingType(rawValue: $0)!]!.count) bytes)"
-        }
+        let bindings = self.channelBindings.sorted { $0.key.rawValue < $1.key.rawValue }
+            .map { "\($0.key)(\($0.value.count) bytes)" }
         let version = self.isTLS13 ? "TLS 1.3" : "TLS < 1.3"
         return self.isTLSActive
             ? "SASLTransportSecurity(\(version), bindings: [\(bindings.joined(separator: ", "))])"

@@ -150,6 +150,12 @@ import XMPPCore
         #expect(client.description.contains("component.example.com"))
     }
 
+    @Test func transportDescriptionShowsLengthsNotBindingData() {
+        let transport = SASLTransportSecurity.tls13([.tlsExporter: Self.exporter, .tlsServerEndPoint: Self.endPoint])
+        #expect(transport.description == "SASLTransportSecurity(TLS 1.3, bindings: [tls-exporter(32 bytes), tls-server-end-point(32 bytes)])")
+        #expect(SASLTransportSecurity.plaintext.description == "SASLTransportSecurity(plaintext)")
+    }
+
     @Test func passwordBufferIsWipedWhenTheExchangeFails() throws {
         let client = try makeClient(.tls13())
         _ = try client.start(features: features(["SCRAM-SHA-256"]))
