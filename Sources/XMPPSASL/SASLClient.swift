@@ -184,17 +184,23 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
         if selection.mechanism != "EXTERNAL", let password = self.configuration.password {
             context.setPassword(password)
         }
-        let connection = try CyrusConnection.client(
-            service: self.configuration.service,
-            serverFQDN: self.configuration.serverFQDN,
-            context: context
-        )
-        self.connection = connection
-        if let type = selection.bindingType, let data = self.transport.channelBindings[type] {
-            try connection.setChannelBinding(type, data: data)
-        }
-        if selection.mechanism == "EXTERNAL" {
-            try connection.setExternalIdentity(self.configuration.authenticationIdentity)
+        let connection: CyrusConnection
+        do {
+            connection = try CyrusConnection.client(
+                service: self.configuration.service,
+                serverFQDN: self.configuration.serverFQDN,
+                context: context
+            )
+            self.connection = connection
+            if let type = selection.bindingType, let data = self.transport.channelBindings[type] {
+                try connection.setChannelBinding(type, data: data)
+            }
+            if selection.mechanism == "EXTERNAL" {
+                try connection.setExternalIdentity(self.configuration.authenticationIdentity)
+            }
+        } catch {
+            context.wipePassword()
+            throw error
         }
 
         // Cyrus picks the gs2 flag from the list it is given (NATIVE-LIBS §3 item 4): one
