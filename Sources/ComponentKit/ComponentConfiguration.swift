@@ -79,6 +79,8 @@ public struct ComponentConfiguration: Sendable {
     public var handlerQueueDepth = 256
     /// What the built-in XEP-0092 answers with.
     public var softwareVersion: SoftwareVersion = .sdk
+    /// When and how fast to reconnect.
+    public var reconnectPolicy = ReconnectPolicy()
 
     /// Creates a configuration with the defaults above.
     /// - Parameters:
@@ -110,5 +112,45 @@ public struct ComponentConfiguration: Sendable {
         tls.certificateChainFile = self.clientCertificateFile
         tls.privateKeyFile = self.clientKeyFile
         return tls
+    }
+}
+
+/// When and how fast a ``ComponentConnection`` reconnects.
+///
+/// Delays grow exponentially from ``initialDelay`` by ``multiplier`` up to
+/// ``maximumDelay``, each with random jitter (50–100 % of the delay) so that many
+/// components restarting together do not reconnect in lockstep. A connection that stayed
+/// up for ``stableAfter`` starts again from ``initialDelay``.
+public struct ReconnectPolicy: Hashable, Sendable {
+    /// The first delay.
+    public var initialDelay: Duration
+    /// The factor applied after each failure.
+    public var multiplier: Double
+    /// The longest delay.
+    public var maximumDelay: Duration
+    /// How long a connection must last to reset the delay.
+    public var stableAfter: Duration
+    /// Consecutive failed attempts after which ``ComponentConnection/run()`` throws;
+    /// `nil` retries forever.
+    public var maxAttempts: Int?
+
+    /// Creates a policy.
+    public init(
+        initialDelay: Duration = .milliseconds(500), multiplier: Double = 2, maximumDelay: Duration = .seconds(60),
+        stableAfter: Duration = .seconds(30), maxAttempts: Int? = nil
+    ) {
+        self.initialDelay = initialDelay
+        self.multiplier = multiplier
+        self.maximumDelay = maximumDelay
+        self.stableAfter = stableAfter
+        self.maxAttempts = maxAttempts
+    }
+}
+
+extension ComponentConfiguration {
+    /// The reconnect policy; see ``ReconnectPolicy``.
+    public var reconnect: ReconnectPolicy {
+        get { self.reconnectPolicy }
+        set { self.reconnectPolicy = newValue }
     }
 }

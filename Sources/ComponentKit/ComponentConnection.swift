@@ -1,6 +1,6 @@
 public import Logging
 public import NIOCore
-import NIOPosix
+public import NIOPosix
 public import ServiceLifecycle
 import Synchronization
 public import XMPPCore
@@ -602,6 +602,10 @@ public final class ComponentConnection: Service, Sendable {
         } onCancel: {
             pending.fail(id: id, CancellationError())
         }
+    }
+
+    func recordStreamError(_ error: StreamError) {
+        self.state.withLock { $0.lastError = "\(error)" }
     }
 
     // MARK: Events

@@ -295,9 +295,10 @@ public final class ComponentNegotiationHandler: ChannelDuplexHandler, RemovableC
         // No cleartext may follow <proceed/>: bytes already read after it are an injection attempt.
         let restart = context.eventLoop.makePromise(of: Void.self)
         context.triggerUserOutboundEvent(XMLStreamHandler.Restart.rejectingPendingInput, promise: restart)
-        restart.futureResult.whenFailure { [weak self] error in
-            guard let self else { return }
-            self.failAndClose(
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        restart.futureResult.whenFailure { error in
+            let (handler, context) = bound.value
+            handler.failAndClose(
                 NegotiationError(
                     .unexpectedElement(QualifiedName(Namespace.tls, "proceed")),
                     "the server sent cleartext after <proceed/> (possible STARTTLS command injection)",
