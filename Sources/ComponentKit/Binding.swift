@@ -23,6 +23,8 @@ final class Binding: Sendable {
     let handler: any ComponentHandler
     let mailbox: Mailbox
     let state = Mutex<State>(.pending)
+    /// The hostname's own stream in XEP-0114 mode.
+    let legacyStreamBox = Mutex<ComponentStream?>(nil)
     let stanzasIn = Atomic<Int>(0)
     let stanzasOut = Atomic<Int>(0)
     /// Waiters for the first bind outcome of ``ComponentConnection/bind(_:handler:)``.
@@ -33,6 +35,11 @@ final class Binding: Sendable {
         self.requested = requested
         self.handler = handler
         self.mailbox = Mailbox(depth: queueDepth)
+    }
+
+    var legacyStream: ComponentStream? {
+        get { self.legacyStreamBox.withLock { $0 } }
+        set { self.legacyStreamBox.withLock { $0 = newValue } }
     }
 
     var currentState: State {

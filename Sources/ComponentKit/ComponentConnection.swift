@@ -41,9 +41,19 @@ public final class ComponentConnection: Service, Sendable {
         var lastError: String?
         var subscribers: [Int: AsyncStream<ComponentEvent>.Continuation] = [:]
         var nextSubscriber = 0
-        var workerStarter: AsyncStream<Binding>.Continuation?
+        var workerStarter: AsyncStream<Spawn>.Continuation?
+        /// Whether hostnames are served by XEP-0114 streams (configured, or after a fallback).
+        var legacy = false
         var shutdownWaiter: CheckedContinuation<Void, Never>?
         var shutdownRequested = false
+    }
+
+    /// Work that ``run()`` starts in its task group.
+    enum Spawn: Sendable {
+        /// A hostname's handler loop.
+        case worker(Binding)
+        /// A hostname's own XEP-0114 stream, kept up until it is unbound.
+        case legacyStream(Binding)
     }
 
     private let state = Mutex(State())
@@ -133,6 +143,12 @@ public final class ComponentConnection: Service, Sendable {
         guard let key = Self.routingKey(hostname), let binding = self.lookup(key) else {
             throw ComponentError(.notBound, "\(hostname) is not bound on this connection")
         }
+        if let stream = binding.legacyStream {
+            // XEP-0114: unbinding is closing the hostname's own stream.
+            self.removeBinding(binding, reason: "unbound")
+            await stream.closeGracefully()
+            return
+        }
         guard case .bound(let bound) = binding.currentState, let stream = self.currentStream else {
             self.removeBinding(binding, reason: "unbound while not connected")
             return
@@ -204,7 +220,7 @@ public final class ComponentConnection: Service, Sendable {
     public var status: ComponentStatus {
         self.state.withLock { state in
             ComponentStatus(
-                isConnected: state.stream != nil,
+                isConnected: state.stream != nil || state.bindings.values.contains { $0.legacyStream != nil },
                 connection: state.info,
                 lastError: state.lastError,
                 hostnames: state.bindings.values.map { binding in
@@ -247,13 +263,15 @@ public final class ComponentConnection: Service, Sendable {
     /// - Throws: A ``XMPPStream/NegotiationError`` or connection error when
     ///   ``ComponentConfiguration/maxConnectAttempts`` consecutive attempts failed.
     public func run() async throws {
-        let (starter, starterContinuation) = AsyncStream.makeStream(of: Binding.self)
+        let (starter, starterContinuation) = AsyncStream.makeStream(of: Spawn.self)
+        let legacy = self.configuration.protocolMode == .xep0114
         let existing = try self.state.withLock { state -> [Binding] in
             guard state.phase == .idle else {
                 throw ComponentError(.protocolViolation, "run() was called twice on the same ComponentConnection")
             }
             state.phase = state.shutdownRequested ? .shuttingDown : .running
             state.workerStarter = starterContinuation
+            state.legacy = legacy
             return Array(state.bindings.values)
         }
         defer {
@@ -268,13 +286,25 @@ public final class ComponentConnection: Service, Sendable {
             try await withThrowingDiscardingTaskGroup { group in
                 for binding in existing {
                     group.addTask { await self.work(binding) }
+                    if legacy {
+                        group.addTask { await self.superviseLegacyStream(binding) }
+                    }
                 }
                 group.addTask {
                     defer { starterContinuation.finish() }
-                    try await self.connectionLoop()
+                    if legacy {
+                        await self.waitForShutdownRequest()
+                    } else {
+                        try await self.connectionLoop()
+                    }
                 }
-                for await binding in starter {
-                    group.addTask { await self.work(binding) }
+                for await spawn in starter {
+                    switch spawn {
+                    case .worker(let binding):
+                        group.addTask { await self.work(binding) }
+                    case .legacyStream(let binding):
+                        group.addTask { await self.superviseLegacyStream(binding) }
+                    }
                 }
             }
         } onGracefulShutdown: {
@@ -284,7 +314,7 @@ public final class ComponentConnection: Service, Sendable {
 
     // MARK: Connection loop
 
-    private var isShuttingDown: Bool {
+    var isShuttingDown: Bool {
         self.state.withLock { $0.phase != .running }
     }
 
@@ -308,10 +338,11 @@ public final class ComponentConnection: Service, Sendable {
                     failures = 0
                     try await self.serve(stream)
                 case .fallBackToLegacy(let reason):
-                    self.emit(.fellBackToLegacy(reason: reason))
-                    throw ComponentError(
-                        .protocolViolation,
-                        "the server is a XEP-0114 component port (\(reason)); the XEP-0114 fallback is not available in this build")
+                    self.logger.notice(
+                        "falling back to XEP-0114: one stream per hostname", metadata: ["reason": "\(reason)"])
+                    self.switchToLegacy(reason: reason)
+                    await self.waitForShutdownRequest()
+                    return
                 }
             } catch {
                 failures += 1
@@ -336,11 +367,8 @@ public final class ComponentConnection: Service, Sendable {
 
     private func serve(_ stream: ComponentStream) async throws {
         let info = stream.info
-        self.state.withLock { state in
-            state.stream = stream
-            state.info = info
-            state.lastError = nil
-        }
+        self.recordConnected(info)
+        self.state.withLock { $0.stream = stream }
         self.emit(.connected(info))
         await self.bindAllPending(on: stream)
 
@@ -387,7 +415,7 @@ public final class ComponentConnection: Service, Sendable {
         self.emit(.disconnected(reason: reason))
     }
 
-    private func waitForShutdownRequest() async {
+    func waitForShutdownRequest() async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let resumeNow = self.state.withLock { state -> Bool in
@@ -407,7 +435,7 @@ public final class ComponentConnection: Service, Sendable {
         }
     }
 
-    private func sleepUnlessShutdown(_ duration: Duration) async {
+    func sleepUnlessShutdown(_ duration: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await Task.sleep(for: duration) }
             group.addTask { await self.waitForShutdownRequest() }
@@ -432,7 +460,8 @@ public final class ComponentConnection: Service, Sendable {
         let binding = Binding(
             key: jid.domainpart, requested: jid.description, handler: handler,
             queueDepth: self.configuration.handlerQueueDepth)
-        let (starter, stream) = try self.state.withLock { state -> (AsyncStream<Binding>.Continuation?, ComponentStream?) in
+        let (starter, stream, legacy) = try self.state.withLock {
+            state -> (AsyncStream<Spawn>.Continuation?, ComponentStream?, Bool) in
             if let existing = state.bindings[binding.key], existing.currentState != .removed {
                 throw ComponentError(.alreadyBound, "\(existing.requested) is already bound on this connection")
             }
@@ -440,10 +469,12 @@ public final class ComponentConnection: Service, Sendable {
                 throw ComponentError(.shuttingDown, "the connection is shutting down")
             }
             state.bindings[binding.key] = binding
-            return (state.workerStarter, state.stream)
+            return (state.workerStarter, state.stream, state.legacy)
         }
-        starter?.yield(binding)
-        if let stream {
+        starter?.yield(.worker(binding))
+        if legacy {
+            starter?.yield(.legacyStream(binding))
+        } else if let stream {
             Task { await self.performBind(binding, on: stream) }
         }
         return binding
@@ -571,7 +602,7 @@ public final class ComponentConnection: Service, Sendable {
         } catch {
             throw ComponentError(.invalidStanza, "the stanza cannot be sent: \(error)")
         }
-        guard let stream = self.currentStream else {
+        guard let stream = binding.legacyStream ?? self.currentStream else {
             throw ComponentError(.notConnected, "not connected to the server")
         }
         binding.stanzasOut.add(1, ordering: .relaxed)
@@ -584,7 +615,11 @@ public final class ComponentConnection: Service, Sendable {
         let pending = self.pending
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<IQ, any Error>) in
-                guard pending.register(id: id, expectedFrom: iq.element["to"], continuation: continuation) else {
+                guard
+                    pending.register(
+                        id: id, expectedFrom: iq.element["to"], stream: ObjectIdentifier(stream),
+                        continuation: continuation)
+                else {
                     continuation.resume(
                         throwing: ComponentError(.invalidStanza, "an IQ request with id '\(id)' is already waiting for its answer"))
                     return
@@ -601,6 +636,29 @@ public final class ComponentConnection: Service, Sendable {
             }
         } onCancel: {
             pending.fail(id: id, CancellationError())
+        }
+    }
+
+    func recordConnected(_ info: ConnectionInfo) {
+        self.state.withLock { state in
+            state.info = info
+            state.lastError = nil
+        }
+    }
+
+    func recordError(_ description: String) {
+        self.state.withLock { $0.lastError = description }
+    }
+
+    /// Switches to XEP-0114 after a fallback: every registered hostname gets its own stream.
+    func switchToLegacy(reason: String) {
+        let (starter, bindings) = self.state.withLock { state -> (AsyncStream<Spawn>.Continuation?, [Binding]) in
+            state.legacy = true
+            return (state.workerStarter, Array(state.bindings.values))
+        }
+        self.emit(.fellBackToLegacy(reason: reason))
+        for binding in bindings {
+            starter?.yield(.legacyStream(binding))
         }
     }
 

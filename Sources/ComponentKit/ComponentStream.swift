@@ -67,7 +67,8 @@ final class ComponentStream: Sendable {
         logger: Logger
     ) async throws -> Outcome {
         let tlsContext: OpenSSLContext?
-        if configuration.tlsMode == .none {
+        if configuration.tlsMode == .none || (configuration.tlsMode == .startTLS && Self.isLegacy(kind)) {
+            // XEP-0114 has no STARTTLS: a legacy stream is direct TLS or plaintext.
             tlsContext = nil
         } else {
             tlsContext = try OpenSSLContext(client: configuration.tlsClientConfiguration)
@@ -162,13 +163,18 @@ final class ComponentStream: Sendable {
     /// The XEP-0114 handshake digest can be attacked offline: never send it in cleartext to
     /// anything but loopback unless the configuration says so in words.
     static func checkPlaintextHandshakePolicy(configuration: ComponentConfiguration, kind: Kind) throws {
-        guard case .xep0114(let hostname) = kind, configuration.tlsMode == .none,
+        guard case .xep0114(let hostname) = kind, configuration.tlsMode != .direct,
             !configuration.allowPlaintextHandshake, !Self.isLoopback(configuration.host)
         else { return }
         throw NegotiationError(
             .tlsNotOffered,
             "refusing to send the XEP-0114 handshake for \(hostname) over plaintext to \(configuration.host): "
                 + "use tls = \"direct\", or set allow_plaintext_handshake = true if the network is trusted")
+    }
+
+    static func isLegacy(_ kind: Kind) -> Bool {
+        if case .xep0114 = kind { return true }
+        return false
     }
 
     static func isLoopback(_ host: String) -> Bool {

@@ -12,6 +12,7 @@ final class PendingRequests: Sendable {
         var continuation: CheckedContinuation<IQ, any Error>
         var expectedFrom: JID?
         var timeout: Scheduled<Void>?
+        var stream: ObjectIdentifier?
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -35,11 +36,14 @@ final class PendingRequests: Sendable {
         self.entries.withLock { $0.count }
     }
 
-    func register(id: String, expectedFrom: String?, continuation: CheckedContinuation<IQ, any Error>) -> Bool {
+    func register(
+        id: String, expectedFrom: String?, stream: ObjectIdentifier? = nil,
+        continuation: CheckedContinuation<IQ, any Error>
+    ) -> Bool {
         let expected = expectedFrom.flatMap { try? JID($0) }
         return self.entries.withLock { entries in
             guard entries[id] == nil else { return false }
-            entries[id] = Entry(continuation: continuation, expectedFrom: expected, timeout: nil)
+            entries[id] = Entry(continuation: continuation, expectedFrom: expected, timeout: nil, stream: stream)
             return true
         }
     }
@@ -81,11 +85,16 @@ final class PendingRequests: Sendable {
         entry?.continuation.resume(throwing: error)
     }
 
-    func failAll(_ error: any Error) {
+    /// Fails every request (or only those sent on one stream).
+    func failAll(_ error: any Error, stream: ObjectIdentifier? = nil) {
         let all = self.entries.withLock { entries -> [Entry] in
-            let values = Array(entries.values)
-            entries.removeAll()
-            return values
+            guard let stream else {
+                let values = Array(entries.values)
+                entries.removeAll()
+                return values
+            }
+            let ids = entries.filter { $0.value.stream == stream }.map(\.key)
+            return ids.compactMap { entries.removeValue(forKey: $0) }
         }
         for entry in all {
             entry.timeout?.cancel()
