@@ -97,6 +97,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Examples (plugins shipped with component-host)
+        .target(
+            name: "EchoComponent",
+            dependencies: ["ComponentKit", "XMPPCore"],
+            path: "Examples/EchoComponent",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(
             name: "XMPPCoreTests",
@@ -120,6 +128,19 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ComponentKitTests",
+            dependencies: [
+                "ComponentKit",
+                "XMPPCore",
+                "XMPPStream",
+                "EchoComponent",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

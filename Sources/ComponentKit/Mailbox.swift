@@ -95,4 +95,9 @@ final class Mailbox: Sendable {
     func finish() {
         self.source.finish()
     }
+
+    deinit {
+        // A binding refused before its handler loop started still owns an open source.
+        self.source.finish()
+    }
 }

@@ -1,0 +1,252 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+import XMPPCore
+import XMPPStream
+
+@testable import ComponentKit
+
+@Suite("ComponentKit building blocks")
+struct ComponentKitUnitTests {
+    @Test(arguments: [
+        ("echo.example.com", "echo.example.com"),
+        ("user@Echo.Example.com/res", "echo.example.com"),
+        ("echo.example.com/instance1", "echo.example.com"),
+        ("echo.example.com.", "echo.example.com"),
+        ("a@b@c.example/x@y", "c.example"),
+    ])
+    func routingKey(address: String, key: String) {
+        #expect(ComponentConnection.routingKey(address) == key)
+    }
+
+    @Test func routingKeyOfEmptyDomain() {
+        #expect(ComponentConnection.routingKey("user@") == nil)
+        #expect(ComponentConnection.routingKey("/res") == nil)
+    }
+
+    @Test func pendingRequestAcceptsAnswerOnlyFromTheAddressedEntity() async throws {
+        let pending = PendingRequests(serverDomain: "example.com")
+        let id = pending.makeID()
+        #expect(id != pending.makeID())
+        let request = IQ(type: .get, from: try JID("svc.example.com"), to: try JID("user@example.com/r"), id: id)
+        let task = Task<IQ, any Error> {
+            try await withCheckedThrowingContinuation { continuation in
+                #expect(pending.register(id: id, expectedFrom: request.element["to"], continuation: continuation))
+            }
+        }
+        while pending.count == 0 { await Task.yield() }
+        // An answer from someone else is not the answer.
+        var forged = request.result()
+        forged.element["from"] = "mallory@example.com/x"
+        #expect(!pending.complete(with: forged))
+        // The right sender (normalised: case differences in the domain) is.
+        var genuine = request.result()
+        genuine.element["from"] = "user@EXAMPLE.com/r"
+        #expect(pending.complete(with: genuine))
+        let answer = try await task.value
+        #expect(answer.requestID == id)
+        #expect(pending.count == 0)
+    }
+
+    @Test func requestWithoutToAcceptsServerOrNoSender() async throws {
+        let pending = PendingRequests(serverDomain: "example.com")
+        for from in [nil, "example.com", "other.example.com"] as [String?] {
+            let id = pending.makeID()
+            let task = Task<IQ?, Never> {
+                try? await withCheckedThrowingContinuation { continuation in
+                    _ = pending.register(id: id, expectedFrom: nil, continuation: continuation)
+                }
+            }
+            while pending.count == 0 { await Task.yield() }
+            var answer = IQ(type: .result, id: id)
+            answer.element["from"] = from
+            let completed = pending.complete(with: answer)
+            #expect(completed == (from != "other.example.com"))
+            if !completed {
+                pending.fail(id: id, ComponentError(.timeout, "t"))
+            }
+            _ = await task.value
+        }
+    }
+
+    @Test func failAllOnOneStreamLeavesOthers() async throws {
+        let pending = PendingRequests(serverDomain: "example.com")
+        final class Token: Sendable {}
+        let a = Token()
+        let b = Token()
+        let first = Task<Bool, Never> {
+            do {
+                _ = try await withCheckedThrowingContinuation { continuation in
+                    _ = pending.register(id: "1", expectedFrom: nil, stream: ObjectIdentifier(a), continuation: continuation)
+                }
+                return true
+            } catch { return false }
+        }
+        let second = Task<Bool, Never> {
+            do {
+                _ = try await withCheckedThrowingContinuation { continuation in
+                    _ = pending.register(id: "2", expectedFrom: nil, stream: ObjectIdentifier(b), continuation: continuation)
+                }
+                return true
+            } catch { return false }
+        }
+        while pending.count < 2 { await Task.yield() }
+        pending.failAll(ComponentError(.connectionClosed, "closed"), stream: ObjectIdentifier(a))
+        #expect(await first.value == false)
+        #expect(pending.count == 1)
+        #expect(pending.complete(with: IQ(type: .result, id: "2")))
+        #expect(await second.value == true)
+        withExtendedLifetime((a, b)) {}
+    }
+
+    @Test func replyTrackerAnswersOnce() {
+        let tracker = IQReplyTracker(requestID: "q")
+        #expect(!tracker.isAnswered)
+        #expect(tracker.markAnswered())
+        #expect(!tracker.markAnswered())
+        #expect(tracker.isAnswered)
+    }
+
+    @Test func mailboxReportsFullAndResumesAfterDrain() async {
+        let mailbox = Mailbox(depth: 4)
+        var results: [Mailbox.Offer] = []
+        for index in 0..<4 {
+            results.append(mailbox.offer(Element("m\(index)", namespace: Namespace.client)))
+        }
+        #expect(results.last == .acceptedAndFull)
+        let resumed = ManagedFlag()
+        mailbox.whenDrained { resumed.set() }
+        #expect(!resumed.value)
+        let iterator = mailbox.sequence.makeAsyncIterator()
+        var received: [String] = []
+        for _ in 0..<4 {
+            if let element = await iterator.next() {
+                received.append(element.name.localName)
+            }
+        }
+        #expect(received == ["m0", "m1", "m2", "m3"])
+        // Draining below the low watermark calls the resumer.
+        for _ in 0..<100 where !resumed.value { await Task.yield() }
+        #expect(resumed.value)
+        mailbox.finish()
+        #expect(await iterator.next() == nil)
+        #expect(mailbox.offer(Element("late", namespace: Namespace.client)) == .closed)
+    }
+
+    @Test func discoInfoMergesBuiltInsAndHandlerFeatures() throws {
+        let request = IQ(
+            type: .get, from: try JID("u@example.com/r"), to: try JID("echo.example.com"), id: "d1",
+            payload: Element("query", namespace: Namespace.discoInfo))
+        let info = DiscoInfo(identities: [.init(category: "gateway", type: "irc", name: "IRC")], features: ["urn:x:a", Namespace.ping])
+        let answer = try #require(ServiceDiscoveryFeature.answer(request, info: info))
+        #expect(answer.type == .result)
+        let query = try #require(answer.payload)
+        let features = query.children("feature", namespace: Namespace.discoInfo).compactMap { $0["var"] }
+        #expect(features == [Namespace.discoInfo, Namespace.discoItems, Namespace.ping, Namespace.version, "urn:x:a"])
+        let identity = try #require(query.firstChild("identity", namespace: Namespace.discoInfo))
+        #expect(identity["category"] == "gateway")
+        #expect(identity["name"] == "IRC")
+        // A node query is not the built-in's to answer.
+        var nodeRequest = request
+        nodeRequest.element = Element(
+            "iq", namespace: Namespace.client, attributes: ["type": "get", "id": "d2"],
+            children: [Element("query", namespace: Namespace.discoInfo, attributes: ["node": "x"])])
+        #expect(ServiceDiscoveryFeature.answer(nodeRequest, info: info) == nil)
+    }
+
+    @Test func pingAndVersionBuiltIns() throws {
+        let ping = PingFeature.request(from: try JID("u@example.com"), to: try JID("echo.example.com"), id: "p")
+        let pong = try #require(PingFeature.answer(ping))
+        #expect(pong.type == .result)
+        #expect(pong.payload == nil)
+        let versionQuery = IQ(
+            type: .get, from: try JID("u@example.com"), to: try JID("echo.example.com"), id: "v",
+            payload: Element("query", namespace: Namespace.version))
+        let version = try #require(SoftwareVersion(name: "n", version: "1").answer(versionQuery))
+        #expect(version.payload?.firstChild("name", namespace: Namespace.version)?.text == "n")
+        #expect(version.payload?.firstChild("os", namespace: Namespace.version) == nil)
+        #expect(SoftwareVersion.sdk.answer(ping) == nil)
+    }
+
+    @Test func bindPayloads() {
+        let bind = HostnameBinding.bindRequest(id: "b1", hostname: "chat.example.com")
+        #expect(
+            bind.element.serialized(streamNamespace: Namespace.client)
+                == "<iq id='b1' type='set'><bind xmlns='urn:xmpp:component:0'><hostname>chat.example.com</hostname></bind></iq>")
+        var result = IQ(type: .result, id: "b1")
+        #expect(HostnameBinding.boundHostname(in: result) == nil)
+        result.element.append(
+            Element(
+                "bind", namespace: Namespace.component,
+                children: [Element("hostname", namespace: Namespace.component, text: " chat2.example.com\n")]))
+        #expect(HostnameBinding.boundHostname(in: result) == "chat2.example.com")
+        let unbind = HostnameBinding.unbindRequest(id: "u1", hostname: "chat.example.com")
+        #expect(unbind.payload?.name == QualifiedName(Namespace.component, "unbind"))
+    }
+
+    @Test func plaintextHandshakeNeedsLoopbackOrExplicitPermission() throws {
+        var configuration = ComponentConfiguration(
+            host: "xmpp.example.com", port: 5347, serverDomain: "example.com", identity: "c.example.com",
+            password: Secret("s"))
+        configuration.tlsMode = .none
+        #expect(throws: NegotiationError.self) {
+            try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
+        }
+        configuration.tlsMode = .startTLS  // XEP-0114 has no STARTTLS: still plaintext
+        #expect(throws: NegotiationError.self) {
+            try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
+        }
+        configuration.allowPlaintextHandshake = true
+        try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
+        configuration.allowPlaintextHandshake = false
+        configuration.tlsMode = .direct
+        try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
+        configuration.tlsMode = .none
+        for host in ["127.0.0.1", "localhost", "::1"] {
+            configuration.host = host
+            try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
+        }
+        // XEP-0225 negotiates TLS itself; the policy is about the legacy digest only.
+        configuration.host = "xmpp.example.com"
+        try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0225(allowsLegacyFallback: false))
+    }
+
+    @Test func secretsNeverPrint() {
+        let configuration = ComponentConfiguration(
+            host: "h", port: 1, serverDomain: "example.com", identity: "c.example.com", password: Secret("hunter2"))
+        #expect(!String(describing: configuration).contains("hunter2"))
+        #expect(!String(reflecting: configuration).contains("hunter2"))
+        #expect(configuration.secret(for: "x.example.com").value == "hunter2")
+    }
+
+    @Test func invalidHostnamesAreRefusedBeforeAnythingIsSent() {
+        let connection = ComponentConnection(
+            configuration: ComponentConfiguration(
+                host: "127.0.0.1", port: 1, serverDomain: "example.com", identity: "c.example.com", password: Secret("s")))
+        #expect(throws: ComponentError.self) { try connection.register("user@example.com", handler: ClosureHandler { _, _ in }) }
+        #expect(throws: ComponentError.self) { try connection.register("", handler: ClosureHandler { _, _ in }) }
+        #expect(throws: ComponentError.self) { try connection.register("bad host.example.com", handler: ClosureHandler { _, _ in }) }
+        #expect(throws: Never.self) { try connection.register("echo.example.com", handler: ClosureHandler { _, _ in }) }
+        let duplicate = #expect(throws: ComponentError.self) {
+            try connection.register("ECHO.example.com", handler: ClosureHandler { _, _ in })
+        }
+        #expect(duplicate?.kind == .alreadyBound)
+    }
+
+    @Test func sendingFromAnUnboundHostnameFailsClearly() async throws {
+        let connection = ComponentConnection(
+            configuration: ComponentConfiguration(
+                host: "127.0.0.1", port: 1, serverDomain: "example.com", identity: "c.example.com", password: Secret("s")))
+        let message = Message(from: try JID("nope.example.com"), to: try JID("u@example.com"), body: "x")
+        let error = await #expect(throws: ComponentError.self) { try await connection.send(.message(message)) }
+        #expect(error?.kind == .unboundSender)
+    }
+}
+
+/// A thread-safe flag for tests.
+final class ManagedFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var value: Bool { self.flag.load(ordering: .relaxed) }
+    func set() { self.flag.store(true, ordering: .relaxed) }
+}
