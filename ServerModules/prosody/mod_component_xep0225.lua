@@ -15,6 +15,7 @@ local new_xmpp_stream = require "util.xmppstream".new;
 local new_sasl = require "util.sasl".new;
 local base64 = require "util.encodings".base64;
 local nameprep = require "util.encodings".stringprep.nameprep;
+local idna_to_ascii = require "util.encodings".idna.to_ascii;
 local jid_prepped_split = require "util.jid".prepped_split;
 local uuid_generate = require "util.uuid".generate;
 local logger = require "util.logger";
@@ -353,6 +354,20 @@ local function iq_error(session, stanza, err_type, condition, text)
 	session.send(st.error_reply(stanza, err_type, condition, text));
 end
 
+-- A DNS-style domain: IDNA-convertible, letters/digits/hyphens in labels of 1..63 octets.
+local function valid_domain(host)
+	local ascii = idna_to_ascii(host);
+	if not ascii or #ascii > 253 or ascii:find("^%.") or ascii:find("%.%.") or ascii:find("%.$") then
+		return false;
+	end
+	for label in ascii:gmatch("[^.]+") do
+		if #label > 63 or not label:find("^[%w%-]+$") or label:find("^%-") or label:find("%-$") then
+			return false;
+		end
+	end
+	return true;
+end
+
 -- Returns the prepped hostname, or nil plus (type, condition, text) for the error.
 local function parse_hostname(child)
 	local text = child:get_child_text("hostname");
@@ -361,6 +376,9 @@ local function parse_hostname(child)
 	end
 	local node, host, resource = jid_prepped_split(text);
 	if not host or node then
+		return nil, "modify", "bad-request", "Invalid hostname";
+	end
+	if not valid_domain(host) then
 		return nil, "modify", "bad-request", "Invalid hostname";
 	end
 	if resource then
