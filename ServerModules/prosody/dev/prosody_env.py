@@ -57,6 +57,7 @@ component_xep0225_ports = {{ {port} }}
 component_xep0225_interfaces = {{ "127.0.0.1" }}
 component_xep0225_auth_timeout = {auth_timeout}
 component_xep0225_max_stanza_size = {max_stanza}
+{extra}
 
 VirtualHost "{server}"
 
@@ -76,7 +77,8 @@ Component "{legacy}"
 
 
 class ProsodyEnv:
-    def __init__(self, auth_timeout=2, max_stanza=65536):
+    def __init__(self, auth_timeout=2, max_stanza=65536, extra_global_config=""):
+        self.extra = extra_global_config
         self.dir = tempfile.mkdtemp(prefix="xep0225-prosody-")
         self.port = free_port()
         self.c2s_port = free_port()
@@ -106,7 +108,7 @@ class ProsodyEnv:
             f.write(CONFIG_TEMPLATE.format(
                 dir=self.dir, module_dir=MODULE_DIR, port=self.port, c2s_port=self.c2s_port,
                 legacy_port=self.legacy_port, auth_timeout=self.auth_timeout,
-                max_stanza=self.max_stanza, server=SERVER, identity=IDENTITY, secret=SECRET,
+                max_stanza=self.max_stanza, extra=self.extra, server=SERVER, identity=IDENTITY, secret=SECRET,
                 legacy=LEGACY, legacy_secret=LEGACY_SECRET))
         if self.as_root:
             pw = pwd.getpwnam("prosody")

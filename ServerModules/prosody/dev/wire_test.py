@@ -64,6 +64,18 @@ def main():
         print("Prosody %s on 127.0.0.1: xep0225 port %d, c2s port %d (dir %s)"
               % (env.version(), env.port, env.c2s_port, env.dir), flush=True)
         run_all(env)
+        if "--quick" not in sys.argv:
+            env2 = pe.ProsodyEnv(extra_global_config="component_xep0225_allow_unencrypted = true")
+            try:
+                env2.prepare()
+                env2.start()
+                run_plaintext(env2)
+            finally:
+                env2.terminate()
+                failed2 = any(not ok for _, ok in results)
+                if failed2:
+                    print(env2.log_tail(30))
+                env2.cleanup(keep=keep)
     except Exception as e:
         check("harness", False, "%s: %s" % (type(e).__name__, e))
         traceback.print_exc()
@@ -327,6 +339,34 @@ def run_all(env):
         check("server stop: stream closed with </stream:stream>", closed)
         check("server stop: prosody exited cleanly (rc=%s, %.1fs)" % (rc, time.monotonic() - t0), rc == 0)
     run_case("shutdown", shutdown)
+
+
+def run_plaintext(env):
+    """component_xep0225_allow_unencrypted = true: SCRAM without TLS, never PLAIN."""
+    S, ID, SEC, CA, P = pe.SERVER, pe.IDENTITY, pe.SECRET, env.cafile, env.port
+
+    def plaintext():
+        c = xw.Conn(P, name="plaintext")
+        c.open_stream(S, frm=ID)
+        f = c.read_features()
+        tls = f.find(q(NS_TLS, "starttls"))
+        mechs = sorted(m.text for m in f.iter(q(NS_SASL, "mechanism")))
+        check("[allow_unencrypted] starttls offered but not required",
+              tls is not None and tls.find(q(NS_TLS, "required")) is None)
+        check("[allow_unencrypted] SCRAM offered before TLS, PLAIN not", mechs == ["SCRAM-SHA-1", "SCRAM-SHA-256"],
+              repr(mechs))
+        st1 = c.sasl_plain(ID, SEC)
+        check("[allow_unencrypted] PLAIN before TLS -> invalid-mechanism", st1 == ("failure", "invalid-mechanism"),
+              repr(st1))
+        st2 = c.sasl_scram(ID, SEC, "SHA-256")
+        check("[allow_unencrypted] SCRAM-SHA-256 without TLS succeeds", st2[0] == "success", repr(st2))
+        c.open_stream(S, frm=ID)
+        f = c.read_features()
+        check("[allow_unencrypted] bind feature after auth", f.find(q(NS_COMPONENT, "bind")) is not None)
+        r = bind(c, "a.localhost")
+        check("[allow_unencrypted] bind works", r.get("type") == "result")
+        c.close_stream(); c.close()
+    run_case("plaintext", plaintext)
 
 
 if __name__ == "__main__":
