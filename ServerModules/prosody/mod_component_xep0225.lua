@@ -35,7 +35,6 @@ local xmlns_xmpp_streams = "urn:ietf:params:xml:ns:xmpp-streams";
 local xmlns_tls = "urn:ietf:params:xml:ns:xmpp-tls";
 local xmlns_sasl = "urn:ietf:params:xml:ns:xmpp-sasl";
 local xmlns_component = "urn:xmpp:component:0";
-local xmlns_stanzas = "urn:ietf:params:xml:ns:xmpp-stanzas";
 local xmlns_prosody_component = "xmpp:prosody.im/protocol/component";
 
 local log = module._log;

@@ -331,6 +331,10 @@ def run_all(env):
 
     # ---- shutdown -----------------------------------------------------------------------
     def shutdown():
+        # Close the c2s client first: mod_c2s also waits on shutdown, which would keep the
+        # event loop running and hide a missing flush in this module.
+        cli.close_stream(); cli.close()
+        time.sleep(0.3)
         t0 = time.monotonic()
         rc = env.terminate(timeout=10)
         cond, text, closed = comp.expect_stream_error(timeout=3)

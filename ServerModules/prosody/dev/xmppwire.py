@@ -138,6 +138,7 @@ class Conn:
                 continue
             if kind == "close":
                 self.closed = True
+                self.saw_close_tag = True
                 raise StreamClosed("%s: stream closed" % self.name)
             if el.tag == q(NS_STREAMS, "error") and raise_stream_error:
                 cond, text = stream_error_condition(el)
@@ -158,7 +159,7 @@ class Conn:
                 pass
             return e.condition, e.text, saw_close
         except StreamClosed:
-            return None, None, True
+            return None, None, getattr(self, "saw_close_tag", False)
 
     # -- stream ---------------------------------------------------------------
     def open_stream(self, to, frm=None, ns=NS_CLIENT, version="1.0"):
