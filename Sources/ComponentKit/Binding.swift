@@ -1,3 +1,4 @@
+import CoreMetrics
 import Synchronization
 import XMPPCore
 
@@ -25,6 +26,7 @@ final class Binding: Sendable {
     let state = Mutex<State>(.pending)
     /// The hostname's own stream in XEP-0114 mode.
     let legacyStreamBox = Mutex<ComponentStream?>(nil)
+    let metrics: HostnameMetrics
     let stanzasIn = Atomic<Int>(0)
     let stanzasOut = Atomic<Int>(0)
     /// Waiters for the first bind outcome of ``ComponentConnection/bind(_:handler:)``.
@@ -35,6 +37,17 @@ final class Binding: Sendable {
         self.requested = requested
         self.handler = handler
         self.mailbox = Mailbox(depth: queueDepth)
+        self.metrics = HostnameMetrics(hostname: requested)
+    }
+
+    func countIn() {
+        self.stanzasIn.add(1, ordering: .relaxed)
+        self.metrics.stanzasIn.increment()
+    }
+
+    func countOut() {
+        self.stanzasOut.add(1, ordering: .relaxed)
+        self.metrics.stanzasOut.increment()
     }
 
     var legacyStream: ComponentStream? {

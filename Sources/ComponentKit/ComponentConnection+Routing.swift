@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOCore
 import Synchronization
@@ -29,16 +30,18 @@ extension ComponentConnection: StanzaRouting {
             return
         }
         guard binding.boundHostname != nil || binding.currentState == .unbinding else {
+            self.metrics.bounced.increment()
             self.bounce(element, reply: reply)
             return
         }
-        binding.stanzasIn.add(1, ordering: .relaxed)
+        binding.countIn()
         switch binding.mailbox.offer(element) {
         case .accepted:
             break
         case .acceptedAndFull:
             binding.mailbox.whenDrained(pause(key))
         case .closed:
+            self.metrics.bounced.increment()
             self.bounce(element, reply: reply)
         }
     }
@@ -99,6 +102,7 @@ extension ComponentConnection: StanzaRouting {
                 await self.answer(request.errorResult(error), logger: logger)
             }
         } catch {
+            self.metrics.handlerErrors.increment()
             logger.error(
                 "handler threw", metadata: ["error": "\(error)", "stanza.id": "\(stanza.id ?? "-")"])
             if let request, let tracker, tracker.markAnswered() {

@@ -1,3 +1,4 @@
+import CoreMetrics
 public import Logging
 public import NIOCore
 public import NIOPosix
@@ -25,6 +26,7 @@ public final class ComponentConnection: Service, Sendable {
     let logger: Logger
     let eventLoopGroup: any EventLoopGroup
     let pending: PendingRequests
+    let metrics: ComponentMetrics
 
     private enum Phase: Sendable {
         case idle
@@ -74,6 +76,7 @@ public final class ComponentConnection: Service, Sendable {
         self.logger = logger
         self.eventLoopGroup = eventLoopGroup
         self.pending = PendingRequests(serverDomain: configuration.serverDomain)
+        self.metrics = ComponentMetrics(identity: configuration.identity)
     }
 
     // MARK: Public API
@@ -336,6 +339,7 @@ public final class ComponentConnection: Service, Sendable {
                 {
                 case .connected(let stream):
                     failures = 0
+                    self.metrics.connects.increment()
                     try await self.serve(stream)
                 case .fallBackToLegacy(let reason):
                     self.logger.notice(
@@ -346,6 +350,7 @@ public final class ComponentConnection: Service, Sendable {
                 }
             } catch {
                 failures += 1
+                self.metrics.connectFailures.increment()
                 let reason = String(describing: error)
                 self.state.withLock { $0.lastError = reason }
                 self.logger.warning("component connection failed", metadata: ["error": "\(reason)", "attempt": "\(failures)"])
@@ -506,6 +511,7 @@ public final class ComponentConnection: Service, Sendable {
                 let error = ComponentError(
                     .bindRefused(stanzaError.condition),
                     "the server refused to bind \(binding.requested): \(stanzaError)", stanzaError: stanzaError)
+                self.metrics.bindsRefused.increment()
                 self.emit(.bindFailed(hostname: binding.requested, reason: error.message))
                 self.removeBinding(binding, reason: "bind refused")
                 binding.resolveWaiters(.failure(error))
@@ -518,6 +524,7 @@ public final class ComponentConnection: Service, Sendable {
                 return true
             }
             guard stillWanted else { return }
+            self.metrics.bindsSucceeded.increment()
             self.logger.info("hostname bound", metadata: ["component.hostname": "\(hostname)"])
             self.emit(.bound(hostname: hostname))
             let context = ComponentContext(
@@ -526,6 +533,7 @@ public final class ComponentConnection: Service, Sendable {
             binding.resolveWaiters(.success(hostname))
         } catch {
             binding.state.withLock { if $0 == .binding { $0 = .pending } }
+            self.metrics.bindsFailed.increment()
             let reason = String(describing: error)
             self.emit(.bindFailed(hostname: binding.requested, reason: reason))
             binding.resolveWaiters(.failure(error))
@@ -605,7 +613,7 @@ public final class ComponentConnection: Service, Sendable {
         guard let stream = binding.legacyStream ?? self.currentStream else {
             throw ComponentError(.notConnected, "not connected to the server")
         }
-        binding.stanzasOut.add(1, ordering: .relaxed)
+        binding.countOut()
         return stream
     }
 
@@ -613,6 +621,13 @@ public final class ComponentConnection: Service, Sendable {
     func rawRequest(_ iq: IQ, on stream: ComponentStream, timeout: Duration) async throws -> IQ {
         let id = iq.requestID
         let pending = self.pending
+        let metrics = self.metrics
+        let started = ContinuousClock.now
+        defer {
+            let elapsed = ContinuousClock.now - started
+            metrics.iqLatency.recordNanoseconds(
+                elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<IQ, any Error>) in
                 guard
@@ -627,6 +642,7 @@ public final class ComponentConnection: Service, Sendable {
                 let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000
                     + Int64(timeout.components.attoseconds / 1_000_000_000)
                 let scheduled = stream.channel.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+                    metrics.iqTimeouts.increment()
                     pending.fail(id: id, ComponentError(.timeout, "no answer to IQ '\(id)' within \(timeout)"))
                 }
                 pending.setTimeout(id: id, scheduled)

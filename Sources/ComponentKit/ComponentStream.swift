@@ -98,39 +98,23 @@ final class ComponentStream: Sendable {
             hasClientCertificate: configuration.clientCertificateFile != nil)
 
         let connectTimeout = TimeAmount.nanoseconds(Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000)
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
+        let channel: any Channel
+        do {
+            channel = try await Self.bootstrap(
+                group: group, timeout: connectTimeout, host: configuration.host, port: configuration.port
+            ) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let operations = channel.pipeline.syncOperations
-                    if direct, let tlsContext {
-                        try operations.addHandler(OpenSSLHandler(context: tlsContext, serverName: serverName))
-                    }
-                    try operations.addHandler(XMLStreamHandler(contentNamespace: contentNamespace, limits: limits))
-                    let mode: ComponentNegotiationHandler.Mode
-                    switch kind {
-                    case .xep0225(let allowsFallback):
-                        let machine = ComponentNegotiationStateMachine(
-                            configuration: .init(
-                                serverDomain: configuration.serverDomain,
-                                defaultHostname: configuration.identity,
-                                tls: machineTLS,
-                                allowsLegacyFallback: allowsFallback))
-                        mode = .xep0225(machine, sasl: sasl, tls: tlsContext, tlsServerName: serverName)
-                    case .xep0114(let hostname):
-                        mode = .xep0114(
-                            LegacyComponentNegotiationStateMachine(
-                                hostname: hostname, secret: configuration.secret(for: hostname).value))
-                    }
-                    let negotiation = ComponentNegotiationHandler(mode: mode, eventLoop: channel.eventLoop)
-                    negotiation.outcome.cascade(to: outcomePromise)
-                    try operations.addHandler(negotiation)
-                    try operations.addHandler(StanzaRouterHandler(router: router))
+                    try Self.configurePipeline(
+                        channel: channel, direct: direct, tlsContext: tlsContext, serverName: serverName,
+                        contentNamespace: contentNamespace, limits: limits, kind: kind, configuration: configuration,
+                        machineTLS: machineTLS, sasl: sasl, router: router, outcomePromise: outcomePromise)
                 }
             }
-            .connect(host: configuration.host, port: configuration.port)
-            .get()
+        } catch {
+            outcomePromise.fail(error)
+            throw ComponentError(
+                .notConnected, "cannot connect to \(configuration.host):\(configuration.port): \(error)")
+        }
 
         let timeout = channel.eventLoop.scheduleTask(in: connectTimeout) {
             outcomePromise.fail(
@@ -158,6 +142,50 @@ final class ComponentStream: Sendable {
             try? await channel.close()
             throw error
         }
+    }
+
+    private static func bootstrap(
+        group: any EventLoopGroup, timeout: TimeAmount, host: String, port: Int,
+        initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
+    ) async throws -> any Channel {
+        try await ClientBootstrap(group: group)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer(initializer)
+            .connect(host: host, port: port)
+            .get()
+    }
+
+    private static func configurePipeline(
+        channel: any Channel, direct: Bool, tlsContext: OpenSSLContext?, serverName: String,
+        contentNamespace: String, limits: XMLStreamLimits, kind: Kind, configuration: ComponentConfiguration,
+        machineTLS: ComponentNegotiationStateMachine.TLSPolicy, sasl: SASLClient.Configuration,
+        router: any StanzaRouting, outcomePromise: EventLoopPromise<NegotiationOutcome>
+    ) throws {
+        let operations = channel.pipeline.syncOperations
+        if direct, let tlsContext {
+            try operations.addHandler(OpenSSLHandler(context: tlsContext, serverName: serverName))
+        }
+        try operations.addHandler(XMLStreamHandler(contentNamespace: contentNamespace, limits: limits))
+        let mode: ComponentNegotiationHandler.Mode
+        switch kind {
+        case .xep0225(let allowsFallback):
+            let machine = ComponentNegotiationStateMachine(
+                configuration: .init(
+                    serverDomain: configuration.serverDomain,
+                    defaultHostname: configuration.identity,
+                    tls: machineTLS,
+                    allowsLegacyFallback: allowsFallback))
+            mode = .xep0225(machine, sasl: sasl, tls: tlsContext, tlsServerName: serverName)
+        case .xep0114(let hostname):
+            mode = .xep0114(
+                LegacyComponentNegotiationStateMachine(
+                    hostname: hostname, secret: configuration.secret(for: hostname).value))
+        }
+        let negotiation = ComponentNegotiationHandler(mode: mode, eventLoop: channel.eventLoop)
+        negotiation.outcome.cascade(to: outcomePromise)
+        try operations.addHandler(negotiation)
+        try operations.addHandler(StanzaRouterHandler(router: router))
     }
 
     /// The XEP-0114 handshake digest can be attacked offline: never send it in cleartext to

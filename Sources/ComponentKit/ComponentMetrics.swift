@@ -1,0 +1,43 @@
+import CoreMetrics
+import Metrics
+
+/// The swift-metrics instruments of one connection, created once.
+///
+/// Names follow Prometheus conventions. Dimensions are bounded: the hostname (from the
+/// configuration or an operator's bind), never a stanza id or a user address. The SDK
+/// never bootstraps a metrics backend; the application (e.g. `component-host`) does.
+struct ComponentMetrics: Sendable {
+    let connects: Counter
+    let connectFailures: Counter
+    let bindsSucceeded: Counter
+    let bindsRefused: Counter
+    let bindsFailed: Counter
+    let handlerErrors: Counter
+    let bounced: Counter
+    let iqLatency: Timer
+    let iqTimeouts: Counter
+
+    init(identity: String) {
+        let dimensions = [("identity", identity)]
+        self.connects = Counter(label: "xmpp_component_connects_total", dimensions: dimensions)
+        self.connectFailures = Counter(label: "xmpp_component_connect_failures_total", dimensions: dimensions)
+        self.bindsSucceeded = Counter(label: "xmpp_component_binds_total", dimensions: dimensions + [("result", "bound")])
+        self.bindsRefused = Counter(label: "xmpp_component_binds_total", dimensions: dimensions + [("result", "refused")])
+        self.bindsFailed = Counter(label: "xmpp_component_binds_total", dimensions: dimensions + [("result", "failed")])
+        self.handlerErrors = Counter(label: "xmpp_component_handler_errors_total", dimensions: dimensions)
+        self.bounced = Counter(label: "xmpp_component_bounced_total", dimensions: dimensions)
+        self.iqLatency = Timer(label: "xmpp_component_iq_request_duration_seconds", dimensions: dimensions)
+        self.iqTimeouts = Counter(label: "xmpp_component_iq_timeouts_total", dimensions: dimensions)
+    }
+}
+
+/// Per-hostname instruments, created when a hostname is registered.
+struct HostnameMetrics: Sendable {
+    let stanzasIn: Counter
+    let stanzasOut: Counter
+
+    init(hostname: String) {
+        self.stanzasIn = Counter(label: "xmpp_component_stanzas_in_total", dimensions: [("hostname", hostname)])
+        self.stanzasOut = Counter(label: "xmpp_component_stanzas_out_total", dimensions: [("hostname", hostname)])
+    }
+}
