@@ -37,15 +37,19 @@ struct TestCertificates: Sendable {
 
     /// The certificate in DER.
     func der(_ pemPath: String) throws -> [UInt8] {
-        let out = pemPath + ".der"
+        // A file per call: tests run in parallel and must not read each other's half-written output.
+        let out = pemPath + "." + UUID().uuidString + ".der"
+        defer { try? FileManager.default.removeItem(atPath: out) }
         try OpenSSLCLI.run(["x509", "-in", pemPath, "-outform", "DER", "-out", out])
         return Array(try Data(contentsOf: URL(fileURLWithPath: out)))
     }
 
     /// The digest of the certificate's DER with `openssl dgst`, for example `"sha256"`.
     func digest(_ pemPath: String, _ algorithm: String) throws -> [UInt8] {
-        _ = try self.der(pemPath)
-        return Array(try OpenSSLCLI.run(["dgst", "-" + algorithm, "-binary", pemPath + ".der"]))
+        let out = pemPath + "." + UUID().uuidString + ".der"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        try OpenSSLCLI.run(["x509", "-in", pemPath, "-outform", "DER", "-out", out])
+        return Array(try OpenSSLCLI.run(["dgst", "-" + algorithm, "-binary", out]))
     }
 
     private static func generate() throws -> TestCertificates {
