@@ -188,6 +188,10 @@ public final class ComponentConnection: Service, Sendable {
     }
 
     /// Sends an IQ request and waits for its answer (see ``ComponentContext/request(_:timeout:)``).
+    ///
+    /// A `get` answered with a redirect (an error with code 302 carrying the redirected
+    /// query) is followed transparently, with the same id, when the redirect is valid; at
+    /// most three redirects in a row are followed (see ``IQRedirect``).
     /// - Parameters:
     ///   - iq: A `get` or `set` whose `from` is under a bound hostname; an id is assigned if missing.
     ///   - timeout: How long to wait; the configuration's default when `nil`.
@@ -200,8 +204,27 @@ public final class ComponentConnection: Service, Sendable {
         if iq.element["id"] == nil {
             iq.element["id"] = self.pending.makeID()
         }
-        let stream = try self.prepareOutgoing(iq.element)
-        return try await self.rawRequest(iq, on: stream, timeout: timeout ?? self.configuration.requestTimeout)
+        let original = iq
+        var current = iq
+        var redirects = 0
+        while true {
+            let stream = try self.prepareOutgoing(current.element)
+            let answer = try await self.rawRequest(current, on: stream, timeout: timeout ?? self.configuration.requestTimeout)
+            guard let redirected = IQRedirect.redirectedQuery(in: answer) else {
+                return answer
+            }
+            try IQRedirect.validate(original: original, redirected: redirected)
+            redirects += 1
+            guard redirects <= IQRedirect.maximumRedirects else {
+                throw ComponentError(
+                    .tooManyRedirects,
+                    "IQ '\(original.requestID)' was redirected more than \(IQRedirect.maximumRedirects) times in a row")
+            }
+            self.logger.debug(
+                "following an IQ redirect",
+                metadata: ["stanza.id": "\(original.requestID)", "redirect.to": "\(redirected.element["to"] ?? "-")"])
+            current = redirected
+        }
     }
 
     /// A new stream of this connection's events, starting now.

@@ -30,6 +30,11 @@ public struct ComponentError: Error, CustomStringConvertible, Hashable, Sendable
         case shuttingDown
         /// The server answered in a way the protocol does not allow.
         case protocolViolation
+        /// An IQ answer redirected the request (error code 302) in a way that is not allowed:
+        /// the original or redirected query is not a `get`, or its envelope changed more than `to`.
+        case invalidRedirect
+        /// An IQ request was redirected more than three times in a row.
+        case tooManyRedirects
     }
 
     /// What went wrong.

@@ -250,3 +250,76 @@ final class ManagedFlag: Sendable {
     var value: Bool { self.flag.load(ordering: .relaxed) }
     func set() { self.flag.store(true, ordering: .relaxed) }
 }
+
+@Suite("IQ redirect validation")
+struct IQRedirectTests {
+    private func original() throws -> IQ {
+        IQ(
+            type: .get, from: try JID("svc.example.com"), to: try JID("b@example.com"), id: "r1",
+            payload: Element("query", namespace: "urn:example:q"))
+    }
+
+    private func redirect(_ original: IQ, embedded: Element, code: String = "302") -> IQ {
+        var answer = original.result()
+        answer.element["type"] = "error"
+        var error = Element("error", namespace: Namespace.client, attributes: ["type": "modify", "code": code])
+        error.append(embedded)
+        answer.element.append(error)
+        return answer
+    }
+
+    @Test func validRedirectIsFound() throws {
+        let original = try self.original()
+        var embedded = original.element
+        embedded["to"] = "c@example.com"
+        let answer = self.redirect(original, embedded: embedded)
+        let redirected = try #require(IQRedirect.redirectedQuery(in: answer))
+        #expect(redirected.element["to"] == "c@example.com")
+        #expect(redirected.requestID == "r1")
+        try IQRedirect.validate(original: original, redirected: redirected)
+    }
+
+    @Test func anErrorWithoutCode302IsNotARedirect() throws {
+        let original = try self.original()
+        var embedded = original.element
+        embedded["to"] = "c@example.com"
+        #expect(IQRedirect.redirectedQuery(in: self.redirect(original, embedded: embedded, code: "404")) == nil)
+        #expect(IQRedirect.redirectedQuery(in: original.result()) == nil)
+    }
+
+    @Test func redirectOfASetIsInvalid() throws {
+        var original = try self.original()
+        original.element["type"] = "set"
+        var embedded = original.element
+        embedded["to"] = "c@example.com"
+        let redirected = try #require(IQRedirect.redirectedQuery(in: self.redirect(original, embedded: embedded)))
+        let error = #expect(throws: ComponentError.self) { try IQRedirect.validate(original: original, redirected: redirected) }
+        #expect(error?.kind == .invalidRedirect)
+    }
+
+    @Test func redirectedQueryThatIsNotAGetIsInvalid() throws {
+        let original = try self.original()
+        var embedded = original.element
+        embedded["to"] = "c@example.com"
+        embedded["type"] = "set"
+        let redirected = try #require(IQRedirect.redirectedQuery(in: self.redirect(original, embedded: embedded)))
+        let error = #expect(throws: ComponentError.self) { try IQRedirect.validate(original: original, redirected: redirected) }
+        #expect(error?.kind == .invalidRedirect)
+    }
+
+    @Test(arguments: ["id", "from", "xml:lang", "extra"])
+    func envelopeChangesOtherThanToAreInvalid(attribute: String) throws {
+        let original = try self.original()
+        var embedded = original.element
+        embedded["to"] = "c@example.com"
+        switch attribute {
+        case "id": embedded["id"] = "other"
+        case "from": embedded["from"] = "evil.example.com"
+        case "xml:lang": embedded.setAttribute(QualifiedName(Namespace.xml, "lang"), "fr")
+        default: embedded["extra"] = "1"
+        }
+        let redirected = try #require(IQRedirect.redirectedQuery(in: self.redirect(original, embedded: embedded)))
+        let error = #expect(throws: ComponentError.self) { try IQRedirect.validate(original: original, redirected: redirected) }
+        #expect(error?.kind == .invalidRedirect)
+    }
+}

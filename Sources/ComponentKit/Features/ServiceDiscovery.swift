@@ -1,4 +1,4 @@
-public import XMPPCore
+import XMPPCore
 
 /// XEP-0030 Service Discovery: what a hostname is and which features it offers.
 ///

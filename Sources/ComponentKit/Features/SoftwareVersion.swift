@@ -1,4 +1,4 @@
-public import XMPPCore
+import XMPPCore
 
 /// XEP-0092 Software Version: what the built-in answers `jabber:iq:version` queries with.
 public struct SoftwareVersion: Hashable, Sendable {
