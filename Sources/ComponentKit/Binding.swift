@@ -32,11 +32,15 @@ final class Binding: Sendable {
     /// Waiters for the first bind outcome of ``ComponentConnection/bind(_:handler:)``.
     private let waiters = Mutex<[CheckedContinuation<String, any Error>]>([])
 
-    init(key: String, requested: String, handler: any ComponentHandler, queueDepth: Int) {
+    /// Outgoing stanzas waiting for a stream.
+    let outbound: OutboundQueue
+
+    init(key: String, requested: String, handler: any ComponentHandler, queueDepth: Int, outbound: OutboundQueuePolicy) {
         self.key = key
         self.requested = requested
         self.handler = handler
         self.mailbox = Mailbox(depth: queueDepth)
+        self.outbound = OutboundQueue(policy: outbound)
         self.metrics = HostnameMetrics(hostname: requested)
     }
 

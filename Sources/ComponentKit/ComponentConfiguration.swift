@@ -81,6 +81,10 @@ public struct ComponentConfiguration: Sendable {
     public var softwareVersion: SoftwareVersion = .sdk
     /// When and how fast to reconnect.
     public var reconnectPolicy = ReconnectPolicy()
+    /// How many stanzas, and for how long, a hostname's sends wait while it has no stream.
+    public var outboundQueue = OutboundQueuePolicy()
+    /// When to check that an idle stream is still alive.
+    public var keepalive = KeepalivePolicy()
 
     /// Creates a configuration with the defaults above.
     /// - Parameters:
@@ -152,5 +156,46 @@ extension ComponentConfiguration {
     public var reconnect: ReconnectPolicy {
         get { self.reconnectPolicy }
         set { self.reconnectPolicy = newValue }
+    }
+}
+
+/// Limits of the queue in which a hostname's outgoing stanzas wait while it is not
+/// connected (see ``ComponentConnection/send(_:)``).
+public struct OutboundQueuePolicy: Hashable, Sendable {
+    /// The most stanzas that may wait per hostname; one more fails with ``ComponentError/Kind/queueFull``.
+    public var maxStanzas: Int
+    /// The longest a stanza may wait; older ones fail with ``ComponentError/Kind/expired``.
+    public var maxAge: Duration
+
+    /// Creates a policy.
+    /// - Parameters:
+    ///   - maxStanzas: The most stanzas that may wait per hostname.
+    ///   - maxAge: The longest a stanza may wait.
+    public init(maxStanzas: Int = 10_000, maxAge: Duration = .seconds(120)) {
+        self.maxStanzas = maxStanzas
+        self.maxAge = maxAge
+    }
+}
+
+/// Liveness checks on an idle stream: a whitespace keepalive, then an XEP-0199 ping to
+/// the server whose missing answer declares the link dead (half-open TCP is detected in
+/// bounded time: at most ``idleInterval`` + ``pingTimeout`` after the last byte).
+public struct KeepalivePolicy: Hashable, Sendable {
+    /// How long the stream may be idle (nothing read) before a check.
+    public var idleInterval: Duration
+    /// How long the server has to answer the ping.
+    public var pingTimeout: Duration
+    /// Whether to check at all.
+    public var isEnabled: Bool
+
+    /// Creates a policy.
+    /// - Parameters:
+    ///   - idleInterval: Idle time before a check.
+    ///   - pingTimeout: Time the server has to answer.
+    ///   - isEnabled: Whether to check.
+    public init(idleInterval: Duration = .seconds(60), pingTimeout: Duration = .seconds(20), isEnabled: Bool = true) {
+        self.idleInterval = idleInterval
+        self.pingTimeout = pingTimeout
+        self.isEnabled = isEnabled
     }
 }

@@ -39,6 +39,7 @@ extension ComponentConnection {
                     return
                 }
                 binding.legacyStream = stream
+                self.flushIfPossible(binding)
                 everBound = true
                 self.recordConnected(stream.info)
                 self.emit(.connected(stream.info))

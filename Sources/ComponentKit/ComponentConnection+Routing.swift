@@ -25,6 +25,13 @@ extension ComponentConnection: StanzaRouting {
         if localName == "iq", type == "result" || type == "error", let iq = IQ(element), self.pending.complete(with: iq) {
             return
         }
+        if localName == "iq", type == "set", let iq = IQ(element), let query = iq.payload,
+            query.name.localName == "query",
+            query.name.namespace == Namespace.connectionTransfer || query.name.namespace == Namespace.connectionTransferVariant
+        {
+            self.handleTransferRequest(iq, query: query, reply: reply)
+            return
+        }
         guard let to = element["to"], let key = Self.routingKey(to), let binding = self.lookup(key) else {
             self.logger.debug("dropping a stanza for a hostname not bound here", metadata: ["stanza.to": "\(element["to"] ?? "-")"])
             return
@@ -44,6 +51,35 @@ extension ComponentConnection: StanzaRouting {
             self.metrics.bounced.increment()
             self.bounce(element, reply: reply)
         }
+    }
+
+    /// XEP-0051: the server orders the connection to another server. Only the server we
+    /// are connected to may do so (`from` absent or the server's domain).
+    private func handleTransferRequest(_ iq: IQ, query: Element, reply: (Element) -> Void) {
+        func answer(_ response: IQ) {
+            var response = response
+            if response.element["from"] == nil {
+                response.element["from"] = self.allBindings().compactMap(\.boundHostname).first ?? self.configuration.identity
+            }
+            reply(response.element)
+        }
+        let serverDomain = try? JID(self.configuration.serverDomain)
+        if let from = iq.element["from"], (try? JID(from)) != serverDomain {
+            self.logger.warning("refusing a connection transfer not sent by the server", metadata: ["stanza.from": "\(from)"])
+            answer(iq.errorResult(StanzaError(.forbidden, text: "only the server may transfer this connection")))
+            return
+        }
+        guard !self.isLegacy else {
+            answer(iq.errorResult(StanzaError(.featureNotImplemented, text: "transfer of XEP-0114 streams is not supported")))
+            return
+        }
+        let serverText = query.firstChild("server", namespace: query.name.namespace)?.text ?? ""
+        guard let target = ConnectTarget.parse(serverText, defaultPort: self.configuration.port) else {
+            answer(iq.errorResult(StanzaError(.badRequest, text: "no usable <server/> in the transfer request")))
+            return
+        }
+        answer(iq.result())
+        self.requestTransfer(to: target)
     }
 
     func streamErrorReceived(_ error: StreamError) {

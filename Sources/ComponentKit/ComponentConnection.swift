@@ -46,8 +46,15 @@ public final class ComponentConnection: Service, Sendable {
         var workerStarter: AsyncStream<Spawn>.Continuation?
         /// Whether hostnames are served by XEP-0114 streams (configured, or after a fallback).
         var legacy = false
-        var shutdownWaiter: CheckedContinuation<Void, Never>?
+        var shutdownWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter = 0
         var shutdownRequested = false
+        /// Where the next connection goes when it is not the configured server
+        /// (`see-other-host`, or a transfer that failed and falls back).
+        var redirectTarget: ConnectTarget?
+        var transferRequest: ConnectTarget?
+        var transferWaiter: CheckedContinuation<ConnectTarget?, Never>?
+        var immediateReconnect = false
     }
 
     /// Work that ``run()`` starts in its task group.
@@ -160,7 +167,7 @@ public final class ComponentConnection: Service, Sendable {
         let request = HostnameBinding.unbindRequest(id: self.pending.makeID(), hostname: bound)
         let answer: IQ
         do {
-            answer = try await self.rawRequest(request, on: stream, timeout: self.configuration.requestTimeout)
+            answer = try await self.rawRequest(request, via: .stream(stream), timeout: self.configuration.requestTimeout)
         } catch {
             binding.state.withLock { if $0 == .unbinding { $0 = .bound(bound) } }
             throw error
@@ -208,8 +215,9 @@ public final class ComponentConnection: Service, Sendable {
         var current = iq
         var redirects = 0
         while true {
-            let stream = try self.prepareOutgoing(current.element)
-            let answer = try await self.rawRequest(current, on: stream, timeout: timeout ?? self.configuration.requestTimeout)
+            let binding = try self.prepareOutgoing(current.element)
+            let answer = try await self.rawRequest(
+                current, via: .binding(binding), timeout: timeout ?? self.configuration.requestTimeout)
             guard let redirected = IQRedirect.redirectedQuery(in: answer) else {
                 return answer
             }
@@ -269,16 +277,20 @@ public final class ComponentConnection: Service, Sendable {
     /// Starts a graceful shutdown: unbind every hostname, close the stream, wait for the
     /// server's close (bounded). ``run()`` returns when it is done.
     public func shutdown() {
-        let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let (waiters, transferWaiter) = self.state.withLock {
+            state -> ([CheckedContinuation<Void, Never>], CheckedContinuation<ConnectTarget?, Never>?) in
             state.shutdownRequested = true
             if state.phase == .running {
                 state.phase = .shuttingDown
             }
-            let waiter = state.shutdownWaiter
-            state.shutdownWaiter = nil
-            return waiter
+            let waiters = Array(state.shutdownWaiters.values)
+            state.shutdownWaiters.removeAll()
+            let transferWaiter = state.transferWaiter
+            state.transferWaiter = nil
+            return (waiters, transferWaiter)
         }
-        waiter?.resume()
+        for waiter in waiters { waiter.resume() }
+        transferWaiter?.resume(returning: nil)
     }
 
     // MARK: Service
@@ -316,6 +328,7 @@ public final class ComponentConnection: Service, Sendable {
                         group.addTask { await self.superviseLegacyStream(binding) }
                     }
                 }
+                group.addTask { await self.expireQueuedStanzas() }
                 group.addTask {
                     defer { starterContinuation.finish() }
                     if legacy {
@@ -340,129 +353,68 @@ public final class ComponentConnection: Service, Sendable {
 
     // MARK: Connection loop
 
-    var isShuttingDown: Bool {
-        self.state.withLock { $0.phase != .running }
-    }
-
-    var currentStream: ComponentStream? {
-        self.state.withLock { $0.stream }
-    }
-
-    private func connectionLoop() async throws {
-        var failures = 0
-        var delay = self.configuration.reconnect.initialDelay
-        while !self.isShuttingDown && !Task.isCancelled {
-            self.emit(.connecting(host: self.configuration.host, port: self.configuration.port))
-            let started = ContinuousClock.now
-            do {
-                let kind = ComponentStream.Kind.xep0225(allowsLegacyFallback: self.configuration.protocolMode == .auto)
-                switch try await ComponentStream.connect(
-                    configuration: self.configuration, kind: kind, group: self.eventLoopGroup, router: self,
-                    logger: self.logger)
-                {
-                case .connected(let stream):
-                    failures = 0
-                    self.metrics.connects.increment()
-                    try await self.serve(stream)
-                case .fallBackToLegacy(let reason):
-                    self.logger.notice(
-                        "falling back to XEP-0114: one stream per hostname", metadata: ["reason": "\(reason)"])
-                    self.switchToLegacy(reason: reason)
-                    await self.waitForShutdownRequest()
-                    return
-                }
-            } catch {
-                failures += 1
-                self.metrics.connectFailures.increment()
-                let reason = String(describing: error)
-                self.state.withLock { $0.lastError = reason }
-                self.logger.warning("component connection failed", metadata: ["error": "\(reason)", "attempt": "\(failures)"])
-                self.emit(.disconnected(reason: reason))
-                if let limit = self.configuration.reconnect.maxAttempts, failures >= limit {
-                    throw error
-                }
-            }
-            if self.isShuttingDown || Task.isCancelled { break }
-            if ContinuousClock.now - started > self.configuration.reconnect.stableAfter {
-                delay = self.configuration.reconnect.initialDelay
-            }
-            let jittered = delay * Double.random(in: 0.5...1.0)
-            self.logger.debug("reconnecting", metadata: ["delay": "\(jittered)"])
-            await self.sleepUnlessShutdown(jittered)
-            delay = min(delay * self.configuration.reconnect.multiplier, self.configuration.reconnect.maximumDelay)
+    /// Consumes the one-shot redirect target (see-other-host), if any.
+    func takeRedirectTarget() -> ConnectTarget? {
+        self.state.withLock { state in
+            let target = state.redirectTarget
+            state.redirectTarget = nil
+            return target
         }
     }
 
-    private func serve(_ stream: ComponentStream) async throws {
-        let info = stream.info
-        self.recordConnected(info)
+    func setRedirectTarget(_ target: ConnectTarget?) {
+        self.state.withLock { $0.redirectTarget = target }
+    }
+
+    var isLegacy: Bool {
+        self.state.withLock { $0.legacy }
+    }
+
+    func requestImmediateReconnect() {
+        self.state.withLock { $0.immediateReconnect = true }
+    }
+
+    func takePendingImmediateReconnect() -> Bool {
+        self.state.withLock { state in
+            let value = state.immediateReconnect
+            state.immediateReconnect = false
+            return value
+        }
+    }
+
+    func setCurrentStream(_ stream: ComponentStream?) {
         self.state.withLock { $0.stream = stream }
-        self.emit(.connected(info))
-        await self.bindAllPending(on: stream)
-
-        // Wait for the stream to close, or for a shutdown request.
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try? await stream.closeFuture.get()
-            }
-            group.addTask {
-                await self.waitForShutdownRequest()
-            }
-            await group.next()
-            group.cancelAll()
-        }
-        if stream.channel.isActive {
-            await self.unbindAllForShutdown(on: stream)
-            await stream.closeGracefully()
-        }
-        let reason = self.isShuttingDown ? "shutdown" : "the server closed the stream"
-        let bindings = self.state.withLock { state -> [Binding] in
-            state.stream = nil
-            return Array(state.bindings.values)
-        }
-        self.pending.failAll(ComponentError(.connectionClosed, "the stream closed before the answer came"))
-        for binding in bindings {
-            let wasBound = binding.state.withLock { state -> Bool in
-                guard case .bound = state else {
-                    if state != .removed { state = .pending }
-                    return false
-                }
-                state = .pending
-                return true
-            }
-            if wasBound {
-                self.emit(.unbound(hostname: binding.requested))
-                await binding.handler.hostnameUnbound(binding.requested)
-            }
-        }
-        if self.isShuttingDown {
-            for binding in bindings {
-                self.removeBinding(binding, reason: "shutdown")
-            }
-        }
-        self.emit(.disconnected(reason: reason))
     }
 
+    func allBindings() -> [Binding] {
+        self.state.withLock { Array($0.bindings.values) }
+    }
+
+    /// Waits until shutdown is requested (returns at once if it already was).
     func waitForShutdownRequest() async {
+        let id = self.state.withLock { state -> Int in
+            let id = state.nextWaiter
+            state.nextWaiter += 1
+            return id
+        }
         await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = self.state.withLock { state -> Bool in
-                    if state.phase != .running { return true }
-                    state.shutdownWaiter = continuation
+                    if state.phase != .running || Task.isCancelled { return true }
+                    state.shutdownWaiters[id] = continuation
                     return false
                 }
                 if resumeNow { continuation.resume() }
             }
         } onCancel: {
-            let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-                let waiter = state.shutdownWaiter
-                state.shutdownWaiter = nil
-                return waiter
+            let waiter = self.state.withLock { state in
+                state.shutdownWaiters.removeValue(forKey: id)
             }
             waiter?.resume()
         }
     }
 
+    /// Sleeps, returning early on shutdown.
     func sleepUnlessShutdown(_ duration: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await Task.sleep(for: duration) }
@@ -470,6 +422,52 @@ public final class ComponentConnection: Service, Sendable {
             await group.next()
             group.cancelAll()
         }
+    }
+
+    /// Asks the serving loop to move to another server (XEP-0051).
+    func requestTransfer(to target: ConnectTarget) {
+        let waiter = self.state.withLock { state -> CheckedContinuation<ConnectTarget?, Never>? in
+            guard let waiter = state.transferWaiter else {
+                state.transferRequest = target
+                return nil
+            }
+            state.transferWaiter = nil
+            return waiter
+        }
+        waiter?.resume(returning: target)
+    }
+
+    /// Waits for a transfer request; `nil` on shutdown or cancellation.
+    func nextTransferRequest() async -> ConnectTarget? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<ConnectTarget?, Never>) in
+                let immediate = self.state.withLock { state -> ConnectTarget?? in
+                    if state.phase != .running || Task.isCancelled { return .some(nil) }
+                    if let request = state.transferRequest {
+                        state.transferRequest = nil
+                        return .some(request)
+                    }
+                    state.transferWaiter = continuation
+                    return .none
+                }
+                if let immediate { continuation.resume(returning: immediate) }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { state -> CheckedContinuation<ConnectTarget?, Never>? in
+                let waiter = state.transferWaiter
+                state.transferWaiter = nil
+                return waiter
+            }
+            waiter?.resume(returning: nil)
+        }
+    }
+
+    var isShuttingDown: Bool {
+        self.state.withLock { $0.phase != .running }
+    }
+
+    var currentStream: ComponentStream? {
+        self.state.withLock { $0.stream }
     }
 
     // MARK: Binding
@@ -487,7 +485,7 @@ public final class ComponentConnection: Service, Sendable {
         }
         let binding = Binding(
             key: jid.domainpart, requested: jid.description, handler: handler,
-            queueDepth: self.configuration.handlerQueueDepth)
+            queueDepth: self.configuration.handlerQueueDepth, outbound: self.configuration.outboundQueue)
         let (starter, stream, legacy) = try self.state.withLock {
             state -> (AsyncStream<Spawn>.Continuation?, ComponentStream?, Bool) in
             if let existing = state.bindings[binding.key], existing.currentState != .removed {
@@ -508,7 +506,7 @@ public final class ComponentConnection: Service, Sendable {
         return binding
     }
 
-    private func bindAllPending(on stream: ComponentStream) async {
+    func bindAllPending(on stream: ComponentStream) async {
         let pendingBindings = self.state.withLock { state in
             state.bindings.values.filter { $0.currentState == .pending }
         }
@@ -528,7 +526,7 @@ public final class ComponentConnection: Service, Sendable {
         guard proceed else { return }
         let request = HostnameBinding.bindRequest(id: self.pending.makeID(), hostname: binding.requested)
         do {
-            let answer = try await self.rawRequest(request, on: stream, timeout: self.configuration.requestTimeout)
+            let answer = try await self.rawRequest(request, via: .stream(stream), timeout: self.configuration.requestTimeout)
             if answer.type == .error {
                 let stanzaError = answer.error ?? StanzaError(.undefinedCondition)
                 let error = ComponentError(
@@ -547,6 +545,7 @@ public final class ComponentConnection: Service, Sendable {
                 return true
             }
             guard stillWanted else { return }
+            self.flushIfPossible(binding)
             self.metrics.bindsSucceeded.increment()
             self.logger.info("hostname bound", metadata: ["component.hostname": "\(hostname)"])
             self.emit(.bound(hostname: hostname))
@@ -563,7 +562,7 @@ public final class ComponentConnection: Service, Sendable {
         }
     }
 
-    private func unbindAllForShutdown(on stream: ComponentStream) async {
+    func unbindAllForShutdown(on stream: ComponentStream) async {
         let bound = self.state.withLock { state in
             state.bindings.values.compactMap { binding -> (Binding, String)? in
                 binding.boundHostname.map { (binding, $0) }
@@ -573,7 +572,7 @@ public final class ComponentConnection: Service, Sendable {
             for (binding, hostname) in bound {
                 group.addTask {
                     let request = HostnameBinding.unbindRequest(id: self.pending.makeID(), hostname: hostname)
-                    _ = try? await self.rawRequest(request, on: stream, timeout: .seconds(5))
+                    _ = try? await self.rawRequest(request, via: .stream(stream), timeout: .seconds(5))
                     self.removeBinding(binding, reason: "shutdown")
                 }
             }
@@ -592,6 +591,7 @@ public final class ComponentConnection: Service, Sendable {
             }
         }
         binding.mailbox.finish()
+        self.failQueued(binding, reason: "\(binding.requested) was \(reason)")
         if case .bound(let hostname) = previous {
             self.logger.info("hostname unbound", metadata: ["component.hostname": "\(hostname)", "reason": "\(reason)"])
             self.emit(.unbound(hostname: hostname))
@@ -612,16 +612,18 @@ public final class ComponentConnection: Service, Sendable {
     // MARK: Sending
 
     func send(element: Element) async throws {
-        let stream = try self.prepareOutgoing(element)
-        try await stream.write(element).get()
+        let binding = try self.prepareOutgoing(element)
+        try await self.deliver(element, binding: binding)
     }
 
-    /// Checks an outgoing stanza and returns the stream that carries it.
-    private func prepareOutgoing(_ element: Element) throws -> ComponentStream {
+    /// Checks an outgoing stanza and returns the binding of its sender.
+    private func prepareOutgoing(_ element: Element) throws -> Binding {
         guard let from = element["from"], let key = Self.routingKey(from) else {
             throw ComponentError(.unboundSender, "an outgoing stanza needs a 'from' under a bound hostname")
         }
-        guard let binding = self.lookup(key), binding.boundHostname != nil || binding.currentState == .unbinding else {
+        // A registered hostname may send at any time: while it is not bound (not yet, or
+        // during a reconnect) its stanzas wait in its bounded queue.
+        guard let binding = self.lookup(key), binding.currentState != .removed else {
             throw ComponentError(
                 .unboundSender, "'\(from)' is not under a hostname bound on this connection; the server would reject it")
         }
@@ -633,15 +635,115 @@ public final class ComponentConnection: Service, Sendable {
         } catch {
             throw ComponentError(.invalidStanza, "the stanza cannot be sent: \(error)")
         }
-        guard let stream = binding.legacyStream ?? self.currentStream else {
-            throw ComponentError(.notConnected, "not connected to the server")
-        }
-        binding.countOut()
-        return stream
+        return binding
     }
 
-    /// Sends an IQ request on a stream and waits for the answer matched by id and sender.
-    func rawRequest(_ iq: IQ, on stream: ComponentStream, timeout: Duration) async throws -> IQ {
+    /// The stream that carries a binding's stanzas now, if it is bound.
+    func stream(for binding: Binding) -> ComponentStream? {
+        guard binding.boundHostname != nil || binding.currentState == .unbinding else { return nil }
+        if let legacy = binding.legacyStream { return legacy }
+        let stream = self.currentStream
+        return stream?.channel.isActive == true ? stream : nil
+    }
+
+    /// Writes a stanza now, or queues it (bounded, in order) until its hostname is bound again.
+    func deliver(_ element: Element, binding: Binding) async throws {
+        if !binding.outbound.mustQueue, let stream = self.stream(for: binding) {
+            do {
+                try await stream.write(element).get()
+                binding.countOut()
+                return
+            } catch {
+                // The stream died under the write: the stanza was not written; queue it.
+            }
+        }
+        if self.isFinished || binding.currentState == .removed {
+            throw ComponentError(.notConnected, "not connected to the server, and the connection is not running")
+        }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            guard binding.outbound.enqueue(element, continuation: continuation) else {
+                self.metrics.queueOverflows.increment()
+                continuation.resume(
+                    throwing: ComponentError(
+                        .queueFull,
+                        "\(binding.requested) is not connected and its outgoing queue is full "
+                            + "(\(binding.outbound.policy.maxStanzas) stanzas)"))
+                return
+            }
+            self.flushIfPossible(binding)
+        }
+    }
+
+    /// Starts writing a binding's queued stanzas if it has a stream.
+    func flushIfPossible(_ binding: Binding) {
+        guard binding.outbound.count > 0, let stream = self.stream(for: binding) else { return }
+        Task { await self.flush(binding, on: stream) }
+    }
+
+    private func flush(_ binding: Binding, on stream: ComponentStream) async {
+        guard binding.outbound.beginFlush() else { return }
+        while true {
+            let batch = binding.outbound.nextBatch()
+            if batch.isEmpty { return }
+            let channel = stream.channel
+            let writes = batch.map { channel.write(XMLStreamFrame.element($0.element)) }
+            channel.flush()
+            for (index, write) in writes.enumerated() {
+                do {
+                    try await write.get()
+                    binding.countOut()
+                    batch[index].continuation.resume()
+                } catch {
+                    // Not written: back to the front, in order, for the next stream.
+                    binding.outbound.requeueFront(Array(batch[index...]))
+                    return
+                }
+            }
+        }
+    }
+
+    /// Fails queued stanzas that waited too long; runs while the connection runs.
+    func expireQueuedStanzas() async {
+        let policy = self.configuration.outboundQueue
+        let period = min(policy.maxAge / 4, .seconds(1))
+        while !self.isShuttingDown && !Task.isCancelled {
+            try? await Task.sleep(for: period)
+            let bindings = self.state.withLock { Array($0.bindings.values) }
+            for binding in bindings {
+                for entry in binding.outbound.expired() {
+                    self.metrics.queueExpired.increment()
+                    entry.continuation.resume(
+                        throwing: ComponentError(
+                            .expired, "\(binding.requested) stayed disconnected longer than \(policy.maxAge); the stanza was not sent"))
+                }
+            }
+        }
+    }
+
+    /// Fails everything a binding still has queued (it is being removed, or the connection stops).
+    func failQueued(_ binding: Binding, reason: String) {
+        let entries = binding.outbound.drain()
+        guard !entries.isEmpty else { return }
+        self.logger.warning(
+            "queued stanzas were not sent", metadata: ["component.hostname": "\(binding.requested)", "count": "\(entries.count)", "reason": "\(reason)"])
+        for entry in entries {
+            entry.continuation.resume(throwing: ComponentError(.notConnected, "\(reason); the stanza was not sent"))
+        }
+    }
+
+    var isFinished: Bool {
+        self.state.withLock { $0.phase == .finished || $0.phase == .idle }
+    }
+
+    /// How a request travels: on a given stream (binding IQs), or as a binding's stanza
+    /// (queued while disconnected).
+    enum RequestRoute: Sendable {
+        case stream(ComponentStream)
+        case binding(Binding)
+    }
+
+    /// Sends an IQ request and waits for the answer matched by id and sender.
+    func rawRequest(_ iq: IQ, via route: RequestRoute, timeout: Duration) async throws -> IQ {
         let id = iq.requestID
         let pending = self.pending
         let metrics = self.metrics
@@ -653,9 +755,19 @@ public final class ComponentConnection: Service, Sendable {
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<IQ, any Error>) in
+                let streamIdentity: ObjectIdentifier?
+                let eventLoop: any EventLoop
+                switch route {
+                case .stream(let stream):
+                    streamIdentity = ObjectIdentifier(stream)
+                    eventLoop = stream.channel.eventLoop
+                case .binding:
+                    streamIdentity = nil
+                    eventLoop = self.eventLoopGroup.any()
+                }
                 guard
                     pending.register(
-                        id: id, expectedFrom: iq.element["to"], stream: ObjectIdentifier(stream),
+                        id: id, expectedFrom: iq.element["to"], stream: streamIdentity,
                         continuation: continuation)
                 else {
                     continuation.resume(
@@ -664,13 +776,24 @@ public final class ComponentConnection: Service, Sendable {
                 }
                 let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000
                     + Int64(timeout.components.attoseconds / 1_000_000_000)
-                let scheduled = stream.channel.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+                let scheduled = eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
                     metrics.iqTimeouts.increment()
                     pending.fail(id: id, ComponentError(.timeout, "no answer to IQ '\(id)' within \(timeout)"))
                 }
                 pending.setTimeout(id: id, scheduled)
-                stream.write(iq.element).whenFailure { error in
-                    pending.fail(id: id, ComponentError(.connectionClosed, "the request could not be sent: \(error)"))
+                switch route {
+                case .stream(let stream):
+                    stream.write(iq.element).whenFailure { error in
+                        pending.fail(id: id, ComponentError(.connectionClosed, "the request could not be sent: \(error)"))
+                    }
+                case .binding(let binding):
+                    Task {
+                        do {
+                            try await self.deliver(iq.element, binding: binding)
+                        } catch {
+                            pending.fail(id: id, error)
+                        }
+                    }
                 }
             }
         } onCancel: {

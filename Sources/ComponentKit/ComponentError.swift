@@ -35,6 +35,10 @@ public struct ComponentError: Error, CustomStringConvertible, Hashable, Sendable
         case invalidRedirect
         /// An IQ request was redirected more than three times in a row.
         case tooManyRedirects
+        /// The hostname's outgoing queue (while disconnected) is full.
+        case queueFull
+        /// The stanza waited in the outgoing queue longer than allowed.
+        case expired
     }
 
     /// What went wrong.

@@ -16,6 +16,8 @@ struct ComponentMetrics: Sendable {
     let bounced: Counter
     let iqLatency: Timer
     let iqTimeouts: Counter
+    let queueOverflows: Counter
+    let queueExpired: Counter
 
     init(identity: String) {
         let dimensions = [("identity", identity)]
@@ -28,6 +30,8 @@ struct ComponentMetrics: Sendable {
         self.bounced = Counter(label: "xmpp_component_bounced_total", dimensions: dimensions)
         self.iqLatency = Timer(label: "xmpp_component_iq_request_duration_seconds", dimensions: dimensions)
         self.iqTimeouts = Counter(label: "xmpp_component_iq_timeouts_total", dimensions: dimensions)
+        self.queueOverflows = Counter(label: "xmpp_component_outbound_dropped_total", dimensions: dimensions + [("reason", "queue_full")])
+        self.queueExpired = Counter(label: "xmpp_component_outbound_dropped_total", dimensions: dimensions + [("reason", "expired")])
     }
 }
 

@@ -4,6 +4,7 @@ import NIOPosix
 import XMPPCore
 import XMPPSASL
 import XMPPStream
+import Synchronization
 import XMPPTLS
 
 /// One negotiated TCP stream to the server: the XEP-0225 stream that carries every
@@ -24,11 +25,24 @@ final class ComponentStream: Sendable {
     let channel: any Channel
     let negotiated: NegotiatedStream
     let kind: Kind
+    /// When the stream last read anything (for liveness checks).
+    let activity: StreamActivity
+    private let router: StanzaRouterHandlerBox
 
-    private init(channel: any Channel, negotiated: NegotiatedStream, kind: Kind) {
+    private init(
+        channel: any Channel, negotiated: NegotiatedStream, kind: Kind, activity: StreamActivity,
+        router: StanzaRouterHandlerBox
+    ) {
         self.channel = channel
         self.negotiated = negotiated
         self.kind = kind
+        self.activity = activity
+        self.router = router
+    }
+
+    /// The stream error the server ended the stream with, if any.
+    var lastStreamError: StreamError? {
+        self.router.lastStreamError
     }
 
     var info: ConnectionInfo {
@@ -61,6 +75,7 @@ final class ComponentStream: Sendable {
     /// Opens a TCP connection, runs the negotiation and returns the ready stream.
     static func connect(
         configuration: ComponentConfiguration,
+        target: ConnectTarget? = nil,
         kind: Kind,
         group: any EventLoopGroup,
         router: any StanzaRouting,
@@ -98,22 +113,25 @@ final class ComponentStream: Sendable {
             hasClientCertificate: configuration.clientCertificateFile != nil)
 
         let connectTimeout = TimeAmount.nanoseconds(Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000)
+        let target = target ?? ConnectTarget(host: configuration.host, port: configuration.port)
+        let activity = StreamActivity()
+        let routerBox = StanzaRouterHandlerBox()
         let channel: any Channel
         do {
             channel = try await Self.bootstrap(
-                group: group, timeout: connectTimeout, host: configuration.host, port: configuration.port
+                group: group, timeout: connectTimeout, host: target.host, port: target.port
             ) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try Self.configurePipeline(
                         channel: channel, direct: direct, tlsContext: tlsContext, serverName: serverName,
                         contentNamespace: contentNamespace, limits: limits, kind: kind, configuration: configuration,
-                        machineTLS: machineTLS, sasl: sasl, router: router, outcomePromise: outcomePromise)
+                        machineTLS: machineTLS, sasl: sasl, router: router, outcomePromise: outcomePromise,
+                        activity: activity, routerBox: routerBox)
                 }
             }
         } catch {
             outcomePromise.fail(error)
-            throw ComponentError(
-                .notConnected, "cannot connect to \(configuration.host):\(configuration.port): \(error)")
+            throw ComponentError(.notConnected, "cannot connect to \(target): \(error)")
         }
 
         let timeout = channel.eventLoop.scheduleTask(in: connectTimeout) {
@@ -125,7 +143,8 @@ final class ComponentStream: Sendable {
         do {
             switch try await outcomePromise.futureResult.get() {
             case .negotiated(let negotiated):
-                let stream = ComponentStream(channel: channel, negotiated: negotiated, kind: kind)
+                let stream = ComponentStream(
+                    channel: channel, negotiated: negotiated, kind: kind, activity: activity, router: routerBox)
                 logger.info(
                     "component stream negotiated",
                     metadata: [
@@ -160,7 +179,8 @@ final class ComponentStream: Sendable {
         channel: any Channel, direct: Bool, tlsContext: OpenSSLContext?, serverName: String,
         contentNamespace: String, limits: XMLStreamLimits, kind: Kind, configuration: ComponentConfiguration,
         machineTLS: ComponentNegotiationStateMachine.TLSPolicy, sasl: SASLClient.Configuration,
-        router: any StanzaRouting, outcomePromise: EventLoopPromise<NegotiationOutcome>
+        router: any StanzaRouting, outcomePromise: EventLoopPromise<NegotiationOutcome>,
+        activity: StreamActivity, routerBox: StanzaRouterHandlerBox
     ) throws {
         let operations = channel.pipeline.syncOperations
         if direct, let tlsContext {
@@ -185,7 +205,7 @@ final class ComponentStream: Sendable {
         let negotiation = ComponentNegotiationHandler(mode: mode, eventLoop: channel.eventLoop)
         negotiation.outcome.cascade(to: outcomePromise)
         try operations.addHandler(negotiation)
-        try operations.addHandler(StanzaRouterHandler(router: router))
+        try operations.addHandler(StanzaRouterHandler(router: router, activity: activity, box: routerBox))
     }
 
     /// The XEP-0114 handshake digest can be attacked offline: never send it in cleartext to
@@ -209,5 +229,37 @@ final class ComponentStream: Sendable {
         let lowered = host.lowercased()
         if lowered == "localhost" || lowered == "::1" || lowered == "[::1]" { return true }
         return lowered.hasPrefix("127.")
+    }
+}
+
+/// The time of a stream's last read, for liveness checks (written on the event loop,
+/// read by the monitor).
+final class StreamActivity: Sendable {
+    private let lastRead = Atomic<Int64>(0)
+    private let origin = ContinuousClock.now
+
+    init() {
+        self.touch()
+    }
+
+    func touch() {
+        let elapsed = ContinuousClock.now - self.origin
+        self.lastRead.store(Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000, ordering: .relaxed)
+    }
+
+    var idleTime: Duration {
+        let now = ContinuousClock.now - self.origin
+        let nowNanos = Int64(now.components.seconds) * 1_000_000_000 + now.components.attoseconds / 1_000_000_000
+        return .nanoseconds(nowNanos - self.lastRead.load(ordering: .relaxed))
+    }
+}
+
+/// What the router handler learned that outlives it (the server's stream error).
+final class StanzaRouterHandlerBox: Sendable {
+    private let streamError = Mutex<StreamError?>(nil)
+
+    var lastStreamError: StreamError? {
+        get { self.streamError.withLock { $0 } }
+        set { self.streamError.withLock { $0 = newValue } }
     }
 }

@@ -11,15 +11,18 @@ final class StanzaRouterHandler: ChannelDuplexHandler {
     typealias OutboundOut = XMLStreamFrame
 
     private let router: any StanzaRouting
-    private var negotiated = false
+    private let activity: StreamActivity
+    private let box: StanzaRouterHandlerBox
     private var blocked: Set<String> = []
     private var readPending = false
     private var context: ChannelHandlerContext?
     private(set) var closedByServer = false
     private(set) var lastStreamError: StreamError?
 
-    init(router: any StanzaRouting) {
+    init(router: any StanzaRouting, activity: StreamActivity, box: StanzaRouterHandlerBox) {
         self.router = router
+        self.activity = activity
+        self.box = box
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -31,11 +34,13 @@ final class StanzaRouterHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.activity.touch()
         switch self.unwrapInboundIn(data) {
         case .element(let element):
             if element.name == QualifiedName(Namespace.stream, "error") {
                 let error = StreamError(element: element) ?? StreamError(.undefinedCondition)
                 self.lastStreamError = error
+                self.box.lastStreamError = error
                 self.router.streamErrorReceived(error)
                 return
             }

@@ -323,3 +323,88 @@ struct IQRedirectTests {
         #expect(error?.kind == .invalidRedirect)
     }
 }
+
+@Suite("Connect targets (XEP-0051 server, see-other-host)")
+struct ConnectTargetTests {
+    @Test(arguments: [
+        ("server2.example.com", "server2.example.com", 5270),
+        ("server3.example.com:6222", "server3.example.com", 6222),
+        ("123.123.123.122", "123.123.123.122", 5270),
+        ("123.123.123.122:1", "123.123.123.122", 1),
+        ("[2001:db8::1]", "2001:db8::1", 5270),
+        ("[2001:db8::1]:5275", "2001:db8::1", 5275),
+        ("2001:db8::1", "2001:db8::1", 5270),
+        ("  host.example  ", "host.example", 5270),
+    ])
+    func parses(text: String, host: String, port: Int) {
+        #expect(ConnectTarget.parse(text, defaultPort: 5270) == ConnectTarget(host: host, port: port))
+    }
+
+    @Test(arguments: ["", "   ", "host:0", "host:65536", "host:x", ":5270", "[::1", "[]:5", "[::1]x"])
+    func rejects(text: String) {
+        #expect(ConnectTarget.parse(text, defaultPort: 5270) == nil)
+    }
+
+    @Test func descriptionBracketsIPv6() {
+        #expect(ConnectTarget(host: "::1", port: 5).description == "[::1]:5")
+        #expect(ConnectTarget(host: "a.example", port: 5).description == "a.example:5")
+    }
+}
+
+@Suite("Outbound queue")
+struct OutboundQueueTests {
+    @Test func boundedByCountAndAgeAndKeepsOrder() async throws {
+        let queue = OutboundQueue(policy: OutboundQueuePolicy(maxStanzas: 3, maxAge: .milliseconds(50)))
+        let results = LockedBox<[String]>([])
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<4 {
+                group.addTask {
+                    do {
+                        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                            if !queue.enqueue(Element("m\(index)", namespace: Namespace.client), continuation: continuation) {
+                                continuation.resume(throwing: ComponentError(.queueFull, "full"))
+                            }
+                        }
+                        results.withLock { $0.append("sent") }
+                    } catch let error as ComponentError {
+                        results.withLock { $0.append("\(error.kind)") }
+                    } catch {}
+                }
+                // Enqueue in a known order.
+                while queue.count < min(index + 1, 3) { await Task.yield() }
+            }
+            while results.withLock({ $0.count }) < 1 { await Task.yield() }
+            #expect(results.withLock { $0 } == ["queueFull"])
+            #expect(queue.mustQueue)
+            #expect(queue.beginFlush())
+            #expect(!queue.beginFlush())
+            let batch = queue.nextBatch(max: 2)
+            #expect(batch.map(\.element.name.localName) == ["m0", "m1"])
+            // Not written: back at the front, order kept.
+            queue.requeueFront(batch)
+            #expect(queue.count == 3)
+            try? await Task.sleep(for: .milliseconds(80))
+            let expired = queue.expired()
+            #expect(expired.map(\.element.name.localName) == ["m0", "m1", "m2"])
+            for entry in expired {
+                entry.continuation.resume(throwing: ComponentError(.expired, "old"))
+            }
+        }
+        #expect(results.withLock { $0 }.sorted() == ["expired", "expired", "expired", "queueFull"])
+        #expect(queue.count == 0)
+        #expect(!queue.mustQueue)
+    }
+}
+
+/// A value shared between test tasks.
+final class LockedBox<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) {
+        self.mutex = Mutex(value)
+    }
+
+    func withLock<Result>(_ body: (inout Value) -> Result) -> Result {
+        self.mutex.withLock { body(&$0) }
+    }
+}

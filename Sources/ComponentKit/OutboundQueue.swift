@@ -1,0 +1,115 @@
+import Synchronization
+import XMPPCore
+
+/// Stanzas a hostname's handlers sent while it had no stream, waiting (in order) for the
+/// hostname to be bound again.
+///
+/// Bounded by count and age (``OutboundQueuePolicy``): past either limit the sender's
+/// `send` fails with ``ComponentError/Kind/queueFull`` or ``ComponentError/Kind/expired``
+/// and a metric counts it, so nothing vanishes silently.
+final class OutboundQueue: Sendable {
+    struct Entry: Sendable {
+        var element: Element
+        var enqueued: ContinuousClock.Instant
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private struct State: Sendable {
+        var entries: [Entry] = []
+        var head = 0
+        var flushing = false
+
+        var count: Int { self.entries.count - self.head }
+
+        mutating func compact() {
+            if self.head > 64 && self.head * 2 > self.entries.count {
+                self.entries.removeFirst(self.head)
+                self.head = 0
+            }
+        }
+    }
+
+    private let state = Mutex(State())
+    let policy: OutboundQueuePolicy
+
+    init(policy: OutboundQueuePolicy) {
+        self.policy = policy
+    }
+
+    var count: Int { self.state.withLock { $0.count } }
+
+    /// Whether new stanzas must queue behind older ones (queued, or being flushed).
+    var mustQueue: Bool { self.state.withLock { $0.count > 0 || $0.flushing } }
+
+    /// Appends a stanza; `false` when the queue is full.
+    func enqueue(_ element: Element, continuation: CheckedContinuation<Void, any Error>) -> Bool {
+        self.state.withLock { state in
+            guard state.count < self.policy.maxStanzas else { return false }
+            state.entries.append(Entry(element: element, enqueued: .now, continuation: continuation))
+            return true
+        }
+    }
+
+    /// Starts a flush: returns `false` if one is already running.
+    func beginFlush() -> Bool {
+        self.state.withLock { state in
+            guard !state.flushing else { return false }
+            state.flushing = true
+            return true
+        }
+    }
+
+    /// The next entries to write, oldest first; ends the flush (returning nothing) when empty.
+    func nextBatch(max: Int = 256) -> [Entry] {
+        self.state.withLock { state in
+            let available = state.count
+            guard available > 0 else {
+                state.flushing = false
+                return []
+            }
+            let take = min(available, max)
+            let batch = Array(state.entries[state.head..<state.head + take])
+            state.head += take
+            state.compact()
+            return batch
+        }
+    }
+
+    /// Puts entries that could not be written back at the front, in order, and ends the flush.
+    func requeueFront(_ entries: [Entry]) {
+        self.state.withLock { state in
+            let rest = Array(state.entries[state.head...])
+            state.entries = entries + rest
+            state.head = 0
+            state.flushing = false
+        }
+    }
+
+    /// Removes and returns the entries older than the policy's maximum age.
+    func expired(now: ContinuousClock.Instant = .now) -> [Entry] {
+        self.state.withLock { state in
+            var expired: [Entry] = []
+            var kept: [Entry] = []
+            for entry in state.entries[state.head...] {
+                if now - entry.enqueued > self.policy.maxAge {
+                    expired.append(entry)
+                } else {
+                    kept.append(entry)
+                }
+            }
+            state.entries = kept
+            state.head = 0
+            return expired
+        }
+    }
+
+    /// Removes and returns everything (shutdown, or the hostname was removed).
+    func drain() -> [Entry] {
+        self.state.withLock { state in
+            let all = Array(state.entries[state.head...])
+            state.entries = []
+            state.head = 0
+            return all
+        }
+    }
+}
