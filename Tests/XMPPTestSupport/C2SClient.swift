@@ -41,6 +41,12 @@ public final class C2SClient: Sendable {
         public var tlsServerName: String?
         /// SASL mechanisms that may be used, or `nil` for all the client supports.
         public var allowedMechanisms: [String]?
+        /// Whether `-PLUS` (channel-binding) mechanisms may be used. ejabberd 23.01 offers
+        /// them on TLS 1.3 but rejects `tls-exporter` ("Invalid channel binding"), so its
+        /// tests turn this off.
+        public var allowsChannelBinding: Bool
+        /// The newest TLS version offered, or `nil` for the newest available.
+        public var maximumTLSVersion: TLSVersion?
         /// Whether to send initial presence once bound (needed to receive messages sent to
         /// the bare JID).
         public var sendsInitialPresence: Bool
@@ -58,6 +64,8 @@ public final class C2SClient: Sendable {
             caFile: String,
             tlsServerName: String? = nil,
             allowedMechanisms: [String]? = nil,
+            allowsChannelBinding: Bool = true,
+            maximumTLSVersion: TLSVersion? = nil,
             sendsInitialPresence: Bool = true,
             timeout: Duration = .seconds(10)
         ) {
@@ -70,6 +78,8 @@ public final class C2SClient: Sendable {
             self.caFile = caFile
             self.tlsServerName = tlsServerName
             self.allowedMechanisms = allowedMechanisms
+            self.allowsChannelBinding = allowsChannelBinding
+            self.maximumTLSVersion = maximumTLSVersion
             self.sendsInitialPresence = sendsInitialPresence
             self.timeout = timeout
         }
@@ -113,7 +123,7 @@ public final class C2SClient: Sendable {
             tlsContext = try OpenSSLContext(
                 client: TLSClientConfiguration(
                     serverName: configuration.tlsServerName ?? configuration.domain,
-                    trustRoots: .caFile(configuration.caFile)))
+                    trustRoots: .caFile(configuration.caFile), maximumVersion: configuration.maximumTLSVersion))
         } catch {
             throw C2SClientError(.tlsFailed, "cannot create the TLS context with CA \(configuration.caFile): \(error)")
         }
@@ -383,11 +393,19 @@ private final class C2SHandler: ChannelInboundHandler {
             self.write(.element(Element("starttls", namespace: Namespace.tls)), context: context)
         } else if !self.authenticated {
             self.phase = .authenticating
+            var allowed = self.configuration.allowedMechanisms
+            if !self.configuration.allowsChannelBinding {
+                let offered =
+                    allowed
+                    ?? (features.firstChild("mechanisms", namespace: Namespace.sasl)?
+                        .children("mechanism", namespace: Namespace.sasl).map(\.text) ?? [])
+                allowed = offered.filter { !$0.uppercased().hasSuffix("-PLUS") }
+            }
             do {
                 let client = try SASLClient(
                     configuration: .init(
                         authenticationIdentity: self.configuration.username, password: self.configuration.password,
-                        serverFQDN: self.configuration.domain, allowedMechanisms: self.configuration.allowedMechanisms),
+                        serverFQDN: self.configuration.domain, allowedMechanisms: allowed),
                     transport: Self.transportSecurity(self.tlsSession))
                 self.sasl = client
                 let auth = try client.start(features: features)

@@ -110,7 +110,8 @@ public final class ProsodyFixture: @unchecked Sendable {
     public var domain: String { self.configuration.domain }
     /// The c2s port (STARTTLS).
     public let c2sPort: Int
-    /// The XEP-0114 component port (plain TCP).
+    /// The XEP-0114 component port (plain TCP). Prosody listens on it only when at least one
+    /// component is configured.
     public let componentPort: Int
     /// The direct-TLS port, when ``Configuration/directTLSPort`` is set.
     public let directTLSPort: Int?
@@ -252,7 +253,9 @@ public final class ProsodyFixture: @unchecked Sendable {
         }
         let began = ContinuousClock.now
         try process.start()
-        var ports = [self.c2sPort, self.componentPort]
+        // Prosody opens the component port only when at least one Component is configured.
+        var ports = [self.c2sPort]
+        if !self.configuration.components.isEmpty { ports.append(self.componentPort) }
         if let directTLSPort { ports.append(directTLSPort) }
         do {
             try await waitForPorts(ports, process: process, timeout: self.configuration.startupTimeout, server: "Prosody") {

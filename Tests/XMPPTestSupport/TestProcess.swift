@@ -69,6 +69,14 @@ public final class TestProcess: @unchecked Sendable {
             self.process.standardOutput = output
             self.process.standardError = output
             self.process.standardInput = FileHandle.nullDevice
+            // posix_spawn hands the calling thread's signal mask to the child, and the threads
+            // tests run on block nearly every signal (SIGTERM included): a server started from
+            // one would ignore SIGTERM. Run with an empty mask, then restore it.
+            var empty = sigset_t()
+            var saved = sigset_t()
+            sigemptyset(&empty)
+            pthread_sigmask(SIG_SETMASK, &empty, &saved)
+            defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
             do {
                 try self.process.run()
             } catch {
