@@ -86,3 +86,31 @@ struct ProsodyFixtureTests {
         }
     }
 }
+
+@Suite("Prosody fixture configuration")
+struct ProsodyFixtureConfigurationTests {
+    @Test("plugin_paths, extra modules and extra config lines reach Prosody")
+    func pluginPaths() async throws {
+        let plugins = try TemporaryDirectory(prefix: "prosody-plugins")
+        try """
+        local greeting = module:get_option_string("testsupport_greeting", "none");
+        module:log("info", "testsupport probe loaded: %s", greeting);
+        """.write(toFile: plugins.path("mod_testsupport_probe.lua"), atomically: true, encoding: .utf8)
+        let prosody = try await ProsodyFixture.start(
+            .init(
+                pluginPaths: [plugins.path], extraModules: ["testsupport_probe"],
+                extraGlobalLines: ["testsupport_greeting = \"hello from the fixture\""]))
+        defer { prosody.stop() }
+        #expect(prosody.log.contains("testsupport probe loaded: hello from the fixture"), "\(prosody.log.suffix(2000))")
+    }
+
+    @Test("a server that cannot start fails with its log tail, and leaves no process")
+    func startupFailure() async throws {
+        let error = await #expect(throws: TestSupportError.self) {
+            _ = try await ProsodyFixture.start(.init(extraGlobalLines: ["this is not lua ="], startupTimeout: .seconds(5)))
+        }
+        let text = error.map(String.init(describing:)) ?? ""
+        #expect(text.contains("Prosody exited with status"), "\(text)")
+        #expect(text.contains("prosody.cfg.lua"), "the message should carry Prosody's own complaint: \(text)")
+    }
+}
