@@ -106,6 +106,21 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Test support (not a product: real servers and a c2s client for integration tests)
+        .target(
+            name: "XMPPTestSupport",
+            dependencies: [
+                "XMPPCore",
+                "XMPPStream",
+                "XMPPTLS",
+                "XMPPSASL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tests/XMPPTestSupport",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(
             name: "XMPPCoreTests",
@@ -148,6 +163,18 @@ let package = Package(
         .testTarget(
             name: "XMPPSASLTests",
             dependencies: ["XMPPSASL", "XMPPCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "XMPPTestSupportTests",
+            dependencies: [
+                "XMPPTestSupport",
+                "XMPPCore",
+                "XMPPStream",
+                "XMPPTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,0 +1,418 @@
+public import Foundation
+
+/// A real ejabberd 23.01 on 127.0.0.1, configured at run time in a temporary directory and
+/// run in the foreground (`ejabberdctl … foreground`) as the `ejabberd` user (when the tests
+/// run as root).
+///
+/// ```swift
+/// let ejabberd = try await EjabberdFixture.start(.init(
+///     services: [.init(hostname: "echo.localhost", password: "s3cret")],
+///     accounts: [.init(username: "alice", password: "pw")]))
+/// defer { ejabberd.stop() }
+/// // c2s on ejabberd.c2sPort (STARTTLS), XEP-0114 over direct TLS on ejabberd.componentTLSPort
+/// ```
+///
+/// ## Processes
+///
+/// The Erlang node is started with a fixed distribution port (`ERL_DIST_PORT`, bound to
+/// 127.0.0.1), so neither the node nor `ejabberdctl` commands ever start `epmd`; the node
+/// name and cookie are unique per fixture. The process tree is
+/// `ejabberdctl` (bash) → `beam.smp` → `erl_child_setup`; ``stop()`` sends SIGTERM to
+/// `beam.smp` (a clean Erlang shutdown), then reaps the rest, with SIGKILL for anything
+/// left after the grace period.
+public final class EjabberdFixture: @unchecked Sendable {
+    // @unchecked: `process` and `startupDuration` are guarded by `lock`; the rest is immutable.
+
+    /// A hostname served by an `ejabberd_service` listener (`hosts:` map entry).
+    public struct Service: Sendable, Hashable {
+        /// The component hostname.
+        public var hostname: String
+        /// Its password (the XEP-0114 shared secret).
+        public var password: String
+
+        /// Creates a service entry.
+        public init(hostname: String, password: String) {
+            self.hostname = hostname
+            self.password = password
+        }
+    }
+
+    /// A c2s account.
+    public typealias Account = ProsodyFixture.Account
+
+    /// What to run.
+    public struct Configuration: Sendable {
+        /// The served domain (`hosts:`); also the certificate's domain (with `*.domain`).
+        public var domain: String
+        /// Hostnames on the direct-TLS `ejabberd_service` listener (`tls: true`).
+        public var services: [Service]
+        /// Hostnames on a second, plain-TCP `ejabberd_service` listener; none opens no such listener.
+        public var plainServices: [Service]
+        /// Accounts registered with `ejabberdctl register` after start.
+        public var accounts: [Account]
+        /// Raw YAML lines appended at the top level (e.g. more `modules:` are not possible
+        /// this way; use ``extraModules``).
+        public var extraTopLevelYAML: [String]
+        /// Extra modules: name → raw YAML options (`{}` for none).
+        public var extraModules: [String: String]
+        /// `loglevel`.
+        public var logLevel: String
+        /// How long start-up may take before the fixture fails (with the log tail).
+        public var startupTimeout: Duration
+
+        /// Creates a configuration.
+        public init(
+            domain: String = "localhost",
+            services: [Service] = [],
+            plainServices: [Service] = [],
+            accounts: [Account] = [],
+            extraTopLevelYAML: [String] = [],
+            extraModules: [String: String] = [:],
+            logLevel: String = "info",
+            startupTimeout: Duration = .seconds(60)
+        ) {
+            self.domain = domain
+            self.services = services
+            self.plainServices = plainServices
+            self.accounts = accounts
+            self.extraTopLevelYAML = extraTopLevelYAML
+            self.extraModules = extraModules
+            self.logLevel = logLevel
+            self.startupTimeout = startupTimeout
+        }
+    }
+
+    /// `ejabberdctl`.
+    public static let ejabberdctlExecutable = "/usr/sbin/ejabberdctl"
+    /// The Erlang emulator `ejabberdctl` runs.
+    public static let erlExecutable = "/usr/bin/erl"
+
+    /// The configuration it was started with.
+    public let configuration: Configuration
+    /// The served domain.
+    public var domain: String { self.configuration.domain }
+    /// The c2s port (STARTTLS required).
+    public let c2sPort: Int
+    /// The `ejabberd_service` port with direct TLS (`tls: true`).
+    public let componentTLSPort: Int
+    /// The plain `ejabberd_service` port, when ``Configuration/plainServices`` is not empty.
+    public let componentPlainPort: Int?
+    /// The Erlang distribution port (127.0.0.1), used by `ejabberdctl` commands.
+    public let distributionPort: Int
+    /// The Erlang node name (`name@localhost`), unique per fixture.
+    public let nodeName: String
+    /// The CA certificate that signed the server certificate: the clients' trust root.
+    public let caCertificatePath: String
+    /// The server certificate (SANs: the domain, `*.domain` and every service hostname).
+    public let certificate: TestCertificateAuthority.Leaf
+    /// ejabberd's main log file.
+    public let logPath: String
+    /// The generated `ejabberd.yml`.
+    public let configPath: String
+    /// The generated `ejabberdctl.cfg`.
+    public let ctlConfigPath: String
+    /// The temporary directory with configs, spool (Mnesia), logs and pid file.
+    public let directory: TemporaryDirectory
+
+    private let authority: TestCertificateAuthority
+    private let user: SystemUser?
+    private let cookie: String
+    private let lock = NSLock()
+    private var process: TestProcess?
+    private var starts = 0
+    private var startupDuration: Duration = .zero
+
+    /// Writes the configuration, starts ejabberd, waits until every listener accepts
+    /// connections, and registers the accounts.
+    /// - Parameter configuration: What to run.
+    /// - Throws: ``TestSupportError`` (with what to install when ejabberd is missing, or the
+    ///   log tail when it does not come up).
+    public static func start(_ configuration: Configuration = .init()) async throws -> EjabberdFixture {
+        try ServerInstallation.require(
+            "ejabberd", executables: [Self.ejabberdctlExecutable, Self.erlExecutable], user: "ejabberd")
+        if !SystemUser.isRoot, SystemUser.named("ejabberd")?.uid != geteuid() {
+            throw TestSupportError("ejabberdctl runs only as root or as the 'ejabberd' user; run the tests as root")
+        }
+        let fixture = try await EjabberdFixture(configuration: configuration)
+        do {
+            try await fixture.launch()
+            for account in configuration.accounts {
+                try await fixture.register(username: account.username, password: account.password)
+            }
+        } catch {
+            fixture.kill()
+            throw error
+        }
+        return fixture
+    }
+
+    private init(configuration: Configuration) async throws {
+        self.configuration = configuration
+        self.user = SystemUser.isRoot ? SystemUser.named("ejabberd") : nil
+        self.directory = try TemporaryDirectory(prefix: "xmpp-test-ejabberd")
+        self.authority = try await TestCertificateAuthority(commonName: "ejabberd fixture CA")
+        var names = [configuration.domain, "*." + configuration.domain]
+        for hostname in (configuration.services + configuration.plainServices).map(\.hostname)
+        where !names.contains(hostname) {
+            names.append(hostname)
+        }
+        self.certificate = try await self.authority.issue(commonName: configuration.domain, dnsNames: names, owner: self.user)
+        self.caCertificatePath = self.authority.certificatePath
+        let ports = try FreePort.allocate(count: configuration.plainServices.isEmpty ? 3 : 4)
+        self.c2sPort = ports[0]
+        self.componentTLSPort = ports[1]
+        self.distributionPort = ports[2]
+        self.componentPlainPort = configuration.plainServices.isEmpty ? nil : ports[3]
+        let unique = UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        self.nodeName = "xmpptest\(unique.prefix(12))@localhost"
+        self.cookie = "c" + unique
+        self.logPath = self.directory.path("logs/ejabberd.log")
+        self.configPath = self.directory.path("ejabberd.yml")
+        self.ctlConfigPath = self.directory.path("ejabberdctl.cfg")
+        for sub in ["spool", "logs"] {
+            try FileManager.default.createDirectory(atPath: self.directory.path(sub), withIntermediateDirectories: true)
+        }
+        try self.renderConfiguration().write(toFile: self.configPath, atomically: true, encoding: .utf8)
+        try self.renderControlConfiguration().write(toFile: self.ctlConfigPath, atomically: true, encoding: .utf8)
+        _ = chmod(self.ctlConfigPath, 0o600)  // holds the cookie
+        try self.user?.own(self.directory.path)
+    }
+
+    deinit {
+        self.process?.kill()
+    }
+
+    /// The `ejabberdctl` process ID (the fixture's root process), or `nil` when not running.
+    public var pid: pid_t? {
+        self.lock.withLock { self.process?.isRunning == true ? self.process?.pid : nil }
+    }
+
+    /// The `beam.smp` process ID (from `EJABBERD_PID_PATH`), or `nil`.
+    public var beamPID: pid_t? {
+        guard let text = try? String(contentsOfFile: self.directory.path("ejabberd.pid"), encoding: .utf8),
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), ProcessTree.isAlive(pid)
+        else { return nil }
+        return pid
+    }
+
+    /// Every process of the current run seen so far (`ejabberdctl`, `beam.smp`,
+    /// `erl_child_setup`), for checks after ``stop()``.
+    public func processIdentities() -> [ProcessTree.Identity] {
+        self.lock.withLock { self.process?.processIdentities() ?? [] }
+    }
+
+    /// The time the last (re)start took until every listener accepted connections.
+    public var lastStartupDuration: Duration { self.lock.withLock { self.startupDuration } }
+
+    /// The main log file's content.
+    public var log: String {
+        (try? String(contentsOfFile: self.logPath, encoding: .utf8)) ?? ""
+    }
+
+    /// Runs an `ejabberdctl` command against the running node (through the distribution
+    /// port; no `epmd`).
+    /// - Parameters:
+    ///   - arguments: The command and its arguments, e.g. `["registered_users", "localhost"]`.
+    ///   - timeout: The deadline.
+    /// - Returns: The exit status and output.
+    public func ctl(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> (status: Int32, output: String) {
+        let command = (self.user?.commandPrefix ?? []) + [Self.ejabberdctlExecutable] + self.pathArguments + arguments
+        return try await runCommand(
+            command[0], Array(command.dropFirst()), environment: self.environment,
+            workingDirectory: self.directory.path, timeout: timeout)
+    }
+
+    /// Registers a c2s account with `ejabberdctl register` (the server must be running).
+    /// - Throws: ``TestSupportError`` when the command fails.
+    public func register(username: String, password: String) async throws {
+        let result = try await self.ctl(["register", username, self.domain, password])
+        guard result.status == 0 else {
+            throw TestSupportError("ejabberdctl register \(username)@\(self.domain) exited \(result.status): \(result.output)")
+        }
+    }
+
+    /// Stops the server: SIGTERM to `beam.smp` (a clean shutdown), then waits for every
+    /// process of the tree, with SIGKILL after `grace`. Returns once all have exited.
+    /// - Parameter grace: How long the clean shutdown may take.
+    public func stop(grace: Duration = .seconds(15)) {
+        let process = self.lock.withLock { () -> TestProcess? in
+            defer { self.process = nil }
+            return self.process
+        }
+        guard let process else { return }
+        let identities = process.processIdentities()
+        if let beam = identities.first(where: { $0.command == "beam.smp" }) {
+            ProcessTree.signal(beam, SIGTERM)
+            let deadline = ContinuousClock.now + grace
+            while ContinuousClock.now < deadline, ProcessTree.isAlive(beam) {
+                usleep(20_000)
+            }
+        }
+        process.terminate(grace: .seconds(2))
+    }
+
+    /// Kills every process of the server at once (SIGKILL) and reaps the root.
+    public func kill() {
+        let process = self.lock.withLock { () -> TestProcess? in
+            defer { self.process = nil }
+            return self.process
+        }
+        process?.kill()
+    }
+
+    /// Stops the server and starts it again with the same configuration, node name, ports and
+    /// data (accounts survive in the Mnesia spool).
+    /// - Throws: ``TestSupportError`` when it does not come back.
+    public func restart() async throws {
+        self.stop()
+        try await self.launch()
+    }
+
+    /// Starts the server (after ``stop()``), with the same ports and data.
+    /// - Throws: ``TestSupportError`` when it does not come up.
+    public func launch() async throws {
+        let (process, run) = try self.lock.withLock { () throws -> (TestProcess, Int) in
+            guard self.process == nil else { throw TestSupportError("ejabberd is already running") }
+            self.starts += 1
+            let command =
+                (self.user?.commandPrefix ?? []) + [Self.ejabberdctlExecutable] + self.pathArguments + ["foreground"]
+            let process = TestProcess(
+                executable: command[0], arguments: Array(command.dropFirst()), environment: self.environment,
+                workingDirectory: self.directory.path,
+                outputPath: self.directory.path("ejabberd.stdout.\(self.starts)"))
+            self.process = process
+            return (process, self.starts)
+        }
+        let began = ContinuousClock.now
+        try process.start()
+        var ports = [self.c2sPort, self.componentTLSPort]
+        if let componentPlainPort { ports.append(componentPlainPort) }
+        do {
+            try await waitForPorts(ports, process: process, timeout: self.configuration.startupTimeout, server: "ejabberd") {
+                "command: \(process.commandLine) (start #\(run))\noutput:\n\(process.output.tail(20))\n"
+                    + "log \(self.logPath):\n\(self.log.tail(40))"
+            }
+        } catch {
+            self.kill()
+            throw error
+        }
+        self.lock.withLock { self.startupDuration = ContinuousClock.now - began }
+    }
+
+    private var pathArguments: [String] {
+        [
+            "--config", self.configPath, "--ctl-config", self.ctlConfigPath,
+            "--spool", self.directory.path("spool"), "--logs", self.directory.path("logs"),
+        ]
+    }
+
+    private var environment: [String: String] {
+        [
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": self.directory.path,
+            "LANG": "C.UTF-8",
+            // Belt and braces: ERL_DIST_PORT already keeps epmd from starting at all.
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        ]
+    }
+
+    private func renderControlConfiguration() -> String {
+        """
+        # Generated by XMPPTestSupport.EjabberdFixture
+        ERLANG_NODE=\(self.nodeName)
+        ERL_DIST_PORT=\(self.distributionPort)
+        ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 -setcookie \(self.cookie) -kernel inet_dist_use_interface {127,0,0,1}"
+        EJABBERD_PID_PATH=\(self.directory.path("ejabberd.pid"))
+        EJABBERD_BYPASS_WARNINGS=true
+
+        """
+    }
+
+    private func renderConfiguration() -> String {
+        let c = self.configuration
+        func hostsMap(_ services: [Service]) -> [String] {
+            ["    hosts:"]
+                + services.flatMap { ["      \(yaml($0.hostname)):", "        password: \(yaml($0.password))"] }
+        }
+        var lines = [
+            "# Generated by XMPPTestSupport.EjabberdFixture",
+            "hosts:",
+            "  - \(yaml(c.domain))",
+            "loglevel: \(c.logLevel)",
+            "log_rotate_count: 0",
+            "certfiles:",
+            "  - \(yaml(self.certificate.combinedPath))",
+            "ca_file: \(yaml(self.caCertificatePath))",
+            "auth_method: internal",
+            "default_db: mnesia",
+            "listen:",
+            "  -",
+            "    port: \(self.c2sPort)",
+            "    ip: \"127.0.0.1\"",
+            "    module: ejabberd_c2s",
+            "    starttls: true",
+            "    starttls_required: true",
+            "  -",
+            "    port: \(self.componentTLSPort)",
+            "    ip: \"127.0.0.1\"",
+            "    module: ejabberd_service",
+            "    tls: true",
+            "    certfile: \(yaml(self.certificate.combinedPath))",
+        ]
+        lines += c.services.isEmpty ? ["    hosts: {}"] : hostsMap(c.services)
+        if let componentPlainPort {
+            lines += [
+                "  -",
+                "    port: \(componentPlainPort)",
+                "    ip: \"127.0.0.1\"",
+                "    module: ejabberd_service",
+            ]
+            lines += hostsMap(c.plainServices)
+        }
+        lines += [
+            "acl:",
+            "  local:",
+            "    user_regexp: \"\"",
+            "access_rules:",
+            "  local:",
+            "    allow: local",
+            "  c2s:",
+            "    allow: all",
+            "api_permissions:",
+            "  \"console commands\":",
+            "    from:",
+            "      - ejabberd_ctl",
+            "    who: all",
+            "    what: \"*\"",
+            "modules:",
+            "  mod_disco: {}",
+            "  mod_ping: {}",
+            "  mod_roster: {}",
+        ]
+        for (name, options) in c.extraModules.sorted(by: { $0.key < $1.key }) {
+            lines.append("  \(name): \(options)")
+        }
+        lines += c.extraTopLevelYAML
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// A YAML double-quoted scalar (JSON string syntax, which YAML accepts).
+private func yaml(_ value: String) -> String {
+    var result = "\""
+    for scalar in value.unicodeScalars {
+        switch scalar {
+        case "\\": result += "\\\\"
+        case "\"": result += "\\\""
+        case "\n": result += "\\n"
+        case "\t": result += "\\t"
+        default:
+            if scalar.value < 0x20 {
+                result += String(format: "\\u%04x", scalar.value)
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return result + "\""
+}
