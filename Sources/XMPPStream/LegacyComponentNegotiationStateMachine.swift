@@ -26,6 +26,9 @@ public struct LegacyComponentNegotiationStateMachine: Sendable {
     private enum State: Hashable, Sendable {
         case idle
         case awaitingHeader
+        /// The header had no id: a stream error usually follows (Prosody sends `id=''`
+        /// before `host-unknown`), and it says more than "no id".
+        case awaitingErrorAfterHeaderWithoutID
         case awaitingHandshakeReply
         case negotiated
         case failed
@@ -78,8 +81,8 @@ public struct LegacyComponentNegotiationStateMachine: Sendable {
                         + "this is not a XEP-0114 component port"))
         }
         guard let id = header.id, !id.isEmpty else {
-            return self.fail(
-                NegotiationError(.invalidStreamHeader, "the server's stream header carries no id, so no handshake can be computed"))
+            self.state = .awaitingErrorAfterHeaderWithoutID
+            return .none
         }
         self.streamID = id
         self.state = .awaitingHandshakeReply
@@ -93,6 +96,9 @@ public struct LegacyComponentNegotiationStateMachine: Sendable {
         if element.name == QualifiedName(Namespace.stream, "error") {
             let error = StreamError(element: element) ?? StreamError(.undefinedCondition)
             return self.fail(NegotiationError.from(error, hostname: self.hostname, legacy: true))
+        }
+        if case .awaitingErrorAfterHeaderWithoutID = self.state {
+            return self.fail(Self.headerWithoutID)
         }
         guard case .awaitingHandshakeReply = self.state else {
             return self.unexpected(element)
@@ -118,12 +124,17 @@ public struct LegacyComponentNegotiationStateMachine: Sendable {
                     .closedDuringNegotiation,
                     "the server closed the connection after the handshake for \(self.hostname) without answering "
                         + "(often a wrong secret or an unknown hostname)"))
+        case .awaitingErrorAfterHeaderWithoutID:
+            return self.fail(Self.headerWithoutID)
         case .idle, .awaitingHeader:
             return self.fail(
                 NegotiationError(
                     .closedDuringNegotiation, "the server closed the connection before opening a stream for \(self.hostname)"))
         }
     }
+
+    private static let headerWithoutID = NegotiationError(
+        .invalidStreamHeader, "the server's stream header carries no id, so no handshake can be computed")
 
     private mutating func unexpected(_ element: Element) -> Action {
         self.fail(
