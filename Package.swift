@@ -161,6 +161,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "ComponentKit",
+                "EchoComponent",
+                "XMPPCore",
+                "XMPPStream",
+                "XMPPTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "XMPPSASLTests",
             dependencies: ["XMPPSASL", "XMPPCore"],
             swiftSettings: swiftSettings

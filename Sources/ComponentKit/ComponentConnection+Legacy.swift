@@ -51,7 +51,7 @@ extension ComponentConnection {
                 binding.resolveWaiters(.success(hostname))
 
                 await withTaskGroup(of: Void.self) { group in
-                    group.addTask { try? await stream.closeFuture.get() }
+                    group.addTask { await stream.closeFuture.waitIgnoringErrorsUnlessCancelled() }
                     group.addTask { await self.waitForShutdownRequest() }
                     await group.next()
                     group.cancelAll()

@@ -84,7 +84,7 @@ extension ComponentConnection {
             let current = stream
             let wake = await withTaskGroup(of: Wake?.self) { group -> Wake in
                 group.addTask {
-                    try? await current.closeFuture.get()
+                    await current.closeFuture.waitIgnoringErrorsUnlessCancelled()
                     return .closed
                 }
                 group.addTask {
