@@ -482,3 +482,31 @@ private struct Loader {
         return previous[b.count]
     }
 }
+
+extension HostConfiguration {
+    /// The admin socket a configuration file names (or the default), without reading
+    /// secrets or checking the rest: what the admin subcommands need.
+    /// - Parameters:
+    ///   - path: The TOML file.
+    ///   - environment: For the default path; the process environment when `nil`.
+    /// - Throws: ``ConfigurationError`` when the file cannot be read or parsed.
+    public static func adminSocketPath(configurationPath path: String, environment: [String: String]? = nil) throws -> String {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(path: path, "cannot read the configuration file: \(Self.reason(error))")
+        }
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(path: path, line: error.source.begin.line, "TOML syntax: \(error.description)")
+        }
+        if let socket = table["admin"]?.table?["socket"]?.string {
+            return socket
+        }
+        return self.defaultAdminSocketPath(
+            environment: environment ?? ProcessInfo.processInfo.environment, isRoot: SystemCalls.isRoot)
+    }
+}
