@@ -460,6 +460,11 @@ public actor ComponentHost: Service {
             components: components)
     }
 
+    /// The wrapping handler of a served hostname (tests, diagnostics).
+    func hostedHandler(for hostname: String) -> HostedHandler? {
+        self.entries[Self.key(hostname)]?.handler
+    }
+
     private func componentStatus(_ key: String) -> HostStatus.Component? {
         self.status.components.first { Self.key($0.hostname) == key }
     }

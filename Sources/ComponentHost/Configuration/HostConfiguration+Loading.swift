@@ -56,7 +56,7 @@ extension HostConfiguration {
 
     static func reason(_ error: any Error) -> String {
         if let error = error as? CocoaError, let underlying = error.underlying as? POSIXError {
-            return underlying.localizedDescription
+            return SystemCalls.errorText(underlying.code.rawValue)
         }
         if let error = error as? CocoaError {
             switch error.code {
