@@ -16,7 +16,7 @@ public import Logging
 /// }
 /// ```
 ///
-/// ## Changed options (SIGHUP, `bind` of a bound hostname)
+/// ## Changed options (SIGHUP reload)
 ///
 /// When the options of a hostname change, the host calls
 /// ``PluginOptionsUpdatable/optionsChanged(to:)`` if the running handler conforms to
