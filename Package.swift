@@ -24,12 +24,17 @@ let package = Package(
         .library(name: "XMPPTLS", targets: ["XMPPTLS"]),
         .library(name: "XMPPSASL", targets: ["XMPPSASL"]),
         .library(name: "ComponentKit", targets: ["ComponentKit"]),
+        .library(name: "ComponentHost", targets: ["ComponentHost"]),
+        .executable(name: "component-host", targets: ["component-host"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // MARK: System libraries (Debian: libexpat1-dev, libssl-dev, libsasl2-dev)
@@ -98,11 +103,52 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(
+            name: "ComponentHost",
+            dependencies: [
+                "ComponentKit",
+                "XMPPCore",
+                "XMPPTLS",
+                "EchoComponent",
+                "KeyValueComponent",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Executable (thin CLI over ComponentHost)
+        .executableTarget(
+            name: "component-host",
+            dependencies: [
+                "ComponentHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Examples (plugins shipped with component-host)
         .target(
             name: "EchoComponent",
             dependencies: ["ComponentKit", "XMPPCore"],
             path: "Examples/EchoComponent",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "KeyValueComponent",
+            dependencies: ["ComponentKit", "XMPPCore"],
+            path: "Examples/KeyValueComponent",
             swiftSettings: swiftSettings
         ),
 
@@ -169,6 +215,24 @@ let package = Package(
                 "XMPPStream",
                 "XMPPTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ComponentHostTests",
+            dependencies: [
+                "ComponentHost",
+                "ComponentKit",
+                "XMPPCore",
+                "KeyValueComponent",
+                "component-host",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

@@ -334,6 +334,10 @@ public final class ComponentConnection: Service, Sendable {
                     if legacy {
                         await self.waitForShutdownRequest()
                     } else {
+                        // Bindings never served by a stream (shutdown or giving up while
+                        // disconnected) still have running workers: end them, or run()
+                        // would wait for them forever.
+                        defer { self.removeRemainingBindings(reason: "shutdown") }
                         try await self.connectionLoop()
                     }
                 }
@@ -602,6 +606,14 @@ public final class ComponentConnection: Service, Sendable {
             let handler = binding.handler
             let requested = binding.requested
             Task { await handler.hostnameUnbound(requested) }
+        }
+    }
+
+    /// Removes every binding still registered (finishing their mailboxes and workers).
+    private func removeRemainingBindings(reason: String) {
+        let bindings = self.state.withLock { Array($0.bindings.values) }
+        for binding in bindings {
+            self.removeBinding(binding, reason: reason)
         }
     }
 

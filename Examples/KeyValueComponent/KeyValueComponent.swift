@@ -1,0 +1,190 @@
+public import ComponentKit
+import Synchronization
+public import XMPPCore
+
+/// A tiny key-value store on its own hostname: shows state, message commands, IQ
+/// queries in a custom namespace, and service discovery.
+///
+/// Messages (chat or normal) are commands, answered with a message:
+///
+/// ```
+/// set colour blue   → ok
+/// get colour        → blue
+/// del colour        → deleted
+/// keys              → colour, size
+/// ```
+///
+/// IQs in ``namespace`` read and write the same store:
+///
+/// ```xml
+/// <iq type='get' to='kv.example.com' id='1'>
+///   <query xmlns='urn:example:kv'><item key='colour'/></query>
+/// </iq>
+/// <!-- result: <query xmlns='urn:example:kv'><item key='colour'>blue</item></query> -->
+/// <iq type='set' to='kv.example.com' id='2'>
+///   <query xmlns='urn:example:kv'><item key='colour'>green</item></query>
+/// </iq>
+/// ```
+///
+/// A missing key is `item-not-found`; a write to a read-only store is `forbidden`; a
+/// write beyond ``Limits/maxKeys`` is `resource-constraint`.
+public struct KeyValueComponent: ComponentHandler {
+    /// The namespace of the IQ queries: `urn:example:kv`.
+    public static let namespace = "urn:example:kv"
+
+    /// What the store accepts; can change while it runs.
+    public struct Limits: Hashable, Sendable {
+        /// The most keys the store holds.
+        public var maxKeys: Int
+        /// Whether writes are refused.
+        public var readOnly: Bool
+
+        /// Creates limits.
+        public init(maxKeys: Int = 1000, readOnly: Bool = false) {
+            self.maxKeys = maxKeys
+            self.readOnly = readOnly
+        }
+    }
+
+    /// The store: shared by every hostname this handler is bound to.
+    public let store: Store
+
+    /// Creates a component with an empty store.
+    /// - Parameter limits: The store's limits.
+    public init(limits: Limits = Limits()) {
+        self.store = Store(limits: limits)
+    }
+
+    /// Advertises `urn:example:kv` and a `store/generic`-style identity.
+    public var discoInfo: DiscoInfo {
+        DiscoInfo(
+            identities: [.init(category: "component", type: "generic", name: "Key-value store")],
+            features: [Self.namespace])
+    }
+
+    /// Answers command messages and `urn:example:kv` IQs; leaves other IQs to the
+    /// built-ins (disco, ping, version) or `service-unavailable`.
+    public func handle(_ stanza: Stanza, in context: ComponentContext) async throws {
+        switch stanza {
+        case .message(let message):
+            guard message.type != .error, let body = message.body else { return }
+            try await context.send(message.reply(body: self.store.command(body)))
+        case .iq(let iq):
+            guard iq.type.isRequest, let query = iq.payload, query.name.namespace == Self.namespace else { return }
+            let answer = try self.store.answer(query, isSet: iq.type == .set)
+            try await context.reply(to: iq, with: answer)
+        case .presence:
+            return
+        }
+    }
+
+    /// The store itself, with the command and query logic (no I/O: tests call it directly).
+    public final class Store: Sendable {
+        private struct State {
+            var values: [String: String] = [:]
+            var limits: Limits
+        }
+
+        private let state: Mutex<State>
+
+        /// Creates an empty store.
+        /// - Parameter limits: Its limits.
+        public init(limits: Limits) {
+            self.state = Mutex(State(limits: limits))
+        }
+
+        /// The current limits.
+        public var limits: Limits {
+            get { self.state.withLock { $0.limits } }
+            set { self.state.withLock { $0.limits = newValue } }
+        }
+
+        /// The value of a key.
+        public func value(_ key: String) -> String? {
+            self.state.withLock { $0.values[key] }
+        }
+
+        /// Sets a key.
+        /// - Throws: `forbidden` when read-only; `resource-constraint` when full.
+        public func set(_ key: String, _ value: String) throws(StanzaError) {
+            try self.state.withLock { (state: inout State) throws(StanzaError) in
+                guard !state.limits.readOnly else {
+                    throw StanzaError(.forbidden, text: "this store is read-only")
+                }
+                guard state.values[key] != nil || state.values.count < state.limits.maxKeys else {
+                    throw StanzaError(.resourceConstraint, text: "the store holds at most \(state.limits.maxKeys) keys")
+                }
+                state.values[key] = value
+            }
+        }
+
+        /// Deletes a key; returns whether it existed.
+        /// - Throws: `forbidden` when read-only.
+        @discardableResult
+        public func delete(_ key: String) throws(StanzaError) -> Bool {
+            try self.state.withLock { (state: inout State) throws(StanzaError) -> Bool in
+                guard !state.limits.readOnly else {
+                    throw StanzaError(.forbidden, text: "this store is read-only")
+                }
+                return state.values.removeValue(forKey: key) != nil
+            }
+        }
+
+        /// The keys, sorted.
+        public var keys: [String] {
+            self.state.withLock { $0.values.keys.sorted() }
+        }
+
+        /// Runs a message command and returns the reply text.
+        /// - Parameter body: `set KEY VALUE…`, `get KEY`, `del KEY`, `keys` or `help`.
+        public func command(_ body: String) -> String {
+            let words = body.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true).map(String.init)
+            do {
+                switch (words.first?.lowercased(), words.count) {
+                case ("set", 3):
+                    try self.set(words[1], words[2])
+                    return "ok"
+                case ("get", 2):
+                    return self.value(words[1]) ?? "(not set)"
+                case ("del", 2):
+                    return try self.delete(words[1]) ? "deleted" : "(not set)"
+                case ("keys", 1):
+                    let keys = self.keys
+                    return keys.isEmpty ? "(empty)" : keys.joined(separator: ", ")
+                default:
+                    return "commands: set KEY VALUE, get KEY, del KEY, keys"
+                }
+            } catch {
+                return "error: \(error.text ?? error.condition.rawValue)"
+            }
+        }
+
+        /// Answers a `<query xmlns='urn:example:kv'>` of a `get` or `set` IQ.
+        /// - Parameters:
+        ///   - query: The query element.
+        ///   - isSet: Whether the IQ is a `set`.
+        /// - Returns: The result's payload (`get`), or `nil` (`set`).
+        /// - Throws: A ``XMPPCore/StanzaError`` to answer with.
+        public func answer(_ query: Element, isSet: Bool) throws(StanzaError) -> Element? {
+            let items = query.children("item", namespace: KeyValueComponent.namespace)
+            guard !items.isEmpty, items.allSatisfy({ $0["key"] != nil }) else {
+                throw StanzaError(.badRequest, text: "expected <item key='…'/> children")
+            }
+            if isSet {
+                for item in items {
+                    try self.set(item["key"]!, item.text)
+                }
+                return nil
+            }
+            var found: [Element] = []
+            for item in items {
+                let key = item["key"]!
+                guard let value = self.value(key) else {
+                    throw StanzaError(.itemNotFound, text: "no key '\(key)'")
+                }
+                found.append(Element("item", namespace: KeyValueComponent.namespace, attributes: ["key": key], text: value))
+            }
+            return Element("query", namespace: KeyValueComponent.namespace, children: found)
+        }
+    }
+}

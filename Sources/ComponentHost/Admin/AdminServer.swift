@@ -1,0 +1,152 @@
+import Foundation
+public import Logging
+public import NIOCore
+public import NIOPosix
+public import ServiceLifecycle
+
+/// Serves the admin protocol (``AdminRequest`` / ``AdminResponse``) on a Unix socket for
+/// a ``ComponentHost``.
+///
+/// The socket file gets mode 0600 (only the host's user may connect); a missing parent
+/// directory is created with mode 0700. A socket file left by a host that died is
+/// replaced; one that still accepts connections (another host running) is an error, and
+/// a path that is not a socket is never removed.
+public struct AdminServer: Service {
+    /// The socket's path.
+    public let path: String
+    let host: ComponentHost
+    let logger: Logger
+    let eventLoopGroup: any EventLoopGroup
+
+    /// Creates a server; nothing listens until ``run()``.
+    /// - Parameters:
+    ///   - path: The socket's path.
+    ///   - host: The host the commands act on.
+    ///   - logger: The logger.
+    ///   - eventLoopGroup: The NIO event loops.
+    public init(
+        path: String, host: ComponentHost, logger: Logger,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.path = path
+        self.host = host
+        self.logger = logger
+        self.eventLoopGroup = eventLoopGroup
+    }
+
+    /// Listens and answers until graceful shutdown or cancellation; removes the socket file on the way out.
+    public func run() async throws {
+        try Self.prepare(path: self.path)
+        let server = try await ServerBootstrap(group: self.eventLoopGroup)
+            .bind(unixDomainSocketPath: self.path) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder()))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        defer { try? SystemCalls.removeFile(self.path) }
+        try SystemCalls.changeMode(self.path, 0o600)
+        self.logger.info("admin socket listening", metadata: ["admin.socket": "\(self.path)"])
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            server.channel.close(promise: nil)
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                for try await line in inbound {
+                    let response = await Self.respond(toLine: Data(line.readableBytesView), host: self.host)
+                    var encoded = try JSONEncoder.admin.encode(response)
+                    encoded.append(UInt8(ascii: "\n"))
+                    try await outbound.write(ByteBuffer(bytes: encoded))
+                }
+            }
+        } catch {
+            self.logger.debug("admin connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Answers one request line.
+    static func respond(toLine line: Data, host: ComponentHost) async -> AdminResponse {
+        let request: AdminRequest
+        do {
+            request = try JSONDecoder().decode(AdminRequest.self, from: line)
+        } catch {
+            return .failure("not a valid request: expected one JSON object per line, e.g. {\"command\":\"status\"}")
+        }
+        return await self.respond(to: request, host: host)
+    }
+
+    /// Carries out a request.
+    /// - Parameters:
+    ///   - request: The request.
+    ///   - host: The host.
+    /// - Returns: The response.
+    public static func respond(to request: AdminRequest, host: ComponentHost) async -> AdminResponse {
+        switch request.command {
+        case .status:
+            return AdminResponse(ok: true, status: await host.status)
+        case .bind:
+            guard let hostname = request.hostname, !hostname.isEmpty else { return .failure("bind needs a hostname") }
+            guard let plugin = request.plugin, !plugin.isEmpty else { return .failure("bind needs a plugin") }
+            do {
+                var options = try host.registry.parseAssignments(plugin: plugin, request.set ?? [])
+                options.merge(request.options ?? [:]) { _, new in new }
+                let component = try await host.bind(
+                    hostname, plugin: plugin, options: options, persist: request.persist ?? false)
+                let persisted = request.persist == true ? " and written to the configuration file" : ""
+                return AdminResponse(
+                    ok: true, message: "\(component.hostname) → plugin \(plugin) (\(component.state))\(persisted)",
+                    component: component)
+            } catch {
+                return .failure("\(error)")
+            }
+        case .unbind:
+            guard let hostname = request.hostname, !hostname.isEmpty else { return .failure("unbind needs a hostname") }
+            do {
+                try await host.unbind(hostname, persist: request.persist ?? false)
+                let persisted = request.persist == true ? " and removed from the configuration file" : ""
+                return AdminResponse(ok: true, message: "\(hostname) unbound\(persisted)")
+            } catch {
+                return .failure("\(error)")
+            }
+        }
+    }
+
+    /// Makes the socket path usable: creates a missing parent directory (0700), removes a
+    /// stale socket, refuses a live one or a non-socket.
+    static func prepare(path: String) throws {
+        let directory = SystemCalls.parentDirectory(of: path)
+        if SystemCalls.kind(of: directory) == .missing {
+            try SystemCalls.makeDirectory(directory, mode: 0o700)
+        }
+        switch SystemCalls.kind(of: path) {
+        case .missing:
+            return
+        case .socket:
+            if SystemCalls.socketAcceptsConnections(path) {
+                throw HostError("another process is serving the admin socket \(path); is a host already running?")
+            }
+            try SystemCalls.removeFile(path)
+        case .directory, .other:
+            throw HostError("\(path) exists and is not a socket; refusing to replace it")
+        }
+    }
+}
+
+extension JSONEncoder {
+    static var admin: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+}

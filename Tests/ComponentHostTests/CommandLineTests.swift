@@ -1,0 +1,119 @@
+import ArgumentParser
+import ComponentHost
+import Foundation
+import Testing
+@testable import component_host
+
+@Suite("Command line")
+struct CommandLineTests {
+    @Test func parsesEverySubcommand() throws {
+        let run = try #require(try ComponentHostCommand.parseAsRoot(["run", "--config", "h.toml", "--log-format", "json"]) as? RunCommand)
+        #expect(run.config.config == "h.toml")
+        #expect(run.logging.logFormat == .json)
+
+        let bind = try #require(
+            try ComponentHostCommand.parseAsRoot([
+                "bind", "weather.example.com", "--plugin", "kv", "--set", "max_keys=3", "--set", "read_only=true",
+                "--persist", "--socket", "/run/x.sock",
+            ]) as? BindCommand)
+        #expect(
+            bind.request
+                == AdminRequest(
+                    command: .bind, hostname: "weather.example.com", plugin: "kv", set: ["max_keys=3", "read_only=true"],
+                    persist: true))
+        #expect(try bind.socket.resolvedPath() == "/run/x.sock")
+
+        let unbind = try #require(try ComponentHostCommand.parseAsRoot(["unbind", "w.example.com"]) as? UnbindCommand)
+        #expect(unbind.request == AdminRequest(command: .unbind, hostname: "w.example.com", persist: false))
+        #expect(try unbind.socket.resolvedPath(environment: ["XDG_RUNTIME_DIR": "/run/user/1000"]).hasSuffix("/admin.sock"))
+
+        let status = try #require(try ComponentHostCommand.parseAsRoot(["status", "--json"]) as? StatusCommand)
+        #expect(status.json)
+        #expect(try ComponentHostCommand.parseAsRoot(["check-config", "--config", "h.toml"]) is CheckConfigCommand)
+        #expect(try ComponentHostCommand.parseAsRoot(["plugins"]) is PluginsCommand)
+    }
+
+    @Test func rejectsBadInvocations() {
+        #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["bind", "x.example.com"]) }  // no --plugin
+        #expect(throws: (any Error).self) {
+            try ComponentHostCommand.parseAsRoot(["bind", "x.example.com", "--plugin", "kv", "--set", "novalue"])
+        }
+        #expect(throws: (any Error).self) {
+            try ComponentHostCommand.parseAsRoot(["status", "--socket", "/a", "--config", "b"])
+        }
+        #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["run"]) }  // no --config
+        #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["run", "--config", "h", "--log-format", "xml"]) }
+        #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["demo"]) }
+    }
+
+    @Test func socketFromConfigurationFile() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = try directory.write("h.toml", "[admin]\nsocket = \"/run/custom/admin.sock\"\n")
+        let status = try #require(try ComponentHostCommand.parseAsRoot(["status", "--config", path]) as? StatusCommand)
+        #expect(try status.socket.resolvedPath() == "/run/custom/admin.sock")
+    }
+
+    @Test func checkConfigReportAndPluginListing() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = try Fixtures.write(in: directory, Fixtures.configuration())
+        let ok = CheckConfigCommand.report(path: path, registry: .standard, environment: [:])
+        #expect(ok.valid)
+        #expect(ok.text.contains("echo.example.com → echo"))
+        let broken = try directory.write("broken.toml", "[server]\nhost = 3\n")
+        let bad = CheckConfigCommand.report(path: broken, registry: .standard, environment: [:])
+        #expect(!bad.valid)
+        #expect(bad.text == "\(broken):2: server.host: expected a string, found an integer")
+        #expect(PluginsCommand.listing(.standard).contains("    max_keys (integer, default 1000): The most keys the store holds."))
+    }
+
+    /// Runs the built `component-host` as a subprocess.
+    @Test func builtBinaryChecksConfigAndListsPlugins() throws {
+        let binary = try #require(Self.binaryPath, "component-host not found next to the test bundle")
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = try Fixtures.write(in: directory, Fixtures.configuration())
+
+        let check = try Self.run(binary, ["check-config", "--config", path])
+        #expect(check.status == 0)
+        #expect(check.output.contains("\(path): OK"))
+        #expect(check.output.contains("kv.example.com → kv (max_keys = 1000, read_only = false)"))
+        #expect(!check.output.contains(Fixtures.password))
+
+        let broken = try directory.write("broken.toml", Fixtures.configuration().replacingOccurrences(of: "tls =", with: "tsl ="))
+        let failed = try Self.run(binary, ["check-config", "--config", broken])
+        #expect(failed.status == 1)
+        #expect(failed.error.contains("\(broken):6: server.tsl: unknown key; did you mean \"tls\"?"))
+
+        let plugins = try Self.run(binary, ["plugins"])
+        #expect(plugins.status == 0)
+        #expect(plugins.output.hasPrefix("echo: Echoes every message back to its sender.\n    prefix (string, default \"\")"))
+        #expect(plugins.output.contains("kv: A tiny key-value store"))
+    }
+
+    static var binaryPath: String? {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("component-host").path,
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("component-host").path,
+            FileManager.default.currentDirectoryPath + "/.build/debug/component-host",
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    static func run(_ binary: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        let output = Pipe()
+        let error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+        let outData = output.fileHandleForReading.readDataToEndOfFile()
+        let errData = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
+}
