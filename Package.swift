@@ -24,6 +24,8 @@ let package = Package(
         .library(name: "XMPPTLS", targets: ["XMPPTLS"]),
         .library(name: "XMPPSASL", targets: ["XMPPSASL"]),
         .library(name: "ComponentKit", targets: ["ComponentKit"]),
+        .library(name: "ReferenceServer", targets: ["ReferenceServer"]),
+        .executable(name: "reference-server", targets: ["reference-server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -96,6 +98,32 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ReferenceServer",
+            dependencies: [
+                "XMPPCore",
+                "XMPPStream",
+                "XMPPTLS",
+                "XMPPSASL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "reference-server",
+            dependencies: [
+                "ReferenceServer",
+                "XMPPCore",
+                "XMPPTLS",
+                "XMPPSASL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Tests
         .testTarget(
@@ -126,6 +154,22 @@ let package = Package(
         .testTarget(
             name: "XMPPSASLTests",
             dependencies: ["XMPPSASL", "XMPPCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ReferenceServerTests",
+            dependencies: [
+                "ReferenceServer",
+                "ComponentKit",
+                "XMPPCore",
+                "XMPPStream",
+                "XMPPTLS",
+                "XMPPSASL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
