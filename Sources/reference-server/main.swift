@@ -123,7 +123,7 @@ do {
           may bind:       \(identity), *.\(identity)
           XEP-0114:       legacy.\(options.domain) with secret \(legacySecret)
         """)
-    fflush(stdout)
+    fflush(nil)
 
     signal(SIGINT, SIG_IGN)
     signal(SIGTERM, SIG_IGN)
