@@ -10,6 +10,8 @@
 #include <openssl/evp.h>
 #include <openssl/bio.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/ec.h>
 #include <stdint.h>
 
 // SSL_set_tlsext_host_name is a SSL_ctrl macro (tls1.h).
@@ -39,6 +41,15 @@ static inline uint64_t cxmpp_SSL_OP_NO_TICKET(void) { return SSL_OP_NO_TICKET; }
 // SSL_CTX_set_session_cache_mode is a SSL_CTX_ctrl macro.
 static inline long cxmpp_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) {
     return SSL_CTX_set_session_cache_mode(ctx, mode);
+}
+
+// EVP_RSA_gen and EVP_EC_gen are macros over the variadic EVP_PKEY_Q_keygen (evp.h).
+static inline EVP_PKEY *cxmpp_EVP_RSA_gen(unsigned int bits) {
+    return EVP_RSA_gen(bits);
+}
+
+static inline EVP_PKEY *cxmpp_EVP_EC_gen(const char *curve) {
+    return EVP_EC_gen(curve);
 }
 
 #endif

@@ -367,6 +367,23 @@ final class CyrusConnection {
         }
     }
 
+    /// Creates or replaces a user's password in the auxprop store (sasldb) of this server
+    /// connection: `sasl_setpass` with `SASL_SET_CREATE`. The copy of the password handed
+    /// to Cyrus is zeroed afterwards.
+    func setPassword(user: String, password: String) throws(SASLError) {
+        var bytes = Array(password.utf8)
+        bytes.append(0)
+        defer { bytes.withUnsafeMutableBytes { secureZero($0.baseAddress!, $0.count) } }
+        let result = bytes.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { pointer in
+                sasl_setpass(self.handle, user, pointer, UInt32(buffer.count - 1), nil, 0, UInt32(SASL_SET_CREATE))
+            }
+        }
+        guard result == SASL_OK else {
+            throw SASLError(.cyrus, detail: "sasl_setpass failed: \(self.errorDetail(result))")
+        }
+    }
+
     /// The authorised user name (`SASL_USERNAME`) after a successful server exchange.
     var username: String? { self.stringProperty(SASL_USERNAME) }
 

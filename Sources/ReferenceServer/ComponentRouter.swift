@@ -1,0 +1,213 @@
+import NIOCore
+import Synchronization
+import XMPPCore
+import XMPPStream
+
+/// The shared, thread-safe state of a ``ReferenceServer``: open connections, authenticated
+/// component streams, the ``ComponentRoutingTable`` and the subscribers of users' stanzas
+/// and hostname events.
+///
+/// Decisions are taken under the lock; writes and stream yields happen after it is
+/// released, so a write that re-enters the router (a channel closing) cannot deadlock.
+final class ComponentRouter: Sendable {
+    typealias SessionID = ComponentRoutingTable.SessionID
+
+    private struct Session: Sendable {
+        var channel: any Channel
+        /// The SASL identity (XEP-0225), or `nil` for XEP-0114 streams.
+        var identity: String?
+    }
+
+    private struct State: Sendable {
+        var table: ComponentRoutingTable
+        var connections: [SessionID: any Channel] = [:]
+        var sessions: [SessionID: Session] = [:]
+        var nextID: SessionID = 1
+        var nextSubscriber = 0
+        var userSubscribers: [Int: AsyncStream<Element>.Continuation] = [:]
+        var eventSubscribers: [Int: AsyncStream<HostnameEvent>.Continuation] = [:]
+    }
+
+    let configuration: ReferenceServerConfiguration
+    private let state: Mutex<State>
+
+    init(configuration: ReferenceServerConfiguration) {
+        self.configuration = configuration
+        self.state = Mutex(State(table: ComponentRoutingTable(configuration: configuration)))
+    }
+
+    // MARK: Connections
+
+    /// Registers a new connection and returns its id.
+    func connectionOpened(_ channel: any Channel) -> SessionID {
+        self.state.withLock { state in
+            let id = state.nextID
+            state.nextID += 1
+            state.connections[id] = channel
+            return id
+        }
+    }
+
+    /// Forgets a connection and releases every hostname its stream bound.
+    func connectionClosed(_ id: SessionID) {
+        let released = self.state.withLock { state in
+            state.connections[id] = nil
+            state.sessions[id] = nil
+            return state.table.release(session: id)
+        }
+        self.publish(released.map { .unbound(hostname: $0) })
+    }
+
+    /// Marks a XEP-0225 stream authenticated (it may now bind).
+    func authenticated(_ id: SessionID, channel: any Channel, identity: String) {
+        self.state.withLock { $0.sessions[id] = Session(channel: channel, identity: identity) }
+    }
+
+    /// Binds a XEP-0114 stream's hostname; `false` on conflict.
+    func bindLegacy(_ id: SessionID, channel: any Channel, hostname: String) -> Bool {
+        let bound = self.state.withLock { state in
+            guard state.table.bindLegacy(hostname, session: id) else { return false }
+            state.sessions[id] = Session(channel: channel, identity: nil)
+            return true
+        }
+        if bound { self.publish([.bound(hostname: hostname.lowercased())]) }
+        return bound
+    }
+
+    // MARK: Stanzas
+
+    /// Handles an element from an established component stream: XEP-0225 bind/unbind, or routing.
+    /// - Returns: The stream error that must end the sender's stream, if any.
+    func received(_ element: Element, from id: SessionID) -> StreamError? {
+        var events: [HostnameEvent] = []
+        let (decision, sender): (ComponentRoutingTable.Decision, (any Channel)?) = self.state.withLock { state in
+            guard let session = state.sessions[id] else {
+                return (.streamError(StreamError(.notAuthorized)), nil)
+            }
+            if let identity = session.identity, let iq = IQ(element), iq.type == .set,
+                let payload = iq.payload, payload.name.namespace == Namespace.component,
+                iq.to == nil || iq.to?.description == self.configuration.domain.lowercased()
+            {
+                switch payload.name.localName {
+                case "bind":
+                    let before = state.table.boundHostnames
+                    switch state.table.bind(payload, session: id, identity: identity) {
+                    case .success(let hostname):
+                        if !before.contains(hostname) { events.append(.bound(hostname: hostname)) }
+                        let echo = Element(
+                            "bind", namespace: Namespace.component,
+                            children: [Element("hostname", namespace: Namespace.component, text: hostname)])
+                        return (.reply(iq.result(echo).element), session.channel)
+                    case .failure(let error):
+                        return (.reply(iq.errorResult(error).element), session.channel)
+                    }
+                case "unbind":
+                    switch state.table.unbind(payload, session: id) {
+                    case .success(let hostname):
+                        events.append(.unbound(hostname: hostname))
+                        return (.reply(iq.result().element), session.channel)
+                    case .failure(let error):
+                        return (.reply(iq.errorResult(error).element), session.channel)
+                    }
+                default:
+                    return (.reply(iq.errorResult(StanzaError(.featureNotImplemented)).element), session.channel)
+                }
+            }
+            return (state.table.routeFromComponent(element, session: id), session.channel)
+        }
+        self.publish(events)
+        return self.execute(decision, sender: sender)
+    }
+
+    /// Routes a stanza from a user of the server.
+    func inject(_ element: Element) throws(ReferenceServerError) {
+        let decision = try self.state.withLock { state throws(ReferenceServerError) in
+            try state.table.routeFromUser(element)
+        }
+        _ = self.execute(decision, sender: nil)
+    }
+
+    private func execute(_ decision: ComponentRoutingTable.Decision, sender: (any Channel)?) -> StreamError? {
+        switch decision {
+        case .deliver(let element, let target):
+            let channel = self.state.withLock { $0.sessions[target]?.channel }
+            if let channel {
+                channel.writeAndFlush(XMLStreamFrame.element(element), promise: nil)
+            }
+        case .toUsers(let element):
+            let subscribers = self.state.withLock { Array($0.userSubscribers.values) }
+            for subscriber in subscribers { subscriber.yield(element) }
+        case .reply(let element):
+            if let sender {
+                sender.writeAndFlush(XMLStreamFrame.element(element), promise: nil)
+            } else {
+                let subscribers = self.state.withLock { Array($0.userSubscribers.values) }
+                for subscriber in subscribers { subscriber.yield(element) }
+            }
+        case .streamError(let error):
+            return error
+        case .drop:
+            break
+        }
+        return nil
+    }
+
+    // MARK: Observation
+
+    var boundHostnames: [String] { self.state.withLock { $0.table.boundHostnames } }
+
+    /// Every open connection.
+    var allConnections: [any Channel] { self.state.withLock { Array($0.connections.values) } }
+
+    /// The channels of authenticated component streams.
+    var componentChannels: [any Channel] { self.state.withLock { $0.sessions.values.map(\.channel) } }
+
+    func userStanzas() -> AsyncStream<Element> {
+        let (stream, continuation) = AsyncStream<Element>.makeStream()
+        let key = self.state.withLock { state in
+            let key = state.nextSubscriber
+            state.nextSubscriber += 1
+            state.userSubscribers[key] = continuation
+            return key
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.userSubscribers.removeValue(forKey: key) }
+        }
+        return stream
+    }
+
+    func hostnameEvents() -> AsyncStream<HostnameEvent> {
+        let (stream, continuation) = AsyncStream<HostnameEvent>.makeStream()
+        let key = self.state.withLock { state in
+            let key = state.nextSubscriber
+            state.nextSubscriber += 1
+            state.eventSubscribers[key] = continuation
+            return key
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.eventSubscribers.removeValue(forKey: key) }
+        }
+        return stream
+    }
+
+    /// Ends every subscriber's stream.
+    func finishSubscribers() {
+        let (users, events) = self.state.withLock { state in
+            defer {
+                state.userSubscribers = [:]
+                state.eventSubscribers = [:]
+            }
+            return (Array(state.userSubscribers.values), Array(state.eventSubscribers.values))
+        }
+        users.forEach { $0.finish() }
+        events.forEach { $0.finish() }
+    }
+
+    private func publish(_ events: [HostnameEvent]) {
+        guard !events.isEmpty else { return }
+        let subscribers = self.state.withLock { Array($0.eventSubscribers.values) }
+        for event in events {
+            for subscriber in subscribers { subscriber.yield(event) }
+        }
+    }
+}

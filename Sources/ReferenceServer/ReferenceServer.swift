@@ -1,0 +1,253 @@
+public import Logging
+public import NIOCore
+public import NIOPosix
+public import XMPPCore
+import XMPPSASL
+import XMPPStream
+import XMPPTLS
+
+/// A small XMPP server for tests and demos: the server side of XEP-0225 (STARTTLS, SASL,
+/// hostname binding) and XEP-0114 (handshake), with routing between components and a set
+/// of simulated users.
+///
+/// It is built on the project's own parts (`XMLStreamHandler`, `OpenSSLHandler`,
+/// `SASLServer`) and follows the rules of the Prosody module the project targets
+/// (see `ServerComponentNegotiationStateMachine` and the routing rules below). It is not a
+/// general XMPP server: there are no client accounts, no s2s, no persistence.
+///
+/// ## Routing
+/// - A stanza for a bound hostname (by domain) goes to the stream that bound it.
+/// - A stanza from a component must have a `from` under a hostname bound on *that* stream
+///   (else `invalid-from`, or `improper-addressing` without `from`, and the stream ends),
+///   and a `to` (else a `bad-request` error back).
+/// - A stanza for a component hostname (one some identity may bind, or with a XEP-0114
+///   secret) that is not bound bounces with `service-unavailable`: back to the component,
+///   or to ``userStanzas()`` for injected stanzas. IQ results and errors never bounce.
+/// - Anything else is for the server's users: ``userStanzas()``.
+/// - Two streams cannot bind the same domain, whatever the resource (`conflict`).
+///
+/// ```swift
+/// let server = try await ReferenceServer.start(configuration: configuration)
+/// defer { Task { await server.stop() } }
+/// try await server.waitUntilBound("chat.example.test")
+/// try server.inject(Message(from: user, to: room, body: "hi").element)
+/// for await stanza in server.userStanzas() { … }
+/// ```
+public final class ReferenceServer: Sendable {
+    /// The configuration the server runs with.
+    public let configuration: ReferenceServerConfiguration
+    /// The XEP-0225 port actually listened on.
+    public let port: Int
+    /// The XEP-0114 port actually listened on, or `nil` when XEP-0114 is off.
+    public let legacyPort: Int?
+
+    private let router: ComponentRouter
+    private let listeners: [any Channel]
+    private let logger: Logger
+
+    private init(
+        configuration: ReferenceServerConfiguration, router: ComponentRouter, listeners: [any Channel], port: Int,
+        legacyPort: Int?, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.router = router
+        self.listeners = listeners
+        self.port = port
+        self.legacyPort = legacyPort
+        self.logger = logger
+    }
+
+    /// Starts listening.
+    /// - Parameters:
+    ///   - configuration: The server settings.
+    ///   - group: The event loops to run on; the shared singleton by default.
+    ///   - logger: Where to log (debug level for stream events); silent by default.
+    /// - Returns: The running server; call ``stop()`` when done.
+    /// - Throws: ``ReferenceServerError`` for an unusable configuration, `TLSError` for an
+    ///   unreadable certificate, or the bind error.
+    public static func start(
+        configuration: ReferenceServerConfiguration,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "ReferenceServer", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) async throws -> ReferenceServer {
+        if configuration.requireTLS, configuration.tls == nil {
+            throw ReferenceServerError(.configuration, "requireTLS is set but no TLS certificate is configured")
+        }
+        let tlsContext = try configuration.tls.map { configuration throws(TLSError) in
+            try OpenSSLContext(server: configuration)
+        }
+        var baseMechanisms: [String] = []
+        for mechanism in configuration.sasl.mechanisms {
+            let base = mechanism.uppercased().hasSuffix("-PLUS") ? String(mechanism.uppercased().dropLast(5)) : mechanism.uppercased()
+            if !baseMechanisms.contains(base) { baseMechanisms.append(base) }
+        }
+        let sasl = SASLServer.Configuration(
+            sasldbPath: configuration.sasl.sasldbPath,
+            serverFQDN: configuration.domain,
+            realm: configuration.sasl.realm ?? configuration.domain,
+            mechanisms: baseMechanisms,
+            scramIterationCount: configuration.sasl.scramIterationCount
+        )
+        let router = ComponentRouter(configuration: configuration)
+        let timeout = TimeAmount.nanoseconds(
+            configuration.authenticationTimeout.components.seconds * 1_000_000_000
+                + configuration.authenticationTimeout.components.attoseconds / 1_000_000_000)
+        let machineConfiguration = ServerComponentNegotiationStateMachine.Configuration(
+            serverDomain: configuration.domain,
+            tlsAvailable: tlsContext != nil,
+            requireTLS: configuration.requireTLS,
+            maxAuthenticationFailures: configuration.maxAuthenticationFailures
+        )
+        let limits = configuration.streamLimits
+
+        let modern = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addXMLStreamHandler(contentNamespace: Namespace.client, limits: limits)
+                    try sync.addHandler(
+                        ServerComponentStreamHandler(
+                            machine: ServerComponentNegotiationStateMachine(configuration: machineConfiguration),
+                            router: router, tlsContext: tlsContext, saslConfiguration: sasl,
+                            authenticationTimeout: timeout, logger: logger))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port).get()
+        var listeners: [any Channel] = [modern]
+        var legacyPort: Int?
+        if let requested = configuration.legacyPort {
+            do {
+                let legacy = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            let sync = channel.pipeline.syncOperations
+                            try sync.addXMLStreamHandler(contentNamespace: Namespace.componentAccept, limits: limits)
+                            try sync.addHandler(
+                                ServerLegacyComponentStreamHandler(
+                                    machine: ServerLegacyComponentNegotiationStateMachine(secrets: {
+                                        configuration.legacySecret(for: $0)
+                                    }),
+                                    router: router, authenticationTimeout: timeout, logger: logger))
+                        }
+                    }
+                    .bind(host: configuration.host, port: requested).get()
+                listeners.append(legacy)
+                legacyPort = legacy.localAddress?.port
+            } catch {
+                try? await modern.close()
+                throw error
+            }
+        }
+        let port = modern.localAddress?.port ?? configuration.port
+        logger.info(
+            "reference server listening",
+            metadata: ["server.domain": "\(configuration.domain)", "server.port": "\(port)", "server.legacy_port": "\(legacyPort.map(String.init) ?? "off")"])
+        return ReferenceServer(
+            configuration: configuration, router: router, listeners: listeners, port: port, legacyPort: legacyPort,
+            logger: logger)
+    }
+
+    // MARK: Test and demo API
+
+    /// Sends a stanza as if a user of the server had sent it.
+    ///
+    /// It goes to the component that bound the `to` domain, bounces to ``userStanzas()``
+    /// with `service-unavailable` if that is an unbound component hostname, and otherwise
+    /// goes to ``userStanzas()`` as is.
+    /// - Parameter element: A `message`, `presence` or `iq` in `jabber:client` whose `from`
+    ///   is a user JID (with a localpart) at the server domain and which has a `to`.
+    /// - Throws: ``ReferenceServerError`` of kind ``ReferenceServerError/Kind/invalidInjection``.
+    public func inject(_ element: Element) throws {
+        try self.router.inject(element)
+    }
+
+    /// What components sent to the server's users, and bounces of injected stanzas, from now on.
+    ///
+    /// Each call returns a new stream that sees every later stanza; it ends at ``stop()``.
+    public func userStanzas() -> AsyncStream<Element> {
+        self.router.userStanzas()
+    }
+
+    /// Hostname bindings and unbindings from now on; ends at ``stop()``.
+    public func hostnameEvents() -> AsyncStream<HostnameEvent> {
+        self.router.hostnameEvents()
+    }
+
+    /// The hostnames bound right now (as answered to their streams), sorted.
+    public var boundHostnames: [String] {
+        self.router.boundHostnames
+    }
+
+    /// Waits until a hostname is bound.
+    /// - Parameters:
+    ///   - hostname: The hostname as bound (`domain` or `domain/resource`).
+    ///   - timeout: How long to wait.
+    /// - Throws: ``ReferenceServerError`` of kind ``ReferenceServerError/Kind/timeout``.
+    public func waitUntilBound(_ hostname: String, timeout: Duration = .seconds(10)) async throws {
+        try await self.wait(timeout: timeout, "\(hostname) to be bound") { $0.contains(hostname.lowercased()) }
+    }
+
+    /// Waits until a hostname is no longer bound.
+    /// - Parameters:
+    ///   - hostname: The hostname as bound.
+    ///   - timeout: How long to wait.
+    /// - Throws: ``ReferenceServerError`` of kind ``ReferenceServerError/Kind/timeout``.
+    public func waitUntilUnbound(_ hostname: String, timeout: Duration = .seconds(10)) async throws {
+        try await self.wait(timeout: timeout, "\(hostname) to be unbound") { !$0.contains(hostname.lowercased()) }
+    }
+
+    /// Drops every connection abruptly (no stream close, no TLS `close_notify`), as a crash
+    /// or network failure would; the listeners stay open.
+    public func disconnectComponents() {
+        for channel in self.router.allConnections {
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Ends every authenticated component stream with a stream error (e.g. `system-shutdown`)
+    /// and closes it.
+    /// - Parameter error: The stream error to send.
+    public func sendStreamError(_ error: StreamError) {
+        for channel in self.router.componentChannels {
+            channel.write(XMLStreamFrame.element(error.element), promise: nil)
+            channel.writeAndFlush(XMLStreamFrame.close).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    /// Stops gracefully: closes the listeners, sends `</stream:stream>` on every component
+    /// stream, closes every connection and ends the subscribers' streams.
+    public func stop() async {
+        for listener in self.listeners {
+            try? await listener.close()
+        }
+        let components = self.router.componentChannels
+        let others = self.router.allConnections.filter { channel in !components.contains { $0 === channel } }
+        for channel in components {
+            let closed = channel.writeAndFlush(XMLStreamFrame.close).flatMap { channel.close() }
+            _ = try? await closed.get()
+        }
+        for channel in others {
+            try? await channel.close()
+        }
+        for channel in components + others {
+            _ = try? await channel.closeFuture.get()
+        }
+        self.router.finishSubscribers()
+        self.logger.info("reference server stopped", metadata: ["server.port": "\(self.port)"])
+    }
+
+    private func wait(timeout: Duration, _ what: String, until condition: ([String]) -> Bool) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while !condition(self.boundHostnames) {
+            guard clock.now < deadline else {
+                throw ReferenceServerError(.timeout, "timed out waiting for \(what); bound: \(self.boundHostnames)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}

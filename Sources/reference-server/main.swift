@@ -1,0 +1,139 @@
+// reference-server: a development XMPP server for XEP-0225 / XEP-0114 components.
+//
+//   reference-server [--port N] [--legacy-port N] [--domain D] [--state-dir DIR]
+//
+// Generates a development CA + certificate and a sasldb with one identity in the state
+// directory, prints how to connect, and runs until SIGINT or SIGTERM.
+
+import Dispatch
+import Logging
+import NIOCore
+import NIOPosix
+import ReferenceServer
+import XMPPCore
+import XMPPSASL
+import XMPPTLS
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct Options {
+    var port = 5270
+    var legacyPort: Int? = 5275
+    var domain = "localhost"
+    var stateDirectory = "./reference-server-state"
+
+    static func parse(_ arguments: [String]) -> Options {
+        var options = Options()
+        var iterator = arguments.makeIterator()
+        func value(_ flag: String) -> String {
+            guard let value = iterator.next() else { fail("\(flag) needs a value") }
+            return value
+        }
+        while let argument = iterator.next() {
+            switch argument {
+            case "--port":
+                guard let port = Int(value(argument)) else { fail("--port needs a number") }
+                options.port = port
+            case "--legacy-port":
+                let text = value(argument)
+                if text == "off" {
+                    options.legacyPort = nil
+                } else {
+                    guard let port = Int(text) else { fail("--legacy-port needs a number or 'off'") }
+                    options.legacyPort = port
+                }
+            case "--domain": options.domain = value(argument)
+            case "--state-dir": options.stateDirectory = value(argument)
+            case "-h", "--help":
+                print("usage: reference-server [--port N] [--legacy-port N|off] [--domain D] [--state-dir DIR]")
+                exit(0)
+            default: fail("unknown argument \(argument)")
+            }
+        }
+        return options
+    }
+}
+
+func fail(_ message: String) -> Never {
+    FileHandleStderr.write("reference-server: \(message)\n")
+    exit(2)
+}
+
+enum FileHandleStderr {
+    static func write(_ text: String) {
+        _ = text.withCString { Glibc.write(2, $0, strlen($0)) }
+    }
+}
+
+/// Dispatch signal sources yielding to `continuation`; made outside top-level code so the
+/// handlers are not main-actor isolated (they run on a Dispatch worker).
+nonisolated func signalSources(
+    _ numbers: [Int32], _ continuation: AsyncStream<Int32>.Continuation
+) -> [any DispatchSourceSignal] {
+    numbers.map { number in
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler { continuation.yield(number) }
+        source.resume()
+        return source
+    }
+}
+
+func randomSecret() -> String {
+    var generator = SystemRandomNumberGenerator()
+    let alphabet = Array("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+    return String((0..<20).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
+}
+
+let options = Options.parse(Array(CommandLine.arguments.dropFirst()))
+mkdir(options.stateDirectory, 0o700)
+let state = options.stateDirectory
+let identity = "component.\(options.domain)"
+let password = randomSecret()
+let legacySecret = randomSecret()
+let logger = Logger(label: "reference-server")
+
+do {
+    // FOR DEVELOPMENT ONLY: a throwaway CA and certificate.
+    let ca = try DevelopmentCertificateAuthority()
+    let files = try ca.issue(dnsNames: [options.domain], ipAddresses: ["127.0.0.1", "::1"])
+        .write(toDirectory: state, name: "server")
+    let sasldb = state + "/sasldb"
+    unlink(sasldb)
+    try SASLDatabase.setPassword(path: sasldb, user: identity, realm: options.domain, password: password)
+
+    var configuration = ReferenceServerConfiguration(
+        domain: options.domain, tls: files.serverConfiguration, sasl: .init(sasldbPath: sasldb))
+    configuration.port = options.port
+    configuration.legacyPort = options.legacyPort
+    configuration.allowedHostnames = [identity: [identity, "*.\(identity)"]]
+    configuration.legacySecrets = ["legacy.\(options.domain)": legacySecret]
+
+    let server = try await ReferenceServer.start(configuration: configuration, logger: logger)
+    print("""
+        reference-server for \(options.domain) (DEVELOPMENT ONLY)
+          XEP-0225 port:  \(server.port)  (STARTTLS required)
+          XEP-0114 port:  \(server.legacyPort.map(String.init) ?? "off")
+          CA certificate: \(files.caCertificateFile)
+          SASL identity:  \(identity)
+          SASL password:  \(password)
+          may bind:       \(identity), *.\(identity)
+          XEP-0114:       legacy.\(options.domain) with secret \(legacySecret)
+        """)
+    fflush(nil)
+
+    signal(SIGINT, SIG_IGN)
+    signal(SIGTERM, SIG_IGN)
+    let (stopSignal, continuation) = AsyncStream<Int32>.makeStream()
+    let sources = signalSources([SIGINT, SIGTERM], continuation)
+    for await _ in stopSignal { break }
+    sources.forEach { $0.cancel() }
+    print("stopping")
+    server.sendStreamError(StreamError(.systemShutdown))
+    await server.stop()
+} catch {
+    fail("\(error)")
+}
