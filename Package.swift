@@ -238,6 +238,9 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "ComponentKit",
+                "ReferenceServer",
+                "XMPPTLS",
+                "XMPPSASL",
                 "EchoComponent",
                 "XMPPCore",
                 "XMPPStream",
