@@ -16,10 +16,12 @@ extension Element {
     /// The serialiser emits the namespace declarations needed and no more: an element
     /// declares `xmlns='…'` only when its namespace differs from the one in scope, and a
     /// namespaced attribute other than `xml:…` gets one prefix declaration on the element
-    /// that carries it. `jabber:client` and `jabber:component:accept` count as the same
+    /// that carries it; an element in the XML namespace is written with the `xml:` prefix,
+    /// which may not be declared. `jabber:client` and `jabber:component:accept` count as the same
     /// namespace, so a stanza is written without a declaration on either kind of stream.
     ///
-    /// Text escapes `&`, `<` and `>`; attribute values (single-quoted) escape `&`, `<`, `'`,
+    /// Text escapes `&`, `<`, `>` and carriage return (as `&#13;`, which XML end-of-line
+    /// handling would otherwise turn into a line feed); attribute values (single-quoted) escape `&`, `<`, `'`,
     /// `"` and tab, line feed and carriage return as character references. Characters XML 1.0
     /// cannot carry (C0 controls other than tab, LF and CR; U+FFFE, U+FFFF) are replaced by
     /// U+FFFD; ``validateCharacters()`` reports them before sending. No comment, processing
@@ -57,13 +59,16 @@ extension Element {
     ) {
         output.append("<")
         let namespace = self.name.namespace
-        let prefixed = streamPrefix && namespace == Namespace.stream
-        if prefixed {
-            output.append("stream:")
+        // `stream:` where the stream header binds it; `xml:` always, since the XML
+        // namespace is bound to that prefix and may not be declared as a default namespace.
+        let prefix: String? =
+            streamPrefix && namespace == Namespace.stream ? "stream:" : namespace == Namespace.xml ? "xml:" : nil
+        if let prefix {
+            output.append(prefix)
         }
         output.append(self.name.localName)
         var childDefault = inScopeDefault
-        if !prefixed && !Self.sameDefaultNamespace(namespace, inScopeDefault) {
+        if prefix == nil && !Self.sameDefaultNamespace(namespace, inScopeDefault) {
             output.append(" xmlns='")
             XMLEscaping.appendAttributeValue(namespace, to: &output)
             output.append("'")
@@ -114,7 +119,10 @@ extension Element {
                     XMLEscaping.appendText(text, to: &output)
                 }
             }
-            output.append(prefixed ? "</stream:" : "</")
+            output.append("</")
+            if let prefix {
+                output.append(prefix)
+            }
             output.append(self.name.localName)
             output.append(">")
         }
@@ -221,16 +229,17 @@ enum XMLEscaping {
     }
 
     /// Whether the UTF-8 of `string` contains a byte that needs attention: one of the
-    /// escaped ASCII characters, a C0 control, or 0xEF (which starts U+FFFE/U+FFFF).
+    /// escaped ASCII characters (CR in text too), a C0 control, or 0xEF (which starts
+    /// U+FFFE/U+FFFF).
     @inline(__always)
     private static func needsWork(_ string: String, attribute: Bool) -> Bool {
         var string = string
         return string.withUTF8 { bytes in
             for byte in bytes {
                 switch byte {
-                case UInt8(ascii: "&"), UInt8(ascii: "<"), UInt8(ascii: ">"), 0xEF:
+                case UInt8(ascii: "&"), UInt8(ascii: "<"), UInt8(ascii: ">"), 0xEF, 0x0D:
                     return true
-                case UInt8(ascii: "'"), UInt8(ascii: "\""), 0x09, 0x0A, 0x0D:
+                case UInt8(ascii: "'"), UInt8(ascii: "\""), 0x09, 0x0A:
                     if attribute { return true }
                 case 0x00..<0x20:
                     return true
@@ -252,6 +261,8 @@ enum XMLEscaping {
             case "&": output.append("&amp;")
             case "<": output.append("&lt;")
             case ">": output.append("&gt;")
+            // A literal CR would reach the peer as LF (XML 1.0 §2.11 end-of-line handling).
+            case "\r": output.append("&#13;")
             default:
                 if isValidXMLScalar(scalar.value) {
                     output.unicodeScalars.append(scalar)

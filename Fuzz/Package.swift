@@ -1,0 +1,71 @@
+// swift-tools-version:6.1
+//
+// libFuzzer targets for swift-xmpp-component, kept out of the root package (as
+// swift-protobuf does with FuzzTesting) so its users and its CI build never see them.
+// Build and run with scripts/fuzz.sh, or by hand:
+//
+//   swift build -c release --package-path Fuzz -Xswiftc -sanitize=fuzzer,address
+//   Fuzz/.build/release/FuzzXMLStream -max_len=4096 Tests/FuzzCorpus/FuzzXMLStream
+//
+// Targets (each an executable exporting LLVMFuzzerTestOneInput):
+//   FuzzXMLStream    bytes -> XMLStreamParser (chunked, restarts, small limits),
+//                    with a serialise/re-parse round-trip oracle and a
+//                    chunking-independence oracle
+//   FuzzNegotiation  bytes -> XMLStreamParser -> both client negotiation machines,
+//                    with invariants on the actions they produce
+//   FuzzJID          UTF-8 -> JID(_:), normalisation idempotent
+
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "xmpp-fuzz",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "swift-xmpp-component", path: ".."),
+    ],
+    targets: [
+        // libFuzzer's LLVMFuzzerRunDriver, called from each target's main.swift.
+        .target(name: "CFuzzDriver"),
+        .target(
+            name: "FuzzSupport",
+            dependencies: [
+                "CFuzzDriver",
+                .product(name: "XMPPCore", package: "swift-xmpp-component"),
+                .product(name: "XMPPStream", package: "swift-xmpp-component"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzXMLStream",
+            dependencies: [
+                "FuzzSupport",
+                .product(name: "XMPPCore", package: "swift-xmpp-component"),
+                .product(name: "XMPPStream", package: "swift-xmpp-component"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzNegotiation",
+            dependencies: [
+                "FuzzSupport",
+                .product(name: "XMPPCore", package: "swift-xmpp-component"),
+                .product(name: "XMPPStream", package: "swift-xmpp-component"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzJID",
+            dependencies: [
+                "FuzzSupport",
+                .product(name: "XMPPCore", package: "swift-xmpp-component"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)
