@@ -314,10 +314,11 @@ public struct ComponentNegotiationStateMachine: Sendable {
     }
 
     private mutating func legacyOrFail(phase: Phase, reason: String, error: NegotiationError) -> Action {
-        // Never downgrade once TLS was offered or is in use: that is a real XMPP port.
-        if self.configuration.allowsLegacyFallback, phase == .initial, !self.serverOfferedStartTLS,
-            self.configuration.tls != .startTLS || !self.tlsActive
-        {
+        // Never downgrade once the server offered STARTTLS: that is a client-style port, and a
+        // claim to be a component port after that is an attack or a misconfiguration. (Whether
+        // the legacy handshake may then go in cleartext is the connection's policy: loopback,
+        // direct TLS, or an explicit allowPlaintextHandshake.)
+        if self.configuration.allowsLegacyFallback, phase == .initial, !self.serverOfferedStartTLS {
             self.state = .failed
             return .fallBackToLegacy(reason: reason)
         }
