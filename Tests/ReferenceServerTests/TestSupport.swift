@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
 import ReferenceServer
@@ -57,7 +58,9 @@ func withServer<T: Sendable>(
 ) async throws -> T {
     var configuration = Fixture.shared.configuration
     configure(&configuration)
-    let server = try await ReferenceServer.start(configuration: configuration)
+    var logger = Logger(label: "refserver")
+    logger.logLevel = ProcessInfo.processInfo.environment["REFSERVER_DEBUG"] != nil ? .trace : .critical
+    let server = try await ReferenceServer.start(configuration: configuration, logger: logger)
     do {
         let result = try await body(server)
         await server.stop()
@@ -165,5 +168,12 @@ extension Element {
     /// The condition of a `<stream:error/>`, or `nil`.
     var streamErrorCondition: StreamError.Condition? {
         StreamError(element: self)?.condition
+    }
+}
+
+/// Prints when REFSERVER_DEBUG is set.
+func debugLog(_ message: @autoclosure () -> String) {
+    if ProcessInfo.processInfo.environment["REFSERVER_DEBUG"] != nil {
+        FileHandle.standardError.write(Data("[test] \(message())\n".utf8))
     }
 }
