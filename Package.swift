@@ -157,6 +157,11 @@ let package = Package(
             name: "component-host",
             dependencies: [
                 "ComponentHost",
+                "ComponentKit",
+                "ReferenceServer",
+                "XMPPCore",
+                "XMPPTLS",
+                "XMPPSASL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

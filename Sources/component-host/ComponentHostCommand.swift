@@ -8,7 +8,7 @@ struct ComponentHostCommand: AsyncParsableCommand {
         abstract: "Run Swift XMPP component plugins against any server; bind hostnames while running.",
         subcommands: [
             RunCommand.self, BindCommand.self, UnbindCommand.self, StatusCommand.self, CheckConfigCommand.self,
-            PluginsCommand.self,
+            PluginsCommand.self, DemoCommand.self,
         ]
     )
 }

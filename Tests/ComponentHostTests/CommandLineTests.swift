@@ -43,7 +43,8 @@ struct CommandLineTests {
         }
         #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["run"]) }  // no --config
         #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["run", "--config", "h", "--log-format", "xml"]) }
-        #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["demo"]) }
+        #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["demo", "--no-such-flag"]) }
+        #expect(try ComponentHostCommand.parseAsRoot(["demo", "--keep"]) is DemoCommand)
     }
 
     @Test func socketFromConfigurationFile() throws {
@@ -92,6 +93,19 @@ struct CommandLineTests {
         #expect(plugins.output.contains("kv: A tiny key-value store"))
     }
 
+    /// The README's main command, end to end: the real binary, the embedded reference server,
+    /// real TLS, real Cyrus SASL, real stanzas.
+    @Test(.timeLimit(.minutes(1)))
+    func builtBinaryRunsTheDemo() throws {
+        let binary = try #require(Self.binaryPath, "component-host not found next to the test bundle")
+        let result = try Self.run(binary, ["demo"], timeout: 45)
+        #expect(result.status == 0, "demo failed: \(result.output)\n\(result.error)")
+        #expect(result.output.contains("connected over XEP-0225, TLSv1.3, SASL SCRAM-SHA-256-PLUS"))
+        #expect(result.output.contains("<body>echo: Hello, component!</body>"))
+        #expect(result.output.contains("<body>SHOUT: is anyone there?</body>"))
+        #expect(result.output.contains("all 9 steps passed"))
+    }
+
     static var binaryPath: String? {
         let candidates = [
             URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("component-host").path,
@@ -102,7 +116,9 @@ struct CommandLineTests {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    static func run(_ binary: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+    static func run(
+        _ binary: String, _ arguments: [String], timeout: Double = 30
+    ) throws -> (status: Int32, output: String, error: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
@@ -111,6 +127,11 @@ struct CommandLineTests {
         process.standardOutput = output
         process.standardError = error
         try process.run()
+        // Never let a hung binary hang the suite: kill it (by PID) after the timeout.
+        let pid = process.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+        defer { watchdog.cancel() }
         let outData = output.fileHandleForReading.readDataToEndOfFile()
         let errData = error.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
