@@ -33,7 +33,7 @@ struct CommandLineTests {
         #expect(try ComponentHostCommand.parseAsRoot(["plugins"]) is PluginsCommand)
     }
 
-    @Test func rejectsBadInvocations() {
+    @Test func rejectsBadInvocations() throws {
         #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["bind", "x.example.com"]) }  // no --plugin
         #expect(throws: (any Error).self) {
             try ComponentHostCommand.parseAsRoot(["bind", "x.example.com", "--plugin", "kv", "--set", "novalue"])
