@@ -1,7 +1,26 @@
 #!/usr/bin/env bash
-# Sets up the machine and runs the whole test suite (the README's test command).
+# Sets up the machine and passes every test (the README's test command):
+#   1. the Swift test suite (unit tests, real TLS/SASL on loopback, the reference server,
+#      real Prosody and ejabberd started by the tests, the component-host binary);
+#   2. the Prosody XEP-0225 module's wire-level checks against a real Prosody;
+#   3. a bounded libFuzzer run over the decoder, the negotiation machines and JIDs
+#      (FUZZ_SECONDS per target, 20 by default; 0 skips it);
+#   4. the decode benchmark in smoke mode (proves it still runs; never judges a number).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+
 swift build --build-tests
 swift test --skip-build "$@"
+
+echo "test.sh: Prosody XEP-0225 module, wire-level checks" >&2
+python3 ServerModules/prosody/dev/wire_test.py
+
+fuzz_seconds=${FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" != 0 ]; then
+    echo "test.sh: fuzzing, ${fuzz_seconds}s per target" >&2
+    scripts/fuzz.sh "$fuzz_seconds"
+fi
+
+echo "test.sh: decode benchmark (smoke)" >&2
+swift run -c release --package-path Benchmarks xmpp-benchmarks decode --smoke
