@@ -260,6 +260,9 @@ let package = Package(
             dependencies: [
                 "ComponentHost",
                 "ComponentKit",
+                "ReferenceServer",
+                "XMPPTLS",
+                "XMPPSASL",
                 "XMPPCore",
                 "KeyValueComponent",
                 "component-host",
