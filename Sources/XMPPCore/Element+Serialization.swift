@@ -207,8 +207,12 @@ struct XMLPrefixScope {
     }
 }
 
-/// XML escaping of text and attribute values.
-enum XMLEscaping {
+/// XML escaping of text and attribute values, shared by the element serialiser and the
+/// stream encoder (stream headers).
+///
+/// Characters XML 1.0 cannot carry are replaced by U+FFFD (see
+/// ``Element/validateCharacters()`` to report them instead).
+public enum XMLEscaping {
     /// Whether a scalar may appear in an XML 1.0 document.
     @inline(__always)
     static func isValidXMLScalar(_ value: UInt32) -> Bool {
@@ -251,7 +255,11 @@ enum XMLEscaping {
         }
     }
 
-    static func appendText(_ text: String, to output: inout String) {
+    /// Appends character data, escaping `&`, `<`, `>` and carriage return.
+    /// - Parameters:
+    ///   - text: The unescaped text.
+    ///   - output: Where to append.
+    public static func appendText(_ text: String, to output: inout String) {
         guard needsWork(text, attribute: false) else {
             output.append(text)
             return
@@ -273,7 +281,12 @@ enum XMLEscaping {
         }
     }
 
-    static func appendAttributeValue(_ value: String, to output: inout String) {
+    /// Appends an attribute value for single quotes, escaping `&`, `<`, `>`, `'`, `"` and
+    /// tab, line feed and carriage return as character references.
+    /// - Parameters:
+    ///   - value: The unescaped value.
+    ///   - output: Where to append.
+    public static func appendAttributeValue(_ value: String, to output: inout String) {
         guard needsWork(value, attribute: true) else {
             output.append(value)
             return

@@ -53,7 +53,7 @@ public struct XMLStreamEncoder: Sendable {
         output.append("<?xml version='1.0'?><stream:stream")
         if !header.contentNamespace.isEmpty {
             output.append(" xmlns='")
-            appendAttributeValue(header.contentNamespace, to: &output)
+            XMLEscaping.appendAttributeValue(header.contentNamespace, to: &output)
             output.append("'")
         }
         output.append(" xmlns:stream='")
@@ -71,37 +71,14 @@ public struct XMLStreamEncoder: Sendable {
             } else if !namespace.isEmpty {
                 declared += 1
                 output.append("xmlns:h\(declared)='")
-                appendAttributeValue(namespace, to: &output)
+                XMLEscaping.appendAttributeValue(namespace, to: &output)
                 output.append("' h\(declared):")
             }
             output.append(attribute.name.localName)
             output.append("='")
-            appendAttributeValue(attribute.value, to: &output)
+            XMLEscaping.appendAttributeValue(attribute.value, to: &output)
             output.append("'")
         }
         output.append(">")
-    }
-
-    /// Escapes an attribute value for single quotes, as the XMPPCore serialiser does.
-    private static func appendAttributeValue(_ value: String, to output: inout String) {
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "&": output.append("&amp;")
-            case "<": output.append("&lt;")
-            case ">": output.append("&gt;")
-            case "'": output.append("&apos;")
-            case "\"": output.append("&quot;")
-            case "\t": output.append("&#9;")
-            case "\n": output.append("&#10;")
-            case "\r": output.append("&#13;")
-            default:
-                switch scalar.value {
-                case 0x20...0xD7FF, 0xE000...0xFFFD, 0x10000...0x10FFFF:
-                    output.unicodeScalars.append(scalar)
-                default:
-                    output.append("\u{FFFD}")
-                }
-            }
-        }
     }
 }
