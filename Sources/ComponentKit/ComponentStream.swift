@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -131,7 +134,7 @@ final class ComponentStream: Sendable {
             }
         } catch {
             outcomePromise.fail(error)
-            throw ComponentError(.notConnected, "cannot connect to \(target): \(error)")
+            throw ComponentError(.notConnected, "cannot connect to \(target): \(Self.describeConnectError(error))")
         }
 
         let timeout = channel.eventLoop.scheduleTask(in: connectTimeout) {
@@ -218,6 +221,25 @@ final class ComponentStream: Sendable {
             .tlsNotOffered,
             "refusing to send the XEP-0114 handshake for \(hostname) over plaintext to \(configuration.host): "
                 + "use tls = \"direct\", or set allow_plaintext_handshake = true if the network is trusted")
+    }
+
+    /// "connection refused", "no route to host", "timed out"… rather than NIO's nested dump.
+    static func describeConnectError(_ error: any Error) -> String {
+        if let connection = error as? NIOConnectionError {
+            if let first = connection.connectionErrors.first {
+                return Self.describeConnectError(first.error)
+            }
+            if let dns = connection.dnsAAAAError ?? connection.dnsAError {
+                return "cannot resolve \(connection.host): \(dns)"
+            }
+        }
+        if let io = error as? IOError {
+            return String(cString: strerror(io.errnoCode)).lowercased()
+        }
+        if let channel = error as? ChannelError, case .connectTimeout(let timeout) = channel {
+            return "no answer within \(timeout.nanoseconds / 1_000_000) ms (connect timeout)"
+        }
+        return String(describing: error)
     }
 
     static func isLegacy(_ kind: Kind) -> Bool {
