@@ -184,12 +184,18 @@ public final class ComponentConnection: Service, Sendable {
         self.removeBinding(binding, reason: "unbound")
     }
 
-    /// Sends a stanza.
+    /// Sends a stanza, and returns once it is written to the server's stream.
     ///
-    /// The stanza's `from` must be under a bound hostname and it must have a `to`;
-    /// otherwise it is refused here with a clear error instead of making the server end
-    /// the stream.
+    /// The stanza's `from` must be under a hostname registered on this connection and it
+    /// must have a `to`; otherwise it is refused here with a clear error instead of making
+    /// the server end the stream. While that hostname has no stream (not yet bound, or
+    /// reconnecting), the stanza waits in the hostname's bounded queue and goes out, in
+    /// order, once the hostname is bound again (see ``ComponentConfiguration/outboundQueue``).
     /// - Parameter stanza: The stanza.
+    /// - Throws: ``ComponentError``: ``ComponentError/Kind/unboundSender``,
+    ///   ``ComponentError/Kind/invalidStanza``, ``ComponentError/Kind/queueFull``,
+    ///   ``ComponentError/Kind/expired``, ``ComponentError/Kind/notConnected`` (the connection
+    ///   is not running, or the hostname was removed while the stanza waited).
     public func send(_ stanza: Stanza) async throws {
         try await self.send(element: stanza.element)
     }
