@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [
         .package(name: "swift-xmpp-component", path: ".."),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // expat itself, for the bare-parser ceiling (the root package's CExpat is not a product).
@@ -32,6 +33,8 @@ let package = Package(
                 .product(name: "XMPPSASL", package: "swift-xmpp-component"),
                 .product(name: "ReferenceServer", package: "swift-xmpp-component"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: [
                 .enableUpcomingFeature("ExistentialAny"),

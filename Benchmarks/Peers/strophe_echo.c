@@ -5,12 +5,15 @@
  *   strophe-echo HOST PORT HOSTNAME SECRET
  *
  * Workaround for Debian's libstrophe 0.12.2: in component mode the library never creates
- * the connection's stream-management state (conn->sm_state) but dereferences it when it
- * sends or handles a stanza, so the component crashes on its first stanza. A client
- * connection object does create one; we take it from a throw-away client connection with
- * the public xmpp_conn_get_sm_state() (which detaches it from that connection) and give it
- * to the component connection with xmpp_conn_set_sm_state() before connecting. Stream
- * management itself is never negotiated in component mode, so the state stays unused.
+ * the connection's stream-management state (conn->sm_state) but dereferences it for every
+ * stanza it receives (_handle_stream_stanza: conn->sm_state->sm_enabled), so a component
+ * crashes on its first stanza. xmpp_connect_client() does create that state (a fresh
+ * connection object has none: xmpp_conn_get_sm_state() returns NULL). So we start a
+ * throw-away *client* connection to a closed loopback port (127.0.0.1:1, refused at
+ * once), run the event loop until it is disconnected, take its state with the public
+ * xmpp_conn_get_sm_state() (which detaches it) and give it to the component connection
+ * with xmpp_conn_set_sm_state() before connecting. Stream management is never negotiated
+ * in component mode, so the state stays zeroed and unused.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +38,11 @@ static int message_handler(xmpp_conn_t *conn, xmpp_stanza_t *stanza, void *userd
     return 1;
 }
 
+static void donor_handler(xmpp_conn_t *conn, xmpp_conn_event_t status, int error,
+                          xmpp_stream_error_t *stream_error, void *userdata) {
+    (void)conn; (void)status; (void)error; (void)stream_error; (void)userdata;
+}
+
 static void connection_handler(xmpp_conn_t *conn, xmpp_conn_event_t status, int error,
                                xmpp_stream_error_t *stream_error, void *userdata) {
     (void)stream_error;
@@ -55,9 +63,13 @@ int main(int argc, char **argv) {
 
     /* The workaround (see above). */
     xmpp_conn_t *donor = xmpp_conn_new(ctx);
+    xmpp_conn_set_jid(donor, "donor@localhost");
+    xmpp_conn_set_pass(donor, "unused");
+    xmpp_connect_client(donor, "127.0.0.1", 1, donor_handler, NULL);
+    for (int i = 0; i < 500 && !xmpp_conn_is_disconnected(donor); i++) xmpp_run_once(ctx, 10);
     xmpp_sm_state_t *sm_state = xmpp_conn_get_sm_state(donor);
     xmpp_conn_t *conn = xmpp_conn_new(ctx);
-    if (sm_state && xmpp_conn_set_sm_state(conn, sm_state) != XMPP_EOK) {
+    if (!sm_state || xmpp_conn_set_sm_state(conn, sm_state) != XMPP_EOK) {
         fprintf(stderr, "strophe-echo: cannot set the stream-management state\n");
         return 1;
     }

@@ -32,7 +32,14 @@ final class ComponentRouter: Sendable {
     private let state: Mutex<State>
     /// Load generation (benchmarks): called synchronously, on the sender's event loop, with
     /// every stanza for the server's users, before the ``userStanzas()`` subscribers.
-    private let userObserver = Mutex<(@Sendable (Element) -> Void)?>(nil)
+    /// (Boxed: a closure read out of a `Mutex` by value gets wrapped in a new reabstraction
+    /// thunk on every read.)
+    private let userObserver = Mutex<UserObserver?>(nil)
+
+    private final class UserObserver: Sendable {
+        let observe: @Sendable (Element) -> Void
+        init(_ observe: @escaping @Sendable (Element) -> Void) { self.observe = observe }
+    }
 
     init(configuration: ReferenceServerConfiguration) {
         self.configuration = configuration
@@ -160,7 +167,8 @@ final class ComponentRouter: Sendable {
     }
 
     func setUserObserver(_ observer: (@Sendable (Element) -> Void)?) {
-        self.userObserver.withLock { $0 = observer }
+        let box = observer.map(UserObserver.init)
+        self.userObserver.withLock { $0 = box }
     }
 
     private func execute(_ decision: ComponentRoutingTable.Decision, sender: (any Channel)?) -> StreamError? {
@@ -171,7 +179,7 @@ final class ComponentRouter: Sendable {
                 channel.writeAndFlush(XMLStreamFrame.element(element), promise: nil)
             }
         case .toUsers(let element):
-            if let observer = self.userObserver.withLock({ $0 }) { observer(element) }
+            if let observer = self.userObserver.withLock({ $0 }) { observer.observe(element) }
             let subscribers = self.state.withLock { Array($0.userSubscribers.values) }
             for subscriber in subscribers { subscriber.yield(element) }
         case .reply(let element):

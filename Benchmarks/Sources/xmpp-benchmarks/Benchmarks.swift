@@ -40,6 +40,7 @@ enum Benchmarks {
             case "--host": options.hostBinary = arguments.removeFirst()
             case "--peers": options.peers = arguments.removeFirst()
             case "--json": options.json = arguments.removeFirst()
+            case "--logs": options.logs = arguments.removeFirst()
             case "--stanzas": options.stanzas = Int(arguments.removeFirst()) ?? options.stanzas
             case "--window": options.window = Int(arguments.removeFirst()) ?? options.window
             case "--only": options.only = Set(arguments.removeFirst().split(separator: ",").map(String.init))
