@@ -13,6 +13,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     dependencies: [
         .package(name: "swift-xmpp-component", path: ".."),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // expat itself, for the bare-parser ceiling (the root package's CExpat is not a product).
@@ -27,6 +29,12 @@ let package = Package(
                 "CExpatBenchmark",
                 .product(name: "XMPPCore", package: "swift-xmpp-component"),
                 .product(name: "XMPPStream", package: "swift-xmpp-component"),
+                .product(name: "XMPPTLS", package: "swift-xmpp-component"),
+                .product(name: "XMPPSASL", package: "swift-xmpp-component"),
+                .product(name: "ReferenceServer", package: "swift-xmpp-component"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: [
                 .enableUpcomingFeature("ExistentialAny"),

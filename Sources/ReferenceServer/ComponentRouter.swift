@@ -30,6 +30,16 @@ final class ComponentRouter: Sendable {
 
     let configuration: ReferenceServerConfiguration
     private let state: Mutex<State>
+    /// Load generation (benchmarks): called synchronously, on the sender's event loop, with
+    /// every stanza for the server's users, before the ``userStanzas()`` subscribers.
+    /// (Boxed: a closure read out of a `Mutex` by value gets wrapped in a new reabstraction
+    /// thunk on every read.)
+    private let userObserver = Mutex<UserObserver?>(nil)
+
+    private final class UserObserver: Sendable {
+        let observe: @Sendable (Element) -> Void
+        init(_ observe: @escaping @Sendable (Element) -> Void) { self.observe = observe }
+    }
 
     init(configuration: ReferenceServerConfiguration) {
         self.configuration = configuration
@@ -127,6 +137,40 @@ final class ComponentRouter: Sendable {
         _ = self.execute(decision, sender: nil)
     }
 
+    /// Routes many stanzas from users: one lock for the routing, one `write` per stanza and
+    /// one `flush` per target stream (load generation).
+    func inject(contentsOf elements: [Element]) throws(ReferenceServerError) {
+        let routed = try self.state.withLock { state throws(ReferenceServerError) in
+            var routed: [(ComponentRoutingTable.Decision, (any Channel)?)] = []
+            routed.reserveCapacity(elements.count)
+            for element in elements {
+                let decision = try state.table.routeFromUser(element)
+                if case .deliver(_, let target) = decision {
+                    routed.append((decision, state.sessions[target]?.channel))
+                } else {
+                    routed.append((decision, nil))
+                }
+            }
+            return routed
+        }
+        var touched: [any Channel] = []
+        for (decision, channel) in routed {
+            guard case .deliver(let element, _) = decision else {
+                _ = self.execute(decision, sender: nil)
+                continue
+            }
+            guard let channel else { continue }
+            channel.write(XMLStreamFrame.element(element), promise: nil)
+            if !touched.contains(where: { $0 === channel }) { touched.append(channel) }
+        }
+        for channel in touched { channel.flush() }
+    }
+
+    func setUserObserver(_ observer: (@Sendable (Element) -> Void)?) {
+        let box = observer.map(UserObserver.init)
+        self.userObserver.withLock { $0 = box }
+    }
+
     private func execute(_ decision: ComponentRoutingTable.Decision, sender: (any Channel)?) -> StreamError? {
         switch decision {
         case .deliver(let element, let target):
@@ -135,6 +179,7 @@ final class ComponentRouter: Sendable {
                 channel.writeAndFlush(XMLStreamFrame.element(element), promise: nil)
             }
         case .toUsers(let element):
+            if let observer = self.userObserver.withLock({ $0 }) { observer.observe(element) }
             let subscribers = self.state.withLock { Array($0.userSubscribers.values) }
             for subscriber in subscribers { subscriber.yield(element) }
         case .reply(let element):

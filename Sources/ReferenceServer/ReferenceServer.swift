@@ -41,7 +41,7 @@ public final class ReferenceServer: Sendable {
     /// The XEP-0114 port actually listened on, or `nil` when XEP-0114 is off.
     public let legacyPort: Int?
 
-    private let router: ComponentRouter
+    let router: ComponentRouter
     private let listeners: [any Channel]
     private let logger: Logger
 

@@ -1,16 +1,68 @@
+import Foundation
 import XMPPCore
 import XMPPStream
 
 /// `xmpp-benchmarks decode [--smoke] [--size MB] [--chunk BYTES] [--runs N]`
+/// `xmpp-benchmarks all [--smoke] [--host PATH] [--peers DIR] [--json PATH] [--stanzas N] [--only a,b]`
 @main
 enum Benchmarks {
-    static func main() {
+    static let usage = """
+        usage: xmpp-benchmarks decode [--smoke] [--size MB] [--chunk BYTES] [--runs N]
+               xmpp-benchmarks all [--smoke] [--host PATH] [--peers DIR] [--json PATH] [--stanzas N] [--only a,b]
+        """
+
+    static func main() async {
         var arguments = Array(CommandLine.arguments.dropFirst())
-        guard arguments.first == "decode" else {
-            print("usage: xmpp-benchmarks decode [--smoke] [--size MB] [--chunk BYTES] [--runs N]")
-            return
+        switch arguments.first {
+        case "decode":
+            arguments.removeFirst()
+            decode(arguments)
+        case "all":
+            arguments.removeFirst()
+            await all(arguments)
+        default:
+            print(usage)
         }
-        arguments.removeFirst()
+    }
+
+    static func all(_ arguments: [String]) async {
+        var arguments = arguments
+        var options = Suite.Options()
+        while let argument = arguments.first {
+            arguments.removeFirst()
+            switch argument {
+            case "--smoke":
+                options.smoke = true
+                options.stanzas = 2_000
+                options.window = 200
+                options.bindCount = 100
+                options.pluginCount = 10
+            case "--host": options.hostBinary = arguments.removeFirst()
+            case "--peers": options.peers = arguments.removeFirst()
+            case "--json": options.json = arguments.removeFirst()
+            case "--logs": options.logs = arguments.removeFirst()
+            case "--stanzas": options.stanzas = Int(arguments.removeFirst()) ?? options.stanzas
+            case "--window": options.window = Int(arguments.removeFirst()) ?? options.window
+            case "--only": options.only = Set(arguments.removeFirst().split(separator: ",").map(String.init))
+            default:
+                print("unknown argument \(argument)\n\(usage)")
+                exit(2)
+            }
+        }
+        do {
+            let report = try await Suite(options: options).run()
+            print(Table.render(report))
+            try Table.writeJSON(report, to: options.json)
+            print("JSON: \(options.json)")
+        } catch {
+            ChildProcess.killAll()
+            print("benchmark suite failed: \(error)")
+            exit(1)
+        }
+    }
+
+    static func decode(_ arguments: [String]) {
+        var arguments = arguments
         var megabytes = 50
         var chunkSize = 4096
         var runs = 3
@@ -64,9 +116,21 @@ struct Decode {
     }
 
     func run() {
+        let figures = self.measure()
+        let (megabytes, bareSeconds, streamSeconds) = (figures.megabytes, figures.bareSeconds, figures.streamSeconds)
+        let stanzas = figures.stanzas
+        func line(_ name: String, _ seconds: Double) -> String {
+            "\(name): \(String(format1: megabytes / seconds)) MiB/s, \(Int(Double(stanzas) / seconds)) stanzas/s (\(String(format3: seconds)) s)"
+        }
+        print(line("bare expat (count only)", bareSeconds))
+        print(line("XMLStreamParser (Element trees)", streamSeconds))
+        print("ratio XMLStreamParser / bare expat: \(String(format1: 100 * bareSeconds / streamSeconds))%")
+    }
+
+    func measure() -> (megabytes: Double, bareSeconds: Double, streamSeconds: Double, stanzas: Int) {
         let (bytes, stanzas) = Self.makeStream(bytes: self.megabytes << 20)
         let megabytes = Double(bytes.count) / 1_048_576
-        print(
+        log(
             "decode: \(String(format1: megabytes)) MiB, \(stanzas) message stanzas, \(self.chunkSize)-byte chunks, best of \(self.runs) runs (release build expected)"
         )
         var bestBare = Duration.seconds(1_000_000)
@@ -81,14 +145,7 @@ struct Decode {
             precondition(counted == stanzas, "XMLStreamParser produced \(counted) of \(stanzas)")
             bestStream = min(bestStream, parsed)
         }
-        let bareSeconds = bestBare.seconds
-        let streamSeconds = bestStream.seconds
-        func line(_ name: String, _ seconds: Double) -> String {
-            "\(name): \(String(format1: megabytes / seconds)) MiB/s, \(Int(Double(stanzas) / seconds)) stanzas/s (\(String(format3: seconds)) s)"
-        }
-        print(line("bare expat (count only)", bareSeconds))
-        print(line("XMLStreamParser (Element trees)", streamSeconds))
-        print("ratio XMLStreamParser / bare expat: \(String(format1: 100 * bareSeconds / streamSeconds))%")
+        return (megabytes, bestBare.seconds, bestStream.seconds, stanzas)
     }
 
     static func parseWithStreamParser(_ bytes: [UInt8], chunkSize: Int) -> Int {

@@ -1,0 +1,109 @@
+import Foundation
+
+/// The human table and the JSON file.
+enum Table {
+    static func render(_ report: Suite.Report) -> String {
+        var lines: [String] = []
+        let machine = report.machine
+        lines.append(
+            "machine: \(machine["cpu"] ?? "?"), \(machine["nproc"] ?? "?") cores, \(machine["memoryGiB"] ?? "?") GiB; "
+                + "harness on core 0, each component on core 1")
+        lines.append(
+            "echo: \(report.stanzasPerRun) message stanzas per run, \(report.bodyBytes)-byte bodies, \(report.window) in flight"
+                + (report.smoke ? " (SMOKE: figures are not meaningful)" : ""))
+        lines.append("")
+        let header = [
+            pad("target", 18), pad("transport", 13), lpad("stanzas/s", 10), lpad("×peer", 6), lpad("×ceil", 6),
+            lpad("p50 ms", 8), lpad("p99 ms", 8), lpad("p999 ms", 8), lpad("CPU µs", 7), lpad("½rate/s", 9),
+            lpad("½ p99 ms", 9),
+        ].joined(separator: " ")
+        lines.append(header)
+        lines.append(String(repeating: "-", count: header.count))
+        for row in report.echo {
+            guard row.ran else {
+                lines.append(pad(row.target, 18) + " " + pad(row.transport, 13) + " did not run: " + (row.note ?? ""))
+                continue
+            }
+            lines.append(
+                [
+                    pad(row.target, 18), pad(row.transport, 13), lpad(String(Int(row.stanzasPerSecond)), 10),
+                    lpad(fixed(row.ratioToFastestPeer, 2), 6), lpad(fixed(row.ratioToCeiling, 2), 6),
+                    lpad(fixed(row.p50Milliseconds, 2), 8), lpad(fixed(row.p99Milliseconds, 2), 8),
+                    lpad(fixed(row.p999Milliseconds, 2), 8), lpad(fixed(row.cpuMicrosecondsPerStanza, 1), 7),
+                    lpad(String(Int(row.halfRateStanzasPerSecond)), 9), lpad(fixed(row.halfRateP99Milliseconds, 2), 9),
+                ].joined(separator: " "))
+        }
+        lines.append("×peer: ratio to the fastest peer (libstrophe, gloox, slixmpp); ×ceil: ratio to the reflector;")
+        lines.append("CPU µs: CPU time (user+system, all threads) of the component process per echoed stanza;")
+        lines.append("½rate: open-loop run at half the peak rate, with its p99.")
+        if !report.binds.isEmpty {
+            lines.append("")
+            lines.append([pad("binds", 32), lpad("hostnames", 9), lpad("first→last s", 13), lpad("from start s", 13), lpad("RSS MiB", 8)].joined(separator: " "))
+            for row in report.binds {
+                guard row.ran else {
+                    lines.append(pad(row.mode, 32) + " did not run: " + (row.note ?? ""))
+                    continue
+                }
+                lines.append(
+                    [
+                        pad(row.mode, 32), lpad(String(row.hostnames), 9), lpad(fixed(row.secondsFirstToLast, 3), 13),
+                        lpad(fixed(row.secondsFromStart, 3), 13), lpad(fixed(row.residentMiB, 1), 8),
+                    ].joined(separator: " "))
+            }
+        }
+        if let decode = report.decode {
+            lines.append("")
+            lines.append(
+                "decode (\(fixed(decode.megabytes, 1)) MiB): bare expat \(fixed(decode.bareExpatMiBPerSecond, 1)) MiB/s, "
+                    + "XMLStreamParser \(fixed(decode.streamParserMiBPerSecond, 1)) MiB/s = \(fixed(decode.ratio * 100, 1))% of expat")
+        }
+        lines.append("")
+        lines.append("targets:")
+        lines.append(contentsOf: verdicts(report).map { "  " + $0 })
+        return lines.joined(separator: "\n")
+    }
+
+    /// One line per target: met, missed or not measured. Never fails anything.
+    static func verdicts(_ report: Suite.Report) -> [String] {
+        func mark(_ met: Bool?) -> String { met.map { $0 ? "met   " : "MISSED" } ?? "n/a   " }
+        var lines: [String] = []
+        let peer = report.echo.first { $0.target == "libstrophe" && $0.ran }
+        for target in ["host-xep0225-tls", "host-xep0114"] {
+            guard let row = report.echo.first(where: { $0.target == target && $0.ran }) else { continue }
+            let ratio = peer.map { row.stanzasPerSecond / $0.stanzasPerSecond }
+            lines.append("\(mark(ratio.map { $0 >= 2 })) \(target) ≥ 2× libstrophe: \(fixed(ratio, 2))×")
+            lines.append("\(mark(row.ratioToCeiling.map { $0 >= 0.4 })) \(target) ≥ 40% of reflector: \(fixed(row.ratioToCeiling.map { $0 * 100 }, 1))%")
+            lines.append("\(mark(row.halfRateP99Milliseconds < 5)) \(target) p99 < 5 ms at half peak: \(fixed(row.halfRateP99Milliseconds, 2)) ms")
+        }
+        if let bind = report.binds.first, bind.ran {
+            lines.append("\(mark(bind.secondsFirstToLast < 1)) \(bind.hostnames) binds < 1 s: \(fixed(bind.secondsFirstToLast, 3)) s (\(fixed(bind.secondsFromStart, 3)) s from process start)")
+            lines.append("\(mark(bind.residentMiB < 100)) \(bind.hostnames) bound < 100 MB RSS: \(fixed(bind.residentMiB, 1)) MiB")
+        }
+        if let decode = report.decode {
+            lines.append("\(mark(decode.ratio >= 0.7)) decode ≥ 70% of expat: \(fixed(decode.ratio * 100, 1))%")
+        }
+        return lines
+    }
+
+    static func writeJSON(_ report: Suite.Report, to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(report)
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+
+    static func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+    }
+    static func lpad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
+    }
+    static func fixed(_ value: Double?, _ digits: Int) -> String {
+        guard let value, value.isFinite else { return "–" }
+        return String(format: "%.\(digits)f", value)
+    }
+}
