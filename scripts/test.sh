@@ -5,7 +5,7 @@
 #   2. the Prosody XEP-0225 module's wire-level checks against a real Prosody;
 #   3. a bounded libFuzzer run over the decoder, the negotiation machines and JIDs
 #      (FUZZ_SECONDS per target, 20 by default; 0 skips it);
-#   4. the decode benchmark in smoke mode (proves it still runs; never judges a number).
+#   4. the benchmark suite in smoke mode (proves it still runs; never judges a number).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -22,5 +22,5 @@ if [ "$fuzz_seconds" != 0 ]; then
     scripts/fuzz.sh "$fuzz_seconds"
 fi
 
-echo "test.sh: decode benchmark (smoke)" >&2
-swift run -c release --package-path Benchmarks xmpp-benchmarks decode --smoke
+echo "test.sh: benchmark suite (smoke)" >&2
+Benchmarks/run.sh --smoke
