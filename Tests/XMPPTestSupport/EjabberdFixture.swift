@@ -48,6 +48,10 @@ public final class EjabberdFixture: @unchecked Sendable {
         public var services: [Service]
         /// Hostnames on a second, plain-TCP `ejabberd_service` listener; none opens no such listener.
         public var plainServices: [Service]
+        /// Extra options of the direct-TLS `ejabberd_service` listener, as raw `key: value` YAML
+        /// (e.g. `global_routes: false`: each connection routes only the hostname it
+        /// authenticated for, instead of every hostname of the listener).
+        public var serviceListenerOptions: [String]
         /// Accounts registered with `ejabberdctl register` after start.
         public var accounts: [Account]
         /// Raw YAML lines appended at the top level (e.g. more `modules:` are not possible
@@ -65,6 +69,7 @@ public final class EjabberdFixture: @unchecked Sendable {
             domain: String = "localhost",
             services: [Service] = [],
             plainServices: [Service] = [],
+            serviceListenerOptions: [String] = [],
             accounts: [Account] = [],
             extraTopLevelYAML: [String] = [],
             extraModules: [String: String] = [:],
@@ -74,6 +79,7 @@ public final class EjabberdFixture: @unchecked Sendable {
             self.domain = domain
             self.services = services
             self.plainServices = plainServices
+            self.serviceListenerOptions = serviceListenerOptions
             self.accounts = accounts
             self.extraTopLevelYAML = extraTopLevelYAML
             self.extraModules = extraModules
@@ -359,6 +365,7 @@ public final class EjabberdFixture: @unchecked Sendable {
             "    tls: true",
             "    certfile: \(yaml(self.certificate.combinedPath))",
         ]
+        lines += c.serviceListenerOptions.map { "    " + $0 }
         lines += c.services.isEmpty ? ["    hosts: {}"] : hostsMap(c.services)
         if let componentPlainPort {
             lines += [
