@@ -1,6 +1,7 @@
 import ComponentKit
 import EchoComponent
 import Foundation
+import Logging
 import Testing
 import XMPPCore
 import XMPPStream
@@ -181,6 +182,7 @@ struct ProsodyXEP0225Tests {
             }
         }
         let latency = try #require(bounced, "no bounce within 5 s of killing the component")
+        testLogger("prosody-0225-kill").info("bounce after the kill", metadata: ["latency": "\(latency)", "probes": "\(probe)"])
         #expect(latency < .seconds(1), "the bounce came \(latency) after the kill")
 
         // A new component connection binds the hostname again and is served.
