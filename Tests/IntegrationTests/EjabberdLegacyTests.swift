@@ -35,9 +35,10 @@ struct EjabberdLegacyTests {
 
     /// Registers alice again after a SIGKILL (Mnesia may lose the latest transactions).
     private func ensureAlice(_ ejabberd: EjabberdFixture) async throws {
-        let result = try await ejabberd.ctl(["register", "alice", "localhost", "alice-pass"])
-        guard result.status == 0 || result.output.contains("already registered") else {
-            throw IntegrationTestError("ejabberdctl register alice exited \(result.status): \(result.output)")
+        do {
+            try await ejabberd.register(username: "alice", password: "alice-pass")
+        } catch let error as TestSupportError where error.description.contains("already registered") {
+            return
         }
     }
 

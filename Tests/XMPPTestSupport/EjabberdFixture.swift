@@ -229,11 +229,20 @@ public final class EjabberdFixture: @unchecked Sendable {
     }
 
     /// Registers a c2s account with `ejabberdctl register` (the server must be running).
+    ///
+    /// Right after start-up the listeners may accept connections before every module is up,
+    /// and the command then fails with an "Unhandled exception"; it is retried for up to
+    /// `timeout`. "already registered" is a definite answer and is not retried.
     /// - Throws: ``TestSupportError`` when the command fails.
-    public func register(username: String, password: String) async throws {
-        let result = try await self.ctl(["register", username, self.domain, password])
-        guard result.status == 0 else {
-            throw TestSupportError("ejabberdctl register \(username)@\(self.domain) exited \(result.status): \(result.output)")
+    public func register(username: String, password: String, timeout: Duration = .seconds(15)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let result = try await self.ctl(["register", username, self.domain, password])
+            if result.status == 0 { return }
+            if result.output.contains("already registered") || ContinuousClock.now >= deadline {
+                throw TestSupportError("ejabberdctl register \(username)@\(self.domain) exited \(result.status): \(result.output)")
+            }
+            try await Task.sleep(for: .milliseconds(200))
         }
     }
 
