@@ -132,6 +132,41 @@ struct EjabberdLegacyTests {
         }
     }
 
+    /// ejabberd's default `global_routes: true`: each XEP-0114 connection also gets the routes of
+    /// every other hostname of the listener, so stanzas for `count` may arrive on `echo`'s
+    /// stream. The SDK routes by `to` across its connections, so every hostname is still
+    /// served by its own handler. After `unbind`, though, ejabberd keeps routing the hostname
+    /// to the remaining stream, where the SDK drops it (it cannot bounce from a hostname it has
+    /// not bound on that stream): the client gets no error. Hence `global_routes: false` above.
+    @Test func defaultGlobalRoutesServeEachHostnameButSwallowUnboundOnes() async throws {
+        let ejabberd = try await self.startEjabberd(globalRoutes: true)
+        defer { ejabberd.stop() }
+        let connection = ComponentConnection(configuration: self.configuration(ejabberd), logger: testLogger("ejabberd-global"))
+        let events = EventRecorder(connection)
+        try connection.register("echo.localhost", handler: EchoComponent(prefix: "echo: "))
+        try connection.register("count.localhost", handler: CountingService())
+        try await withRunningConnection(connection) { connection in
+            try await events.waitBound(["echo.localhost", "count.localhost"])
+            let alice = try await self.alice(ejabberd)
+            for index in 0..<5 {
+                try await alice.send(Message(type: .chat, to: try JID("echo.localhost"), id: "e\(index)", body: "\(index)").element)
+                let echo = try await alice.next { $0.name.localName == "message" && $0["id"] == "e\(index)" }
+                #expect(Message(echo)?.body == "echo: \(index)")
+                try await alice.send(Message(type: .chat, to: try JID("count.localhost"), id: "c\(index)", body: "\(index)").element)
+                let counted = try await alice.next { $0.name.localName == "message" && $0["id"] == "c\(index)" }
+                #expect(Message(counted)?.body?.hasPrefix("count ") == true)
+                #expect(counted["from"] == "count.localhost")
+            }
+            try await connection.unbind("count.localhost")
+            try await alice.send(Message(type: .chat, to: try JID("count.localhost"), id: "gone", body: "x").element)
+            await withKnownIssue("ejabberd global_routes: true routes an unbound hostname to the other streams; no bounce") {
+                let bounce = try await alice.next(timeout: .seconds(2)) { $0["id"] == "gone" }
+                #expect(bounce["type"] == "error")
+            }
+            await alice.close()
+        }
+    }
+
     @Test func wrongSecretIsReportedAsSuch() async throws {
         let ejabberd = try await self.startEjabberd()
         defer { ejabberd.stop() }
