@@ -21,16 +21,30 @@ struct ProsodyXEP0225Tests {
     static let allowed = ["a.localhost", "b.localhost", "c.localhost"]
 
     /// `ServerModules/prosody`, found from this file's path.
-    static let moduleDirectory: String = {
+    static let sourceModuleDirectory: String = {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("ServerModules/prosody").path
     }()
 
-    static func startProsody() async throws -> ProsodyFixture {
-        let module = Self.moduleDirectory + "/mod_component_xep0225.lua"
-        guard FileManager.default.fileExists(atPath: module) else {
-            throw IntegrationTestError("the Prosody module is missing at \(module)")
+    /// A world-readable copy of the module (made once per test process, removed at exit):
+    /// Prosody runs as the `prosody` user, who may not be able to read the checkout.
+    static let moduleDirectory: Result<String, IntegrationTestError> = {
+        let source = Self.sourceModuleDirectory + "/mod_component_xep0225.lua"
+        do {
+            let directory = NSTemporaryDirectory() + "xmpp-test-prosody-module-" + UUID().uuidString
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
+            atexit { if case .success(let path) = ProsodyXEP0225Tests.moduleDirectory { try? FileManager.default.removeItem(atPath: path) } }
+            try FileManager.default.copyItem(atPath: source, toPath: directory + "/mod_component_xep0225.lua")
+            _ = chmod(directory + "/mod_component_xep0225.lua", 0o644)
+            return .success(directory)
+        } catch {
+            return .failure(IntegrationTestError("cannot copy the Prosody module \(source): \(error)"))
         }
+    }()
+
+    static func startProsody() async throws -> ProsodyFixture {
+        let moduleDirectory = try Self.moduleDirectory.get()
         let hostnames = Self.allowed.map { "\"\($0)\"" }.joined(separator: ", ")
         var components = [
             ProsodyFixture.Component(
@@ -47,7 +61,7 @@ struct ProsodyXEP0225Tests {
                 domain: "localhost",
                 components: components,
                 accounts: [.init(username: "alice", password: "alice-pass")],
-                pluginPaths: [Self.moduleDirectory],
+                pluginPaths: [moduleDirectory],
                 xep0225Port: true))
     }
 
