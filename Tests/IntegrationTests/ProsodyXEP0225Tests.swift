@@ -259,14 +259,19 @@ struct ProsodyXEP0225Tests {
     @Test func wrongSecretIsNotAuthorized() async throws {
         let prosody = try await Self.startProsody()
         defer { prosody.stop() }
-        var configuration = try Self.configuration(prosody)
-        configuration.password = Secret("not-the-secret")
-        configuration.reconnect.maxAttempts = 1
-        let connection = ComponentConnection(configuration: configuration, logger: testLogger("prosody-0225-wrong"))
-        let error = await #expect(throws: NegotiationError.self) { try await connection.run() }
-        #expect(error?.kind == .authenticationFailed)
-        #expect(error?.description.contains("not-authorized") == true)
-        #expect(error?.description.contains("not-the-secret") == false)
+        // In auto mode too: STARTTLS was offered, so a SASL failure is never a reason to fall back.
+        for mode in [ComponentConfiguration.ProtocolMode.xep0225, .auto] {
+            var configuration = try Self.configuration(prosody, mode: mode)
+            configuration.password = Secret("not-the-secret")
+            configuration.reconnect.maxAttempts = 1
+            let connection = ComponentConnection(configuration: configuration, logger: testLogger("prosody-0225-wrong"))
+            let events = EventRecorder(connection)
+            let error = await #expect(throws: NegotiationError.self) { try await connection.run() }
+            #expect(error?.kind == .authenticationFailed, "\(mode)")
+            #expect(error?.description.contains("not-authorized") == true, "\(mode)")
+            #expect(error?.description.contains("not-the-secret") == false)
+            #expect(!self.fellBack(events), "\(mode)")
+        }
     }
 }
 
