@@ -4,8 +4,8 @@ import Foundation
 import Testing
 import XMPPCore
 import XMPPStream
-import XMPPTestSupport
 import XMPPTLS
+import XMPPTestSupport
 
 /// The SDK in `auto` mode against a real ejabberd 23.01 (Debian) on its direct-TLS
 /// `ejabberd_service` listener (`tls: true`), which speaks XEP-0114 only (issue 5): TLS from

@@ -4,8 +4,8 @@ import Foundation
 import Testing
 import XMPPCore
 import XMPPStream
-import XMPPTestSupport
 import XMPPTLS
+import XMPPTestSupport
 
 /// An independent peer for the SDK's XEP-0225 negotiation (issue 4): Prosody's **client**
 /// port, without any component module. STARTTLS (verified against the generated CA) and SCRAM

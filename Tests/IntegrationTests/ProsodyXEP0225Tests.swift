@@ -5,8 +5,8 @@ import Logging
 import Testing
 import XMPPCore
 import XMPPStream
-import XMPPTestSupport
 import XMPPTLS
+import XMPPTestSupport
 
 /// The SDK over XEP-0225 against a real Prosody 0.12 (Debian) running the project's own
 /// `mod_component_xep0225` (issue 9): STARTTLS with a generated certificate, SCRAM-SHA-256 as
