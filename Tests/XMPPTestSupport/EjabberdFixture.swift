@@ -48,6 +48,10 @@ public final class EjabberdFixture: @unchecked Sendable {
         public var services: [Service]
         /// Hostnames on a second, plain-TCP `ejabberd_service` listener; none opens no such listener.
         public var plainServices: [Service]
+        /// Extra options of the direct-TLS `ejabberd_service` listener, as raw `key: value` YAML
+        /// (e.g. `global_routes: false`: each connection routes only the hostname it
+        /// authenticated for, instead of every hostname of the listener).
+        public var serviceListenerOptions: [String]
         /// Accounts registered with `ejabberdctl register` after start.
         public var accounts: [Account]
         /// Raw YAML lines appended at the top level (e.g. more `modules:` are not possible
@@ -65,6 +69,7 @@ public final class EjabberdFixture: @unchecked Sendable {
             domain: String = "localhost",
             services: [Service] = [],
             plainServices: [Service] = [],
+            serviceListenerOptions: [String] = [],
             accounts: [Account] = [],
             extraTopLevelYAML: [String] = [],
             extraModules: [String: String] = [:],
@@ -74,6 +79,7 @@ public final class EjabberdFixture: @unchecked Sendable {
             self.domain = domain
             self.services = services
             self.plainServices = plainServices
+            self.serviceListenerOptions = serviceListenerOptions
             self.accounts = accounts
             self.extraTopLevelYAML = extraTopLevelYAML
             self.extraModules = extraModules
@@ -223,11 +229,20 @@ public final class EjabberdFixture: @unchecked Sendable {
     }
 
     /// Registers a c2s account with `ejabberdctl register` (the server must be running).
+    ///
+    /// Right after start-up the listeners may accept connections before every module is up,
+    /// and the command then fails with an "Unhandled exception"; it is retried for up to
+    /// `timeout`. "already registered" is a definite answer and is not retried.
     /// - Throws: ``TestSupportError`` when the command fails.
-    public func register(username: String, password: String) async throws {
-        let result = try await self.ctl(["register", username, self.domain, password])
-        guard result.status == 0 else {
-            throw TestSupportError("ejabberdctl register \(username)@\(self.domain) exited \(result.status): \(result.output)")
+    public func register(username: String, password: String, timeout: Duration = .seconds(15)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let result = try await self.ctl(["register", username, self.domain, password])
+            if result.status == 0 { return }
+            if result.output.contains("already registered") || ContinuousClock.now >= deadline {
+                throw TestSupportError("ejabberdctl register \(username)@\(self.domain) exited \(result.status): \(result.output)")
+            }
+            try await Task.sleep(for: .milliseconds(200))
         }
     }
 
@@ -359,6 +374,7 @@ public final class EjabberdFixture: @unchecked Sendable {
             "    tls: true",
             "    certfile: \(yaml(self.certificate.combinedPath))",
         ]
+        lines += c.serviceListenerOptions.map { "    " + $0 }
         lines += c.services.isEmpty ? ["    hosts: {}"] : hostsMap(c.services)
         if let componentPlainPort {
             lines += [

@@ -18,19 +18,24 @@ public import Foundation
 public final class ProsodyFixture: @unchecked Sendable {
     // @unchecked: `process` is guarded by `lock`; everything else is immutable.
 
-    /// A `Component "hostname"` block (XEP-0114).
+    /// A `Component "hostname"` block: XEP-0114 (`mod_component`) by default, or
+    /// `Component "hostname" "module"` for a component module such as `component_xep0225`.
     public struct Component: Sendable, Hashable {
         /// The component's hostname.
         public var hostname: String
-        /// Its `component_secret`.
-        public var secret: String
+        /// Its `component_secret`; `nil` writes none (e.g. a hostname that
+        /// `mod_component_xep0225` only lets an identity bind).
+        public var secret: String?
+        /// The component module (`Component "hostname" "module"`); `nil` for Prosody's XEP-0114 `mod_component`.
+        public var module: String?
         /// Extra raw Lua lines inside the block (e.g. `modules_enabled = { ... }`).
         public var extraLines: [String]
 
         /// Creates a component block.
-        public init(hostname: String, secret: String, extraLines: [String] = []) {
+        public init(hostname: String, secret: String?, module: String? = nil, extraLines: [String] = []) {
             self.hostname = hostname
             self.secret = secret
+            self.module = module
             self.extraLines = extraLines
         }
     }
@@ -66,6 +71,10 @@ public final class ProsodyFixture: @unchecked Sendable {
         public var extraModules: [String]
         /// Raw Lua lines in the global section (e.g. settings of an extra module).
         public var extraGlobalLines: [String]
+        /// Whether to allocate a port for `mod_component_xep0225` (written as
+        /// `component_xep0225_ports` on 127.0.0.1 and waited for at start). The module itself
+        /// comes from ``pluginPaths`` and a `Component "…" "component_xep0225"` block.
+        public var xep0225Port: Bool
         /// Raw Lua lines inside the `VirtualHost` block.
         public var extraVirtualHostLines: [String]
         /// The minimum log level written to the log file.
@@ -82,6 +91,7 @@ public final class ProsodyFixture: @unchecked Sendable {
             pluginPaths: [String] = [],
             extraModules: [String] = [],
             extraGlobalLines: [String] = [],
+            xep0225Port: Bool = false,
             extraVirtualHostLines: [String] = [],
             logLevel: String = "debug",
             startupTimeout: Duration = .seconds(15)
@@ -93,6 +103,7 @@ public final class ProsodyFixture: @unchecked Sendable {
             self.pluginPaths = pluginPaths
             self.extraModules = extraModules
             self.extraGlobalLines = extraGlobalLines
+            self.xep0225Port = xep0225Port
             self.extraVirtualHostLines = extraVirtualHostLines
             self.logLevel = logLevel
             self.startupTimeout = startupTimeout
@@ -115,6 +126,8 @@ public final class ProsodyFixture: @unchecked Sendable {
     public let componentPort: Int
     /// The direct-TLS port, when ``Configuration/directTLSPort`` is set.
     public let directTLSPort: Int?
+    /// The `mod_component_xep0225` port (STARTTLS), when ``Configuration/xep0225Port`` is set.
+    public let xep0225Port: Int?
     /// The CA certificate that signed the server certificate: the clients' trust root.
     public let caCertificatePath: String
     /// The server certificate (SANs: the domain, `*.domain` and every component).
@@ -167,10 +180,11 @@ public final class ProsodyFixture: @unchecked Sendable {
         }
         self.certificate = try await self.authority.issue(commonName: configuration.domain, dnsNames: names, owner: self.user)
         self.caCertificatePath = self.authority.certificatePath
-        let ports = try FreePort.allocate(count: configuration.directTLSPort ? 3 : 2)
-        self.c2sPort = ports[0]
-        self.componentPort = ports[1]
-        self.directTLSPort = configuration.directTLSPort ? ports[2] : nil
+        var ports = try FreePort.allocate(count: 2 + (configuration.directTLSPort ? 1 : 0) + (configuration.xep0225Port ? 1 : 0))
+        self.c2sPort = ports.removeFirst()
+        self.componentPort = ports.removeFirst()
+        self.directTLSPort = configuration.directTLSPort ? ports.removeFirst() : nil
+        self.xep0225Port = configuration.xep0225Port ? ports.removeFirst() : nil
         self.logPath = self.directory.path("prosody.log")
         self.configPath = self.directory.path("prosody.cfg.lua")
         try FileManager.default.createDirectory(atPath: self.directory.path("data"), withIntermediateDirectories: true)
@@ -253,10 +267,11 @@ public final class ProsodyFixture: @unchecked Sendable {
         }
         let began = ContinuousClock.now
         try process.start()
-        // Prosody opens the component port only when at least one Component is configured.
+        // Prosody opens the component port only when at least one XEP-0114 Component is configured.
         var ports = [self.c2sPort]
-        if !self.configuration.components.isEmpty { ports.append(self.componentPort) }
+        if self.configuration.components.contains(where: { $0.module == nil }) { ports.append(self.componentPort) }
         if let directTLSPort { ports.append(directTLSPort) }
+        if let xep0225Port { ports.append(xep0225Port) }
         do {
             try await waitForPorts(ports, process: process, timeout: self.configuration.startupTimeout, server: "Prosody") {
                 "command: \(process.commandLine) (start #\(run))\noutput:\n\(process.output.tail(20))\n"
@@ -313,11 +328,18 @@ public final class ProsodyFixture: @unchecked Sendable {
         if !c.pluginPaths.isEmpty {
             lines.append("plugin_paths = { \(c.pluginPaths.map(lua).joined(separator: "; ")) }")
         }
+        if let xep0225Port {
+            lines += [
+                "component_xep0225_ports = { \(xep0225Port) }",
+                "component_xep0225_interfaces = { \"127.0.0.1\" }",
+            ]
+        }
         lines += c.extraGlobalLines
         lines += ["", "VirtualHost \(lua(c.domain))", "    ssl = \(ssl)"]
         lines += c.extraVirtualHostLines.map { "    " + $0 }
         for component in c.components {
-            lines += ["", "Component \(lua(component.hostname))", "    component_secret = \(lua(component.secret))"]
+            lines += ["", "Component \(lua(component.hostname))" + (component.module.map { " " + lua($0) } ?? "")]
+            if let secret = component.secret { lines.append("    component_secret = \(lua(secret))") }
             lines += component.extraLines.map { "    " + $0 }
         }
         return lines.joined(separator: "\n") + "\n"

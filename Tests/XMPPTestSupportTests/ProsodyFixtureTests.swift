@@ -101,6 +101,11 @@ struct ProsodyFixtureConfigurationTests {
                 pluginPaths: [plugins.path], extraModules: ["testsupport_probe"],
                 extraGlobalLines: ["testsupport_greeting = \"hello from the fixture\""]))
         defer { prosody.stop() }
+        // Prosody may open the c2s port before it has loaded (and logged) the last global module.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !prosody.log.contains("testsupport probe loaded"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         #expect(prosody.log.contains("testsupport probe loaded: hello from the fixture"), "\(prosody.log.suffix(2000))")
     }
 
