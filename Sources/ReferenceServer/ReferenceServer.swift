@@ -241,13 +241,33 @@ public final class ReferenceServer: Sendable {
         channel.writeAndFlush(XMLStreamFrame.element(element), promise: nil)
     }
 
-    /// Simulates a half-open link: while paused, the server reads nothing from the component
-    /// streams open now (so it answers nothing, not even pings, and does not notice that a
-    /// component closed its side) without closing them. Resuming reads what was sent meanwhile.
-    /// - Parameter paused: `true` to stop reading, `false` to resume.
+    /// Simulates half-open links: while paused, the component streams open now deliver
+    /// nothing to the server (what the components send is dropped, so the server answers
+    /// nothing, not even pings) and the server does not notice a component closing its side
+    /// (as if the FIN were lost): nothing is closed, the streams keep their hostnames.
+    /// Resuming is the server finally noticing: the paused streams are closed and their
+    /// hostnames released. Streams opened while paused are not affected.
+    /// - Parameter paused: `true` to break the links silently, `false` to notice and close them.
     public func setReadingPaused(_ paused: Bool) async {
         for channel in self.router.componentChannels {
-            try? await channel.setOption(ChannelOptions.autoRead, value: !paused).get()
+            let done = channel.eventLoop.submit {
+                let sync = channel.pipeline.syncOperations
+                let handler: HalfOpenLinkHandler
+                if let existing = try? sync.handler(type: HalfOpenLinkHandler.self) {
+                    handler = existing
+                } else {
+                    guard paused else { return }
+                    handler = HalfOpenLinkHandler()
+                    try sync.addHandler(handler, position: .first)
+                }
+                let context = try sync.context(handler: handler)
+                if paused {
+                    try handler.pause(context: context)
+                } else {
+                    handler.resume(context: context)
+                }
+            }
+            try? await done.get()
         }
     }
 
