@@ -537,6 +537,10 @@ public final class ComponentConnection: Service, Sendable {
                     .bindRefused(stanzaError.condition),
                     "the server refused to bind \(binding.requested): \(stanzaError)", stanzaError: stanzaError)
                 self.metrics.bindsRefused.increment()
+                if stanzaError.condition == .conflict, binding.everBound.load(ordering: .relaxed) {
+                    self.retryRebind(binding, on: stream, after: error)
+                    return
+                }
                 self.emit(.bindFailed(hostname: binding.requested, reason: error.message))
                 self.removeBinding(binding, reason: "bind refused")
                 binding.resolveWaiters(.failure(error))
@@ -549,6 +553,8 @@ public final class ComponentConnection: Service, Sendable {
                 return true
             }
             guard stillWanted else { return }
+            binding.everBound.store(true, ordering: .relaxed)
+            binding.conflictRetries.store(0, ordering: .relaxed)
             self.flushIfPossible(binding)
             self.metrics.bindsSucceeded.increment()
             self.logger.info("hostname bound", metadata: ["component.hostname": "\(hostname)"])
@@ -563,6 +569,31 @@ public final class ComponentConnection: Service, Sendable {
             let reason = String(describing: error)
             self.emit(.bindFailed(hostname: binding.requested, reason: reason))
             binding.resolveWaiters(.failure(error))
+        }
+    }
+
+    /// A re-bind (after a reconnect or transfer) refused with `conflict`: the server most
+    /// likely still holds our previous stream, which it has not yet noticed is dead (a
+    /// half-open link). The hostname was ours, so keep it (its queue too) and try again
+    /// with the reconnect backoff instead of dropping it for good.
+    private func retryRebind(_ binding: Binding, on stream: ComponentStream, after error: ComponentError) {
+        binding.state.withLock { if $0 == .binding { $0 = .pending } }
+        let attempt = binding.conflictRetries.add(1, ordering: .relaxed).newValue
+        let policy = self.configuration.reconnect
+        var delay = policy.initialDelay
+        for _ in 1..<min(attempt, 32) {
+            delay = min(delay * policy.multiplier, policy.maximumDelay)
+        }
+        let wait = delay * Double.random(in: 0.5...1.0)
+        self.recordError(error.message)
+        self.logger.warning(
+            "re-bind refused with conflict; retrying",
+            metadata: ["component.hostname": "\(binding.requested)", "attempt": "\(attempt)", "delay": "\(wait)"])
+        self.emit(.bindFailed(hostname: binding.requested, reason: "\(error.message); retrying in \(wait)"))
+        Task {
+            await self.sleepUnlessShutdown(wait)
+            guard !self.isShuttingDown, self.currentStream === stream, stream.channel.isActive else { return }
+            await self.performBind(binding, on: stream)
         }
     }
 
