@@ -314,6 +314,43 @@ struct ResilienceTests {
         await server.stop()
     }
 
+    /// The server has not noticed that the component's old stream is dead (it still holds
+    /// the hostname) when the component comes back: the re-bind gets `conflict`. The
+    /// hostname was the component's, so it must be retried, not dropped for good.
+    @Test func reBindRefusedWithConflictIsRetriedUntilTheServerLetsGo() async throws {
+        let server = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
+        let sink = UserSink()
+        sink.follow(server)
+        var configuration = self.configuration(port: server.port)
+        configuration.keepalive = KeepalivePolicy(idleInterval: .seconds(1), pingTimeout: .seconds(1))
+        let connection = ComponentConnection(configuration: configuration, logger: testLogger("res-rebind-conflict"))
+        let events = EventRecorder(connection)
+        try connection.register("a.example.test", handler: EchoRecorder().handler())
+        try await withRunningConnection(connection) { connection in
+            try await events.waitBound(["a.example.test"])
+            events.reset()
+            await server.setReadingPaused(true)
+            try await events.wait(timeout: .seconds(30), "the re-bind refused with conflict") {
+                if case .bindFailed(let hostname, let reason) = $0 {
+                    return hostname == "a.example.test" && reason.contains("conflict")
+                }
+                return false
+            }
+            // Still registered, and tried again while the server holds the old stream.
+            #expect(connection.status.hostnames.map(\.hostname) == ["a.example.test"])
+            try await Task.sleep(for: .seconds(1))
+            // The server finally reads the old stream's close and releases the hostname.
+            await server.setReadingPaused(false)
+            try await events.waitBound(["a.example.test"], timeout: .seconds(30))
+            try await server.waitUntilBound("a.example.test")
+            try server.inject(self.message("after-conflict", to: "a.example.test"))
+            try await sink.wait("an echo after the re-bind") { $0.contains { $0["id"] == "echo-after-conflict" } }
+            let retries = events.all.count { if case .bindFailed = $0 { return true } else { return false } }
+            report("re-bind conflict (server still holding the half-open stream): \(retries) refused re-binds, then bound again")
+        }
+        await server.stop()
+    }
+
     // MARK: IQ redirect
 
     /// Users `u0`, `u1`… at the reference server; `u<n>` redirects to `u<n+1>` while
