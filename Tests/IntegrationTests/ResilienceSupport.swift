@@ -9,14 +9,17 @@ import XMPPCore
 /// restart, or the two ends of a transfer), in arrival order.
 final class UserSink: Sendable {
     private let elements = Mutex<[Element]>([])
+    private let perServer = Mutex<[ObjectIdentifier: [Element]]>([:])
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
     /// Records everything `server` hands to its users from now on.
     func follow(_ server: ReferenceServer) {
         let stream = server.userStanzas()
+        let key = ObjectIdentifier(server)
         let task = Task {
             for await element in stream {
                 self.elements.withLock { $0.append(element) }
+                self.perServer.withLock { $0[key, default: []].append(element) }
             }
         }
         self.tasks.withLock { $0.append(task) }
@@ -32,6 +35,12 @@ final class UserSink: Sendable {
     /// The ids starting with `prefix`, in arrival order (duplicates kept).
     func ids(withPrefix prefix: String) -> [String] {
         self.all.compactMap { $0["id"] }.filter { $0.hasPrefix(prefix) }
+    }
+
+    /// The ids starting with `prefix` that reached one server's users, in arrival order.
+    func ids(withPrefix prefix: String, on server: ReferenceServer) -> [String] {
+        let elements = self.perServer.withLock { $0[ObjectIdentifier(server)] ?? [] }
+        return elements.compactMap { $0["id"] }.filter { $0.hasPrefix(prefix) }
     }
 
     func first(id: String) -> Element? {
