@@ -89,14 +89,16 @@ final class NumberedSender: Sendable {
 
     /// Sends `range`; returns when every send has returned.
     func run(
-        _ range: Range<Int>, interval: Duration, from: String, to: String, via connection: ComponentConnection
+        _ range: Range<Int>, interval: Duration, from: String, to: String, via connection: ComponentConnection,
+        padding: Int = 0
     ) async {
+        let pad = String(repeating: "x", count: padding)
         var tasks: [Task<Void, Never>] = []
         for number in range {
             let message: Message
             do {
                 message = Message(
-                    type: .chat, from: try JID(from), to: try JID(to), id: "\(self.prefix)\(number)", body: "\(number)")
+                    type: .chat, from: try JID(from), to: try JID(to), id: "\(self.prefix)\(number)", body: "\(number)\(pad)")
             } catch {
                 Issue.record("bad address: \(error)")
                 return

@@ -354,6 +354,49 @@ struct ResilienceTests {
         await server.stop()
     }
 
+    /// The link breaks while many writes are still pending in the component (the server
+    /// stopped reading, the socket buffers are full): those writes fail and go back to the
+    /// queue; after the reconnect they must arrive in send order, once each.
+    @Test func writesPendingWhenTheLinkBreaksAreRequeuedInOrder() async throws {
+        let server = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
+        let sink = UserSink()
+        sink.follow(server)
+        let connection = ComponentConnection(configuration: self.configuration(port: server.port), logger: testLogger("res-backlog"))
+        let events = EventRecorder(connection)
+        try connection.register("a.example.test", handler: EchoRecorder().handler())
+        let sender = NumberedSender(prefix: "w-")
+        let total = 300
+        try await withRunningConnection(connection) { connection in
+            try await events.waitBound(["a.example.test"])
+            events.reset()
+            await server.setReadingPaused(true)
+            // 300 × 32 KiB: far more than the loopback socket buffers hold.
+            let sending = Task {
+                await sender.run(0..<total, interval: .zero, from: "a.example.test", to: "bob@example.test", via: connection, padding: 32 * 1024)
+            }
+            try await Task.sleep(for: .seconds(1))
+            let pendingAtBreak = sender.all.count { $0.value.returned == nil }
+            // The server notices the broken link and closes it: the pending writes fail.
+            await server.setReadingPaused(false)
+            try await events.waitBound(["a.example.test"], timeout: .seconds(30))
+            await sending.value
+            try await sink.wait("the requeued stanzas", timeout: .seconds(30)) { elements in
+                Set(elements.compactMap { $0["id"] }.filter { $0.hasPrefix("w-") }).count >= pendingAtBreak
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            let figures = DeliveryFigures(sender: sender, sink: sink)
+            let arrival = DeliveryFigures.arrivalOrder(sink.ids(withPrefix: "w-"), prefix: "w-")
+            let inversions = zip(arrival, arrival.dropFirst()).filter { $0 > $1 }
+            #expect(figures.duplicated == 0)
+            #expect(figures.failed == 0)
+            #expect(inversions.isEmpty, "out of order after the break: \(inversions.prefix(10))")
+            report(
+                "link broken with \(pendingAtBreak) writes pending: \(figures) (lost = written to the dead socket's buffers); "
+                    + "order inversions \(inversions.count)")
+        }
+        await server.stop()
+    }
+
     // MARK: IQ redirect
 
     /// Users `u0`, `u1`… at the reference server; `u<n>` redirects to `u<n+1>` while
