@@ -691,6 +691,7 @@ public final class ComponentConnection: Service, Sendable {
 
     /// Writes a stanza now, or queues it (bounded, in order) until its hostname is bound again.
     func deliver(_ element: Element, binding: Binding) async throws {
+        let ticket = binding.outbound.takeTicket()
         if !binding.outbound.mustQueue, let stream = self.stream(for: binding) {
             do {
                 try await stream.write(element).get()
@@ -704,7 +705,7 @@ public final class ComponentConnection: Service, Sendable {
             throw ComponentError(.notConnected, "not connected to the server, and the connection is not running")
         }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            guard binding.outbound.enqueue(element, continuation: continuation) else {
+            guard binding.outbound.enqueue(element, ticket: ticket, continuation: continuation) else {
                 self.metrics.queueOverflows.increment()
                 continuation.resume(
                     throwing: ComponentError(
