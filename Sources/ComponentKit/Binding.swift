@@ -29,6 +29,11 @@ final class Binding: Sendable {
     let metrics: HostnameMetrics
     let stanzasIn = Atomic<Int>(0)
     let stanzasOut = Atomic<Int>(0)
+    /// Whether the server has bound this hostname at least once (later binds are re-binds
+    /// after a reconnect or transfer).
+    let everBound = Atomic<Bool>(false)
+    /// Consecutive re-binds refused with `conflict` (for the retry backoff).
+    let conflictRetries = Atomic<Int>(0)
     /// Waiters for the first bind outcome of ``ComponentConnection/bind(_:handler:)``.
     private let waiters = Mutex<[CheckedContinuation<String, any Error>]>([])
 

@@ -69,10 +69,17 @@ extension ComponentConnection {
     /// Returns an extra delay before reconnecting (e.g. after a `conflict`).
     private func serve(_ initial: ComponentStream) async throws -> Duration {
         var stream = initial
+        var announced: ComponentStream?
         while true {
-            self.recordConnected(stream.info)
+            // Announce each stream once: serving the same stream again after a failed
+            // transfer must not clear the error that transfer recorded.
+            let isNew = announced !== stream
+            if isNew { self.recordConnected(stream.info) }
             self.setCurrentStream(stream)
-            self.emit(.connected(stream.info))
+            if isNew {
+                self.emit(.connected(stream.info))
+                announced = stream
+            }
             await self.bindAllPending(on: stream)
 
             enum Wake: Sendable {

@@ -543,6 +543,10 @@ public final class ComponentConnection: Service, Sendable {
                     .bindRefused(stanzaError.condition),
                     "the server refused to bind \(binding.requested): \(stanzaError)", stanzaError: stanzaError)
                 self.metrics.bindsRefused.increment()
+                if stanzaError.condition == .conflict, binding.everBound.load(ordering: .relaxed) {
+                    self.retryRebind(binding, on: stream, after: error)
+                    return
+                }
                 self.emit(.bindFailed(hostname: binding.requested, reason: error.message))
                 self.removeBinding(binding, reason: "bind refused")
                 binding.resolveWaiters(.failure(error))
@@ -555,6 +559,8 @@ public final class ComponentConnection: Service, Sendable {
                 return true
             }
             guard stillWanted else { return }
+            binding.everBound.store(true, ordering: .relaxed)
+            binding.conflictRetries.store(0, ordering: .relaxed)
             self.flushIfPossible(binding)
             self.metrics.bindsSucceeded.increment()
             self.logger.info("hostname bound", metadata: ["component.hostname": "\(hostname)"])
@@ -569,6 +575,31 @@ public final class ComponentConnection: Service, Sendable {
             let reason = String(describing: error)
             self.emit(.bindFailed(hostname: binding.requested, reason: reason))
             binding.resolveWaiters(.failure(error))
+        }
+    }
+
+    /// A re-bind (after a reconnect or transfer) refused with `conflict`: the server most
+    /// likely still holds our previous stream, which it has not yet noticed is dead (a
+    /// half-open link). The hostname was ours, so keep it (its queue too) and try again
+    /// with the reconnect backoff instead of dropping it for good.
+    private func retryRebind(_ binding: Binding, on stream: ComponentStream, after error: ComponentError) {
+        binding.state.withLock { if $0 == .binding { $0 = .pending } }
+        let attempt = binding.conflictRetries.add(1, ordering: .relaxed).newValue
+        let policy = self.configuration.reconnect
+        var delay = policy.initialDelay
+        for _ in 1..<min(attempt, 32) {
+            delay = min(delay * policy.multiplier, policy.maximumDelay)
+        }
+        let wait = delay * Double.random(in: 0.5...1.0)
+        self.recordError(error.message)
+        self.logger.warning(
+            "re-bind refused with conflict; retrying",
+            metadata: ["component.hostname": "\(binding.requested)", "attempt": "\(attempt)", "delay": "\(wait)"])
+        self.emit(.bindFailed(hostname: binding.requested, reason: "\(error.message); retrying in \(wait)"))
+        Task {
+            await self.sleepUnlessShutdown(wait)
+            guard !self.isShuttingDown, self.currentStream === stream, stream.channel.isActive else { return }
+            await self.performBind(binding, on: stream)
         }
     }
 
@@ -666,6 +697,7 @@ public final class ComponentConnection: Service, Sendable {
 
     /// Writes a stanza now, or queues it (bounded, in order) until its hostname is bound again.
     func deliver(_ element: Element, binding: Binding) async throws {
+        let ticket = binding.outbound.takeTicket()
         if !binding.outbound.mustQueue, let stream = self.stream(for: binding) {
             do {
                 try await stream.write(element).get()
@@ -679,7 +711,7 @@ public final class ComponentConnection: Service, Sendable {
             throw ComponentError(.notConnected, "not connected to the server, and the connection is not running")
         }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            guard binding.outbound.enqueue(element, continuation: continuation) else {
+            guard binding.outbound.enqueue(element, ticket: ticket, continuation: continuation) else {
                 self.metrics.queueOverflows.increment()
                 continuation.resume(
                     throwing: ComponentError(

@@ -12,12 +12,15 @@ final class OutboundQueue: Sendable {
         var element: Element
         var enqueued: ContinuousClock.Instant
         var continuation: CheckedContinuation<Void, any Error>
+        /// The stanza's place in its hostname's send order (see ``OutboundQueue/takeTicket()``).
+        var ticket: UInt64
     }
 
     private struct State: Sendable {
         var entries: [Entry] = []
         var head = 0
         var flushing = false
+        var nextTicket: UInt64 = 0
 
         var count: Int { self.entries.count - self.head }
 
@@ -41,11 +44,30 @@ final class OutboundQueue: Sendable {
     /// Whether new stanzas must queue behind older ones (queued, or being flushed).
     var mustQueue: Bool { self.state.withLock { $0.count > 0 || $0.flushing } }
 
-    /// Appends a stanza; `false` when the queue is full.
-    func enqueue(_ element: Element, continuation: CheckedContinuation<Void, any Error>) -> Bool {
+    /// A stanza's place in the send order, taken when `send` is called: a stanza whose
+    /// direct write failed (the link broke under it) joins the queue later than stanzas
+    /// sent after it, and must still be flushed before them.
+    func takeTicket() -> UInt64 {
+        self.state.withLock { state in
+            defer { state.nextTicket += 1 }
+            return state.nextTicket
+        }
+    }
+
+    /// Adds a stanza in send order (by `ticket`; a new ticket when `nil`); `false` when the
+    /// queue is full.
+    func enqueue(_ element: Element, ticket: UInt64? = nil, continuation: CheckedContinuation<Void, any Error>) -> Bool {
         self.state.withLock { state in
             guard state.count < self.policy.maxStanzas else { return false }
-            state.entries.append(Entry(element: element, enqueued: .now, continuation: continuation))
+            let ticket = ticket ?? {
+                defer { state.nextTicket += 1 }
+                return state.nextTicket
+            }()
+            var index = state.entries.count
+            while index > state.head, state.entries[index - 1].ticket > ticket {
+                index -= 1
+            }
+            state.entries.insert(Entry(element: element, enqueued: .now, continuation: continuation, ticket: ticket), at: index)
             return true
         }
     }
@@ -79,7 +101,8 @@ final class OutboundQueue: Sendable {
     func requeueFront(_ entries: [Entry]) {
         self.state.withLock { state in
             let rest = Array(state.entries[state.head...])
-            state.entries = entries + rest
+            // In ticket order: stanzas whose direct write failed may have joined meanwhile.
+            state.entries = (entries + rest).sorted { $0.ticket < $1.ticket }
             state.head = 0
             state.flushing = false
         }

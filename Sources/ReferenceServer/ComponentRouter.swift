@@ -26,6 +26,7 @@ final class ComponentRouter: Sendable {
         var nextSubscriber = 0
         var userSubscribers: [Int: AsyncStream<Element>.Continuation] = [:]
         var eventSubscribers: [Int: AsyncStream<HostnameEvent>.Continuation] = [:]
+        var userIQResponder: (@Sendable (IQ) -> Element?)?
     }
 
     let configuration: ReferenceServerConfiguration
@@ -180,8 +181,13 @@ final class ComponentRouter: Sendable {
             }
         case .toUsers(let element):
             if let observer = self.userObserver.withLock({ $0 }) { observer.observe(element) }
-            let subscribers = self.state.withLock { Array($0.userSubscribers.values) }
+            let (subscribers, responder) = self.state.withLock { (Array($0.userSubscribers.values), $0.userIQResponder) }
             for subscriber in subscribers { subscriber.yield(element) }
+            if let responder, element.name.localName == "iq", let iq = IQ(element), iq.type.isRequest,
+                let answer = responder(iq)
+            {
+                try? self.inject(answer)
+            }
         case .reply(let element):
             if let sender {
                 sender.writeAndFlush(XMLStreamFrame.element(element), promise: nil)
@@ -195,6 +201,19 @@ final class ComponentRouter: Sendable {
             break
         }
         return nil
+    }
+
+    /// Sets (or clears) the simulated users' answer to IQ requests components send them.
+    func setUserIQResponder(_ responder: (@Sendable (IQ) -> Element?)?) {
+        self.state.withLock { $0.userIQResponder = responder }
+    }
+
+    /// The channel of the stream that bound `hostname`'s domain, if any.
+    func channel(boundTo hostname: String) -> (any Channel)? {
+        guard let domain = (try? JID(hostname))?.domainpart else { return nil }
+        return self.state.withLock { state in
+            state.table.session(boundTo: domain).flatMap { state.sessions[$0]?.channel }
+        }
     }
 
     // MARK: Observation

@@ -87,6 +87,11 @@ struct ComponentRoutingTable: Sendable {
         return true
     }
 
+    /// The stream that bound a domain, if any.
+    func session(boundTo domain: String) -> SessionID? {
+        self.bindings[domain.lowercased()]?.session
+    }
+
     /// Releases every hostname of a closed stream.
     /// - Returns: The hostnames released.
     mutating func release(session: SessionID) -> [String] {
@@ -116,6 +121,12 @@ struct ComponentRoutingTable: Sendable {
         }
         guard let to = try? JID(toText) else {
             return self.bounce(stanza, StanzaError(.jidMalformed)).map { .reply($0) } ?? .drop
+        }
+        // XEP-0199: the server answers pings addressed to itself (components' keepalive).
+        if case .iq(let iq) = stanza, iq.type == .get, to.description == self.configuration.domain.lowercased(),
+            iq.payload?.name == QualifiedName(Namespace.ping, "ping")
+        {
+            return .reply(iq.result().element)
         }
         return self.route(stanza, to: to, bounce: { .reply($0) })
     }

@@ -23,6 +23,7 @@ import XMPPTLS
 /// - A stanza for a component hostname (one some identity may bind, or with a XEP-0114
 ///   secret) that is not bound bounces with `service-unavailable`: back to the component,
 ///   or to ``userStanzas()`` for injected stanzas. IQ results and errors never bounce.
+/// - An XEP-0199 ping to the server's domain is answered by the server.
 /// - Anything else is for the server's users: ``userStanzas()``.
 /// - Two streams cannot bind the same domain, whatever the resource (`conflict`).
 ///
@@ -216,6 +217,87 @@ public final class ReferenceServer: Sendable {
             channel.write(XMLStreamFrame.element(error.element), promise: nil)
             channel.writeAndFlush(XMLStreamFrame.close).whenComplete { _ in channel.close(promise: nil) }
         }
+    }
+
+    // MARK: Fault injection (resilience tests)
+
+    /// Sends an element to the component stream that bound `hostname`, as the server
+    /// itself: a missing `from` becomes the server's domain (e.g. a XEP-0051 transfer IQ).
+    ///
+    /// The component's answers addressed to the server's domain reach ``userStanzas()``.
+    /// - Parameters:
+    ///   - element: A stanza in `jabber:client`.
+    ///   - hostname: A hostname bound on the stream to write to (any resource).
+    /// - Throws: ``ReferenceServerError`` of kind ``ReferenceServerError/Kind/invalidInjection``
+    ///   when no stream has bound `hostname`.
+    public func send(_ element: Element, toComponentBound hostname: String) throws {
+        guard let channel = self.router.channel(boundTo: hostname) else {
+            throw ReferenceServerError(.invalidInjection, "no component stream has bound \(hostname)")
+        }
+        var element = element
+        if element["from"] == nil {
+            element["from"] = self.configuration.domain
+        }
+        channel.writeAndFlush(XMLStreamFrame.element(element), promise: nil)
+    }
+
+    /// Simulates half-open links: while paused, the component streams open now deliver
+    /// nothing to the server (what the components send is dropped, so the server answers
+    /// nothing, not even pings) and the server does not notice a component closing its side
+    /// (as if the FIN were lost): nothing is closed, the streams keep their hostnames.
+    /// Resuming is the server finally noticing: the paused streams are closed and their
+    /// hostnames released. Streams opened while paused are not affected.
+    /// - Parameter paused: `true` to break the links silently, `false` to notice and close them.
+    public func setReadingPaused(_ paused: Bool) async {
+        for channel in self.router.componentChannels {
+            let done = channel.eventLoop.submit {
+                let sync = channel.pipeline.syncOperations
+                let handler: HalfOpenLinkHandler
+                if let existing = try? sync.handler(type: HalfOpenLinkHandler.self) {
+                    handler = existing
+                } else {
+                    guard paused else { return }
+                    handler = HalfOpenLinkHandler()
+                    try sync.addHandler(handler, position: .first)
+                }
+                let context = try sync.context(handler: handler)
+                if paused {
+                    try handler.pause(context: context)
+                } else {
+                    handler.resume(context: context)
+                }
+            }
+            try? await done.get()
+        }
+    }
+
+    /// Makes the server's simulated users answer the IQ requests components send them:
+    /// `handler` gets each `get`/`set` routed to the users (it still reaches
+    /// ``userStanzas()`` too) and returns the answer to route back as if that user had
+    /// sent it (its `from` must be a user JID at the server domain), or `nil` for none.
+    /// - Parameter handler: The answer for each request; `nil` turns answering off.
+    public func respondToUserIQs(_ handler: (@Sendable (IQ) -> Element?)?) {
+        self.router.setUserIQResponder(handler)
+    }
+
+    /// Stops as a crashed process would: closes the listeners and drops every connection
+    /// without `</stream:stream>` or TLS `close_notify`, then ends the subscribers' streams.
+    ///
+    /// The listeners use `SO_REUSEADDR`: a new server can be started on the same port at
+    /// once (set ``ReferenceServerConfiguration/port`` to this server's ``port``).
+    public func kill() async {
+        for listener in self.listeners {
+            try? await listener.close()
+        }
+        let connections = self.router.allConnections
+        for channel in connections {
+            channel.close(promise: nil)
+        }
+        for channel in connections {
+            _ = try? await channel.closeFuture.get()
+        }
+        self.router.finishSubscribers()
+        self.logger.info("reference server killed", metadata: ["server.port": "\(self.port)"])
     }
 
     /// Stops gracefully: closes the listeners, sends `</stream:stream>` on every component

@@ -396,6 +396,36 @@ struct OutboundQueueTests {
     }
 }
 
+@Suite("Outbound queue send order")
+struct OutboundQueueOrderTests {
+    /// A stanza whose direct write failed joins the queue after stanzas sent later; its
+    /// ticket (taken when it was sent) puts it back in front of them.
+    @Test func aLateStanzaWithAnEarlierTicketGoesFirst() async throws {
+        let queue = OutboundQueue(policy: OutboundQueuePolicy(maxStanzas: 10, maxAge: .seconds(60)))
+        let tickets = (0..<4).map { _ in queue.takeTicket() }
+        let order: [(String, UInt64)] = [("m2", tickets[2]), ("m3", tickets[3]), ("m0", tickets[0]), ("m1", tickets[1])]
+        await withTaskGroup(of: Void.self) { group in
+            for (index, (name, ticket)) in order.enumerated() {
+                group.addTask {
+                    try? await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                        _ = queue.enqueue(Element(name, namespace: Namespace.client), ticket: ticket, continuation: continuation)
+                    }
+                }
+                while queue.count < index + 1 { await Task.yield() }
+            }
+            #expect(queue.beginFlush())
+            let first = queue.nextBatch(max: 2)
+            #expect(first.map(\.element.name.localName) == ["m0", "m1"])
+            // m0 and m1 could not be written: back in front, in ticket order.
+            queue.requeueFront(first)
+            let all = queue.nextBatch(max: 10)
+            #expect(all.map(\.element.name.localName) == ["m0", "m1", "m2", "m3"])
+            #expect(queue.nextBatch().isEmpty)
+            for entry in all { entry.continuation.resume() }
+        }
+    }
+}
+
 /// A value shared between test tasks.
 final class LockedBox<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
