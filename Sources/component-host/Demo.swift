@@ -4,7 +4,6 @@ import Foundation
 import Logging
 import ReferenceServer
 import ServiceLifecycle
-import Synchronization
 import XMPPCore
 import XMPPSASL
 import XMPPTLS
@@ -69,7 +68,7 @@ struct Demo {
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: [host, admin], gracefulShutdownSignals: [], logger: logger))
 
-        let users = UserInbox(server.userStanzas())
+        let users = UserStanzaInbox(server)
         let scenario = Task { () -> Report in
             var report = Report()
             await self.scenario(server: server, adminSocket: adminSocket, users: users, report: &report)
@@ -91,7 +90,7 @@ struct Demo {
     // MARK: The scenario
 
     private func scenario(
-        server: ReferenceServer, adminSocket: String, users: UserInbox, report: inout Report
+        server: ReferenceServer, adminSocket: String, users: UserStanzaInbox, report: inout Report
     ) async {
         let client = AdminClient(path: adminSocket)
 
@@ -195,7 +194,7 @@ struct Demo {
 
     /// Injects a stanza as a user of the server and waits for the answer with the same id.
     private func exchange(
-        _ server: ReferenceServer, _ users: UserInbox, _ stanza: some StanzaView
+        _ server: ReferenceServer, _ users: UserStanzaInbox, _ stanza: some StanzaView
     ) async throws -> Element {
         self.write("    alice → \(stanza.element.serialized(streamNamespace: Namespace.client))")
         try server.inject(stanza.element)
@@ -266,51 +265,6 @@ struct Demo {
         plugin = "kv"
 
         """
-    }
-}
-
-/// What the server delivered to its users, collected in the background so that waiting
-/// for one answer is bounded in time.
-final class UserInbox: Sendable {
-    private let task: Task<Void, Never>
-
-    init(_ stream: AsyncStream<Element>) {
-        let box = ElementBox()
-        self.task = Task {
-            for await element in stream {
-                box.append(element)
-            }
-        }
-        self.box = box
-    }
-
-    private let box: ElementBox
-
-    /// Removes and returns the first element with this id, waiting up to `timeout`.
-    func take(id: String, timeout: Duration) async throws -> Element? {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let element = self.box.remove(id: id) { return element }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        return nil
-    }
-
-    deinit { self.task.cancel() }
-}
-
-final class ElementBox: Sendable {
-    private let elements = Mutex<[Element]>([])
-
-    func append(_ element: Element) {
-        self.elements.withLock { $0.append(element) }
-    }
-
-    func remove(id: String) -> Element? {
-        self.elements.withLock { elements in
-            guard let index = elements.firstIndex(where: { $0["id"] == id }) else { return nil }
-            return elements.remove(at: index)
-        }
     }
 }
 

@@ -3,7 +3,6 @@ import Foundation
 import Logging
 import ReferenceServer
 import ServiceLifecycle
-import Synchronization
 import Testing
 import XMPPCore
 import XMPPSASL
@@ -23,7 +22,7 @@ struct LiveHostTests {
         let directory: TemporaryDirectory
         let server: ReferenceServer
         let caFile: String
-        let users: UserInbox
+        let users: UserStanzaInbox
 
         init() async throws {
             self.directory = try TemporaryDirectory()
@@ -38,7 +37,7 @@ struct LiveHostTests {
             configuration.allowedHostnames = [LiveHostTests.identity: ["*.example.test"]]
             self.server = try await ReferenceServer.start(configuration: configuration)
             self.caFile = files.caCertificateFile
-            self.users = UserInbox(self.server.userStanzas())
+            self.users = UserStanzaInbox(self.server)
         }
 
         func configuration(components: [(String, String)]) -> String {
@@ -201,41 +200,4 @@ enum FailingPlugin: ComponentPlugin {
 struct HostTestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-/// What the reference server delivered to its users, collected in the background.
-final class UserInbox: Sendable {
-    private let task: Task<Void, Never>
-
-    init(_ stream: AsyncStream<Element>) {
-        let list = ElementList()
-        self.list = list
-        self.task = Task {
-            for await element in stream { list.append(element) }
-        }
-    }
-
-    private let list: ElementList
-
-    func take(id: String, timeout: Duration) async throws -> Element? {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let element = self.list.remove(id: id) { return element }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        return nil
-    }
-
-    deinit { self.task.cancel() }
-}
-
-final class ElementList: Sendable {
-    private let elements = Mutex<[Element]>([])
-    func append(_ element: Element) { self.elements.withLock { $0.append(element) } }
-    func remove(id: String) -> Element? {
-        self.elements.withLock { elements in
-            guard let index = elements.firstIndex(where: { $0["id"] == id }) else { return nil }
-            return elements.remove(at: index)
-        }
-    }
 }
