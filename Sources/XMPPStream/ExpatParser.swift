@@ -132,21 +132,25 @@ final class ExpatParser {
         XML_SetElementHandler(
             parser,
             { userData, name, attributes in
-                ExpatParser.from(userData).startElement(name!, attributes!)
+                ExpatParser.with(userData) { $0.startElement(name!, attributes!) }
             },
             { userData, _ in
-                ExpatParser.from(userData).endElement()
+                ExpatParser.with(userData) { $0.endElement() }
             }
         )
         XML_SetCharacterDataHandler(parser) { userData, bytes, length in
-            ExpatParser.from(userData).characterData(bytes!, Int(length))
+            ExpatParser.with(userData) { $0.characterData(bytes!, Int(length)) }
         }
         XML_SetStartNamespaceDeclHandler(parser) { userData, prefix, uri in
-            let this = ExpatParser.from(userData)
-            this.builder.namespaceDeclaration(
-                prefix: prefix.map { String(cString: $0) },
-                uri: uri.map { String(cString: $0) } ?? ""
-            )
+            ExpatParser.with(userData) { this in
+                // Only the stream header's declarations matter (see the builder): skip
+                // the two `String` conversions for the `xmlns` of every payload element.
+                guard this.builder.wantsNamespaceDeclarations else { return }
+                this.builder.namespaceDeclaration(
+                    prefix: prefix.map { String(cString: $0) },
+                    uri: uri.map { String(cString: $0) } ?? ""
+                )
+            }
         }
         XML_SetXmlDeclHandler(parser) { userData, _, encoding, _ in
             guard let encoding else { return }
@@ -183,6 +187,17 @@ final class ExpatParser {
         Unmanaged<ExpatParser>.fromOpaque(userData!).takeUnretainedValue()
     }
 
+    /// Runs `body` on the parser behind expat's user data without retaining it.
+    ///
+    /// `takeUnretainedValue()` yields a +0 reference that the compiler retains and
+    /// releases around the call (a measurable share of every callback). The parser is
+    /// alive for the whole expat call (expat only runs inside `parse`/`resume`, methods
+    /// of this very object), so `_withUnsafeGuaranteedRef` may vouch for it instead.
+    @inline(__always)
+    private static func with(_ userData: UnsafeMutableRawPointer?, _ body: (ExpatParser) -> Void) {
+        Unmanaged<ExpatParser>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
+    }
+
     private func reject(_ error: StreamError) {
         self.apply(self.builder.fail(error))
     }
@@ -209,7 +224,7 @@ final class ExpatParser {
         _ name: UnsafePointer<CChar>,
         _ attributes: UnsafeMutablePointer<UnsafePointer<CChar>?>
     ) {
-        guard self.builder.failure == nil else { return }
+        guard !self.builder.hasFailed else { return }
         var count = 0
         while attributes[2 * count] != nil {
             count += 1
@@ -238,14 +253,14 @@ final class ExpatParser {
     }
 
     private func endElement() {
-        guard self.builder.failure == nil else { return }
+        guard !self.builder.hasFailed else { return }
         let end = self.builder.depth <= 2 ? self.currentTokenEnd : 0
         self.apply(self.builder.endElement(end: end))
     }
 
     @inline(__always)
     private func characterData(_ bytes: UnsafePointer<CChar>, _ length: Int) {
-        guard self.builder.keepsCharacterData, self.builder.failure == nil else { return }
+        guard self.builder.keepsCharacterData, !self.builder.hasFailed else { return }
         bytes.withMemoryRebound(to: UInt8.self, capacity: length) {
             self.builder.characterData(UnsafeBufferPointer(start: $0, count: length))
         }
@@ -271,8 +286,15 @@ final class ExpatParser {
 /// Direct-mapped: a hash picks one slot; a miss overwrites it. Keys longer than
 /// ``maxKeyLength`` are not cached. Names in `jabber:component:accept` are mapped to the
 /// canonical `jabber:client` here (see ``XMPPCore/Element``).
+///
+/// Every element and attribute name goes through ``name(_:)``, so the lookup is kept
+/// cheap: the hash reads three 8-byte words (start, middle, end) and the length instead
+/// of every byte, and the key comparison goes a word at a time. A weaker hash only
+/// costs extra misses (two names sharing a slot evict each other); a hit still requires
+/// the full key to match, so the names returned are exactly those of the input.
 private struct NameTable {
-    static let slotCount = 512
+    static let slotBits = 9
+    static let slotCount = 1 << slotBits
     static let maxKeyLength = 96
 
     private var keys: [UInt8]
@@ -287,47 +309,85 @@ private struct NameTable {
 
     @inline(__always)
     mutating func name(_ cString: UnsafePointer<CChar>) -> QualifiedName {
-        cString.withMemoryRebound(to: UInt8.self, capacity: 1) { bytes in
-            var hash: UInt32 = 2_166_136_261
-            var length = 0
-            while bytes[length] != 0 {
-                hash = (hash ^ UInt32(bytes[length])) &* 16_777_619
-                length += 1
-            }
-            let key = UnsafeBufferPointer(start: bytes, count: length)
-            guard length <= Self.maxKeyLength else {
-                return Self.makeName(key)
-            }
-            let slot = Int(hash % UInt32(Self.slotCount))
-            if self.keyLengths[slot] == length {
-                let equal = self.keys.withUnsafeBufferPointer {
-                    let stored = $0.baseAddress! + slot * Self.maxKeyLength
-                    for index in 0..<length where stored[index] != bytes[index] {
-                        return false
-                    }
-                    return true
-                }
-                if equal {
-                    return self.names[slot]
-                }
-            }
-            let name = Self.makeName(key)
-            self.keys.withUnsafeMutableBufferPointer {
-                ($0.baseAddress! + slot * Self.maxKeyLength).update(from: bytes, count: length)
-            }
-            self.keyLengths[slot] = length
-            self.names[slot] = name
-            return name
+        let bytes = UnsafeRawPointer(cString)
+        var length = 0
+        while bytes.load(fromByteOffset: length, as: UInt8.self) != 0 {
+            length += 1
         }
+        let key = UnsafeRawBufferPointer(start: bytes, count: length)
+        guard length <= Self.maxKeyLength else {
+            return Self.makeName(key)
+        }
+        let slot = Self.slot(bytes, length)
+        if self.keyLengths[slot] == length {
+            let equal = self.keys.withUnsafeBytes {
+                Self.equal($0.baseAddress! + slot * Self.maxKeyLength, bytes, length)
+            }
+            if equal {
+                return self.names[slot]
+            }
+        }
+        let name = Self.makeName(key)
+        self.keys.withUnsafeMutableBytes {
+            ($0.baseAddress! + slot * Self.maxKeyLength).copyMemory(from: bytes, byteCount: length)
+        }
+        self.keyLengths[slot] = length
+        self.names[slot] = name
+        return name
+    }
+
+    /// The slot of a key: a multiplicative hash of its length and of the 8-byte words at
+    /// its start, middle and end (overlapping for short keys; bytes for keys under 8).
+    @inline(__always)
+    private static func slot(_ bytes: UnsafeRawPointer, _ length: Int) -> Int {
+        var head: UInt64 = 0
+        var middle: UInt64 = 0
+        var tail: UInt64 = 0
+        if length >= 8 {
+            // Unaligned loads inside [0, length): never past the key.
+            head = bytes.loadUnaligned(as: UInt64.self)
+            middle = bytes.loadUnaligned(fromByteOffset: (length - 8) / 2, as: UInt64.self)
+            tail = bytes.loadUnaligned(fromByteOffset: length - 8, as: UInt64.self)
+        } else {
+            for index in 0..<length {
+                head |= UInt64(bytes.load(fromByteOffset: index, as: UInt8.self)) << (8 * UInt64(index))
+            }
+        }
+        var hash = head &* 0x9E37_79B9_7F4A_7C15
+        hash = (hash ^ (hash >> 29) ^ middle) &* 0xBF58_476D_1CE4_E5B9
+        hash = (hash ^ (hash >> 31) ^ tail ^ UInt64(length)) &* 0x94D0_49BB_1331_11EB
+        // The top bits of a product depend on all the bits below them.
+        return Int(truncatingIfNeeded: hash >> UInt64(64 - Self.slotBits))
+    }
+
+    /// Whether `length` bytes at `a` and `b` are equal, compared a word at a time.
+    @inline(__always)
+    private static func equal(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ length: Int) -> Bool {
+        var offset = 0
+        while offset + 8 <= length {
+            if a.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                != b.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            {
+                return false
+            }
+            offset += 8
+        }
+        while offset < length {
+            if a.load(fromByteOffset: offset, as: UInt8.self) != b.load(fromByteOffset: offset, as: UInt8.self) {
+                return false
+            }
+            offset += 1
+        }
+        return true
     }
 
     /// Splits `"uri local"` (or a bare `"local"`) into a ``QualifiedName``.
-    private static func makeName(_ key: UnsafeBufferPointer<UInt8>) -> QualifiedName {
+    private static func makeName(_ key: UnsafeRawBufferPointer) -> QualifiedName {
         guard let space = key.firstIndex(of: 0x20) else {
             return QualifiedName(unqualified: String(decoding: key, as: UTF8.self))
         }
-        var namespace = String(decoding: UnsafeBufferPointer(rebasing: key[..<space]), as: UTF8.self)
-        let localName = String(decoding: UnsafeBufferPointer(rebasing: key[(space + 1)...]), as: UTF8.self)
+        var namespace = String(decoding: UnsafeRawBufferPointer(rebasing: key[..<space]), as: UTF8.self)
+        let localName = String(decoding: UnsafeRawBufferPointer(rebasing: key[(space + 1)...]), as: UTF8.self)
         switch namespace {
         case Namespace.client, Namespace.componentAccept:
             namespace = Namespace.client  // shares the constant's storage

@@ -51,7 +51,12 @@ struct XMLStreamBuilder {
     /// The document byte offset just after the token that produced the last event.
     private(set) var eventEnd = 0
     /// The error that stopped the parser, if any.
-    private(set) var failure: StreamError?
+    private(set) var failure: StreamError? {
+        didSet { self.hasFailed = self.failure != nil }
+    }
+    /// `failure != nil`, kept as a plain flag: the callbacks test it on every element,
+    /// and a `Bool` load is cheaper than inspecting the optional `StreamError`.
+    private(set) var hasFailed = false
 
     init(limits: XMLStreamLimits) {
         self.limits = limits
@@ -88,6 +93,10 @@ struct XMLStreamBuilder {
         }
         return .fail(self.failure!)
     }
+
+    /// Whether ``namespaceDeclaration(prefix:uri:)`` can have an effect (before the
+    /// stream header), so the caller may skip converting the declaration otherwise.
+    var wantsNamespaceDeclarations: Bool { self.depth == 0 }
 
     /// A namespace declaration; only the default namespace of the stream header matters.
     mutating func namespaceDeclaration(prefix: String?, uri: String) {
