@@ -14,8 +14,11 @@ final class ChildProcess: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
         process.arguments = ["-c", String(core), executable] + arguments
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = FileHandle(forWritingAtPath: log)!
+        guard FileManager.default.fileExists(atPath: log) || FileManager.default.createFile(atPath: log, contents: nil),
+            let handle = FileHandle(forWritingAtPath: log)
+        else {
+            throw BenchmarkProcessError("cannot open the log file \(log)")
+        }
         handle.seekToEndOfFile()
         process.standardOutput = handle
         process.standardError = handle
@@ -67,4 +70,10 @@ final class ChildProcess: Sendable {
         }
         return .nan
     }
+}
+
+/// A benchmark process could not be started.
+struct BenchmarkProcessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
