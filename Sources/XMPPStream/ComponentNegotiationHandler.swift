@@ -132,16 +132,7 @@ public final class ComponentNegotiationHandler: ChannelDuplexHandler, RemovableC
     /// Fails the negotiation if the connection ends first.
     public func channelInactive(context: ChannelHandlerContext) {
         if !self.finished {
-            switch self.machine {
-            case .modern(var machine):
-                let action = machine.connectionClosed()
-                self.machine = .modern(machine)
-                self.perform(action, context: context)
-            case .legacy(var machine):
-                let action = machine.connectionClosed()
-                self.machine = .legacy(machine)
-                self.perform(action, context: context)
-            }
+            self.connectionClosed(context: context)
             if !self.finished {
                 self.finish(.failure(NegotiationError(.closedDuringNegotiation, "the connection closed during negotiation")))
             }
@@ -155,26 +146,15 @@ public final class ComponentNegotiationHandler: ChannelDuplexHandler, RemovableC
             context.fireChannelRead(data)
             return
         }
-        let event = self.unwrapInboundIn(data)
-        switch (event, self.machine) {
-        case (.streamOpened(let header), .modern(var machine)):
-            let action = machine.streamOpened(header)
-            self.machine = .modern(machine)
-            self.perform(action, context: context)
-        case (.element(let element), .modern(var machine)):
-            let action = machine.received(element)
-            self.machine = .modern(machine)
-            self.perform(action, context: context)
-        case (.streamOpened(let header), .legacy(var machine)):
-            let action = machine.streamOpened(header)
-            self.machine = .legacy(machine)
-            self.perform(action, context: context)
-        case (.element(let element), .legacy(var machine)):
-            let action = machine.received(element)
-            self.machine = .legacy(machine)
-            self.perform(action, context: context)
-        case (.streamClosed, _):
-            self.channelInactiveLikeClose(context: context)
+        switch self.unwrapInboundIn(data) {
+        case .streamOpened(let header):
+            self.step(context: context, modern: { $0.streamOpened(header) }, legacy: { $0.streamOpened(header) })
+        case .element(let element):
+            self.step(context: context, modern: { $0.received(element) }, legacy: { $0.received(element) })
+        case .streamClosed:
+            if !self.finished {
+                self.connectionClosed(context: context)
+            }
         }
     }
 
@@ -205,27 +185,26 @@ public final class ComponentNegotiationHandler: ChannelDuplexHandler, RemovableC
     private func start(context: ChannelHandlerContext) {
         guard !self.streamOpenedBySelf else { return }
         self.streamOpenedBySelf = true
-        switch self.machine {
-        case .modern(var machine):
-            let action = machine.start()
-            self.machine = .modern(machine)
-            self.perform(action, context: context)
-        case .legacy(var machine):
-            let action = machine.start()
-            self.machine = .legacy(machine)
-            self.perform(action, context: context)
-        }
+        self.step(context: context, modern: { $0.start() }, legacy: { $0.start() })
     }
 
-    private func channelInactiveLikeClose(context: ChannelHandlerContext) {
-        guard !self.finished else { return }
+    private func connectionClosed(context: ChannelHandlerContext) {
+        self.step(context: context, modern: { $0.connectionClosed() }, legacy: { $0.connectionClosed() })
+    }
+
+    /// Feeds one event to whichever machine runs, stores it back, and carries out its action.
+    private func step(
+        context: ChannelHandlerContext,
+        modern: (inout ComponentNegotiationStateMachine) -> ComponentNegotiationStateMachine.Action,
+        legacy: (inout LegacyComponentNegotiationStateMachine) -> LegacyComponentNegotiationStateMachine.Action
+    ) {
         switch self.machine {
         case .modern(var machine):
-            let action = machine.connectionClosed()
+            let action = modern(&machine)
             self.machine = .modern(machine)
             self.perform(action, context: context)
         case .legacy(var machine):
-            let action = machine.connectionClosed()
+            let action = legacy(&machine)
             self.machine = .legacy(machine)
             self.perform(action, context: context)
         }
