@@ -98,6 +98,11 @@ class ProsodyEnv:
 
     def prepare(self):
         os.makedirs(os.path.join(self.dir, "data"))
+        # Prosody runs as the 'prosody' user, who may not be able to read the checkout (a
+        # clone under a 0700 directory, as mktemp makes): load a copy from our own directory.
+        module_dir = os.path.join(self.dir, "modules")
+        os.makedirs(module_dir)
+        shutil.copy(os.path.join(MODULE_DIR, "mod_component_xep0225.lua"), module_dir)
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
              "-nodes", "-days", "2", "-subj", "/CN=localhost",
@@ -106,7 +111,7 @@ class ProsodyEnv:
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
         with open(self.config, "w") as f:
             f.write(CONFIG_TEMPLATE.format(
-                dir=self.dir, module_dir=MODULE_DIR, port=self.port, c2s_port=self.c2s_port,
+                dir=self.dir, module_dir=module_dir, port=self.port, c2s_port=self.c2s_port,
                 legacy_port=self.legacy_port, auth_timeout=self.auth_timeout,
                 max_stanza=self.max_stanza, extra=self.extra, server=SERVER, identity=IDENTITY, secret=SECRET,
                 legacy=LEGACY, legacy_secret=LEGACY_SECRET))
