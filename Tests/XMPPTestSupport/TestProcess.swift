@@ -165,6 +165,12 @@ public final class TestProcess: @unchecked Sendable {
         for identity in descendants {
             ProcessTree.signal(identity, SIGKILL)
         }
+        // SIGKILL is delivered when the target next runs; on a loaded machine that can be a
+        // moment later. Return only once the descendants are really gone (bounded).
+        let deadline = ContinuousClock.now + .seconds(5)
+        while descendants.contains(where: ProcessTree.isAlive), ContinuousClock.now < deadline {
+            usleep(5_000)
+        }
     }
 
     private func refreshDescendantsLocked() {
