@@ -2,49 +2,35 @@ import CoreMetrics
 import Synchronization
 import XMPPCore
 
-/// One hostname's binding on a connection: its handler, its mailbox and its state.
+/// One hostname's objects on a connection: its handler, its mailbox and outbound queue,
+/// its counters. Its *state* (pending, binding, bound…) lives in the connection's
+/// ``ConnectionStateMachine``.
 final class Binding: Sendable {
-    enum State: Hashable, Sendable {
-        /// Registered; waiting for a stream to bind on.
-        case pending
-        /// A bind request is in flight.
-        case binding
-        /// Bound; the server's hostname is recorded.
-        case bound(String)
-        /// An unbind request is in flight.
-        case unbinding
-        /// Removed (unbound, or binding refused); the mailbox is finished.
-        case removed
-    }
-
-    /// The routing key: the lowercased domain of the hostname.
-    let key: String
+    let key: HostnameKey
     /// The hostname as requested (a domain or `domain/resource`).
     let requested: String
     let handler: any ComponentHandler
     let mailbox: Mailbox
-    let state = Mutex<State>(.pending)
+    /// Outgoing stanzas waiting for the hostname to be bound (again).
+    let outbound: OutboundQueue
     /// The hostname's own stream in XEP-0114 mode.
-    let legacyStreamBox = Mutex<ComponentStream?>(nil)
+    private let legacyStreamBox = Mutex<ComponentStream?>(nil)
     let metrics: HostnameMetrics
     let stanzasIn = Atomic<Int>(0)
     let stanzasOut = Atomic<Int>(0)
-    /// Whether the server has bound this hostname at least once (later binds are re-binds
-    /// after a reconnect or transfer).
-    let everBound = Atomic<Bool>(false)
-    /// Consecutive re-binds refused with `conflict` (for the retry backoff).
-    let conflictRetries = Atomic<Int>(0)
     /// Waiters for the first bind outcome of ``ComponentConnection/bind(_:handler:)``.
     private let waiters = Mutex<[CheckedContinuation<String, any Error>]>([])
+    /// The outcome, once known (a waiter that arrives later gets it at once).
+    private let outcome = Mutex<Result<String, any Error>?>(nil)
 
-    /// Outgoing stanzas waiting for a stream.
-    let outbound: OutboundQueue
-
-    init(key: String, requested: String, handler: any ComponentHandler, queueDepth: Int, outbound: OutboundQueuePolicy) {
+    init(
+        key: HostnameKey, requested: String, handler: any ComponentHandler, budget: HostnameBudget,
+        outbound: OutboundQueuePolicy, released: @escaping @Sendable (Int) -> Void
+    ) {
         self.key = key
         self.requested = requested
         self.handler = handler
-        self.mailbox = Mailbox(depth: queueDepth)
+        self.mailbox = Mailbox(budget: budget, released: released)
         self.outbound = OutboundQueue(policy: outbound)
         self.metrics = HostnameMetrics(hostname: requested)
     }
@@ -64,24 +50,29 @@ final class Binding: Sendable {
         set { self.legacyStreamBox.withLock { $0 = newValue } }
     }
 
-    var currentState: State {
-        self.state.withLock { $0 }
+    /// Waits for the first bind outcome.
+    func waitForOutcome() async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            let known = self.waiters.withLock { waiters -> Result<String, any Error>? in
+                if let outcome = self.outcome.withLock({ $0 }) { return outcome }
+                waiters.append(continuation)
+                return nil
+            }
+            if let known { continuation.resume(with: known) }
+        }
     }
 
-    /// The hostname the server bound, when bound.
-    var boundHostname: String? {
-        if case .bound(let hostname) = self.currentState { return hostname }
-        return nil
-    }
-
-    func addWaiter(_ continuation: CheckedContinuation<String, any Error>) {
-        self.waiters.withLock { $0.append(continuation) }
-    }
-
+    /// Records the first bind outcome and wakes its waiters (later outcomes are ignored).
     func resolveWaiters(_ result: Result<String, any Error>) {
-        let waiters = self.waiters.withLock { value -> [CheckedContinuation<String, any Error>] in
-            let all = value
-            value.removeAll()
+        let waiters = self.waiters.withLock { waiters -> [CheckedContinuation<String, any Error>] in
+            let first = self.outcome.withLock { outcome -> Bool in
+                guard outcome == nil else { return false }
+                outcome = result
+                return true
+            }
+            guard first else { return [] }
+            let all = waiters
+            waiters.removeAll()
             return all
         }
         for waiter in waiters {

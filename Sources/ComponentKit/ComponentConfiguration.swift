@@ -74,9 +74,12 @@ public struct ComponentConfiguration: Sendable {
     public var requestTimeout: Duration = .seconds(30)
     /// How long negotiation (TCP, TLS, SASL, handshake) may take.
     public var connectTimeout: Duration = .seconds(20)
-    /// How many stanzas may wait for one hostname's handler before reading from the
-    /// server pauses (backpressure).
-    public var handlerQueueDepth = 256
+    /// How much may wait for one hostname's handler; past it, that hostname's excess is
+    /// answered with `resource-constraint` while the others keep flowing.
+    public var hostnameBudget = HostnameBudget()
+    /// How much may wait for all handlers together; past it, reading from the server
+    /// pauses until the handlers have taken half of it.
+    public var connectionBudget = ConnectionBudgetPolicy()
     /// What the built-in XEP-0092 answers with.
     public var softwareVersion: SoftwareVersion = .sdk
     /// When and how fast to reconnect.
@@ -197,5 +200,57 @@ public struct KeepalivePolicy: Hashable, Sendable {
         self.idleInterval = idleInterval
         self.pingTimeout = pingTimeout
         self.isEnabled = isEnabled
+    }
+}
+
+extension ComponentConfiguration {
+    /// How many stanzas may wait for one hostname's handler (``HostnameBudget/maxStanzas``).
+    public var handlerQueueDepth: Int {
+        get { self.hostnameBudget.maxStanzas }
+        set { self.hostnameBudget.maxStanzas = newValue }
+    }
+}
+
+/// How much may wait for one hostname's handler.
+///
+/// Hostnames sharing a stream are isolated by it: when a handler falls behind, the
+/// stanzas past its budget are answered by the SDK (IQ requests and messages get a
+/// `wait`-type `<resource-constraint/>` error; presences, results and errors are dropped
+/// and counted in `xmpp_component_over_budget_total`) while every other hostname keeps
+/// flowing. One stanza is always accepted into an empty mailbox, whatever its size.
+public struct HostnameBudget: Hashable, Sendable {
+    /// The most stanzas waiting or being handled (4 096 by default).
+    ///
+    /// The handler runs on the event loop that reads the stream, after each read (at most
+    /// 64 KiB), so a budget must hold at least one read's worth of that hostname's stanzas,
+    /// or a fast handler would see its stanzas refused under load.
+    public var maxStanzas: Int
+    /// The most bytes waiting or being handled, counted as the stanzas' size on the wire
+    /// (4 MiB by default; at least 64 KiB is sensible, see ``maxStanzas``).
+    public var maxBytes: Int
+
+    /// Creates a budget.
+    /// - Parameters:
+    ///   - maxStanzas: The most stanzas waiting.
+    ///   - maxBytes: The most bytes waiting.
+    public init(maxStanzas: Int = 4_096, maxBytes: Int = 4 << 20) {
+        self.maxStanzas = max(1, maxStanzas)
+        self.maxBytes = max(1, maxBytes)
+    }
+}
+
+/// How much may wait for all of a connection's handlers together.
+///
+/// Past ``maxBytes``, the stream stops reading (TCP pushes back on the server) until the
+/// handlers have taken half of it. While reading is paused on purpose, the keepalive
+/// does not declare the link dead.
+public struct ConnectionBudgetPolicy: Hashable, Sendable {
+    /// The most bytes waiting in all mailboxes (64 MiB by default).
+    public var maxBytes: Int
+
+    /// Creates a policy.
+    /// - Parameter maxBytes: The most bytes waiting in all mailboxes.
+    public init(maxBytes: Int = 64 << 20) {
+        self.maxBytes = max(1, maxBytes)
     }
 }

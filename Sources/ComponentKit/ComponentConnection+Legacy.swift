@@ -13,41 +13,41 @@ extension ComponentConnection {
     /// after the hostname was served once, every failure is retried with backoff.
     func superviseLegacyStream(_ binding: Binding) async {
         let policy = self.configuration.reconnect
-        var delay = policy.initialDelay
+        var backoff = Backoff(policy: policy)
         var everBound = false
-        while !self.isShuttingDown && !Task.isCancelled && binding.currentState != .removed {
+        while !self.isShuttingDown && !Task.isCancelled {
             let started = ContinuousClock.now
-            let proceed = binding.state.withLock { state -> Bool in
-                guard state == .pending else { return false }
-                state = .binding
-                return true
-            }
-            guard proceed else { return }
+            guard self.state.withLock({ $0.machine.legacyConnecting(binding.key) }) else { return }
             do {
-                let outcome = try await ComponentStream.connect(
-                    configuration: self.configuration, kind: .xep0114(hostname: binding.requested),
-                    group: self.eventLoopGroup, router: self, logger: self.logger)
+                let attempt = ConnectAttempt()
+                let outcome = try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        await self.waitForShutdownRequest()
+                        if !Task.isCancelled { attempt.abandon() }
+                    }
+                    defer { group.cancelAll() }
+                    return try await ComponentStream.connect(
+                        configuration: self.configuration, kind: .xep0114(hostname: binding.requested),
+                        group: self.eventLoop, router: self, logger: self.logger, attempt: attempt)
+                }
                 guard case .connected(let stream) = outcome else { continue }
                 let hostname = binding.requested
-                let accepted = binding.state.withLock { state -> Bool in
-                    guard state == .binding else { return false }
-                    state = .bound(hostname)
+                let accepted = await self.onLoopReturning { () -> Bool in
+                    guard case .bound = self.state.withLock({ $0.machine.legacyConnected(binding.key) }) else { return false }
+                    binding.legacyStream = stream
+                    binding.mailbox.post(.bound(hostname))
+                    self.flushQueue(binding)
                     return true
                 }
-                guard accepted else {
+                guard accepted == true else {
                     await stream.closeGracefully()
                     return
                 }
-                binding.legacyStream = stream
-                self.flushIfPossible(binding)
                 everBound = true
                 self.recordConnected(stream.info)
                 self.emit(.connected(stream.info))
                 self.logger.info("hostname bound", metadata: ["component.hostname": "\(hostname)", "component.protocol": "xep0114"])
                 self.emit(.bound(hostname: hostname))
-                let context = ComponentContext(
-                    hostname: hostname, logger: self.handlerLogger(hostname), connection: self, replyTracker: nil)
-                await binding.handler.hostnameBound(hostname, in: context)
                 binding.resolveWaiters(.success(hostname))
 
                 await withTaskGroup(of: Void.self) { group in
@@ -59,43 +59,45 @@ extension ComponentConnection {
                 if stream.channel.isActive {
                     await stream.closeGracefully()
                 }
-                binding.legacyStream = nil
-                self.pending.failAll(
-                    ComponentError(.connectionClosed, "the stream of \(hostname) closed"), stream: ObjectIdentifier(stream))
-                let wasBound = binding.state.withLock { state -> Bool in
-                    guard case .bound = state else { return false }
-                    state = self.isShuttingDown ? .removed : .pending
-                    return true
+                await self.onLoop {
+                    binding.legacyStream = nil
+                    self.pending.failAll(
+                        ComponentError(.connectionClosed, "the stream of \(hostname) closed"), stream: ObjectIdentifier(stream))
+                    guard let bound = self.state.withLock({ $0.machine.legacyClosed(binding.key) }) else { return }
+                    if self.isShuttingDown {
+                        self.removeBindingForGood(binding, reason: "shut down", unboundHostname: bound)
+                    } else {
+                        self.emit(.unbound(hostname: bound))
+                        binding.mailbox.post(.unbound(bound))
+                    }
                 }
-                if wasBound {
-                    self.emit(.unbound(hostname: hostname))
-                    await binding.handler.hostnameUnbound(hostname)
-                    self.emit(.disconnected(reason: self.isShuttingDown ? "shutdown" : "the server closed the stream of \(hostname)"))
-                }
-                if self.isShuttingDown {
-                    self.removeBinding(binding, reason: "shutdown")
-                    return
-                }
+                self.emit(.disconnected(reason: self.isShuttingDown ? "shutdown" : "the server closed the stream of \(hostname)"))
             } catch {
-                binding.state.withLock { if $0 == .binding { $0 = .pending } }
+                let definitive = !everBound && Self.isDefinitive(error)
+                self.state.withLock { $0.machine.legacyFailed(binding.key, definitive: definitive) }
                 let reason = String(describing: error)
                 self.recordError(reason)
                 self.logger.warning(
                     "XEP-0114 stream failed", metadata: ["component.hostname": "\(binding.requested)", "error": "\(reason)"])
                 self.emit(.bindFailed(hostname: binding.requested, reason: reason))
-                if !everBound, Self.isDefinitive(error) {
+                if definitive {
                     binding.resolveWaiters(.failure(error))
-                    self.removeBinding(binding, reason: "refused")
+                    self.removeBindingForGood(binding, reason: "refused")
                     return
                 }
             }
             if self.isShuttingDown || Task.isCancelled { return }
             if ContinuousClock.now - started > policy.stableAfter {
-                delay = policy.initialDelay
+                backoff.reset()
             }
-            await self.sleepUnlessShutdown(delay * Double.random(in: 0.5...1.0))
-            delay = min(delay * policy.multiplier, policy.maximumDelay)
+            await self.sleepUnlessShutdown(backoff.next())
         }
+    }
+
+    /// Runs `body` on the loop and returns its result (`nil` if the loop is gone).
+    func onLoopReturning<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T? {
+        if self.eventLoop.inEventLoop { return body() }
+        return try? await self.eventLoop.submit(body).get()
     }
 
     /// Whether a connection error will not go away by retrying.

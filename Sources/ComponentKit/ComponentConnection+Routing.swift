@@ -4,18 +4,16 @@ import NIOCore
 import Synchronization
 import XMPPCore
 
+// Inbound: what the server sends, routed on the event loop in the order it arrived, and
+// each hostname's handler loop.
 extension ComponentConnection: StanzaRouting {
-    /// Routes an element read from the server, on the stream's event loop.
+    /// Routes an element read from a stream, on the connection's event loop.
     ///
-    /// IQ answers complete pending requests; stanzas to a bound hostname go to that
-    /// hostname's mailbox (pausing the stream's reads when it is full); stanzas for a
-    /// hostname that is not bound are bounced with `service-unavailable` when the bounce
-    /// can legally be sent, and logged otherwise.
-    func route(
-        _ element: Element,
-        reply: (Element) -> Void,
-        pause: (String) -> @Sendable () -> Void
-    ) {
+    /// IQ answers complete pending requests (a bind result changes the binding state here,
+    /// before the next element is routed); stanzas to a hostname served here go to its
+    /// mailbox, within its budget; what cannot be delivered is answered when an answer
+    /// is due (IQ requests, messages) and counted otherwise.
+    func route(_ element: Element, size: Int, reply: (Element) -> Void) {
         guard element.name.namespace == Namespace.client else {
             self.logger.debug("ignoring a non-stanza element", metadata: ["element": "\(element.name)"])
             return
@@ -32,34 +30,56 @@ extension ComponentConnection: StanzaRouting {
             self.handleTransferRequest(iq, query: query, reply: reply)
             return
         }
-        guard let to = element["to"], let key = Self.routingKey(to), let binding = self.lookup(key) else {
-            self.logger.debug("dropping a stanza for a hostname not bound here", metadata: ["stanza.to": "\(element["to"] ?? "-")"])
+        guard let to = element["to"], let key = HostnameKey(address: to) else {
+            self.metrics.dropped.increment()
+            self.logger.debug("dropping a stanza without a usable 'to'", metadata: ["stanza.to": "\(element["to"] ?? "-")"])
             return
         }
-        guard binding.boundHostname != nil || binding.currentState == .unbinding else {
-            self.metrics.bounced.increment()
-            self.bounce(element, reply: reply)
+        let (decision, binding) = self.state.withLock { state -> (ConnectionStateMachine.RouteDecision, Binding?) in
+            let decision = state.machine.route(key)
+            guard case .deliver(let owner, _) = decision else { return (decision, nil) }
+            return (decision, state.bindings[owner])
+        }
+        guard case .deliver(_, let mayAnswer) = decision, let binding else {
+            // Not bound here (e.g. routed by the server while our unbind was in flight, and
+            // written after its result). An answer would have to come from that hostname,
+            // and the server would end the whole stream with invalid-from: count it instead.
+            self.metrics.dropped.increment()
+            self.logger.debug(
+                "dropping a stanza for a hostname not bound here",
+                metadata: ["stanza.to": "\(to)", "stanza.id": "\(element["id"] ?? "-")"])
             return
         }
         binding.countIn()
-        switch binding.mailbox.offer(element) {
+        switch binding.mailbox.offer(element, size: size) {
         case .accepted:
-            break
-        case .acceptedAndFull:
-            binding.mailbox.whenDrained(pause(key))
+            self.budget.add(size)
+        case .overBudget:
+            // This hostname's handler is behind: answer its excess instead of pausing the
+            // stream that every other hostname shares.
+            binding.metrics.overBudget.increment()
+            guard mayAnswer else {
+                self.metrics.dropped.increment()
+                return
+            }
+            self.answer(
+                element,
+                with: StanzaError(.resourceConstraint, type: .wait, text: "\(binding.requested) is busy; try again later"),
+                reply: reply)
         case .closed:
-            self.metrics.bounced.increment()
-            self.bounce(element, reply: reply)
+            self.metrics.dropped.increment()
         }
     }
 
     /// XEP-0051: the server orders the connection to another server. Only the server we
-    /// are connected to may do so (`from` absent or the server's domain).
+    /// are connected to may do so (`from` absent or the server's domain), and only over TLS.
     private func handleTransferRequest(_ iq: IQ, query: Element, reply: (Element) -> Void) {
         func answer(_ response: IQ) {
             var response = response
             if response.element["from"] == nil {
-                response.element["from"] = self.allBindings().compactMap(\.boundHostname).first ?? self.configuration.identity
+                response.element["from"] = self.state.withLock { state in
+                    state.machine.hostnames.values.compactMap(\.boundHostname).min()
+                } ?? self.configuration.identity
             }
             reply(response.element)
         }
@@ -69,50 +89,75 @@ extension ComponentConnection: StanzaRouting {
             answer(iq.errorResult(StanzaError(.forbidden, text: "only the server may transfer this connection")))
             return
         }
-        guard !self.isLegacy else {
-            answer(iq.errorResult(StanzaError(.featureNotImplemented, text: "transfer of XEP-0114 streams is not supported")))
-            return
-        }
         let serverText = query.firstChild("server", namespace: query.name.namespace)?.text ?? ""
         guard let target = ConnectTarget.parse(serverText, defaultPort: self.configuration.port) else {
             answer(iq.errorResult(StanzaError(.badRequest, text: "no usable <server/> in the transfer request")))
             return
         }
-        answer(iq.result())
-        self.requestTransfer(to: target)
+        switch self.state.withLock({ $0.machine.transfer(to: target) }) {
+        case .refusedLegacy:
+            answer(iq.errorResult(StanzaError(.featureNotImplemented, text: "transfer of XEP-0114 streams is not supported")))
+        case .refusedWithoutTLS:
+            self.logger.warning("refusing a connection transfer on a stream without TLS", metadata: ["target": "\(target)"])
+            answer(iq.errorResult(StanzaError(.notAcceptable, text: "a transfer is followed only from a stream protected by TLS")))
+        case .accept(let target):
+            answer(iq.result())
+            self.requestTransfer(to: target)
+        }
     }
 
     func streamErrorReceived(_ error: StreamError) {
         self.logger.warning("the server sent a stream error", metadata: ["error": "\(error)"])
-        self.recordStreamError(error)
+        self.recordError("\(error)")
     }
 
-    /// Answers a stanza that no handler will see: IQ requests and messages get
-    /// `service-unavailable`; presences, results and errors are dropped (never answer an
-    /// error with an error).
-    private func bounce(_ element: Element, reply: (Element) -> Void) {
-        let type = element["type"]
-        guard type != "error", type != "result" else { return }
+    /// Answers a stanza that no handler will see: IQ requests and messages get `error`
+    /// (from the address they were sent to); presences, results and errors are dropped and
+    /// counted (never answer an error with an error).
+    private func answer(_ original: Element, with error: StanzaError, reply: (Element) -> Void) {
+        let type = original["type"]
+        // The error carries the envelope, not the payload: a refused 1 MiB stanza is not
+        // sent back whole.
+        var element = original
+        element.children.removeAll()
         switch element.name.localName {
         case "iq" where type == "get" || type == "set":
             if let iq = IQ(element) {
-                reply(iq.errorResult(StanzaError(.serviceUnavailable)).element)
+                self.metrics.bounced.increment()
+                reply(iq.errorResult(error).element)
+                return
             }
-        case "message":
+        case "message" where type != "error":
             if let message = Message(element) {
-                reply(message.errorReply(StanzaError(.serviceUnavailable)).element)
+                self.metrics.bounced.increment()
+                reply(message.errorReply(error).element)
+                return
             }
         default:
             break
         }
+        self.metrics.dropped.increment()
     }
 
     // MARK: Handler execution
 
-    /// Runs one hostname's handler over its mailbox, one stanza at a time, in order.
+    /// Runs one hostname's handler over its mailbox, in order, a batch at a time. Runs on
+    /// the connection's event loop (see ``EventLoopTaskExecutor``).
     func work(_ binding: Binding) async {
-        for await element in binding.mailbox.sequence {
-            await self.process(element, binding: binding)
+        while let batch = await binding.mailbox.next() {
+            for item in batch {
+                switch item {
+                case .stanza(let element, let size):
+                    await self.process(element, binding: binding)
+                    binding.mailbox.consumed(size: size)
+                case .bound(let hostname):
+                    let context = ComponentContext(
+                        hostname: hostname, logger: self.handlerLogger(hostname), connection: self, replyTracker: nil)
+                    await binding.handler.hostnameBound(hostname, in: context)
+                case .unbound(let hostname):
+                    await binding.handler.hostnameUnbound(hostname)
+                }
+            }
         }
     }
 
@@ -123,7 +168,7 @@ extension ComponentConnection: StanzaRouting {
             }
             return
         }
-        let hostname = binding.boundHostname ?? binding.requested
+        let hostname = self.state.withLock { $0.machine.hostnames[binding.key]?.boundHostname } ?? binding.requested
         var request: IQ?
         if case .iq(let iq) = stanza, iq.type.isRequest {
             request = iq
@@ -137,6 +182,9 @@ extension ComponentConnection: StanzaRouting {
             if let request, let tracker, tracker.markAnswered() {
                 await self.answer(request.errorResult(error), logger: logger)
             }
+        } catch is CancellationError where Task.isCancelled {
+            // The connection is stopping and cancelled the handler: nothing to answer with.
+            return
         } catch {
             self.metrics.handlerErrors.increment()
             logger.error(
@@ -147,7 +195,9 @@ extension ComponentConnection: StanzaRouting {
             }
         }
         guard let request, let tracker, !tracker.isAnswered else { return }
-        let answer = self.builtInAnswer(to: request, binding: binding) ?? request.errorResult(StanzaError(.serviceUnavailable))
+        let answer =
+            self.builtInAnswer(to: request, binding: binding, hostname: hostname)
+            ?? request.errorResult(StanzaError(.serviceUnavailable))
         if tracker.markAnswered() {
             await self.answer(answer, logger: logger)
         }
@@ -163,13 +213,12 @@ extension ComponentConnection: StanzaRouting {
 
     /// The built-in features' answer to an unanswered request: XEP-0030 and XEP-0092 for
     /// the hostname itself, XEP-0199 for anything under it.
-    private func builtInAnswer(to iq: IQ, binding: Binding) -> IQ? {
+    private func builtInAnswer(to iq: IQ, binding: Binding, hostname: String) -> IQ? {
         if let ping = PingFeature.answer(iq) {
             return ping
         }
         let to = iq.element["to"] ?? ""
-        let addressedToHostname = !to.contains("@") && !to.contains("/")
-            || to == (binding.boundHostname ?? binding.requested)
+        let addressedToHostname = !to.contains("@") && !to.contains("/") || to == hostname
         guard addressedToHostname else { return nil }
         if let disco = ServiceDiscoveryFeature.answer(iq, info: binding.handler.discoInfo) {
             return disco
@@ -182,5 +231,16 @@ extension ComponentConnection: StanzaRouting {
         var copy = element
         copy["type"] = "get"
         return IQ(copy)
+    }
+}
+
+extension ComponentConnection {
+    var readBudget: ConnectionBudget { self.budget }
+
+    func readingPaused() {
+        self.metrics.readPauses.increment()
+        self.logger.notice(
+            "reading paused: the handlers are behind by the connection's whole budget",
+            metadata: ["budget.bytes": "\(self.budget.limit)"])
     }
 }

@@ -85,14 +85,16 @@ public struct ComponentContext: Sendable {
     /// - Parameters:
     ///   - iq: A `get` or `set`; an `id` is assigned when missing, `from` defaults to ``hostname``.
     ///   - timeout: How long to wait; the configuration's default when `nil`.
+    ///   - redirects: Which IQ redirects (302) to follow; by default only to the same
+    ///     domain with the same query (see ``IQRedirectPolicy``).
     /// - Returns: The `result` or `error` answer.
     /// - Throws: ``ComponentError`` (timeout, connection closed…) or `CancellationError`.
-    public func request(_ iq: IQ, timeout: Duration? = nil) async throws -> IQ {
+    public func request(_ iq: IQ, timeout: Duration? = nil, redirects: IQRedirectPolicy = .sameDomain) async throws -> IQ {
         var iq = iq
         if iq.element["from"] == nil {
             iq.element["from"] = self.hostname
         }
-        return try await self.connection.request(iq, timeout: timeout)
+        return try await self.connection.request(iq, timeout: timeout, redirects: redirects)
     }
 
     /// Binds another hostname on the same connection.

@@ -18,6 +18,11 @@ struct ComponentMetrics: Sendable {
     let iqTimeouts: Counter
     let queueOverflows: Counter
     let queueExpired: Counter
+    /// Inbound stanzas that no handler saw and that got no answer (presences, results and
+    /// errors to a hostname not served here, or over its budget; stanzas without a `to`).
+    let dropped: Counter
+    /// Times reading paused because every mailbox together held the connection's budget.
+    let readPauses: Counter
 
     init(identity: String) {
         let dimensions = [("identity", identity)]
@@ -32,6 +37,8 @@ struct ComponentMetrics: Sendable {
         self.iqTimeouts = Counter(label: "xmpp_component_iq_timeouts_total", dimensions: dimensions)
         self.queueOverflows = Counter(label: "xmpp_component_outbound_dropped_total", dimensions: dimensions + [("reason", "queue_full")])
         self.queueExpired = Counter(label: "xmpp_component_outbound_dropped_total", dimensions: dimensions + [("reason", "expired")])
+        self.dropped = Counter(label: "xmpp_component_inbound_dropped_total", dimensions: dimensions)
+        self.readPauses = Counter(label: "xmpp_component_read_pauses_total", dimensions: dimensions)
     }
 }
 
@@ -39,8 +46,12 @@ struct ComponentMetrics: Sendable {
 struct HostnameMetrics: Sendable {
     let stanzasIn: Counter
     let stanzasOut: Counter
+    /// Stanzas refused because the hostname's mailbox was over its budget (answered with
+    /// `resource-constraint`, or dropped for presences).
+    let overBudget: Counter
 
     init(hostname: String) {
+        self.overBudget = Counter(label: "xmpp_component_over_budget_total", dimensions: [("hostname", hostname)])
         self.stanzasIn = Counter(label: "xmpp_component_stanzas_in_total", dimensions: [("hostname", hostname)])
         self.stanzasOut = Counter(label: "xmpp_component_stanzas_out_total", dimensions: [("hostname", hostname)])
     }

@@ -24,6 +24,10 @@ public struct ComponentStatus: Hashable, Sendable {
         public var stanzasIn: Int
         /// Stanzas sent from it.
         public var stanzasOut: Int
+        /// Stanzas waiting for its handler now.
+        public var queuedStanzas: Int = 0
+        /// Bytes of the stanzas waiting for its handler now.
+        public var queuedBytes: Int = 0
     }
 
     /// Whether a stream is up.

@@ -63,6 +63,22 @@ final class ComponentStream: Sendable {
         self.channel.writeAndFlush(XMLStreamFrame.element(element))
     }
 
+    /// Whether a flush is scheduled for what was written since the last one.
+    private let flushScheduled = Atomic<Bool>(false)
+
+    /// Writes an element now and flushes it with everything else written in the same
+    /// pass of the event loop: one flush (one `write(2)`/`writev(2)`, one TLS record run)
+    /// per batch of stanzas instead of one per stanza. Call on the channel's event loop.
+    func writeBatched(_ element: Element, promise: EventLoopPromise<Void>?) {
+        self.channel.write(XMLStreamFrame.element(element), promise: promise)
+        guard !self.flushScheduled.exchange(true, ordering: .relaxed) else { return }
+        let channel = self.channel
+        channel.eventLoop.execute {
+            self.flushScheduled.store(false, ordering: .relaxed)
+            channel.flush()
+        }
+    }
+
     /// Sends `</stream:stream>`, waits for the server to close its side (bounded), then closes.
     func closeGracefully(timeout: TimeAmount = .seconds(5)) async {
         let channel = self.channel
@@ -82,7 +98,8 @@ final class ComponentStream: Sendable {
         kind: Kind,
         group: any EventLoopGroup,
         router: any StanzaRouting,
-        logger: Logger
+        logger: Logger,
+        attempt: ConnectAttempt = ConnectAttempt()
     ) async throws -> Outcome {
         let tlsContext: OpenSSLContext?
         if configuration.tlsMode == .none || (configuration.tlsMode == .startTLS && Self.isLegacy(kind)) {
@@ -124,7 +141,8 @@ final class ComponentStream: Sendable {
             channel = try await Self.bootstrap(
                 group: group, timeout: connectTimeout, host: target.host, port: target.port
             ) { channel in
-                channel.eventLoop.makeCompletedFuture {
+                attempt.started(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     try Self.configurePipeline(
                         channel: channel, direct: direct, tlsContext: tlsContext, serverName: serverName,
                         contentNamespace: contentNamespace, limits: limits, kind: kind, configuration: configuration,
@@ -134,6 +152,7 @@ final class ComponentStream: Sendable {
             }
         } catch {
             outcomePromise.fail(error)
+            if attempt.isAbandoned { throw CancellationError() }
             throw ComponentError(.notConnected, "cannot connect to \(target): \(Self.describeConnectError(error))")
         }
 
@@ -173,6 +192,10 @@ final class ComponentStream: Sendable {
         try await ClientBootstrap(group: group)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // One read (≤ 64 KiB) per loop pass: the handlers, on the same loop, answer each
+            // read before the next, so both sides work at once (measured: +50–90 % echoes/s
+            // over the default 4 reads per pass) and a read is bounded for the budgets.
+            .channelOption(.maxMessagesPerRead, value: 1)
             .channelInitializer(initializer)
             .connect(host: host, port: port)
             .get()
@@ -254,11 +277,54 @@ final class ComponentStream: Sendable {
     }
 }
 
+/// A connection attempt that shutdown can abandon: closing the channel (once it exists)
+/// ends the TCP connect, TLS and negotiation at once instead of waiting for their timeouts.
+final class ConnectAttempt: Sendable {
+    private struct State {
+        var channel: (any Channel)?
+        var abandoned = false
+    }
+
+    private let state = Mutex(State())
+
+    init() {}
+
+    /// The channel exists (before it connects).
+    func started(_ channel: any Channel) {
+        let close = self.state.withLock { state -> Bool in
+            state.channel = channel
+            return state.abandoned
+        }
+        if close { channel.close(promise: nil) }
+    }
+
+    /// Abandons the attempt: its channel is closed now or as soon as it exists.
+    func abandon() {
+        let channel = self.state.withLock { state -> (any Channel)? in
+            state.abandoned = true
+            return state.channel
+        }
+        channel?.close(promise: nil)
+    }
+
+    var isAbandoned: Bool {
+        self.state.withLock { $0.abandoned }
+    }
+}
+
 /// The time of a stream's last read, for liveness checks (written on the event loop,
-/// read by the monitor).
+/// read by the monitor), and whether reading is paused on purpose.
 final class StreamActivity: Sendable {
     private let lastRead = Atomic<Int64>(0)
     private let origin = ContinuousClock.now
+    private let paused = Atomic<Bool>(false)
+
+    /// Whether reading is paused by the connection's budget (the stream is idle by our
+    /// choice, not because the server went quiet).
+    var isPaused: Bool {
+        get { self.paused.load(ordering: .relaxed) }
+        set { self.paused.store(newValue, ordering: .relaxed) }
+    }
 
     init() {
         self.touch()

@@ -2,102 +2,147 @@ import NIOCore
 import Synchronization
 import XMPPCore
 
-/// The bounded queue of stanzas waiting for one hostname's handler.
+/// The queue between the stream's event loop and one hostname's handler loop.
 ///
-/// Built on `NIOAsyncSequenceProducer` with a high/low watermark: when the queue reaches
-/// its high mark, the stream that filled it stops reading from the server until the
-/// handler has drained it to the low mark (backpressure, not memory growth).
+/// Bounded in stanzas *and* bytes (``HostnameBudget``): a stanza past either bound is
+/// refused (``offer(_:size:)`` returns ``Offer/overBudget``) and answered by the
+/// connection with `resource-constraint`, so one slow hostname never stops the stream
+/// that other hostnames share. Binding events travel through the same queue, so a handler
+/// hears `hostnameBound` before the first stanza of that binding and `hostnameUnbound`
+/// after the last.
+///
+/// The handler loop takes everything queued at once (``next()``): one wake-up per read,
+/// not per stanza. A stanza counts against the budget until its handler is done with it
+/// (``consumed(size:)``).
 final class Mailbox: Sendable {
-    typealias Producer = NIOAsyncSequenceProducer<
-        Element, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, Delegate
-    >
-
-    final class Delegate: NIOAsyncSequenceProducerDelegate {
-        private struct State {
-            var resumer: (@Sendable () -> Void)?
-            var drainedEarly = false
-        }
-
-        private let state = Mutex(State())
-
-        /// Registers what to run once the queue has drained. `produceMore` can race ahead of
-        /// the registration (the handler drains on another thread), so an early drain is
-        /// remembered and the closure then runs at once.
-        func whenDrained(_ resume: @escaping @Sendable () -> Void) {
-            let runNow = self.state.withLock { state -> Bool in
-                if state.drainedEarly {
-                    state.drainedEarly = false
-                    return true
-                }
-                state.resumer = resume
-                return false
-            }
-            if runNow { resume() }
-        }
-
-        func produceMore() {
-            let resume = self.state.withLock { state -> (@Sendable () -> Void)? in
-                guard let resume = state.resumer else {
-                    state.drainedEarly = true
-                    return nil
-                }
-                state.resumer = nil
-                return resume
-            }
-            resume?()
-        }
-
-        func didTerminate() {
-            self.produceMore()
-        }
+    enum Item: Sendable {
+        case stanza(Element, size: Int)
+        case bound(String)
+        case unbound(String)
     }
 
-    let source: Producer.Source
-    let sequence: Producer
-    let delegate: Delegate
-
-    init(depth: Int) {
-        let delegate = Delegate()
-        let high = max(depth, 2)
-        let result = Producer.makeSequence(
-            backPressureStrategy: .init(lowWatermark: max(high / 4, 1), highWatermark: high),
-            finishOnDeinit: false,
-            delegate: delegate
-        )
-        self.source = result.source
-        self.sequence = result.sequence
-        self.delegate = delegate
-    }
-
-    enum Offer {
+    enum Offer: Equatable {
         case accepted
-        case acceptedAndFull
+        /// Over the hostname's budget: not queued.
+        case overBudget
+        /// The mailbox is finished (the hostname was removed).
         case closed
     }
 
-    /// Queues a stanza. After ``Offer/acceptedAndFull``, call ``whenDrained(_:)``.
-    func offer(_ element: Element) -> Offer {
-        switch self.source.yield(element) {
-        case .produceMore:
-            return .accepted
-        case .stopProducing:
-            return .acceptedAndFull
-        case .dropped:
-            return .closed
+    private struct State: Sendable {
+        var items = CircularBuffer<Item>()
+        var stanzas = 0
+        var bytes = 0
+        var waiter: CheckedContinuation<Void, Never>?
+        var finished = false
+    }
+
+    private let state = Mutex(State())
+    let budget: HostnameBudget
+    /// Told how many bytes leave the mailbox (the connection's own budget).
+    private let released: @Sendable (Int) -> Void
+
+    init(budget: HostnameBudget, released: @escaping @Sendable (Int) -> Void = { _ in }) {
+        self.budget = budget
+        self.released = released
+    }
+
+    /// Queues a stanza of `size` bytes, if the budget allows.
+    func offer(_ element: Element, size: Int) -> Offer {
+        let (result, waiter) = self.state.withLock { state -> (Offer, CheckedContinuation<Void, Never>?) in
+            guard !state.finished else { return (.closed, nil) }
+            // One stanza is always accepted into an empty mailbox, however large (the stream
+            // limits bound it), so a budget smaller than a stanza cannot starve a hostname.
+            if state.stanzas > 0,
+                state.stanzas >= self.budget.maxStanzas || state.bytes + size > self.budget.maxBytes
+            {
+                return (.overBudget, nil)
+            }
+            state.stanzas += 1
+            state.bytes += size
+            state.items.append(.stanza(element, size: size))
+            return (.accepted, Self.takeWaiter(&state))
+        }
+        waiter?.resume()
+        return result
+    }
+
+    /// Queues a binding event (never refused while the mailbox is open).
+    func post(_ item: Item) {
+        let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard !state.finished else { return nil }
+            state.items.append(item)
+            return Self.takeWaiter(&state)
+        }
+        waiter?.resume()
+    }
+
+    /// Ends the mailbox after what is queued (optionally after a last item).
+    func finish(after last: Item? = nil) {
+        let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard !state.finished else { return nil }
+            if let last { state.items.append(last) }
+            state.finished = true
+            return Self.takeWaiter(&state)
+        }
+        waiter?.resume()
+    }
+
+    /// Everything queued, oldest first, waiting while there is nothing; `nil` once finished
+    /// and drained.
+    func next() async -> [Item]? {
+        while true {
+            switch self.take() {
+            case .batch(let batch):
+                return batch
+            case .finished:
+                return nil
+            case .empty:
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let ready = self.state.withLock { state -> Bool in
+                        if !state.items.isEmpty || state.finished { return true }
+                        state.waiter = continuation
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            }
         }
     }
 
-    /// Runs `resume` once the queue has drained to its low watermark.
-    func whenDrained(_ resume: @escaping @Sendable () -> Void) {
-        self.delegate.whenDrained(resume)
+    /// Stanzas waiting or being handled now (for status and metrics).
+    var depth: Int { self.state.withLock { $0.stanzas } }
+    /// Bytes of the stanzas waiting now.
+    var queuedBytes: Int { self.state.withLock { $0.bytes } }
+
+    private enum Take {
+        case batch([Item])
+        case empty
+        case finished
     }
 
-    func finish() {
-        self.source.finish()
+    private func take() -> Take {
+        self.state.withLock { state -> Take in
+            if state.items.isEmpty { return state.finished ? .finished : .empty }
+            let batch = Array(state.items)
+            state.items.removeAll(keepingCapacity: true)
+            return .batch(batch)
+        }
     }
 
-    deinit {
-        // A binding refused before its handler loop started still owns an open source.
-        self.source.finish()
+    /// A stanza of the batch has been handled: its share of the budget is free again. (The
+    /// budget covers the batch being worked on, not only what waits behind it.)
+    func consumed(size: Int) {
+        self.state.withLock { state in
+            state.stanzas -= 1
+            state.bytes -= size
+        }
+        self.released(size)
+    }
+
+    private static func takeWaiter(_ state: inout State) -> CheckedContinuation<Void, Never>? {
+        let waiter = state.waiter
+        state.waiter = nil
+        return waiter
     }
 }

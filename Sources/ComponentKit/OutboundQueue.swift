@@ -1,8 +1,9 @@
 import Synchronization
 import XMPPCore
 
-/// Stanzas a hostname's handlers sent while it had no stream, waiting (in order) for the
-/// hostname to be bound again.
+/// Stanzas a hostname's handlers sent while it had no stream (or while its unbind was in
+/// flight), waiting in order for the hostname to be bound again; and stanzas whose write
+/// failed when a link broke, put back in their send order.
 ///
 /// Bounded by count and age (``OutboundQueuePolicy``): past either limit the sender's
 /// `send` fails with ``ComponentError/Kind/queueFull`` or ``ComponentError/Kind/expired``
@@ -11,7 +12,9 @@ final class OutboundQueue: Sendable {
     struct Entry: Sendable {
         var element: Element
         var enqueued: ContinuousClock.Instant
-        var continuation: CheckedContinuation<Void, any Error>
+        /// Told when the stanza is handed to a stream, or fails; `nil` when nobody waits
+        /// (a stanza whose write failed after its sender had returned).
+        var completion: (@Sendable (Result<Void, any Error>) -> Void)?
         /// The stanza's place in its hostname's send order (see ``OutboundQueue/takeTicket()``).
         var ticket: UInt64
     }
@@ -56,7 +59,9 @@ final class OutboundQueue: Sendable {
 
     /// Adds a stanza in send order (by `ticket`; a new ticket when `nil`); `false` when the
     /// queue is full.
-    func enqueue(_ element: Element, ticket: UInt64? = nil, continuation: CheckedContinuation<Void, any Error>) -> Bool {
+    func enqueue(
+        _ element: Element, ticket: UInt64? = nil, completion: (@Sendable (Result<Void, any Error>) -> Void)?
+    ) -> Bool {
         self.state.withLock { state in
             guard state.count < self.policy.maxStanzas else { return false }
             let ticket = ticket ?? {
@@ -67,7 +72,7 @@ final class OutboundQueue: Sendable {
             while index > state.head, state.entries[index - 1].ticket > ticket {
                 index -= 1
             }
-            state.entries.insert(Entry(element: element, enqueued: .now, continuation: continuation, ticket: ticket), at: index)
+            state.entries.insert(Entry(element: element, enqueued: .now, completion: completion, ticket: ticket), at: index)
             return true
         }
     }

@@ -9,7 +9,8 @@ import XMPPCore
 /// without `to` accept an answer from no address or from the server's domain.
 final class PendingRequests: Sendable {
     private struct Entry: Sendable {
-        var continuation: CheckedContinuation<IQ, any Error>
+        /// Runs once: where the answer is read (the event loop) or with the failure.
+        var completion: @Sendable (Result<IQ, any Error>) -> Void
         var expectedFrom: JID?
         var timeout: Scheduled<Void>?
         var stream: ObjectIdentifier?
@@ -40,10 +41,19 @@ final class PendingRequests: Sendable {
         id: String, expectedFrom: String?, stream: ObjectIdentifier? = nil,
         continuation: CheckedContinuation<IQ, any Error>
     ) -> Bool {
+        self.register(id: id, expectedFrom: expectedFrom, stream: stream) { continuation.resume(with: $0) }
+    }
+
+    /// Registers a request whose outcome goes to `completion`, called exactly once (from
+    /// ``complete(with:)`` for the answer, on the thread that read it).
+    func register(
+        id: String, expectedFrom: String?, stream: ObjectIdentifier? = nil,
+        completion: @escaping @Sendable (Result<IQ, any Error>) -> Void
+    ) -> Bool {
         let expected = expectedFrom.flatMap { try? JID($0) }
         return self.entries.withLock { entries in
             guard entries[id] == nil else { return false }
-            entries[id] = Entry(continuation: continuation, expectedFrom: expected, timeout: nil, stream: stream)
+            entries[id] = Entry(completion: completion, expectedFrom: expected, timeout: nil, stream: stream)
             return true
         }
     }
@@ -75,14 +85,14 @@ final class PendingRequests: Sendable {
         }
         guard let entry else { return false }
         entry.timeout?.cancel()
-        entry.continuation.resume(returning: iq)
+        entry.completion(.success(iq))
         return true
     }
 
     func fail(id: String, _ error: any Error) {
         let entry = self.entries.withLock { $0.removeValue(forKey: id) }
         entry?.timeout?.cancel()
-        entry?.continuation.resume(throwing: error)
+        entry?.completion(.failure(error))
     }
 
     /// Fails every request (or only those sent on one stream).
@@ -98,7 +108,7 @@ final class PendingRequests: Sendable {
         }
         for entry in all {
             entry.timeout?.cancel()
-            entry.continuation.resume(throwing: error)
+            entry.completion(.failure(error))
         }
     }
 }

@@ -3,8 +3,8 @@ import XMPPCore
 import XMPPStream
 
 /// The last handler of a negotiated component stream: hands every stanza to the
-/// connection's router, answers the server's stream close, and pauses reading while a
-/// hostname's mailbox is full.
+/// connection's router (on the event loop, in the order read), answers the server's
+/// stream close, and stops reading while the connection's budget is spent.
 final class StanzaRouterHandler: ChannelDuplexHandler {
     typealias InboundIn = XMLStreamEvent
     typealias OutboundIn = Never
@@ -13,11 +13,10 @@ final class StanzaRouterHandler: ChannelDuplexHandler {
     private let router: any StanzaRouting
     private let activity: StreamActivity
     private let box: StanzaRouterHandlerBox
-    private var blocked: Set<String> = []
+    private var paused = false
     private var readPending = false
+    private var needsFlush = false
     private var context: ChannelHandlerContext?
-    private(set) var closedByServer = false
-    private(set) var lastStreamError: StreamError?
 
     init(router: any StanzaRouting, activity: StreamActivity, box: StanzaRouterHandlerBox) {
         self.router = router
@@ -39,16 +38,15 @@ final class StanzaRouterHandler: ChannelDuplexHandler {
         case .element(let element):
             if element.name == QualifiedName(Namespace.stream, "error") {
                 let error = StreamError(element: element) ?? StreamError(.undefinedCondition)
-                self.lastStreamError = error
                 self.box.lastStreamError = error
                 self.router.streamErrorReceived(error)
                 return
             }
-            self.router.route(element, reply: { [weak self] reply in self?.write(reply) }, pause: { [weak self] key in
-                self?.block(key) ?? {}
-            })
+            self.router.route(element, size: element.approximateSize) { reply in
+                context.write(self.wrapOutboundOut(.element(reply)), promise: nil)
+                self.needsFlush = true
+            }
         case .streamClosed:
-            self.closedByServer = true
             context.writeAndFlush(self.wrapOutboundOut(.close), promise: nil)
             context.close(promise: nil)
         case .streamOpened:
@@ -57,51 +55,79 @@ final class StanzaRouterHandler: ChannelDuplexHandler {
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if self.needsFlush {
+            self.needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
     func read(context: ChannelHandlerContext) {
-        if self.blocked.isEmpty {
-            context.read()
-        } else {
+        guard !self.paused else {
             self.readPending = true
+            return
+        }
+        let budget = self.router.readBudget
+        guard budget.isSpent else {
+            context.read()
+            return
+        }
+        // Every mailbox together holds the connection's budget: stop reading (TCP pushes
+        // back on the server) until the handlers have taken half of it.
+        self.paused = true
+        self.readPending = true
+        self.activity.isPaused = true
+        self.router.readingPaused()
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        budget.whenAvailable {
+            eventLoop.execute { loopBound.value.resume() }
         }
     }
 
-    /// Pauses reading until the returned closure runs (from any thread).
-    private func block(_ key: String) -> @Sendable () -> Void {
-        self.blocked.insert(key)
-        guard let eventLoop = self.context?.eventLoop else { return {} }
-        let box = NIOLoopBound(self, eventLoop: eventLoop)
-        return {
-            eventLoop.execute {
-                box.value.unblock(key)
-            }
-        }
-    }
-
-    private func unblock(_ key: String) {
-        self.blocked.remove(key)
-        if self.blocked.isEmpty, self.readPending, let context = self.context {
+    private func resume() {
+        guard self.paused else { return }
+        self.paused = false
+        self.activity.isPaused = false
+        self.activity.touch()
+        if self.readPending, let context = self.context {
             self.readPending = false
             context.read()
         }
-    }
-
-    private func write(_ element: Element) {
-        guard let context = self.context else { return }
-        context.writeAndFlush(self.wrapOutboundOut(.element(element)), promise: nil)
     }
 }
 
 /// Where a stream's router handler sends what it reads.
 protocol StanzaRouting: Sendable {
-    /// Routes an element read from the server. `reply` writes an element back on the same
-    /// stream (on the event loop); `pause` stops reading for a routing key and returns the
-    /// closure that resumes it.
-    func route(
-        _ element: Element,
-        reply: (Element) -> Void,
-        pause: (String) -> @Sendable () -> Void
-    )
+    /// Routes an element of about `size` bytes read from the server, on the event loop.
+    /// `reply` writes an element back on the same stream (flushed at the end of the read).
+    func route(_ element: Element, size: Int, reply: (Element) -> Void)
 
     /// The server sent a stream error.
     func streamErrorReceived(_ error: StreamError)
+
+    /// The budget whose exhaustion pauses reading.
+    var readBudget: ConnectionBudget { get }
+
+    /// Reading paused because ``readBudget`` is spent (for metrics).
+    func readingPaused()
+}
+
+extension Element {
+    /// About how many bytes the element took on the wire (names, attributes, text; no
+    /// escaping or namespace declarations), for budgets. Cheap: string lengths are O(1).
+    var approximateSize: Int {
+        var size = self.name.localName.utf8.count * 2 + 5
+        for attribute in self.attributes {
+            size += attribute.name.localName.utf8.count + attribute.value.utf8.count + 4
+        }
+        for child in self.children {
+            switch child {
+            case .element(let element): size += element.approximateSize
+            case .text(let text): size += text.utf8.count
+            }
+        }
+        return size
+    }
 }

@@ -27,6 +27,8 @@ final class ComponentRouter: Sendable {
         var userSubscribers: [Int: AsyncStream<Element>.Continuation] = [:]
         var eventSubscribers: [Int: AsyncStream<HostnameEvent>.Continuation] = [:]
         var userIQResponder: (@Sendable (IQ) -> Element?)?
+        /// Fault injection: stanzas written right behind a bind result, in the same write.
+        var burstAfterBind: (@Sendable (String) -> [Element])?
     }
 
     let configuration: ReferenceServerConfiguration
@@ -91,6 +93,7 @@ final class ComponentRouter: Sendable {
     /// - Returns: The stream error that must end the sender's stream, if any.
     func received(_ element: Element, from id: SessionID) -> StreamError? {
         var events: [HostnameEvent] = []
+        var burst: [Element] = []
         let (decision, sender): (ComponentRoutingTable.Decision, (any Channel)?) = self.state.withLock { state in
             guard let session = state.sessions[id] else {
                 return (.streamError(StreamError(.notAuthorized)), nil)
@@ -105,6 +108,7 @@ final class ComponentRouter: Sendable {
                     switch state.table.bind(payload, session: id, identity: identity) {
                     case .success(let hostname):
                         if !before.contains(hostname) { events.append(.bound(hostname: hostname)) }
+                        burst = state.burstAfterBind?(hostname) ?? []
                         let echo = Element(
                             "bind", namespace: Namespace.component,
                             children: [Element("hostname", namespace: Namespace.component, text: hostname)])
@@ -127,7 +131,21 @@ final class ComponentRouter: Sendable {
             return (state.table.routeFromComponent(element, session: id), session.channel)
         }
         self.publish(events)
+        if !burst.isEmpty, case .reply(let result) = decision, let sender {
+            // The bind result and the stanzas routed to the new hostname, in one write:
+            // the component reads them together, as it may from any server.
+            sender.write(XMLStreamFrame.element(result), promise: nil)
+            for stanza in burst {
+                sender.write(XMLStreamFrame.element(stanza), promise: nil)
+            }
+            sender.flush()
+            return nil
+        }
         return self.execute(decision, sender: sender)
+    }
+
+    func setBurstAfterBind(_ burst: (@Sendable (String) -> [Element])?) {
+        self.state.withLock { $0.burstAfterBind = burst }
     }
 
     /// Routes a stanza from a user of the server.

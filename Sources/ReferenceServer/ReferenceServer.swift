@@ -280,6 +280,14 @@ public final class ReferenceServer: Sendable {
         self.router.setUserIQResponder(handler)
     }
 
+    /// Makes the server write stanzas to a hostname right behind its bind result, in the
+    /// same write, as a busy server may (its users' traffic was waiting for the hostname).
+    /// The stanzas are written as given (they are not routed); `nil` turns it off.
+    /// - Parameter burst: The stanzas to write after binding a hostname (as bound), or `nil`.
+    public func setBurstAfterBind(_ burst: (@Sendable (_ hostname: String) -> [Element])?) {
+        self.router.setBurstAfterBind(burst)
+    }
+
     /// Stops as a crashed process would: closes the listeners and drops every connection
     /// without `</stream:stream>` or TLS `close_notify`, then ends the subscribers' streams.
     ///

@@ -12,17 +12,30 @@ struct ComponentKitUnitTests {
     @Test(arguments: [
         ("echo.example.com", "echo.example.com"),
         ("user@Echo.Example.com/res", "echo.example.com"),
-        ("echo.example.com/instance1", "echo.example.com"),
+        ("echo.example.com/instance1", "echo.example.com/instance1"),
+        ("Echo.Example.com/Instance1", "echo.example.com/Instance1"),
         ("echo.example.com.", "echo.example.com"),
         ("a@b@c.example/x@y", "c.example"),
     ])
     func routingKey(address: String, key: String) {
-        #expect(ComponentConnection.routingKey(address) == key)
+        #expect(HostnameKey(address: address)?.description == key)
     }
 
     @Test func routingKeyOfEmptyDomain() {
-        #expect(ComponentConnection.routingKey("user@") == nil)
-        #expect(ComponentConnection.routingKey("/res") == nil)
+        #expect(HostnameKey(address: "user@") == nil)
+        #expect(HostnameKey(address: "/res") == nil)
+        #expect(HostnameKey("") == nil)
+    }
+
+    /// One key for every spelling of a hostname: ComponentKit, the host and its reload plan
+    /// all use it.
+    @Test func hostnameKeyOfConfiguredHostnames() {
+        #expect(HostnameKey("Echo.Example.COM.") == HostnameKey("echo.example.com"))
+        #expect(HostnameKey("search.example.com/eu-1") != HostnameKey("search.example.com/EU-1"))
+        #expect(HostnameKey("search.example.com/eu-1")?.domainKey == HostnameKey("search.example.com"))
+        #expect(HostnameKey("user@example.com") == nil)
+        #expect(HostnameKey("search.example.com/eu-1")?.resource == "eu-1")
+        #expect(HostnameKey("a.example")! < HostnameKey("a.example/r")!)
     }
 
     @Test func pendingRequestAcceptsAnswerOnlyFromTheAddressedEntity() async throws {
@@ -108,30 +121,55 @@ struct ComponentKitUnitTests {
         #expect(tracker.isAnswered)
     }
 
-    @Test func mailboxReportsFullAndResumesAfterDrain() async {
-        let mailbox = Mailbox(depth: 4)
+    @Test func mailboxIsBoundedInStanzasAndBytesAndHandsOverBatches() async {
+        let released = LockedBox(0)
+        let mailbox = Mailbox(budget: HostnameBudget(maxStanzas: 4, maxBytes: 1_000)) { bytes in
+            released.withLock { $0 += bytes }
+        }
         var results: [Mailbox.Offer] = []
-        for index in 0..<4 {
-            results.append(mailbox.offer(Element("m\(index)", namespace: Namespace.client)))
+        for index in 0..<5 {
+            results.append(mailbox.offer(Element("m\(index)", namespace: Namespace.client), size: 10))
         }
-        #expect(results.last == .acceptedAndFull)
-        let resumed = ManagedFlag()
-        mailbox.whenDrained { resumed.set() }
-        #expect(!resumed.value)
-        let iterator = mailbox.sequence.makeAsyncIterator()
-        var received: [String] = []
-        for _ in 0..<4 {
-            if let element = await iterator.next() {
-                received.append(element.name.localName)
-            }
+        // The fifth is over the stanza budget; nothing was queued for it.
+        #expect(results == [.accepted, .accepted, .accepted, .accepted, .overBudget])
+        #expect(mailbox.depth == 4)
+        #expect(mailbox.queuedBytes == 40)
+        mailbox.post(.unbound("x.example"))
+        guard let batch = await mailbox.next() else {
+            Issue.record("the mailbox ended early")
+            return
         }
-        #expect(received == ["m0", "m1", "m2", "m3"])
-        // Draining below the low watermark calls the resumer.
-        for _ in 0..<100 where !resumed.value { await Task.yield() }
-        #expect(resumed.value)
+        #expect(batch.count == 5)
+        // The batch still counts until each stanza is handled.
+        #expect(released.withLock { $0 } == 0)
+        #expect(mailbox.offer(Element("more", namespace: Namespace.client), size: 10) == .overBudget)
+        for _ in 0..<4 { mailbox.consumed(size: 10) }
+        #expect(released.withLock { $0 } == 40)
+        #expect(mailbox.depth == 0)
+        #expect(mailbox.offer(Element("big", namespace: Namespace.client), size: 900) == .accepted)
+        #expect(mailbox.offer(Element("too-big", namespace: Namespace.client), size: 200) == .overBudget)
+        // A stanza larger than the whole budget is still taken into an empty mailbox.
+        _ = await mailbox.next()
+        mailbox.consumed(size: 900)
+        #expect(mailbox.offer(Element("huge", namespace: Namespace.client), size: 5_000) == .accepted)
+        mailbox.finish(after: .unbound("x.example"))
+        let last = await mailbox.next()
+        #expect(last?.count == 2)
+        #expect(await mailbox.next() == nil)
+        #expect(mailbox.offer(Element("late", namespace: Namespace.client), size: 1) == .closed)
+    }
+
+    /// The handler loop waits for work and wakes for it.
+    @Test func mailboxWakesAWaitingConsumer() async {
+        let mailbox = Mailbox(budget: HostnameBudget())
+        async let batch = mailbox.next()
+        // Let the consumer suspend (or not: either way it gets the stanza).
+        await Task.yield()
+        #expect(mailbox.offer(Element("m", namespace: Namespace.client), size: 1) == .accepted)
+        let received = await batch
+        #expect(received?.count == 1)
         mailbox.finish()
-        #expect(await iterator.next() == nil)
-        #expect(mailbox.offer(Element("late", namespace: Namespace.client)) == .closed)
+        #expect(await mailbox.next() == nil)
     }
 
     @Test func discoInfoMergesBuiltInsAndHandlerFeatures() throws {
@@ -361,7 +399,9 @@ struct OutboundQueueTests {
                 group.addTask {
                     do {
                         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                            if !queue.enqueue(Element("m\(index)", namespace: Namespace.client), continuation: continuation) {
+                            if !queue.enqueue(
+                                Element("m\(index)", namespace: Namespace.client), completion: { continuation.resume(with: $0) })
+                            {
                                 continuation.resume(throwing: ComponentError(.queueFull, "full"))
                             }
                         }
@@ -387,7 +427,7 @@ struct OutboundQueueTests {
             let expired = queue.expired()
             #expect(expired.map(\.element.name.localName) == ["m0", "m1", "m2"])
             for entry in expired {
-                entry.continuation.resume(throwing: ComponentError(.expired, "old"))
+                entry.completion?(.failure(ComponentError(.expired, "old")))
             }
         }
         #expect(results.withLock { $0 }.sorted() == ["expired", "expired", "expired", "queueFull"])
@@ -408,7 +448,9 @@ struct OutboundQueueOrderTests {
             for (index, (name, ticket)) in order.enumerated() {
                 group.addTask {
                     try? await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                        _ = queue.enqueue(Element(name, namespace: Namespace.client), ticket: ticket, continuation: continuation)
+                        _ = queue.enqueue(
+                            Element(name, namespace: Namespace.client), ticket: ticket,
+                            completion: { continuation.resume(with: $0) })
                     }
                 }
                 while queue.count < index + 1 { await Task.yield() }
@@ -421,7 +463,7 @@ struct OutboundQueueOrderTests {
             let all = queue.nextBatch(max: 10)
             #expect(all.map(\.element.name.localName) == ["m0", "m1", "m2", "m3"])
             #expect(queue.nextBatch().isEmpty)
-            for entry in all { entry.continuation.resume() }
+            for entry in all { entry.completion?(.success(())) }
         }
     }
 }

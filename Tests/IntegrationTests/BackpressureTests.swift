@@ -5,10 +5,11 @@ import Synchronization
 import Testing
 import XMPPCore
 
-/// A slow handler slows reading from the server; it does not grow memory.
-@Suite(.serialized, .timeLimit(.minutes(2)))
+/// Hostnames sharing a stream are isolated: a slow handler's excess is answered, the
+/// others keep flowing; reading pauses only when the connection's own budget is spent.
+@Suite(.serialized, .timeLimit(.minutes(3)))
 struct BackpressureTests {
-    /// A handler that holds every stanza until the gate opens, recording the order.
+    /// Holds every stanza until released (or cancelled), recording the order.
     final class GatedHandler: ComponentHandler {
         private let open = Atomic<Bool>(false)
         let seen = Mutex<[String]>([])
@@ -23,53 +24,201 @@ struct BackpressureTests {
         }
     }
 
-    @Test func aBlockedHandlerPausesReadingAndLosesNothing() async throws {
+    /// Records ids in order.
+    final class Recorder: ComponentHandler {
+        let seen = Mutex<[String]>([])
+
+        func handle(_ stanza: Stanza, in context: ComponentContext) async throws {
+            self.seen.withLock { $0.append(stanza.id ?? "") }
+        }
+    }
+
+    /// What users received, kept small: id → (type, error condition).
+    final class Answers: Sendable {
+        private final class Store: Sendable {
+            let byID = Mutex<[String: (type: String, condition: String?, errorType: String?)]>([:])
+        }
+
+        private let store = Store()
+
+        init(_ server: ReferenceServer) {
+            let store = self.store
+            server.observeUserStanzas { element in
+                guard let id = element["id"] else { return }
+                let error = element.firstChild("error", namespace: Namespace.client)
+                let condition = error?.children.compactMap { child -> String? in
+                    guard case .element(let element) = child, element.name.namespace == Namespace.stanzas else { return nil }
+                    return element.name.localName
+                }.first
+                store.byID.withLock { $0[id] = (element["type"] ?? "", condition, error?["type"]) }
+            }
+        }
+
+        func count(where predicate: (String, String, String?, String?) -> Bool) -> Int {
+            self.store.byID.withLock { answers in
+                answers.filter { predicate($0.key, $0.value.type, $0.value.condition, $0.value.errorType) }.count
+            }
+        }
+
+        func wait(timeout: Duration = .seconds(60), until condition: () -> Bool) async -> Bool {
+            let deadline = ContinuousClock.now + timeout
+            while !condition() {
+                guard ContinuousClock.now < deadline else { return false }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            return true
+        }
+    }
+
+    private func message(to hostname: String, id: String, body: String) throws -> Element {
+        Message(type: .chat, from: try JID("alice@example.test/r"), to: try JID(hostname), id: id, body: body).element
+    }
+
+    /// The resident set size of this process (the SDK, the server and the test), in bytes.
+    private static func residentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
+        return kilobytes * 1024
+    }
+
+    /// A's handler blocked forever, B under load: B delivers 10 000 stanzas in order, A's
+    /// excess gets `resource-constraint` (type wait), the keepalive never declares the link
+    /// dead, and 1 000 stanzas of 512 KiB sent to A do not grow memory past A's budget.
+    @Test func aBlockedHostnameIsAnsweredWhileTheOthersFlow() async throws {
         let server = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
+        let answers = Answers(server)
         var configuration = SDKFixture.shared.clientConfiguration(port: server.port)
-        configuration.handlerQueueDepth = 4
-        configuration.keepalive.isEnabled = false
-        let connection = ComponentConnection(configuration: configuration, logger: testLogger("backpressure"))
+        configuration.hostnameBudget = HostnameBudget(maxStanzas: 200, maxBytes: 2 << 20)
+        configuration.keepalive = KeepalivePolicy(idleInterval: .seconds(1), pingTimeout: .seconds(1))
+        let connection = ComponentConnection(configuration: configuration, logger: testLogger("isolation"))
+        let blocked = GatedHandler()
+        let busy = Recorder()
+        try connection.register("a.example.test", handler: blocked)
+        try connection.register("b.example.test", handler: busy)
+        let events = EventRecorder(connection)
+
+        try await withRunningConnection(connection) { connection in
+            try await events.waitBound(["a.example.test", "b.example.test"])
+            let started = ContinuousClock.now
+            let kilobyte = String(repeating: "k", count: 1_024)
+            // 10 000 to B (1 KiB each: ~60 per read, well within B's budget) with 500
+            // messages and 500 IQ gets to A in between (A's budget: 200).
+            for chunk in 0..<10 {
+                var stanzas: [Element] = []
+                for index in chunk * 1_000..<(chunk + 1) * 1_000 {
+                    stanzas.append(try self.message(to: "b.example.test", id: "b\(index)", body: kilobyte))
+                    if index % 10 == 0 {
+                        let n = index / 10
+                        if n % 2 == 0 {
+                            stanzas.append(try self.message(to: "a.example.test", id: "a\(n)", body: "x"))
+                        } else {
+                            stanzas.append(
+                                IQ(
+                                    type: .get, from: try JID("alice@example.test/r"), to: try JID("a.example.test"),
+                                    id: "a\(n)", payload: Element("query", namespace: Namespace.discoInfo)
+                                ).element)
+                        }
+                    }
+                }
+                try server.inject(contentsOf: stanzas)
+            }
+            let delivered = await answers.wait { busy.seen.withLock { $0.count } >= 10_000 }
+            #expect(delivered, "B got \(busy.seen.withLock { $0.count }) of 10 000 while A was blocked")
+            #expect(busy.seen.withLock { $0 } == (0..<10_000).map { "b\($0)" })
+            let took = ContinuousClock.now - started
+            // A holds exactly its budget (200, the one in its handler included); the rest is answered.
+            let refused = {
+                answers.count { id, type, condition, errorType in
+                    id.hasPrefix("a") && type == "error" && condition == "resource-constraint" && errorType == "wait"
+                }
+            }
+            let allAnswered = await answers.wait { refused() >= 800 }
+            #expect(allAnswered, "A's excess answered: \(refused()) of 800")
+            #expect(refused() == 800)
+            print("isolation: B delivered 10 000 in order in \(took) while A was blocked; A's excess answered: \(refused())")
+
+            // The keepalive sees a stream that answers (reading never paused): no reconnect
+            // within 3 × its interval, with A still blocked.
+            let connects = events.all.filter { if case .connected = $0 { return true } else { return false } }.count
+            try await Task.sleep(for: .seconds(3) + .milliseconds(500))
+            let disconnects = events.all.filter { if case .disconnected = $0 { return true } else { return false } }
+            #expect(disconnects.isEmpty, "the stream was declared dead: \(disconnects)")
+            #expect(connects == 1)
+
+            // 1 000 stanzas of 512 KiB to A, 8 at a time: the SDK holds at most A's budget.
+            let big = String(repeating: "y", count: 512 << 10)
+            let baseline = Self.residentBytes()
+            var peak = baseline
+            for chunk in 0..<125 {
+                let stanzas = try (0..<8).map { try self.message(to: "a.example.test", id: "big\(chunk * 8 + $0)", body: big) }
+                try server.inject(contentsOf: stanzas)
+                let answered = await answers.wait(timeout: .seconds(30)) {
+                    answers.count { id, type, _, _ in id.hasPrefix("big") && type == "error" } >= chunk * 8 + 8 - 4
+                }
+                #expect(answered, "chunk \(chunk) of big stanzas was not answered")
+                if !answered { break }
+                peak = max(peak, Self.residentBytes())
+            }
+            let growth = peak - baseline
+            print("isolation: 1 000 × 512 KiB (500 MiB) sent to a blocked hostname: RSS grew by \(growth >> 20) MiB (budget 2 MiB)")
+            // The process holds the server's and the test's copies too; 500 MiB of growth would
+            // mean the SDK kept them.
+            #expect(growth < 96 << 20, "RSS grew by \(growth >> 20) MiB while 500 MiB went to a blocked hostname")
+        }
+        await server.stop()
+    }
+
+    /// With a small connection budget, a blocked handler pauses reading for the whole
+    /// stream (TCP pushes back on the server); nothing is lost or answered, and the
+    /// keepalive does not declare the paused stream dead. Released, everything arrives in order.
+    @Test func theConnectionBudgetPausesReadingAndLosesNothing() async throws {
+        let server = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
+        let answers = Answers(server)
+        var configuration = SDKFixture.shared.clientConfiguration(port: server.port)
+        configuration.hostnameBudget = HostnameBudget(maxStanzas: 100_000, maxBytes: 1 << 30)
+        configuration.connectionBudget = ConnectionBudgetPolicy(maxBytes: 256 << 10)
+        configuration.keepalive = KeepalivePolicy(idleInterval: .seconds(1), pingTimeout: .seconds(1))
+        let connection = ComponentConnection(configuration: configuration, logger: testLogger("budget"))
         let handler = GatedHandler()
         try connection.register("a.example.test", handler: handler)
         let events = EventRecorder(connection)
 
         try await withRunningConnection(connection) { connection in
             try await events.waitBound(["a.example.test"])
-            // 10 000 stanzas of ~2 KiB: about 20 MiB, far more than the kernel's socket
-            // buffers and one read (64 KiB) together.
+            // 10 000 stanzas of ~2 KiB: about 20 MiB, far more than the budget, the kernel's
+            // socket buffers and one read together.
             let body = String(repeating: "x", count: 2_000)
             let count = 10_000
-            let stanzas = try (0..<count).map { index in
-                Message(type: .chat, from: try JID("alice@example.test/r"), to: try JID("a.example.test"), id: "b\(index)", body: body)
-                    .element
-            }
+            let stanzas = try (0..<count).map { try self.message(to: "a.example.test", id: "b\($0)", body: body) }
             try server.inject(contentsOf: stanzas)
-            // Wait for the first stanzas to arrive, then give the SDK ample time to read on
-            // if it were going to.
-            let arrival = ContinuousClock.now + .seconds(20)
-            while (connection.status.hostnames.first?.stanzasIn ?? 0) == 0 && ContinuousClock.now < arrival {
-                try await Task.sleep(for: .milliseconds(20))
+            // Wait until the SDK stops taking stanzas in (the count holds still), then three
+            // keepalive intervals more with reading paused.
+            var last = -1
+            var stable = 0
+            let deadline = ContinuousClock.now + .seconds(30)
+            while stable < 10 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                let now = connection.status.hostnames.first?.stanzasIn ?? 0
+                stable = now == last && now > 0 ? stable + 1 : 0
+                last = now
             }
-            try await Task.sleep(for: .seconds(1))
-
-            // Reading is paused: what reached the SDK is bounded by the queue depth plus what
-            // the read cycle in progress had already decoded (NIO reads up to 4 × 64 KiB per
-            // readable event before asking the pipeline again; about 30 stanzas each here),
-            // not by what the server sent. Measured: 120–190 of 10 000.
+            try await Task.sleep(for: .seconds(3))
             let received = connection.status.hostnames.first?.stanzasIn ?? -1
+            let queued = connection.status.hostnames.first?.queuedBytes ?? -1
+            print("connection budget: \(received) of \(count) stanzas taken in, \(queued) bytes queued (budget 256 KiB)")
             #expect(received > 0)
-            #expect(received < 1_000, "the SDK kept reading while the handler was blocked: \(received) stanzas taken in")
+            #expect(received < 1_000, "the SDK kept reading past its budget: \(received) stanzas taken in")
+            let disconnects = events.all.filter { if case .disconnected = $0 { return true } else { return false } }
+            #expect(disconnects.isEmpty, "the paused stream was declared dead: \(disconnects)")
 
-            // Once the handler moves, everything arrives, in order, exactly once.
+            // Released: everything arrives, in order, exactly once; nothing was refused.
             handler.release()
-            let deadline = ContinuousClock.now + .seconds(60)
-            while handler.seen.withLock({ $0.count }) < count && ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            let seen = handler.seen.withLock { $0 }
-            #expect(seen.count == count)
-            #expect(seen == (0..<count).map { "b\($0)" })
-            return ()
+            let all = await answers.wait { handler.seen.withLock { $0.count } >= count }
+            #expect(all)
+            #expect(handler.seen.withLock { $0 } == (0..<count).map { "b\($0)" })
+            #expect(answers.count { _, type, _, _ in type == "error" } == 0)
         }
         await server.stop()
     }

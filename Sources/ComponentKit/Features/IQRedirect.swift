@@ -70,3 +70,47 @@ extension IQ {
         self = iq
     }
 }
+
+/// Which IQ redirects ``ComponentConnection/request(_:timeout:redirects:)`` follows.
+///
+/// Following a redirect re-sends a query, in the component's name, to an address the
+/// redirecting party chose. Unchecked, that makes the component a confused deputy: any
+/// peer it queries could have it send a query to anyone. The default follows only a
+/// redirect to the same domain carrying the same query.
+public struct IQRedirectPolicy: Hashable, Sendable {
+    private enum Kind: Hashable, Sendable {
+        case never
+        case sameDomain
+        case anyAddress
+    }
+
+    private let kind: Kind
+
+    /// Never follow: a redirect is returned as the answer (an error with code 302).
+    public static let never = IQRedirectPolicy(kind: .never)
+    /// Follow a redirect whose new `to` is in the same domain as the original `to`, with
+    /// the same query (the default).
+    public static let sameDomain = IQRedirectPolicy(kind: .sameDomain)
+    /// Follow a redirect to any address, with the same query. Opt in only when every
+    /// peer the component queries is trusted.
+    public static let anyAddress = IQRedirectPolicy(kind: .anyAddress)
+
+    /// Whether this policy follows `redirected` as a redirect of `original`.
+    /// - Parameters:
+    ///   - original: The query as first sent.
+    ///   - redirected: The redirected query from the answer.
+    public func allows(original: IQ, redirected: IQ) -> Bool {
+        guard original.element.children == redirected.element.children else { return false }
+        switch self.kind {
+        case .never:
+            return false
+        case .anyAddress:
+            return true
+        case .sameDomain:
+            guard let from = original.element["to"].flatMap({ try? JID($0) }),
+                let to = redirected.element["to"].flatMap({ try? JID($0) })
+            else { return false }
+            return from.domainpart == to.domainpart
+        }
+    }
+}

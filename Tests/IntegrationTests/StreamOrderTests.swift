@@ -1,0 +1,205 @@
+import ComponentKit
+import Foundation
+import ReferenceServer
+import Synchronization
+import Testing
+import XMPPCore
+
+/// "Stream order is state order": what the server said first takes effect first.
+///
+/// A server may route a user's stanza to a hostname the moment it has sent the bind
+/// result; the two then arrive in one read. These tests make the reference server write a
+/// burst of stanzas behind every bind result, in the same write, and count what the
+/// component answered.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct StreamOrderTests {
+    /// Echoes messages, counting what it saw per hostname.
+    struct Echo: ComponentHandler {
+        func handle(_ stanza: Stanza, in context: ComponentContext) async throws {
+            guard case .message(let message) = stanza, message.type != .error else { return }
+            try await context.send(message.reply(body: message.body ?? ""))
+        }
+    }
+
+    /// What the server's users received, by stanza id (the last one wins).
+    final class Answers: Sendable {
+        private final class Store: Sendable {
+            let byID = Mutex<[String: Element]>([:])
+        }
+
+        private let store = Store()
+
+        init(_ server: ReferenceServer) {
+            let store = self.store
+            server.observeUserStanzas { element in
+                guard let id = element["id"] else { return }
+                store.byID.withLock { $0[id] = element }
+            }
+        }
+
+        var count: Int { self.store.byID.withLock { $0.count } }
+        func all() -> [String: Element] { self.store.byID.withLock { $0 } }
+
+        func wait(for count: Int, timeout: Duration = .seconds(60)) async throws {
+            let deadline = ContinuousClock.now + timeout
+            while self.count < count {
+                guard ContinuousClock.now < deadline else {
+                    throw IntegrationTestError("waited for \(count) answers, got \(self.count)")
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+    }
+
+    /// A burst of `size` messages from alice to the hostname just bound, with ids unique
+    /// across the test (`burst-<bind number>-<i>`).
+    final class Burst: Sendable {
+        private let binds = Atomic<Int>(0)
+        let size: Int
+
+        init(size: Int) { self.size = size }
+
+        var bindCount: Int { self.binds.load(ordering: .relaxed) }
+
+        func stanzas(for hostname: String) -> [Element] {
+            let bind = self.binds.add(1, ordering: .relaxed).newValue
+            return (0..<self.size).map { index in
+                Element(
+                    "message", namespace: Namespace.client,
+                    attributes: [
+                        "from": "alice@\(SDKFixture.domain)/burst", "to": hostname, "type": "chat",
+                        "id": "burst-\(bind)-\(index)",
+                    ],
+                    children: [Element("body", namespace: Namespace.client, text: "\(bind).\(index)")])
+            }
+        }
+    }
+
+    private func transferIQ(_ id: String, to port: Int) -> Element {
+        var iq = IQ(
+            type: .set, to: try? JID("a.example.test"), id: id,
+            payload: Element(
+                "query", namespace: Namespace.connectionTransfer,
+                children: [Element("server", namespace: Namespace.connectionTransfer, text: "127.0.0.1:\(port)")])
+        ).element
+        iq["from"] = nil
+        return iq
+    }
+
+    private func burstEchoes(_ answers: [Answers]) -> [String: Element] {
+        answers[0].all().merging(answers[1].all()) { $1 }.filter { $0.key.hasPrefix("burst-") }
+    }
+
+    /// Waits (bounded) until `count` burst stanzas are answered.
+    private func waitForEchoes(_ answers: [Answers], count: Int) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while self.burstEchoes(answers).count < count {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+
+    /// 200+ binds and re-binds (runtime binds, reconnects, transfers), each followed in the
+    /// same write by stanzas to the new hostname: every one is delivered and echoed, none is
+    /// bounced, and per binding they arrive in order.
+    @Test func stanzasWrittenWithTheBindResultAreDeliveredNeverBounced() async throws {
+        let first = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
+        let second = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
+        let burst = Burst(size: 5)
+        for server in [first, second] {
+            server.setBurstAfterBind { burst.stanzas(for: $0) }
+        }
+        let answers = [Answers(first), Answers(second)]
+        var configuration = SDKFixture.shared.clientConfiguration(port: first.port)
+        configuration.reconnect = ReconnectPolicy(initialDelay: .milliseconds(5), maximumDelay: .milliseconds(20))
+        let connection = ComponentConnection(configuration: configuration, logger: testLogger("order-bind"))
+        let events = EventRecorder(connection)
+        try connection.register("a.example.test", handler: Echo())
+        try connection.register("b.example.test", handler: Echo())
+        let ports = [first.port, second.port]
+        try await withRunningConnection(connection) { connection in
+            try await events.waitBound(["a.example.test", "b.example.test"])
+            var current = 0
+            for round in 0..<30 {
+                // Runtime unbind and bind again: one bind each.
+                for _ in 0..<4 {
+                    do {
+                        try await connection.unbind("c.example.test")
+                    } catch let error as ComponentError where error.kind == .notBound {}
+                    try await connection.bind("c.example.test", handler: Echo())
+                }
+                // Every burst so far is answered before the link is cut: a server that drops
+                // a link loses what was in flight on it (component streams have no acks).
+                let answered = await self.waitForEchoes(answers, count: burst.bindCount * burst.size)
+                #expect(answered, "round \(round): echoes missing before the link change")
+                events.reset()
+                if round % 2 == 0 {
+                    // A reconnect: the server drops the link; both hostnames are bound again,
+                    // on the configured server (a transfer's target is not kept).
+                    (current == 0 ? first : second).disconnectComponents()
+                    current = 0
+                } else {
+                    // A transfer to the other server: both hostnames are bound there.
+                    let target = 1 - current
+                    try (current == 0 ? first : second).send(
+                        self.transferIQ("xfer-\(round)", to: ports[target]), toComponentBound: "a.example.test")
+                    current = target
+                }
+                try await events.waitBound(["a.example.test", "b.example.test"])
+            }
+        }
+        let binds = burst.bindCount
+        #expect(binds >= 200, "only \(binds) binds happened")
+        let expected = binds * burst.size
+        _ = await self.waitForEchoes(answers, count: expected)
+        let echoes = self.burstEchoes(answers)
+        let bounced = echoes.values.filter { $0["type"] == "error" }
+        #expect(bounced.isEmpty, "\(bounced.count) stanzas were bounced, e.g. \(bounced.first.map { "\($0)" } ?? "")")
+        let missing = (1...binds).flatMap { bind in (0..<burst.size).map { "burst-\(bind)-\($0)" } }.filter { echoes[$0] == nil }
+        #expect(echoes.count == expected, "\(echoes.count) of \(expected) burst stanzas answered; missing \(missing)")
+        print("stream order: \(binds) binds, \(echoes.count) of \(expected) burst stanzas echoed, \(bounced.count) bounced")
+        await first.stop()
+        await second.stop()
+    }
+
+    /// From the moment `<unbind/>` is sent, nothing leaves from the hostname: a handler
+    /// still answering a flood of stanzas never makes the server end the stream with
+    /// `invalid-from`.
+    @Test func anUnbindRacingHandlerRepliesNeverEndsTheStream() async throws {
+        let server = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
+        let answers = Answers(server)
+        let connection = ComponentConnection(
+            configuration: SDKFixture.shared.clientConfiguration(port: server.port), logger: testLogger("order-unbind"))
+        let events = EventRecorder(connection)
+        try connection.register("a.example.test", handler: Echo())
+        try connection.register("b.example.test", handler: Echo())
+        try await withRunningConnection(connection) { connection in
+            try await events.waitBound(["a.example.test", "b.example.test"])
+            for round in 0..<20 {
+                let flood = try (0..<300).map { index in
+                    Message(
+                        type: .chat, from: try JID("alice@\(SDKFixture.domain)/r"), to: try JID("a.example.test"),
+                        id: "flood-\(round)-\(index)", body: "x"
+                    ).element
+                }
+                try server.inject(contentsOf: flood)
+                try await connection.unbind("a.example.test")
+                try await connection.bind("a.example.test", handler: Echo())
+            }
+            // The stream survived every race: one connection all along, b still answers.
+            try server.inject(
+                Message(type: .chat, from: try JID("alice@\(SDKFixture.domain)/r"), to: try JID("b.example.test"), id: "probe", body: "p")
+                    .element)
+            let deadline = ContinuousClock.now + .seconds(20)
+            while answers.all()["probe"] == nil && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(answers.all()["probe"]?["type"] == "chat")
+            let disconnects = events.all.filter { if case .disconnected = $0 { return true } else { return false } }
+            #expect(disconnects.isEmpty, "the stream ended: \(disconnects)")
+        }
+        await server.stop()
+    }
+}
+
