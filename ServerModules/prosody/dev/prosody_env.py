@@ -23,6 +23,9 @@ IDENTITY = "comp.localhost"
 SECRET = "s3cret-for-tests"
 LEGACY = "legacy.localhost"      # a plain XEP-0114 Component: its secret must not work here
 LEGACY_SECRET = "legacy-secret"
+OFF_IDENTITY = "off.localhost"     # declared with enabled = false
+DEACT_IDENTITY = "deact.localhost" # deactivated at runtime by a test
+NOCERT = "nocert.localhost"        # a VirtualHost without a usable certificate
 USER, USER_PASS = "alice", "alice-pass"
 
 
@@ -42,7 +45,7 @@ log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{dir}/prosody
 plugin_paths = {{ "{module_dir}" }}
 interfaces = {{ "127.0.0.1" }}
 local_interfaces = {{ "127.0.0.1" }}
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; "admin_shell"; "admin_socket"; }}
 modules_disabled = {{ "s2s"; "s2s_auth_certs"; }}
 c2s_ports = {{ {c2s_port} }}
 c2s_interfaces = {{ "127.0.0.1" }}
@@ -73,6 +76,21 @@ Component "c.localhost" "component_xep0225"
 
 Component "{legacy}"
     component_secret = "{legacy_secret}"
+
+-- an identity that is switched off: its secret must not authenticate
+Component "{off_identity}" "component_xep0225"
+    enabled = false
+    component_secret = "{secret}"
+    component_xep0225_hostnames = {{ "a.localhost" }}
+
+-- an identity the tests deactivate at runtime (host:deactivate in the admin shell)
+Component "{deact_identity}" "component_xep0225"
+    component_secret = "{secret}"
+    component_xep0225_hostnames = {{ "a.localhost" }}
+
+-- a VirtualHost whose certificate cannot be loaded: no TLS to offer
+VirtualHost "{nocert}"
+    ssl = {{ certificate = "{dir}/missing.crt"; key = "{dir}/missing.key"; }}
 """
 
 
@@ -98,6 +116,7 @@ class ProsodyEnv:
 
     def prepare(self):
         os.makedirs(os.path.join(self.dir, "data"))
+        os.makedirs(os.path.join(self.dir, "certs"))  # certmanager indexes it (avoids an error line)
         # Prosody runs as the 'prosody' user, who may not be able to read the checkout (a
         # clone under a 0700 directory, as mktemp makes): load a copy from our own directory.
         module_dir = os.path.join(self.dir, "modules")
@@ -114,7 +133,8 @@ class ProsodyEnv:
                 dir=self.dir, module_dir=module_dir, port=self.port, c2s_port=self.c2s_port,
                 legacy_port=self.legacy_port, auth_timeout=self.auth_timeout,
                 max_stanza=self.max_stanza, extra=self.extra, server=SERVER, identity=IDENTITY, secret=SECRET,
-                legacy=LEGACY, legacy_secret=LEGACY_SECRET))
+                legacy=LEGACY, legacy_secret=LEGACY_SECRET, off_identity=OFF_IDENTITY,
+                deact_identity=DEACT_IDENTITY, nocert=NOCERT))
         if self.as_root:
             pw = pwd.getpwnam("prosody")
             for root, dirs, files in os.walk(self.dir):
@@ -127,6 +147,12 @@ class ProsodyEnv:
         return subprocess.run(["prosodyctl", "--config", self.config] + list(args),
                               check=True, capture_output=True, text=True, timeout=60,
                               **self._demote_kwargs())
+
+    def shell(self, command, timeout=30):
+        """Run one admin-shell command (mod_admin_shell over mod_admin_socket); returns stdout."""
+        r = subprocess.run(["prosodyctl", "--config", self.config, "shell", command],
+                           capture_output=True, text=True, timeout=timeout, **self._demote_kwargs())
+        return r.stdout + r.stderr
 
     def version(self):
         try:

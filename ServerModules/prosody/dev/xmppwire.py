@@ -67,10 +67,18 @@ def stanza_error_condition(el):
 
 
 class Conn:
-    def __init__(self, port, host="127.0.0.1", timeout=5.0, name="conn"):
+    def __init__(self, port, host="127.0.0.1", timeout=5.0, name="conn", rcvbuf=None):
         self.name = name
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if rcvbuf:
+            # A small receive buffer set before connect() (so the window stays small):
+            # lets a test fill the server's send queue quickly by not reading.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.parser = None
         self.depth = 0
@@ -221,12 +229,29 @@ class Conn:
             return ("failure", conds[0] if conds else None)
         return ("unexpected", el)
 
-    def sasl_scram(self, authcid, password, hash_name="SHA-256", gs2_flag="n"):
+    def read_raw_until_closed(self, timeout=5.0):
+        """Read raw bytes (no XML parsing) until the peer closes or the time is up."""
+        deadline = time.monotonic() + timeout
+        chunks = []
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                break
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks)
+
+    def sasl_scram(self, authcid, password, hash_name="SHA-256", gs2_flag="n", authzid=None):
         hname = {"SHA-1": "sha1", "SHA-256": "sha256"}[hash_name]
         mech = "SCRAM-" + hash_name
         cnonce = base64.b64encode(os.urandom(18)).decode()
         user = authcid.replace("=", "=3D").replace(",", "=2C")
-        gs2 = "%s,," % gs2_flag
+        gs2 = "%s,%s," % (gs2_flag, ("a=" + authzid.replace("=", "=3D").replace(",", "=2C")) if authzid else "")
         first_bare = "n=%s,r=%s" % (user, cnonce)
         self.send("<auth xmlns='%s' mechanism='%s'>%s</auth>"
                   % (NS_SASL, mech, base64.b64encode((gs2 + first_bare).encode()).decode()))
@@ -282,8 +307,8 @@ class Conn:
                 return el
 
 
-def component_login(port, server, identity, secret, cafile, mech="SCRAM-SHA-256", name="component"):
-    c = Conn(port, name=name)
+def component_login(port, server, identity, secret, cafile, mech="SCRAM-SHA-256", name="component", rcvbuf=None):
+    c = Conn(port, name=name, rcvbuf=rcvbuf)
     c.open_stream(server, frm=identity)
     c.read_features()
     c.starttls(server, cafile)
