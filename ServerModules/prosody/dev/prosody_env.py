@@ -59,7 +59,7 @@ ssl = {{ certificate = "{dir}/localhost.crt"; key = "{dir}/localhost.key"; }}
 component_xep0225_ports = {{ {port} }}
 component_xep0225_interfaces = {{ "127.0.0.1" }}
 component_xep0225_auth_timeout = {auth_timeout}
-component_xep0225_max_stanza_size = {max_stanza}
+component_xep0225_stanza_size_limit = {max_stanza}
 {extra}
 
 VirtualHost "{server}"
