@@ -98,7 +98,7 @@ local disabled_mechanisms = module:get_option_set("disable_sasl_mechanisms", { "
 
 local m_streams = module:metric("gauge", "streams", "", "XEP-0225 component streams", { "state" });
 local m_bound = module:metric("gauge", "bound_hostnames", "", "Hostnames bound by XEP-0225 component streams");
-local m_queued = module:metric("gauge", "queued_bytes", "bytes",
+local m_queued = module:metric("gauge", "queued", "bytes",
 	"Bytes waiting to be written to XEP-0225 component streams (all streams)");
 local m_binds = module:metric("counter", "binds", "", "Hostname binds");
 local m_unbinds = module:metric("counter", "unbinds", "", "Hostname unbinds (explicit or at disconnect)");

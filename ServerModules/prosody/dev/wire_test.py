@@ -55,7 +55,8 @@ def main():
     keep = "--keep" in sys.argv
     watchdog = threading.Timer(TOTAL_BUDGET, lambda: os.kill(os.getpid(), signal.SIGALRM))
     env = pe.ProsodyEnv(auth_timeout=2, max_stanza=65536,
-                        extra_global_config="component_xep0225_max_send_buffer_size = 262144")
+                        extra_global_config="component_xep0225_max_send_buffer_size = 262144\n"
+                                            "statistics = \"internal\"\nstatistics_interval = \"manual\"")
     signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("overall time budget exceeded")))
     watchdog.daemon = True
     watchdog.start()
@@ -67,7 +68,10 @@ def main():
               % (env.version(), env.port, env.c2s_port, env.dir), flush=True)
         run_all(env)
         if "--quick" not in sys.argv:
-            env2 = pe.ProsodyEnv(extra_global_config="component_xep0225_allow_unencrypted = true")
+            # the deprecated option name on purpose (still accepted), and core's
+            # disable_sasl_mechanisms
+            env2 = pe.ProsodyEnv(extra_global_config="component_xep0225_allow_unencrypted = true\n"
+                                                     "disable_sasl_mechanisms = { \"SCRAM-SHA-1\" }")
             try:
                 env2.prepare()
                 env2.start()
@@ -500,6 +504,16 @@ def run_all(env):
             pass
     run_case("send buffer cap", send_buffer_cap)
 
+    def metrics():
+        out = env.shell("stats:show('component_xep0225')")
+        for name in ("streams", "bound_hostnames", "binds", "unbinds", "bounces", "auth_failures", "queued_bytes"):
+            check("metric prosody_mod_component_xep0225/%s is exported" % name,
+                  "prosody_mod_component_xep0225/%s" % name in out, out.strip()[-400:])
+        check("metric bounces counts both reasons (unbound, send_buffer_full)",
+              "reason=unbound" in out and "reason=send_buffer_full" in out, out.strip()[-400:])
+        check("metric streams has authenticated streams", "state=authenticated" in out, out.strip()[-400:])
+    run_case("metrics", metrics)
+
     def deactivated_identity():
         c = tls_then("deact-ok")
         st1 = c.sasl_plain(pe.DEACT_IDENTITY, SEC)
@@ -585,10 +599,13 @@ def run_plaintext(env):
         mechs = sorted(m.text for m in f.iter(q(NS_SASL, "mechanism")))
         check("[allow_unencrypted] starttls offered but not required",
               tls is not None and tls.find(q(NS_TLS, "required")) is None)
-        check("[allow_unencrypted] SCRAM offered before TLS, PLAIN not", mechs == ["SCRAM-SHA-1", "SCRAM-SHA-256"],
-              repr(mechs))
+        check("[allow_unencrypted] SCRAM offered before TLS, PLAIN not (SCRAM-SHA-1 disabled by disable_sasl_mechanisms)",
+              mechs == ["SCRAM-SHA-256"], repr(mechs))
         st1 = c.sasl_plain(ID, SEC)
         check("[allow_unencrypted] PLAIN before TLS -> invalid-mechanism", st1 == ("failure", "invalid-mechanism"),
+              repr(st1))
+        st1 = c.sasl_scram(ID, SEC, "SHA-1")
+        check("[disable_sasl_mechanisms] SCRAM-SHA-1 -> invalid-mechanism", st1 == ("failure", "invalid-mechanism"),
               repr(st1))
         st2 = c.sasl_scram(ID, SEC, "SHA-256")
         check("[allow_unencrypted] SCRAM-SHA-256 without TLS succeeds", st2[0] == "success", repr(st2))
@@ -598,6 +615,9 @@ def run_plaintext(env):
         r = bind(c, "a.localhost")
         check("[allow_unencrypted] bind works", r.get("type") == "result")
         c.close_stream(); c.close()
+        log_text = env.log_tail(100000)
+        check("[deprecated option] component_xep0225_allow_unencrypted accepted with a deprecation warning",
+              "'component_xep0225_allow_unencrypted' is deprecated" in log_text)
     run_case("plaintext", plaintext)
 
 
