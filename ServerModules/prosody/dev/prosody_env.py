@@ -9,6 +9,7 @@
 
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -27,6 +28,13 @@ OFF_IDENTITY = "off.localhost"     # declared with enabled = false
 DEACT_IDENTITY = "deact.localhost" # deactivated at runtime by a test
 NOCERT = "nocert.localhost"        # a VirtualHost without a usable certificate
 USER, USER_PASS = "alice", "alice-pass"
+
+
+# Which Prosody to run (default: the installed one). For a Prosody built from source, e.g.
+#   XEP0225_PROSODY="lua5.4 /src/prosody/prosody" XEP0225_PROSODYCTL="lua5.4 /src/prosody/prosodyctl"
+#   PROSODY_SRCDIR=/src/prosody
+PROSODY_CMD = shlex.split(os.environ.get("XEP0225_PROSODY", "prosody"))
+PROSODYCTL_CMD = shlex.split(os.environ.get("XEP0225_PROSODYCTL", "prosodyctl"))
 
 
 def free_port():
@@ -144,17 +152,19 @@ class ProsodyEnv:
         os.chmod(self.dir, 0o750)
 
     def prosodyctl(self, *args):
-        return subprocess.run(["prosodyctl", "--config", self.config] + list(args),
+        return subprocess.run(PROSODYCTL_CMD + ["--config", self.config] + list(args),
                               check=True, capture_output=True, text=True, timeout=60,
                               **self._demote_kwargs())
 
     def shell(self, command, timeout=30):
         """Run one admin-shell command (mod_admin_shell over mod_admin_socket); returns stdout."""
-        r = subprocess.run(["prosodyctl", "--config", self.config, "shell", command],
+        r = subprocess.run(PROSODYCTL_CMD + ["--config", self.config, "shell", command],
                            capture_output=True, text=True, timeout=timeout, **self._demote_kwargs())
         return r.stdout + r.stderr
 
     def version(self):
+        if PROSODY_CMD != ["prosody"]:
+            return " ".join(PROSODY_CMD)
         try:
             out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "prosody"],
                                  capture_output=True, text=True, timeout=10).stdout
@@ -165,7 +175,7 @@ class ProsodyEnv:
     # -- run ----------------------------------------------------------------------
     def start(self, wait=20):
         self.stdout = open(os.path.join(self.dir, "stdout.log"), "wb")
-        self.proc = subprocess.Popen(["prosody", "--config", self.config, "-F"],
+        self.proc = subprocess.Popen(PROSODY_CMD + ["--config", self.config, "-F"],
                                      stdout=self.stdout, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, **self._demote_kwargs())
         deadline = time.monotonic() + wait

@@ -23,6 +23,8 @@ import prosody_env as pe  # noqa: E402
 import xmppwire as xw  # noqa: E402
 from xmppwire import q, NS_CLIENT, NS_COMPONENT, NS_SASL, NS_TLS, NS_STREAMS  # noqa: E402
 
+NS_SASL_CB = "urn:xmpp:sasl-cb:0"
+
 TOTAL_BUDGET = 120  # seconds for the whole run
 
 results = []
@@ -100,6 +102,7 @@ def main():
 
 def run_all(env):
     S, ID, SEC, CA, P = pe.SERVER, pe.IDENTITY, pe.SECRET, env.cafile, env.port
+    state = {}
 
     # ---- stream negotiation ----------------------------------------------------------
     def features_before_tls():
@@ -122,8 +125,20 @@ def run_all(env):
         c.open_stream(S, frm=ID)
         f = c.read_features()
         mechs = sorted(m.text for m in f.iter(q(NS_SASL, "mechanism")))
-        check("features after TLS: PLAIN, SCRAM-SHA-1, SCRAM-SHA-256 and no -PLUS",
-              mechs == ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"], repr(mechs))
+        cb = f.find(q(NS_SASL_CB, "sasl-channel-binding"))
+        cb_types = sorted(t.get("type") for t in cb) if cb is not None else []
+        # Prosody 13's util.sasl offers SCRAM-*-PLUS with tls-exporter; 0.12's cannot (tls-unique only).
+        state["plus"] = "SCRAM-SHA-256-PLUS" in mechs
+        if state["plus"]:
+            check("[Prosody 13] features after TLS: PLAIN, SCRAM-SHA-1(-PLUS), SCRAM-SHA-256(-PLUS)",
+                  mechs == ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"],
+                  repr(mechs))
+            check("[Prosody 13] XEP-0440 <sasl-channel-binding> lists tls-exporter", cb_types == ["tls-exporter"],
+                  repr(cb_types))
+        else:
+            check("[Prosody 0.12] features after TLS: PLAIN, SCRAM-SHA-1, SCRAM-SHA-256 and no -PLUS",
+                  mechs == ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"], repr(mechs))
+            check("[Prosody 0.12] no XEP-0440 <sasl-channel-binding>", cb is None)
         check("features after TLS: no starttls", f.find(q(NS_TLS, "starttls")) is None)
         c.close()
     run_case("features", features_before_tls)
@@ -183,6 +198,33 @@ def run_all(env):
         c.close()
     run_case("auth timeout", auth_timeout)
 
+    def scram_plus():
+        def plus_conn(name):
+            c = xw.Conn(P, name=name)
+            c.open_stream(S, frm=ID); c.read_features()
+            if not c.starttls_exporter(S, CA):
+                c.close()
+                return None
+            c.open_stream(S, frm=ID); c.read_features()
+            return c
+        c = plus_conn("scram-plus")
+        if c is None:
+            print("SKIP  [Prosody 13] SCRAM-SHA-256-PLUS login (needs pyOpenSSL for tls-exporter)", flush=True)
+            return
+        st1 = c.sasl_scram(ID, SEC, "SHA-256", gs2_flag="p=tls-exporter", cb_data=c.tls_exporter())
+        ok = st1[0] == "success"
+        if ok:
+            c.open_stream(S, frm=ID)
+            f = c.read_features()
+            ok = f.find(q(NS_COMPONENT, "bind")) is not None and bind(c, "b.localhost").get("type") == "result"
+        check("[Prosody 13] SCRAM-SHA-256-PLUS with tls-exporter channel binding: login and bind", ok, repr(st1))
+        c.close()
+        c = plus_conn("scram-plus-bad")
+        st1 = c.sasl_scram(ID, SEC, "SHA-1", gs2_flag="p=tls-exporter", cb_data=b"\0" * 32)
+        check("[Prosody 13] SCRAM-SHA-1-PLUS with wrong channel-binding data -> failure",
+              st1[0] == "failure", repr(st1))
+        c.close()
+
     def mechanisms_ok():
         for mech in ("SCRAM-SHA-1", "SCRAM-SHA-256", "PLAIN"):
             c = xw.component_login(P, S, ID, SEC, CA, mech=mech, name=mech)
@@ -192,8 +234,15 @@ def run_all(env):
             c.close_stream(); c.close()
         c = tls_then("scram-y")
         st1 = c.sasl_scram(ID, SEC, "SHA-256", gs2_flag="y")
-        check("SCRAM with gs2 flag 'y' (client could do -PLUS) accepted", st1[0] == "success", repr(st1))
+        if state.get("plus"):
+            check("[Prosody 13] SCRAM with gs2 flag 'y' while -PLUS is offered -> malformed-request (downgrade)",
+                  st1 == ("failure", "malformed-request"), repr(st1))
+        else:
+            check("[Prosody 0.12] SCRAM with gs2 flag 'y' (client could do -PLUS) accepted", st1[0] == "success",
+                  repr(st1))
         c.close()
+        if state.get("plus"):
+            scram_plus()
     run_case("mechanisms", mechanisms_ok)
 
     def missing_stream_to():
@@ -273,7 +322,7 @@ def run_all(env):
 
     # ---- binding ------------------------------------------------------------------------
     comp = xw.component_login(P, S, ID, SEC, CA, name="comp1")
-    state = {"comp": comp}
+    state["comp"] = comp
 
     def binding():
         r = bind(comp, "a.localhost")

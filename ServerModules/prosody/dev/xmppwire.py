@@ -104,14 +104,14 @@ class Conn:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("%s: timed out waiting for data" % self.name)
-        pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        pending = hasattr(self.sock, "pending") and self.sock.pending()
         if not pending:
             r, _, _ = select.select([self.sock], [], [], remaining)
             if not r:
                 raise TimeoutError("%s: timed out waiting for data" % self.name)
         try:
             data = self.sock.recv(65536)
-        except (ConnectionResetError, ssl.SSLError, OSError) as e:
+        except Exception as e:  # OSError, ssl.SSLError, or pyOpenSSL's errors
             self.closed = True
             raise StreamClosed("%s: connection error: %s" % (self.name, e))
         if not data:
@@ -200,6 +200,35 @@ class Conn:
         self.tls_version = self.sock.version()
         self.parser = None
 
+    def starttls_exporter(self, server_hostname, cafile):
+        """STARTTLS through pyOpenSSL (if installed), which can export keying material for
+        the 'tls-exporter' channel binding (RFC 9266); Python's ssl module cannot.
+        Returns False when pyOpenSSL is not available."""
+        try:
+            from OpenSSL import SSL
+        except ImportError:
+            return False
+        self.send("<starttls xmlns='%s'/>" % NS_TLS)
+        el = self.read()
+        if el.tag != q(NS_TLS, "proceed"):
+            raise AssertionError("expected <proceed/>, got %s" % el.tag)
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        ctx.load_verify_locations(cafile)
+        ctx.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
+        raw = self.sock
+        raw.settimeout(None)
+        conn = SSL.Connection(ctx, raw)
+        conn.set_tlsext_host_name(server_hostname.encode())
+        conn.set_connect_state()
+        conn.do_handshake()
+        self.sock = conn
+        self.tls_version = conn.get_protocol_version_name()
+        self.parser = None
+        return True
+
+    def tls_exporter(self):
+        return self.sock.export_keying_material(b"EXPORTER-Channel-Binding", 32, None)
+
     def close_stream(self):
         try:
             self.send("</stream:stream>")
@@ -246,9 +275,10 @@ class Conn:
             chunks.append(data)
         return b"".join(chunks)
 
-    def sasl_scram(self, authcid, password, hash_name="SHA-256", gs2_flag="n", authzid=None):
+    def sasl_scram(self, authcid, password, hash_name="SHA-256", gs2_flag="n", authzid=None, cb_data=None):
+        """SCRAM; gs2_flag 'p=tls-exporter' with cb_data (bytes) makes it SCRAM-*-PLUS."""
         hname = {"SHA-1": "sha1", "SHA-256": "sha256"}[hash_name]
-        mech = "SCRAM-" + hash_name
+        mech = "SCRAM-" + hash_name + ("-PLUS" if gs2_flag.startswith("p") else "")
         cnonce = base64.b64encode(os.urandom(18)).decode()
         user = authcid.replace("=", "=3D").replace(",", "=2C")
         gs2 = "%s,%s," % (gs2_flag, ("a=" + authzid.replace("=", "=3D").replace(",", "=2C")) if authzid else "")
@@ -269,7 +299,7 @@ class Conn:
         salted = hashlib.pbkdf2_hmac(hname, password.encode(), salt, iters)
         client_key = hmac.new(salted, b"Client Key", hname).digest()
         stored_key = hashlib.new(hname, client_key).digest()
-        final_wo_proof = "c=%s,r=%s" % (base64.b64encode(gs2.encode()).decode(), nonce)
+        final_wo_proof = "c=%s,r=%s" % (base64.b64encode(gs2.encode() + (cb_data or b"")).decode(), nonce)
         auth_msg = ",".join([first_bare, server_first, final_wo_proof]).encode()
         sig = hmac.new(stored_key, auth_msg, hname).digest()
         proof = bytes(a ^ b for a, b in zip(client_key, sig))
