@@ -99,7 +99,31 @@ Component "{deact_identity}" "component_xep0225"
 -- a VirtualHost whose certificate cannot be loaded: no TLS to offer
 VirtualHost "{nocert}"
     ssl = {{ certificate = "{dir}/missing.crt"; key = "{dir}/missing.key"; }}
+{file_secret_components}"""
+
+# Prosody 13 only (0.12's config has no FileContents()/Credential()): secrets read from files.
+FILE_SECRET_COMPONENTS = """
+Component "{file_identity}" "component_xep0225"
+    component_secret = FileContents("{dir}/file-secret.txt")
+    component_xep0225_hostnames = {{ "a.localhost" }}
+
+Component "{cred_identity}" "component_xep0225"
+    component_secret = Credential("cred-secret")
+    component_xep0225_hostnames = {{ "a.localhost" }}
 """
+FILE_IDENTITY = "file.localhost"
+CRED_IDENTITY = "cred.localhost"
+
+
+def supports_file_secrets():
+    """Does the Prosody under test know FileContents()/Credential() in its config (13+)?"""
+    srcdir = os.environ.get("PROSODY_SRCDIR") if PROSODY_CMD != ["prosody"] else None
+    path = os.path.join(srcdir or "/usr/lib/prosody", "core", "configmanager.lua")
+    try:
+        with open(path) as f:
+            return "Credential" in f.read()
+    except OSError:
+        return False
 
 
 class ProsodyEnv:
@@ -118,9 +142,10 @@ class ProsodyEnv:
 
     # -- setup ------------------------------------------------------------------
     def _demote_kwargs(self):
+        kwargs = {"env": dict(os.environ, CREDENTIALS_DIRECTORY=os.path.join(self.dir, "creds"))}
         if self.as_root:
-            return {"user": "prosody", "group": "prosody", "extra_groups": []}
-        return {}
+            kwargs.update({"user": "prosody", "group": "prosody", "extra_groups": []})
+        return kwargs
 
     def prepare(self):
         os.makedirs(os.path.join(self.dir, "data"))
@@ -136,13 +161,23 @@ class ProsodyEnv:
              "-addext", "subjectAltName=DNS:localhost,DNS:*.localhost",
              "-keyout", os.path.join(self.dir, "localhost.key"), "-out", self.cafile],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        self.file_secrets = supports_file_secrets()
+        extra_components = ""
+        if self.file_secrets:
+            with open(os.path.join(self.dir, "file-secret.txt"), "w") as f:
+                f.write(SECRET)  # no trailing newline: it would be part of the secret
+            os.makedirs(os.path.join(self.dir, "creds"))
+            with open(os.path.join(self.dir, "creds", "cred-secret"), "w") as f:
+                f.write(SECRET)
+            extra_components = FILE_SECRET_COMPONENTS.format(
+                dir=self.dir, file_identity=FILE_IDENTITY, cred_identity=CRED_IDENTITY)
         with open(self.config, "w") as f:
             f.write(CONFIG_TEMPLATE.format(
                 dir=self.dir, module_dir=module_dir, port=self.port, c2s_port=self.c2s_port,
                 legacy_port=self.legacy_port, auth_timeout=self.auth_timeout,
                 max_stanza=self.max_stanza, extra=self.extra, server=SERVER, identity=IDENTITY, secret=SECRET,
                 legacy=LEGACY, legacy_secret=LEGACY_SECRET, off_identity=OFF_IDENTITY,
-                deact_identity=DEACT_IDENTITY, nocert=NOCERT))
+                deact_identity=DEACT_IDENTITY, nocert=NOCERT, file_secret_components=extra_components))
         if self.as_root:
             pw = pwd.getpwnam("prosody")
             for root, dirs, files in os.walk(self.dir):

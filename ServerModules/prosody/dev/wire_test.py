@@ -311,6 +311,17 @@ def run_all(env):
         c.close()
     run_case("authzid", authzid)
 
+    def file_secrets():
+        if not env.file_secrets:
+            print("SKIP  secrets from FileContents()/Credential() (Prosody 13 config only)", flush=True)
+            return
+        for identity, how in ((pe.FILE_IDENTITY, "FileContents()"), (pe.CRED_IDENTITY, "Credential()")):
+            c = tls_then("secret-" + identity)
+            st1 = c.sasl_scram(identity, SEC, "SHA-256")
+            check("[Prosody 13] component_secret = %s authenticates" % how, st1[0] == "success", repr(st1))
+            c.close()
+    run_case("file secrets", file_secrets)
+
     def disabled_identity():
         # Bug: a Component with enabled = false authenticated (only the raw config was read).
         c = tls_then("disabled-id")
