@@ -27,6 +27,7 @@ LEGACY_SECRET = "legacy-secret"
 OFF_IDENTITY = "off.localhost"     # declared with enabled = false
 DEACT_IDENTITY = "deact.localhost" # deactivated at runtime by a test
 NOCERT = "nocert.localhost"        # a VirtualHost without a usable certificate
+TLSPARENT = "tlsparent.localhost"  # has its own certificate; sub.tlsparent.localhost has none
 USER, USER_PASS = "alice", "alice-pass"
 
 
@@ -95,6 +96,11 @@ Component "{off_identity}" "component_xep0225"
 Component "{deact_identity}" "component_xep0225"
     component_secret = "{secret}"
     component_xep0225_hostnames = {{ "a.localhost" }}
+
+-- TLS settings on the parent domain only: its subdomain's STARTTLS uses them (as mod_tls)
+VirtualHost "{tlsparent}"
+    ssl = {{ certificate = "{dir}/parent.crt"; key = "{dir}/parent.key"; }}
+VirtualHost "sub.{tlsparent}"
 
 -- a VirtualHost whose certificate cannot be loaded: no TLS to offer
 VirtualHost "{nocert}"
@@ -171,13 +177,21 @@ class ProsodyEnv:
                 f.write(SECRET)
             extra_components = FILE_SECRET_COMPONENTS.format(
                 dir=self.dir, file_identity=FILE_IDENTITY, cred_identity=CRED_IDENTITY)
+        self.parent_cert = os.path.join(self.dir, "parent.crt")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "2", "-subj", "/CN=" + TLSPARENT,
+             "-addext", "subjectAltName=DNS:%s,DNS:*.%s" % (TLSPARENT, TLSPARENT),
+             "-keyout", os.path.join(self.dir, "parent.key"), "-out", self.parent_cert],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
         with open(self.config, "w") as f:
             f.write(CONFIG_TEMPLATE.format(
                 dir=self.dir, module_dir=module_dir, port=self.port, c2s_port=self.c2s_port,
                 legacy_port=self.legacy_port, auth_timeout=self.auth_timeout,
                 max_stanza=self.max_stanza, extra=self.extra, server=SERVER, identity=IDENTITY, secret=SECRET,
                 legacy=LEGACY, legacy_secret=LEGACY_SECRET, off_identity=OFF_IDENTITY,
-                deact_identity=DEACT_IDENTITY, nocert=NOCERT, file_secret_components=extra_components))
+                deact_identity=DEACT_IDENTITY, nocert=NOCERT, tlsparent=TLSPARENT,
+                file_secret_components=extra_components))
         if self.as_root:
             pw = pwd.getpwnam("prosody")
             for root, dirs, files in os.walk(self.dir):

@@ -12,6 +12,7 @@ check, stops Prosody by PID and exits non-zero if any check failed.
 import base64
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -266,6 +267,18 @@ def run_all(env):
               "timeout (took %.2fs)" % (time.monotonic() - t0), cond == "undefined-condition", "%s %s" % (cond, text))
         c.close()
     run_case("no tls to offer", no_tls_to_offer)
+
+    def parent_tls():
+        c = xw.Conn(P, name="tls-parent")
+        c.open_stream("sub." + pe.TLSPARENT, frm=ID)
+        c.read_features()
+        c.starttls("sub." + pe.TLSPARENT, None)
+        with open(env.parent_cert) as f:
+            parent_der = ssl.PEM_cert_to_DER_cert(f.read())
+        check("VirtualHost without TLS settings uses its parent domain's certificate (as mod_tls)",
+              c.peer_cert_der == parent_der)
+        c.close()
+    run_case("parent tls", parent_tls)
 
     def pipelined_starttls():
         # <starttls/>, a new stream header and <auth mechanism='PLAIN'> in one write: the
@@ -575,11 +588,16 @@ def run_all(env):
     run_case("metrics", metrics)
 
     def deactivated_identity():
-        c = tls_then("deact-ok")
-        st1 = c.sasl_plain(pe.DEACT_IDENTITY, SEC)
+        held = tls_then("deact-ok")
+        st1 = held.sasl_plain(pe.DEACT_IDENTITY, SEC)
         check("second identity authenticates while active", st1[0] == "success", repr(st1))
-        c.close()
+        held.open_stream(S, frm=pe.DEACT_IDENTITY)
+        held.read_features()
         out = env.shell("host:deactivate('%s')" % pe.DEACT_IDENTITY)
+        cond, _, _ = held.expect_stream_error(timeout=10)
+        check("deactivating the identity closes its authenticated stream (not-authorized)",
+              cond == "not-authorized", str(cond))
+        held.close()
         c = tls_then("deact-off")
         st1 = c.sasl_plain(pe.DEACT_IDENTITY, SEC)
         check("identity deactivated at runtime -> not-authorized", st1 == ("failure", "not-authorized"),

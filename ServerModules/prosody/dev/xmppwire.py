@@ -191,13 +191,20 @@ class Conn:
         return el
 
     def starttls(self, server_hostname, cafile):
+        """STARTTLS; cafile=None: no verification (the peer certificate is kept in peer_cert_der)."""
         self.send("<starttls xmlns='%s'/>" % NS_TLS)
         el = self.read()
         if el.tag != q(NS_TLS, "proceed"):
             raise AssertionError("expected <proceed/>, got %s" % el.tag)
-        ctx = ssl.create_default_context(cafile=cafile)
+        if cafile:
+            ctx = ssl.create_default_context(cafile=cafile)
+        else:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
         self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
         self.tls_version = self.sock.version()
+        self.peer_cert_der = self.sock.getpeercert(binary_form=True)
         self.parser = None
 
     def starttls_exporter(self, server_hostname, cafile):
