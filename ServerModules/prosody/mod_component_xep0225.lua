@@ -6,7 +6,7 @@
 -- binds any number of hostnames (urn:xmpp:component:0). Every bindable hostname is
 -- declared as `Component "<hostname>" "component_xep0225"`.
 --
--- Runs on Prosody 0.12 (tested) and 13 (read against its sources). See README.md.
+-- Runs on Prosody 0.12 and 13 (see the Compatibility section of README.md).
 
 module:set_global();
 
