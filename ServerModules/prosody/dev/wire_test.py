@@ -649,6 +649,15 @@ def run_all(env):
         c.close_stream(); c.close()
     run_case("unload", unload_closes_holder)
 
+    def log_checks():
+        text = env.log_tail(10 ** 7)  # the whole log, written at level debug
+        plain_b64 = base64.b64encode(("\0%s\0%s" % (ID, SEC)).encode()).decode()
+        check("no secret in the server log (debug level), neither plain nor as PLAIN base64",
+              SEC not in text and plain_b64 not in text)
+        check("failed authentication logged with identity and client IP (for fail2ban-style tools)",
+              'Authentication failed for identity "%s" from 127.0.0.1: not-authorized' % ID in text)
+    run_case("log", log_checks)
+
     # ---- shutdown -----------------------------------------------------------------------
     def shutdown():
         # Close the c2s client first: mod_c2s also waits on shutdown, which would keep the
