@@ -112,6 +112,13 @@ local bindable = module:shared("bindable");
 local bound = module:shared("bound");
 local sessions = module:shared("sessions"); -- conn -> session
 local host_modules = {}; -- host -> the per-host module object from add_host (for set_status)
+-- After a reload of the global module alone, per-host instances loaded before it stay.
+for host, host_session in pairs(hosts) do
+	local loaded = host_session.modules and host_session.modules.component_xep0225;
+	if loaded and loaded.module and loaded.module.host == host then
+		host_modules[host] = loaded.module;
+	end
+end
 
 local tls_contexts = {}; -- server host -> context, or false when it could not be built
 module:hook_global("config-reloaded", function () tls_contexts = {}; end);
@@ -232,7 +239,9 @@ function module.add_host(module)
 	end
 
 	function module.unload()
-		if module.reloading then
+		-- rawget: a per-host module object inherits fields from the global one, whose
+		-- 'reloading' stays set after a reload of the global module alone.
+		if rawget(module, "reloading") then
 			return; -- keep the binding: the reloaded code finds it in the shared tables
 		end
 		bindable[host] = nil;

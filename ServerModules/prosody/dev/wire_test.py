@@ -628,6 +628,22 @@ def run_all(env):
         except (TimeoutError, xw.StreamError, xw.StreamClosed, OSError):
             pass
         check("module reload: the component may still send from its bound hostname", ok)
+        # the global module alone (the listener and its code), per-host parts untouched
+        out = env.shell(">require'core.modulemanager'.reload('*', 'component_xep0225')")
+        cli.send("<message to='echo@b.localhost' id='rl3' type='chat'><body>after global reload</body></message>")
+        got = None
+        try:
+            got = rl.wait_for(lambda el: el.get("id") == "rl3", timeout=5)
+        except (TimeoutError, xw.StreamError, xw.StreamClosed):
+            pass
+        check("reload of the global module alone: the bound component still gets its stanzas", got is not None,
+              out.strip()[-300:])
+        c = xw.component_login(P, S, ID, SEC, CA, name="after-global-reload")
+        r = bind(c, "a.localhost", op="unbind")  # not bound here: item-not-found; proves the new listener works
+        status = env.shell("module:info('component_xep0225', 'b.localhost')")
+        check("reload of the global module alone: new streams are served, b.localhost status still Bound",
+              error_of(r)[1] == "item-not-found" and "Bound by " + ID in status, status.strip()[-300:])
+        c.close_stream(); c.close()
         state["reload"] = rl
     run_case("reload", reload_keeps_bindings)
 
