@@ -1,4 +1,4 @@
--- mod_component_xep0225: XEP-0225 (Component Connections) server side for Prosody 0.12
+-- mod_component_xep0225: XEP-0225 (Component Connections) server side for Prosody
 --
 -- A component connects like a client (jabber:client stream, 'to' = a VirtualHost),
 -- negotiates STARTTLS with that VirtualHost's certificate, authenticates with SASL
@@ -6,7 +6,7 @@
 -- binds any number of hostnames (urn:xmpp:component:0). Every bindable hostname is
 -- declared as `Component "<hostname>" "component_xep0225"`.
 --
--- See README.md next to this file for configuration and behaviour.
+-- Runs on Prosody 0.12 and 13 (see the Compatibility section of README.md).
 
 module:set_global();
 
@@ -21,65 +21,163 @@ local uuid_generate = require "util.uuid".generate;
 local logger = require "util.logger";
 local timer = require "util.timer";
 local async = require "util.async";
+local errors = require "util.error";
+local time_now = require "util.time".now;
 local configmanager = require "core.configmanager";
 local certmanager = require "core.certmanager";
-local xpcall = require "util.xpcall".xpcall;
-local traceback = debug.traceback;
 
 local hosts = prosody.hosts;
 local core_process_stanza = prosody.core_process_stanza;
 local rawgetopt = configmanager.rawget;
 
-local xmlns_streams = "http://etherx.jabber.org/streams";
-local xmlns_xmpp_streams = "urn:ietf:params:xml:ns:xmpp-streams";
 local xmlns_tls = "urn:ietf:params:xml:ns:xmpp-tls";
 local xmlns_sasl = "urn:ietf:params:xml:ns:xmpp-sasl";
+local xmlns_sasl_cb = "urn:xmpp:sasl-cb:0"; -- XEP-0440
+local xmlns_xmpp_streams = "urn:ietf:params:xml:ns:xmpp-streams";
 local xmlns_component = "urn:xmpp:component:0";
 local xmlns_prosody_component = "xmpp:prosody.im/protocol/component";
 
 local log = module._log;
 
--- Options (global section)
-local opt_auth_timeout = module:get_option_number("component_xep0225_auth_timeout", 30);
-local opt_unauthed_size = module:get_option_number("component_xep0225_unauthed_max_stanza_size", 10000);
-local opt_max_stanza_size = module:get_option_number("component_xep0225_max_stanza_size",
-	module:get_option_number("component_stanza_size_limit", 1024*512));
-local opt_max_sasl_failures = module:get_option_number("component_xep0225_max_sasl_failures", 3);
-local opt_allow_plaintext = module:get_option_boolean("component_xep0225_allow_unencrypted", false);
-local opt_close_timeout = module:get_option_number("component_xep0225_close_timeout", 5);
+-- Options (global section) --------------------------------------------------------------
+-- Numbers are bounded here (0.12's get_option_number has no min/max; 13's has).
+
+local function deprecated(old_name, new_name)
+	module:log("warn", "Option '%s' is deprecated, use '%s' instead", old_name, new_name);
+end
+
+local function opt_number(name, old_name, default, min, max)
+	local value = module:get_option_number(name);
+	if value == nil and old_name then
+		value = module:get_option_number(old_name);
+		if value ~= nil then deprecated(old_name, name); end
+	end
+	if value == nil then return default; end
+	if min and value < min then
+		module:log("warn", "Option '%s' out of bounds: %g < %g, using %g", name, value, min, min);
+		value = min;
+	elseif max and value > max then
+		module:log("warn", "Option '%s' out of bounds: %g > %g, using %g", name, value, max, max);
+		value = max;
+	end
+	return value;
+end
+
+local opt_auth_timeout = opt_number("component_xep0225_auth_timeout", nil, 30, 0, 3600);
+local opt_unauthed_size = opt_number("component_xep0225_unauthed_stanza_size_limit",
+	"component_xep0225_unauthed_max_stanza_size", 10000, 1000, 1024*1024);
+local opt_max_stanza_size = opt_number("component_xep0225_stanza_size_limit",
+	"component_xep0225_max_stanza_size",
+	module:get_option_number("component_stanza_size_limit", 1024*512), 10000, 64*1024*1024);
+local opt_max_child_elements = opt_number("component_xep0225_max_child_elements", nil, 25000, 1, 10000000);
+local opt_max_sasl_failures = opt_number("component_xep0225_max_sasl_failures", nil, 3, 1, 100);
+local opt_close_timeout = opt_number("component_xep0225_close_timeout", nil, 5, 0, 300);
+local opt_max_send_buffer = opt_number("component_xep0225_max_send_buffer_size", nil, 16*1024*1024,
+	64*1024, 1024*1024*1024);
 local opt_keepalives = module:get_option_boolean("component_xep0225_tcp_keepalives",
 	module:get_option_boolean("tcp_keepalives", true));
 
-if opt_allow_plaintext then
-	module:log("warn", "component_xep0225_allow_unencrypted is enabled: components may authenticate without TLS (SCRAM only). Do not use this in production.");
+local opt_require_encryption = module:get_option_boolean("component_xep0225_require_encryption");
+if opt_require_encryption == nil then
+	local old = module:get_option_boolean("component_xep0225_allow_unencrypted");
+	if old ~= nil then
+		deprecated("component_xep0225_allow_unencrypted", "component_xep0225_require_encryption");
+		opt_require_encryption = not old;
+	else
+		opt_require_encryption = true;
+	end
 end
+if not opt_require_encryption then
+	module:log("warn", "component_xep0225_require_encryption = false: components may authenticate without TLS (SCRAM only). Do not use this in production.");
+end
+
+-- Core's option (mod_saslauth reads it too): mechanisms never offered nor accepted.
+local disabled_mechanisms = module:get_option_set("disable_sasl_mechanisms", { "DIGEST-MD5" });
+
+-- Metrics --------------------------------------------------------------------------------
+
+local m_streams = module:metric("gauge", "streams", "", "XEP-0225 component streams", { "state" });
+local m_bound = module:metric("gauge", "bound_hostnames", "", "Hostnames bound by XEP-0225 component streams");
+local m_queued = module:metric("gauge", "queued", "bytes",
+	"Bytes waiting to be written to XEP-0225 component streams (all streams)");
+local m_binds = module:metric("counter", "binds", "", "Hostname binds");
+local m_unbinds = module:metric("counter", "unbinds", "", "Hostname unbinds (explicit or at disconnect)");
+local m_bounces = module:metric("counter", "bounces", "", "Stanzas bounced instead of delivered", { "reason" });
+local m_auth_failures = module:metric("counter", "auth_failures", "", "Failed SASL authentications");
 
 -- Shared state. `bindable[host] = true` for every host that declares this module;
 -- `bound[host] = session` for every hostname currently bound to a stream.
+-- module:shared() keeps them across a module reload.
 local bindable = module:shared("bindable");
 local bound = module:shared("bound");
 local sessions = module:shared("sessions"); -- conn -> session
+local host_modules = {}; -- host -> the per-host module object from add_host (for set_status)
+-- After a reload of the global module alone, per-host instances loaded before it stay.
+for host, host_session in pairs(hosts) do
+	local loaded = host_session.modules and host_session.modules.component_xep0225;
+	if loaded and loaded.module and loaded.module.host == host then
+		host_modules[host] = loaded.module;
+	end
+end
 
 local tls_contexts = {}; -- server host -> context, or false when it could not be built
 module:hook_global("config-reloaded", function () tls_contexts = {}; end);
 
+module:hook("stats-update", function ()
+	local unauthed, authed, queued, n_bound = 0, 0, 0, 0;
+	for _, session in pairs(sessions) do
+		if session.type == "component" then authed = authed + 1; else unauthed = unauthed + 1; end
+		queued = queued + (session.queued or 0);
+	end
+	for _ in pairs(bound) do n_bound = n_bound + 1; end
+	m_streams:with_labels("unauthenticated"):set(unauthed);
+	m_streams:with_labels("authenticated"):set(authed);
+	m_queued:with_labels():set(queued);
+	m_bound:with_labels():set(n_bound);
+end);
+
+-- 13's util.stanza refuses to build an error reply to an error; never reply to errors or results.
+local function error_reply(stanza, err_type, condition, text, by)
+	local t = stanza.attr.type;
+	if t == "error" or t == "result" then return nil; end
+	return st.error_reply(stanza, err_type, condition, text, by);
+end
+
 -- Per-host part: routing for `Component "H" "component_xep0225"` ---------------------
 
-local function bounce(event)
-	local origin, stanza = event.origin, event.stanza;
-	local st_type = stanza.attr.type;
-	if st_type == "error" or st_type == "result" then
-		return true; -- never answer errors or results
+local function set_host_status(host, level, text)
+	local host_module = host_modules[host];
+	if host_module then
+		host_module:set_status(level, text);
 	end
-	local host = event.host_name;
-	local reply = st.error_reply(stanza, "wait", "remote-server-timeout", "Component unavailable", host)
-		:tag("not-connected", { xmlns = xmlns_prosody_component }):up();
-	if origin and origin.send then
-		origin.send(reply);
-	else
-		prosody.core_route_stanza(hosts[host], reply);
+end
+
+-- Bytes queued for a stream. The counter grows with every write and is reset when
+-- net.server_epoll reports the buffer drained; above the cap it is replaced by the real
+-- size of the connection's write buffer (a string, 0.12's chunk list or 13's
+-- util.dbuffer), measured at most every 100 ms.
+local function queued_bytes(session)
+	local queued = session.queued or 0;
+	if queued <= opt_max_send_buffer then return queued; end
+	local now = time_now();
+	if session.queued_measured and now - session.queued_measured < 0.1 then return queued; end
+	session.queued_measured = now;
+	local buffer = session.conn and session.conn.writebuffer;
+	local exact;
+	if buffer == nil then
+		exact = 0;
+	elseif type(buffer) == "string" then
+		exact = #buffer;
+	elseif type(buffer) == "table" then
+		if type(buffer.length) == "function" then
+			exact = buffer:length();
+		else
+			exact = 0;
+			for i = 1, #buffer do exact = exact + #buffer[i]; end
+		end
 	end
-	return true;
+	if exact then session.queued = exact; end
+	return session.queued;
 end
 
 function module.add_host(module)
@@ -89,19 +187,49 @@ function module.add_host(module)
 	end
 	local host = module.host;
 	bindable[host] = true;
-	module:set_status("warn", "Not bound");
+	host_modules[host] = module;
+	if bound[host] then
+		module:set_status("info", "Bound by " .. tostring(bound[host].identity));
+	else
+		module:set_status("warn", "Not bound");
+	end
+
+	local function bounce(event, err_type, condition, text, reason)
+		local stanza = event.stanza;
+		local reply = error_reply(stanza, err_type, condition, text, host);
+		m_bounces:with_labels(reason):add(1);
+		if not reply then return true; end -- never answer errors or results
+		if condition == "remote-server-timeout" then
+			reply:tag("not-connected", { xmlns = xmlns_prosody_component }):up();
+		end
+		module:send(reply);
+		return true;
+	end
 
 	local function handle_stanza(event)
 		local session = bound[host];
 		local stanza = event.stanza;
-		if session and session.send then
+		if session and not session.closing then
+			if queued_bytes(session) > opt_max_send_buffer then
+				if not session.send_buffer_full then
+					session.send_buffer_full = true; -- warn once per episode, not per stanza
+					session.log("warn", "More than %d bytes wait to be written (component not reading?); bouncing stanzas to %s",
+						opt_max_send_buffer, host);
+				end
+				session.log("debug", "Send buffer full, bouncing: %s", stanza:top_tag());
+				return bounce(event, "wait", "resource-constraint", "Component is not reading its stream",
+					"send_buffer_full");
+			end
+			if session.send_buffer_full then
+				session.send_buffer_full = nil;
+				session.log("info", "Send buffer below the limit again, delivering to %s", host);
+			end
 			stanza.attr.xmlns = nil;
 			session.send(stanza);
 			return true;
 		end
 		module:log("debug", "Hostname not bound, bouncing: %s", stanza:top_tag());
-		event.host_name = host;
-		return bounce(event);
+		return bounce(event, "wait", "remote-server-timeout", "Component unavailable", "unbound");
 	end
 
 	for _, kind in ipairs({ "iq", "message", "presence" }) do
@@ -111,12 +239,23 @@ function module.add_host(module)
 	end
 
 	function module.unload()
-		bindable[host] = nil;
-		local session = bound[host];
-		if session and session.bound then
-			session.bound[host] = nil;
+		-- rawget: a per-host module object inherits fields from the global one, whose
+		-- 'reloading' stays set after a reload of the global module alone.
+		if rawget(module, "reloading") then
+			return; -- keep the binding: the reloaded code finds it in the shared tables
 		end
-		bound[host] = nil;
+		bindable[host] = nil;
+		host_modules[host] = nil;
+		local holder = bound[host];
+		if holder then
+			holder.log("info", "%s is no longer served here (module unloaded), closing the stream", host);
+			holder:close({ condition = "host-gone", text = host .. " is no longer served by this server" });
+		end
+		for _, session in pairs(sessions) do
+			if session.identity == host then
+				session:close({ condition = "not-authorized", text = "Identity " .. host .. " was removed" });
+			end
+		end
 	end
 end
 
@@ -124,30 +263,14 @@ end
 
 local listener = {};
 local stream_callbacks = { default_ns = "jabber:client" };
-
-local function stream_header(session)
-	local attr = {
-		["xmlns:stream"] = xmlns_streams;
-		["xml:lang"] = "en";
-		xmlns = "jabber:client";
-		version = "1.0";
-		id = session.streamid or "";
-		from = session.server_host;
-	};
-	return "<?xml version='1.0'?>" .. st.stanza("stream:stream", attr):top_tag();
-end
-
-local function set_host_status(host, level, text)
-	if hosts[host] and bindable[host] then
-		module:context(host):set_status(level, text);
-	end
-end
+local runner_callbacks = {};
 
 local function unbind_all(session)
 	if not session.bound then return; end
 	for host in pairs(session.bound) do
 		if bound[host] == session then
 			bound[host] = nil;
+			m_unbinds:with_labels():add(1);
 			set_host_status(host, "warn", "Not bound");
 			session.log("info", "Unbound %s", host);
 		end
@@ -170,7 +293,7 @@ local function session_close(session, reason)
 	local conn = session.conn;
 	if not conn then return; end
 	if session.notopen then
-		session.send(stream_header(session));
+		session:open_stream(session.server_host);
 	end
 	if reason then
 		local stream_error;
@@ -201,20 +324,33 @@ end
 
 -- TLS ---------------------------------------------------------------------------------
 
+-- The VirtualHost's own settings, else its parent domain's (as mod_tls does), else global.
 local function get_tls_context(host)
 	local ctx = tls_contexts[host];
 	if ctx ~= nil then return ctx or nil; end
 	local NULL = {};
+	local parent = host:match("%.(.*)$");
+	local parent_ssl = parent and rawgetopt(parent, "ssl") or NULL;
+	local host_ssl = rawgetopt(host, "ssl") or parent_ssl;
+	local parent_c2s = parent and rawgetopt(parent, "c2s_ssl") or NULL;
+	local host_c2s = rawgetopt(host, "c2s_ssl") or parent_c2s;
 	local err;
-	ctx, err = certmanager.create_context(host, "server",
-		rawgetopt(host, "c2s_ssl") or NULL,
-		rawgetopt(host, "ssl") or NULL,
-		rawgetopt("*", "c2s_ssl") or NULL);
+	ctx, err = certmanager.create_context(host, "server", host_c2s, host_ssl, rawgetopt("*", "c2s_ssl") or NULL);
 	if not ctx then
 		module:log("error", "No TLS context for %s: %s", host, err);
 	end
 	tls_contexts[host] = ctx or false;
 	return ctx;
+end
+
+local function tls_info(conn)
+	if conn.ssl_info then
+		local info = conn:ssl_info(); -- 13
+		if type(info) == "table" then return info; end
+	end
+	local sock = conn.socket and conn:socket();
+	local info = sock and sock.info and sock:info();
+	if type(info) == "table" then return info; end
 end
 
 -- SASL --------------------------------------------------------------------------------
@@ -223,31 +359,99 @@ end
 -- does not reveal whether an identity exists (the exchange fails at the proof).
 local decoy_secret = uuid_generate() .. uuid_generate();
 
+local function secret_of(identity)
+	-- rawget: only the Component block's own value, never the global section's.
+	-- On 13 Credential()/FileContents() yield a string (the file's contents), or an
+	-- util.error object when the credential cannot be read.
+	local secret = rawgetopt(identity, "component_secret");
+	if type(secret) == "string" and secret ~= "" then return secret; end
+	if secret ~= nil and errors.is_error(secret) then
+		module:log("warn", "component_secret of %s cannot be used: %s", identity, tostring(secret.text));
+	end
+	return nil;
+end
+
+-- An identity authenticates only while it is an active host running this module
+-- (`enabled = false`, a deactivated host or an unloaded module do not).
 local function identity_is_valid(identity)
-	return identity ~= nil
+	if identity == nil then return false; end
+	local host = hosts[identity];
+	return host ~= nil and host.type == "component"
+		and host.modules ~= nil and host.modules.component_xep0225 ~= nil
 		and rawgetopt(identity, "component_module") == "component_xep0225"
-		and type(rawgetopt(identity, "component_secret")) == "string";
+		and secret_of(identity) ~= nil;
+end
+
+-- Does this util.sasl offer SCRAM-*-PLUS with 'tls-exporter'? (13: yes; 0.12: only
+-- 'tls-unique', which TLS 1.3 does not have, so no -PLUS there.) A profile with any
+-- channel-binding handler makes SCRAM refuse the gs2 flag 'y', so handlers are added
+-- only where -PLUS can really be offered.
+local tls_exporter_supported = (function ()
+	local ok, supported = pcall(function ()
+		local probe = new_sasl("example.invalid", {
+			plain = function () end;
+			mechanisms = { ["SCRAM-SHA-256-PLUS"] = true };
+		});
+		if not probe.add_cb_handler then return false; end
+		probe:add_cb_handler("tls-exporter", function () end);
+		return probe:mechanisms()["SCRAM-SHA-256-PLUS"] == true;
+	end);
+	return ok and supported or false;
+end)();
+
+local function tls_exporter(conn)
+	if not conn or not conn.ssl_exportkeyingmaterial then return nil; end
+	return conn:ssl_exportkeyingmaterial("EXPORTER-Channel-Binding", 32, "");
 end
 
 local function new_sasl_handler(session)
+	local mechanisms = { ["SCRAM-SHA-1"] = true, ["SCRAM-SHA-256"] = true };
+	if session.secure then
+		mechanisms["PLAIN"] = true;
+	end
+	local channel_binding;
+	if session.secure and tls_exporter_supported then
+		-- RFC 9266: tls-exporter only under TLS 1.3 (as 13's mod_saslauth does)
+		local info = session.conn and tls_info(session.conn);
+		if info and info.protocol == "TLSv1.3" and tls_exporter(session.conn) then
+			mechanisms["SCRAM-SHA-1-PLUS"] = true;
+			mechanisms["SCRAM-SHA-256-PLUS"] = true;
+			channel_binding = "tls-exporter";
+		end
+	end
+	for mechanism in pairs(mechanisms) do
+		if disabled_mechanisms:contains(mechanism) then mechanisms[mechanism] = nil; end
+	end
 	local profile = {
 		nodeprep = false; -- the authcid is a domain, not a node
-		mechanisms = { ["SCRAM-SHA-1"] = true, ["SCRAM-SHA-256"] = true };
+		mechanisms = mechanisms;
 		plain = function (_, authcid)
 			local identity = authcid and nameprep(authcid);
 			if identity_is_valid(identity) then
-				return rawgetopt(identity, "component_secret"), true;
+				return secret_of(identity), true;
 			end
-			session.log("info", "SASL attempt for unknown identity %q", tostring(authcid));
+			session.log("info", "SASL attempt for unknown or inactive identity %q", tostring(authcid));
 			return decoy_secret, true;
 		end;
 	};
-	if session.secure then
-		profile.mechanisms["PLAIN"] = true;
+	local handler = new_sasl(session.server_host, profile);
+	if channel_binding then
+		local conn = session.conn;
+		handler:add_cb_handler(channel_binding, function () return tls_exporter(conn); end);
 	end
-	-- No channel binding handler on purpose: 0.12 only implements 'tls-unique' for
-	-- SCRAM-*-PLUS, which does not exist under TLS 1.3, so -PLUS is never offered.
-	return new_sasl(session.server_host, profile);
+	return handler, channel_binding;
+end
+
+local function offered_mechanisms(session)
+	local handler, channel_binding = new_sasl_handler(session);
+	local list = {};
+	for mech in pairs(handler:mechanisms()) do list[#list + 1] = mech; end
+	table.sort(list);
+	local has_plus = false;
+	for _, mech in ipairs(list) do
+		if mech:find("%-PLUS$") then has_plus = true; end
+	end
+	return list, has_plus and channel_binding or nil;
 end
 
 local function sasl_reply(name, data)
@@ -258,11 +462,20 @@ local function sasl_reply(name, data)
 	return reply;
 end
 
-local function sasl_failure(session, condition, text)
+local function sasl_failure(session, condition, text, authcid)
 	local reply = st.stanza("failure", { xmlns = xmlns_sasl }):tag(condition):up();
 	if text then reply:tag("text"):text(text):up(); end
 	session.send(reply);
 	session.sasl_handler = nil;
+	if condition ~= "aborted" then
+		m_auth_failures:with_labels():add(1);
+		-- For fail2ban-style tooling: identity, client IP and reason; never the secret.
+		session.log("info", "Authentication failed for identity %q from %s: %s", tostring(authcid or "?"),
+			session.ip or "?", condition);
+		module:fire_event("component-xep0225-authentication-failure", {
+			session = session; ip = session.ip; identity = authcid; condition = condition; text = text;
+		});
+	end
 	session.sasl_failures = (session.sasl_failures or 0) + 1;
 	if session.sasl_failures >= opt_max_sasl_failures then
 		session:close({ condition = "policy-violation", text = "Too many failed authentication attempts" });
@@ -274,7 +487,7 @@ local function sasl_success(session, data)
 	local identity = handler and handler.username and nameprep(handler.username);
 	if not identity_is_valid(identity) then
 		-- Cannot happen with the decoy secret, but never authenticate an unknown identity.
-		return sasl_failure(session, "not-authorized");
+		return sasl_failure(session, "not-authorized", nil, identity);
 	end
 	session.sasl_handler = nil;
 	stop_auth_timer(session);
@@ -283,10 +496,31 @@ local function sasl_success(session, data)
 	session.type = "component";
 	session.component_xep0225 = true;
 	session.bound = {};
-	session.log("info", "Authenticated as %s (%s)", identity, session.sasl_mechanism or "?");
+	session.log("info", "Authenticated as %s (%s) from %s", identity, session.sasl_mechanism or "?", session.ip or "?");
+	module:fire_event("component-xep0225-authentication-success", {
+		session = session; ip = session.ip; identity = identity; mechanism = session.sasl_mechanism;
+	});
 	session.send(sasl_reply("success", data));
-	session.stream:set_stanza_size_limit(opt_max_stanza_size);
+	session.stream:set_stanza_size_limit(opt_max_stanza_size, opt_max_child_elements);
 	session:reset_stream();
+end
+
+-- The authcid and authzid of a client's first SASL message (PLAIN or SCRAM), for the
+-- authzid check, which util.sasl leaves to the caller (0.12 does not pass it on).
+local function decode_saslname(s)
+	if not s then return nil; end
+	return (s:gsub("=2C", ","):gsub("=3D", "="));
+end
+
+local function sasl_names(mechanism, message)
+	if mechanism == "PLAIN" then
+		local authzid, authcid = message:match("^([^%z]*)%z([^%z]*)%z");
+		return authcid, authzid;
+	elseif mechanism:find("^SCRAM%-") then
+		local authzid, authcid = message:match("^[nyp][^,]*,([^,]*),[^,]*n=([^,]*),");
+		authzid = authzid and authzid:match("^a=(.*)$");
+		return decode_saslname(authcid), decode_saslname(authzid);
+	end
 end
 
 local function sasl_process(session, text)
@@ -299,26 +533,44 @@ local function sasl_process(session, text)
 	elseif text == "=" then
 		message = "";
 	end
+	if not session.sasl_first_seen and message and message ~= "" then
+		session.sasl_first_seen = true;
+		local authcid, authzid = sasl_names(session.sasl_mechanism, message);
+		session.sasl_authcid = authcid;
+		if authzid and authzid ~= "" then
+			local prepped_authzid, prepped_authcid = nameprep(authzid), authcid and nameprep(authcid);
+			if not prepped_authzid or prepped_authzid ~= prepped_authcid then
+				return sasl_failure(session, "invalid-authzid",
+					"The authorization identity must be empty or equal to the authentication identity", authcid);
+			end
+		end
+	end
 	local status, ret, err_text = session.sasl_handler:process(message);
 	if status == "challenge" then
 		session.send(sasl_reply("challenge", ret or ""));
 	elseif status == "success" then
 		sasl_success(session, ret);
 	else
-		session.log("info", "SASL failure: %s%s", tostring(ret), err_text and (" (" .. err_text .. ")") or "");
-		sasl_failure(session, ret or "not-authorized", nil);
+		session.log("debug", "SASL failure: %s%s", tostring(ret), err_text and (" (" .. err_text .. ")") or "");
+		sasl_failure(session, ret or "not-authorized", nil, session.sasl_authcid);
 	end
 end
 
-local function offered_mechanisms(session)
-	local handler = new_sasl_handler(session);
-	local list = {};
-	for mech in pairs(handler:mechanisms()) do list[#list + 1] = mech; end
-	table.sort(list);
-	return list;
-end
-
 -- Features ----------------------------------------------------------------------------
+
+local function add_mechanisms(session, features)
+	local list, channel_binding = offered_mechanisms(session);
+	if #list == 0 then return; end
+	features:tag("mechanisms", { xmlns = xmlns_sasl });
+	for _, mech in ipairs(list) do
+		features:text_tag("mechanism", mech);
+	end
+	features:up();
+	if channel_binding then
+		features:tag("sasl-channel-binding", { xmlns = xmlns_sasl_cb })
+			:tag("channel-binding", { type = channel_binding }):up():up();
+	end
+end
 
 local function send_features(session)
 	local features = st.stanza("stream:features");
@@ -327,22 +579,24 @@ local function send_features(session)
 	elseif not session.secure then
 		if session.conn and session.conn.starttls and get_tls_context(session.server_host) then
 			features:tag("starttls", { xmlns = xmlns_tls });
-			if not opt_allow_plaintext then features:tag("required"):up(); end
+			if opt_require_encryption then features:tag("required"):up(); end
 			features:up();
 		end
-		if opt_allow_plaintext then
-			features:tag("mechanisms", { xmlns = xmlns_sasl });
-			for _, mech in ipairs(offered_mechanisms(session)) do
-				features:text_tag("mechanism", mech);
-			end
-			features:up();
+		if not opt_require_encryption then
+			add_mechanisms(session, features);
 		end
 	else
-		features:tag("mechanisms", { xmlns = xmlns_sasl });
-		for _, mech in ipairs(offered_mechanisms(session)) do
-			features:text_tag("mechanism", mech);
+		add_mechanisms(session, features);
+	end
+	if not features.tags[1] then
+		-- Nothing the component could do next: say so now rather than at the auth timeout.
+		if session.secure then
+			session.log("warn", "No stream features to offer on secure session: no SASL mechanism left (check disable_sasl_mechanisms)");
+		else
+			session.log("warn", "No stream features to offer on insecure session: no TLS for %s and component_xep0225_require_encryption is on",
+				tostring(session.server_host));
 		end
-		features:up();
+		return session:close({ condition = "undefined-condition", text = "No stream features to proceed with" });
 	end
 	session.send(features);
 end
@@ -350,7 +604,8 @@ end
 -- Bind / unbind -----------------------------------------------------------------------
 
 local function iq_error(session, stanza, err_type, condition, text)
-	session.send(st.error_reply(stanza, err_type, condition, text));
+	local reply = error_reply(stanza, err_type, condition, text);
+	if reply then session.send(reply); end
 end
 
 -- A DNS-style domain: IDNA-convertible, letters/digits/hyphens in labels of 1..63 octets.
@@ -419,6 +674,7 @@ local function handle_bind(session, stanza, child)
 	if not holder then
 		bound[host] = session;
 		session.bound[host] = true;
+		m_binds:with_labels():add(1);
 		set_host_status(host, "info", "Bound by " .. session.identity);
 		session.log("info", "Bound %s", host);
 	end
@@ -438,6 +694,7 @@ local function handle_unbind(session, stanza, child)
 	end
 	bound[host] = nil;
 	session.bound[host] = nil;
+	m_unbinds:with_labels():add(1);
 	set_host_status(host, "warn", "Not bound");
 	session.log("info", "Unbound %s", host);
 	session.send(st.reply(stanza));
@@ -469,12 +726,14 @@ local function handle_unauthed(session, stanza)
 		session.send(st.stanza("proceed", { xmlns = xmlns_tls }));
 		session:reset_stream();
 		session.conn:starttls(ctx);
-		session.secure = false; -- true once the handshake completed
+		-- false = negotiating; only listener.onstatus("ssl-handshake-complete") makes it true,
+		-- never a stream header (which could arrive in the clear, pipelined after <starttls/>).
+		session.secure = false;
 		session.log("debug", "TLS negotiation started");
 		return;
 	end
 	if xmlns == xmlns_sasl then
-		if not session.secure and not opt_allow_plaintext then
+		if not session.secure and opt_require_encryption then
 			if name == "auth" then
 				session.send(st.stanza("failure", { xmlns = xmlns_sasl }):tag("encryption-required"):up());
 				return;
@@ -482,13 +741,12 @@ local function handle_unauthed(session, stanza)
 			return session:close({ condition = "not-authorized", text = "STARTTLS is required first" });
 		end
 		if name == "auth" then
-			if session.sasl_handler then
-				-- A new <auth/> aborts the exchange in progress (RFC 6120 6.4.4 allows a retry)
-				session.sasl_handler = nil;
-			end
+			session.sasl_handler = nil; -- a new <auth/> aborts the exchange in progress (RFC 6120 6.4.4)
+			session.sasl_first_seen, session.sasl_authcid = nil, nil;
 			local mechanism = stanza.attr.mechanism;
 			local handler = new_sasl_handler(session);
-			if not mechanism or not handler:mechanisms()[mechanism] or not handler:select(mechanism) then
+			if not mechanism or disabled_mechanisms:contains(mechanism)
+				or not handler:mechanisms()[mechanism] or not handler:select(mechanism) then
 				return sasl_failure(session, "invalid-mechanism");
 			end
 			session.sasl_handler = handler;
@@ -518,9 +776,7 @@ local function handle_authed(session, stanza)
 	local child = component_iq_child(session, stanza);
 	if child then
 		if stanza.attr.type ~= "set" then
-			if stanza.attr.type ~= "error" and stanza.attr.type ~= "result" then
-				iq_error(session, stanza, "modify", "bad-request", "Bind and unbind use type='set'");
-			end
+			iq_error(session, stanza, "modify", "bad-request", "Bind and unbind use type='set'");
 			return;
 		end
 		if child.name == "bind" then return handle_bind(session, stanza, child); end
@@ -538,52 +794,78 @@ local function handle_authed(session, stanza)
 			text = "'from' <" .. tostring(from) .. "> is not under a hostname bound on this stream" });
 	end
 	if not stanza.attr.to then
-		if stanza.attr.type ~= "error" and stanza.attr.type ~= "result" then
-			iq_error(session, stanza, "modify", "bad-request", "Stanzas from a component need a 'to' address");
-		end
+		iq_error(session, stanza, "modify", "bad-request", "Stanzas from a component need a 'to' address");
 		return;
 	end
 	return core_process_stanza(session, stanza);
 end
 
-local function handleerr(err) log("error", "Traceback[component_xep0225]: %s", traceback(err, 2)); end
-
-function stream_callbacks.handlestanza(session, stanza)
-	if session.closing then return; end
-	if session.type == "component" then
-		return xpcall(handle_authed, handleerr, session, stanza);
+local function stream_opened(session, attr)
+	if not attr.to then
+		return session:close({ condition = "improper-addressing", text = "A 'to' attribute is required on stream headers" });
 	end
-	return xpcall(handle_unauthed, handleerr, session, stanza);
-end
-
-function stream_callbacks.streamopened(session, attr)
-	session.notopen = nil;
-	session.streamid = uuid_generate();
-	if session.secure == false then
-		session.secure = true; -- a stream restart after STARTTLS means the handshake is done
+	local to = nameprep(attr.to);
+	if not to then
+		return session:close({ condition = "improper-addressing", text = "A valid 'to' attribute is required on stream headers" });
 	end
-	local to = attr.to and nameprep(attr.to);
-	local valid_to = to and hosts[to] and hosts[to].type == "local";
 	if session.server_host and to ~= session.server_host then
-		valid_to = false;
+		return session:close({ condition = "not-authorized",
+			text = "The 'to' attribute must remain the same across stream restarts" });
 	end
-	if valid_to then
-		session.server_host = to;
+	session.version = tonumber(attr.version) or 0;
+	session.streamid = uuid_generate();
+	if not (hosts[to] and hosts[to].type == "local") then
+		return session:close({ condition = "host-unknown", text = "'to' must name a VirtualHost of this server" });
 	end
-	session.send(stream_header(session));
-	if not valid_to then
-		return session:close({ condition = "host-unknown",
-			text = "'to' must name a VirtualHost of this server (and stay the same across restarts)" });
-	end
-	if attr.version ~= "1.0" then
+	session.server_host = to;
+	session:open_stream(to);
+	if session.destroyed or session.closing then return; end
+	session.notopen = nil;
+	if session.version < 1 then
 		return session:close({ condition = "unsupported-version", text = "XEP-0225 needs version='1.0'" });
 	end
 	send_features(session);
 end
 
-function stream_callbacks.streamclosed(session)
-	session.log("debug", "Received </stream:stream>");
-	session:close();
+-- Everything a stream delivers runs in the session's async runner, as in mod_c2s.
+local function process(session, item)
+	if st.is_stanza(item) then
+		if session.closing then return; end
+		if session.type == "component" then
+			return handle_authed(session, item);
+		end
+		return handle_unauthed(session, item);
+	elseif item.stream == "opened" then
+		return stream_opened(session, item.attr);
+	elseif item.stream == "closed" then
+		session.log("debug", "Received </stream:stream>");
+		return session:close();
+	end
+end
+
+function runner_callbacks:ready()
+	if self.data.conn then self.data.conn:resume(); end
+end
+
+function runner_callbacks:waiting()
+	if self.data.conn then self.data.conn:pause(); end
+end
+
+function runner_callbacks:error(err)
+	(self.data.log or log)("error", "Traceback[component_xep0225]: %s", err);
+end
+
+function stream_callbacks.handlestanza(session, stanza)
+	if session.closing then return; end
+	session.thread:run(stanza);
+end
+
+function stream_callbacks.streamopened(session, attr)
+	session.thread:run({ stream = "opened", attr = attr });
+end
+
+function stream_callbacks.streamclosed(session, attr)
+	session.thread:run({ stream = "closed", attr = attr });
 end
 
 function stream_callbacks.error(session, err, data)
@@ -612,26 +894,38 @@ end
 function listener.onconnect(conn)
 	local session = {
 		type = "component_xep0225_unauthed";
+		base_type = "component_xep0225";
 		conn = conn;
 		ip = conn:ip();
 		notopen = true;
+		queued = 0;
 	};
-	session.log = logger.init("xep0225_" .. tostring(session):match("[a-f0-9]+$"));
+	session.id = "xep0225" .. tostring(session):match("%x+$"):lower();
+	session.log = logger.init(session.id);
 	session.close = session_close;
 	function session.send(data)
-		return conn:write(tostring(data));
+		data = tostring(data);
+		session.queued = session.queued + #data;
+		return conn:write(data);
 	end
 	if conn:ssl() then
-		session.secure = true; -- direct TLS (e.g. behind mod_net_multiplex); not the default path
+		session.secure = true; -- direct TLS; this listener is STARTTLS only, so not the normal path
+		session.encrypted = true;
 	end
 	if opt_keepalives then conn:setoption("keepalive", true); end
 
-	local stream = new_xmpp_stream(session, stream_callbacks, opt_unauthed_size);
+	-- max_elements: honoured where util.xmppstream supports it (0.12.3 via
+	-- set_stanza_size_limit's third argument; ignored where it does not).
+	local stream = new_xmpp_stream(session, stream_callbacks, opt_unauthed_size, { max_elements = opt_max_child_elements });
+	stream:set_stanza_size_limit(opt_unauthed_size, opt_max_child_elements);
 	session.stream = stream;
 	function session.reset_stream()
 		session.notopen = true;
 		session.stream:reset();
 	end
+	session.thread = async.runner(function (item)
+		return process(session, item);
+	end, runner_callbacks, session);
 	function session.data(data)
 		local ok, err = stream:feed(data);
 		if ok or session.closing then return; end
@@ -645,7 +939,7 @@ function listener.onconnect(conn)
 	end
 	session.dispatch_stanza = stream_callbacks.handlestanza;
 
-	if opt_auth_timeout and opt_auth_timeout > 0 then
+	if opt_auth_timeout > 0 then
 		session.auth_timer = timer.add_task(opt_auth_timeout, function ()
 			session.auth_timer = nil;
 			if session.type ~= "component" and not session.closing and not session.destroyed then
@@ -671,12 +965,22 @@ function listener.onstatus(conn, status)
 		local session = sessions[conn];
 		if session and session.secure == false then
 			session.secure = true;
-			local sock = conn:socket();
-			local info = sock and sock.info and sock:info();
-			if type(info) == "table" then
+			session.encrypted = true;
+			local info = tls_info(conn);
+			if info then
 				session.log("info", "Stream encrypted (%s with %s)", tostring(info.protocol), tostring(info.cipher));
+			else
+				session.log("info", "Stream encrypted");
 			end
 		end
+	end
+end
+
+function listener.ondrain(conn)
+	local session = sessions[conn];
+	if session then
+		session.queued = 0; -- the write buffer is empty
+		session.queued_measured = nil;
 	end
 end
 
@@ -708,11 +1012,19 @@ end
 
 module:provides("net", {
 	name = "component_xep0225";
-	private = true;
+	private = true; -- default interfaces: local_interfaces
 	listener = listener;
 	encryption = "starttls";
 	-- no default_port: the operator sets component_xep0225_ports
 });
+
+-- A real unload (not a reload) ends every component stream.
+function module.unload()
+	if module.reloading then return; end
+	for _, session in pairs(sessions) do
+		session:close({ condition = "undefined-condition", text = "The XEP-0225 service was unloaded" });
+	end
+end
 
 -- Shutdown: close every stream with system-shutdown and wait until the bytes are out.
 module:hook("server-stopping", function (event)

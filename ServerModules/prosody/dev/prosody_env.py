@@ -9,6 +9,7 @@
 
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -23,7 +24,18 @@ IDENTITY = "comp.localhost"
 SECRET = "s3cret-for-tests"
 LEGACY = "legacy.localhost"      # a plain XEP-0114 Component: its secret must not work here
 LEGACY_SECRET = "legacy-secret"
+OFF_IDENTITY = "off.localhost"     # declared with enabled = false
+DEACT_IDENTITY = "deact.localhost" # deactivated at runtime by a test
+NOCERT = "nocert.localhost"        # a VirtualHost without a usable certificate
+TLSPARENT = "tlsparent.localhost"  # has its own certificate; sub.tlsparent.localhost has none
 USER, USER_PASS = "alice", "alice-pass"
+
+
+# Which Prosody to run (default: the installed one). For a Prosody built from source, e.g.
+#   XEP0225_PROSODY="lua5.4 /src/prosody/prosody" XEP0225_PROSODYCTL="lua5.4 /src/prosody/prosodyctl"
+#   PROSODY_SRCDIR=/src/prosody
+PROSODY_CMD = shlex.split(os.environ.get("XEP0225_PROSODY", "prosody"))
+PROSODYCTL_CMD = shlex.split(os.environ.get("XEP0225_PROSODYCTL", "prosodyctl"))
 
 
 def free_port():
@@ -42,7 +54,7 @@ log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{dir}/prosody
 plugin_paths = {{ "{module_dir}" }}
 interfaces = {{ "127.0.0.1" }}
 local_interfaces = {{ "127.0.0.1" }}
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; "admin_shell"; "admin_socket"; }}
 modules_disabled = {{ "s2s"; "s2s_auth_certs"; }}
 c2s_ports = {{ {c2s_port} }}
 c2s_interfaces = {{ "127.0.0.1" }}
@@ -56,7 +68,7 @@ ssl = {{ certificate = "{dir}/localhost.crt"; key = "{dir}/localhost.key"; }}
 component_xep0225_ports = {{ {port} }}
 component_xep0225_interfaces = {{ "127.0.0.1" }}
 component_xep0225_auth_timeout = {auth_timeout}
-component_xep0225_max_stanza_size = {max_stanza}
+component_xep0225_stanza_size_limit = {max_stanza}
 {extra}
 
 VirtualHost "{server}"
@@ -73,7 +85,51 @@ Component "c.localhost" "component_xep0225"
 
 Component "{legacy}"
     component_secret = "{legacy_secret}"
+
+-- an identity that is switched off: its secret must not authenticate
+Component "{off_identity}" "component_xep0225"
+    enabled = false
+    component_secret = "{secret}"
+    component_xep0225_hostnames = {{ "a.localhost" }}
+
+-- an identity the tests deactivate at runtime (host:deactivate in the admin shell)
+Component "{deact_identity}" "component_xep0225"
+    component_secret = "{secret}"
+    component_xep0225_hostnames = {{ "a.localhost" }}
+
+-- TLS settings on the parent domain only: its subdomain's STARTTLS uses them (as mod_tls)
+VirtualHost "{tlsparent}"
+    ssl = {{ certificate = "{dir}/parent.crt"; key = "{dir}/parent.key"; }}
+VirtualHost "sub.{tlsparent}"
+
+-- a VirtualHost whose certificate cannot be loaded: no TLS to offer
+VirtualHost "{nocert}"
+    ssl = {{ certificate = "{dir}/missing.crt"; key = "{dir}/missing.key"; }}
+{file_secret_components}"""
+
+# Prosody 13 only (0.12's config has no FileContents()/Credential()): secrets read from files.
+FILE_SECRET_COMPONENTS = """
+Component "{file_identity}" "component_xep0225"
+    component_secret = FileContents("{dir}/file-secret.txt")
+    component_xep0225_hostnames = {{ "a.localhost" }}
+
+Component "{cred_identity}" "component_xep0225"
+    component_secret = Credential("cred-secret")
+    component_xep0225_hostnames = {{ "a.localhost" }}
 """
+FILE_IDENTITY = "file.localhost"
+CRED_IDENTITY = "cred.localhost"
+
+
+def supports_file_secrets():
+    """Does the Prosody under test know FileContents()/Credential() in its config (13+)?"""
+    srcdir = os.environ.get("PROSODY_SRCDIR") if PROSODY_CMD != ["prosody"] else None
+    path = os.path.join(srcdir or "/usr/lib/prosody", "core", "configmanager.lua")
+    try:
+        with open(path) as f:
+            return "Credential" in f.read()
+    except OSError:
+        return False
 
 
 class ProsodyEnv:
@@ -92,12 +148,14 @@ class ProsodyEnv:
 
     # -- setup ------------------------------------------------------------------
     def _demote_kwargs(self):
+        kwargs = {"env": dict(os.environ, CREDENTIALS_DIRECTORY=os.path.join(self.dir, "creds"))}
         if self.as_root:
-            return {"user": "prosody", "group": "prosody", "extra_groups": []}
-        return {}
+            kwargs.update({"user": "prosody", "group": "prosody", "extra_groups": []})
+        return kwargs
 
     def prepare(self):
         os.makedirs(os.path.join(self.dir, "data"))
+        os.makedirs(os.path.join(self.dir, "certs"))  # certmanager indexes it (avoids an error line)
         # Prosody runs as the 'prosody' user, who may not be able to read the checkout (a
         # clone under a 0700 directory, as mktemp makes): load a copy from our own directory.
         module_dir = os.path.join(self.dir, "modules")
@@ -109,12 +167,31 @@ class ProsodyEnv:
              "-addext", "subjectAltName=DNS:localhost,DNS:*.localhost",
              "-keyout", os.path.join(self.dir, "localhost.key"), "-out", self.cafile],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        self.file_secrets = supports_file_secrets()
+        extra_components = ""
+        if self.file_secrets:
+            with open(os.path.join(self.dir, "file-secret.txt"), "w") as f:
+                f.write(SECRET)  # no trailing newline: it would be part of the secret
+            os.makedirs(os.path.join(self.dir, "creds"))
+            with open(os.path.join(self.dir, "creds", "cred-secret"), "w") as f:
+                f.write(SECRET)
+            extra_components = FILE_SECRET_COMPONENTS.format(
+                dir=self.dir, file_identity=FILE_IDENTITY, cred_identity=CRED_IDENTITY)
+        self.parent_cert = os.path.join(self.dir, "parent.crt")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "2", "-subj", "/CN=" + TLSPARENT,
+             "-addext", "subjectAltName=DNS:%s,DNS:*.%s" % (TLSPARENT, TLSPARENT),
+             "-keyout", os.path.join(self.dir, "parent.key"), "-out", self.parent_cert],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
         with open(self.config, "w") as f:
             f.write(CONFIG_TEMPLATE.format(
                 dir=self.dir, module_dir=module_dir, port=self.port, c2s_port=self.c2s_port,
                 legacy_port=self.legacy_port, auth_timeout=self.auth_timeout,
                 max_stanza=self.max_stanza, extra=self.extra, server=SERVER, identity=IDENTITY, secret=SECRET,
-                legacy=LEGACY, legacy_secret=LEGACY_SECRET))
+                legacy=LEGACY, legacy_secret=LEGACY_SECRET, off_identity=OFF_IDENTITY,
+                deact_identity=DEACT_IDENTITY, nocert=NOCERT, tlsparent=TLSPARENT,
+                file_secret_components=extra_components))
         if self.as_root:
             pw = pwd.getpwnam("prosody")
             for root, dirs, files in os.walk(self.dir):
@@ -124,11 +201,19 @@ class ProsodyEnv:
         os.chmod(self.dir, 0o750)
 
     def prosodyctl(self, *args):
-        return subprocess.run(["prosodyctl", "--config", self.config] + list(args),
+        return subprocess.run(PROSODYCTL_CMD + ["--config", self.config] + list(args),
                               check=True, capture_output=True, text=True, timeout=60,
                               **self._demote_kwargs())
 
+    def shell(self, command, timeout=30):
+        """Run one admin-shell command (mod_admin_shell over mod_admin_socket); returns stdout."""
+        r = subprocess.run(PROSODYCTL_CMD + ["--config", self.config, "shell", command],
+                           capture_output=True, text=True, timeout=timeout, **self._demote_kwargs())
+        return r.stdout + r.stderr
+
     def version(self):
+        if PROSODY_CMD != ["prosody"]:
+            return " ".join(PROSODY_CMD)
         try:
             out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "prosody"],
                                  capture_output=True, text=True, timeout=10).stdout
@@ -139,7 +224,7 @@ class ProsodyEnv:
     # -- run ----------------------------------------------------------------------
     def start(self, wait=20):
         self.stdout = open(os.path.join(self.dir, "stdout.log"), "wb")
-        self.proc = subprocess.Popen(["prosody", "--config", self.config, "-F"],
+        self.proc = subprocess.Popen(PROSODY_CMD + ["--config", self.config, "-F"],
                                      stdout=self.stdout, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, **self._demote_kwargs())
         deadline = time.monotonic() + wait

@@ -67,10 +67,18 @@ def stanza_error_condition(el):
 
 
 class Conn:
-    def __init__(self, port, host="127.0.0.1", timeout=5.0, name="conn"):
+    def __init__(self, port, host="127.0.0.1", timeout=5.0, name="conn", rcvbuf=None):
         self.name = name
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if rcvbuf:
+            # A small receive buffer set before connect() (so the window stays small):
+            # lets a test fill the server's send queue quickly by not reading.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.parser = None
         self.depth = 0
@@ -96,14 +104,14 @@ class Conn:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("%s: timed out waiting for data" % self.name)
-        pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        pending = hasattr(self.sock, "pending") and self.sock.pending()
         if not pending:
             r, _, _ = select.select([self.sock], [], [], remaining)
             if not r:
                 raise TimeoutError("%s: timed out waiting for data" % self.name)
         try:
             data = self.sock.recv(65536)
-        except (ConnectionResetError, ssl.SSLError, OSError) as e:
+        except Exception as e:  # OSError, ssl.SSLError, or pyOpenSSL's errors
             self.closed = True
             raise StreamClosed("%s: connection error: %s" % (self.name, e))
         if not data:
@@ -183,14 +191,50 @@ class Conn:
         return el
 
     def starttls(self, server_hostname, cafile):
+        """STARTTLS; cafile=None: no verification (the peer certificate is kept in peer_cert_der)."""
         self.send("<starttls xmlns='%s'/>" % NS_TLS)
         el = self.read()
         if el.tag != q(NS_TLS, "proceed"):
             raise AssertionError("expected <proceed/>, got %s" % el.tag)
-        ctx = ssl.create_default_context(cafile=cafile)
+        if cafile:
+            ctx = ssl.create_default_context(cafile=cafile)
+        else:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
         self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
         self.tls_version = self.sock.version()
+        self.peer_cert_der = self.sock.getpeercert(binary_form=True)
         self.parser = None
+
+    def starttls_exporter(self, server_hostname, cafile):
+        """STARTTLS through pyOpenSSL (if installed), which can export keying material for
+        the 'tls-exporter' channel binding (RFC 9266); Python's ssl module cannot.
+        Returns False when pyOpenSSL is not available."""
+        try:
+            from OpenSSL import SSL
+        except ImportError:
+            return False
+        self.send("<starttls xmlns='%s'/>" % NS_TLS)
+        el = self.read()
+        if el.tag != q(NS_TLS, "proceed"):
+            raise AssertionError("expected <proceed/>, got %s" % el.tag)
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        ctx.load_verify_locations(cafile)
+        ctx.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
+        raw = self.sock
+        raw.settimeout(None)
+        conn = SSL.Connection(ctx, raw)
+        conn.set_tlsext_host_name(server_hostname.encode())
+        conn.set_connect_state()
+        conn.do_handshake()
+        self.sock = conn
+        self.tls_version = conn.get_protocol_version_name()
+        self.parser = None
+        return True
+
+    def tls_exporter(self):
+        return self.sock.export_keying_material(b"EXPORTER-Channel-Binding", 32, None)
 
     def close_stream(self):
         try:
@@ -221,12 +265,30 @@ class Conn:
             return ("failure", conds[0] if conds else None)
         return ("unexpected", el)
 
-    def sasl_scram(self, authcid, password, hash_name="SHA-256", gs2_flag="n"):
+    def read_raw_until_closed(self, timeout=5.0):
+        """Read raw bytes (no XML parsing) until the peer closes or the time is up."""
+        deadline = time.monotonic() + timeout
+        chunks = []
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                break
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks)
+
+    def sasl_scram(self, authcid, password, hash_name="SHA-256", gs2_flag="n", authzid=None, cb_data=None):
+        """SCRAM; gs2_flag 'p=tls-exporter' with cb_data (bytes) makes it SCRAM-*-PLUS."""
         hname = {"SHA-1": "sha1", "SHA-256": "sha256"}[hash_name]
-        mech = "SCRAM-" + hash_name
+        mech = "SCRAM-" + hash_name + ("-PLUS" if gs2_flag.startswith("p") else "")
         cnonce = base64.b64encode(os.urandom(18)).decode()
         user = authcid.replace("=", "=3D").replace(",", "=2C")
-        gs2 = "%s,," % gs2_flag
+        gs2 = "%s,%s," % (gs2_flag, ("a=" + authzid.replace("=", "=3D").replace(",", "=2C")) if authzid else "")
         first_bare = "n=%s,r=%s" % (user, cnonce)
         self.send("<auth xmlns='%s' mechanism='%s'>%s</auth>"
                   % (NS_SASL, mech, base64.b64encode((gs2 + first_bare).encode()).decode()))
@@ -244,7 +306,7 @@ class Conn:
         salted = hashlib.pbkdf2_hmac(hname, password.encode(), salt, iters)
         client_key = hmac.new(salted, b"Client Key", hname).digest()
         stored_key = hashlib.new(hname, client_key).digest()
-        final_wo_proof = "c=%s,r=%s" % (base64.b64encode(gs2.encode()).decode(), nonce)
+        final_wo_proof = "c=%s,r=%s" % (base64.b64encode(gs2.encode() + (cb_data or b"")).decode(), nonce)
         auth_msg = ",".join([first_bare, server_first, final_wo_proof]).encode()
         sig = hmac.new(stored_key, auth_msg, hname).digest()
         proof = bytes(a ^ b for a, b in zip(client_key, sig))
@@ -282,8 +344,8 @@ class Conn:
                 return el
 
 
-def component_login(port, server, identity, secret, cafile, mech="SCRAM-SHA-256", name="component"):
-    c = Conn(port, name=name)
+def component_login(port, server, identity, secret, cafile, mech="SCRAM-SHA-256", name="component", rcvbuf=None):
+    c = Conn(port, name=name, rcvbuf=rcvbuf)
     c.open_stream(server, frm=identity)
     c.read_features()
     c.starttls(server, cafile)
