@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark suite, in one command (see Benchmarks/README.md):
-#   Benchmarks/run.sh            # full run, echo pinned then unpinned: ~10 minutes after the build
+#   Benchmarks/run.sh            # full run, echo pinned then unpinned: a few minutes after the build
 #   Benchmarks/run.sh --smoke    # seconds: proves everything still runs (unpinned only); figures meaningless
 # Extra arguments go to `xmpp-benchmarks all` (e.g. --only reflector,libstrophe,
 # --placement pinned|unpinned|both).
