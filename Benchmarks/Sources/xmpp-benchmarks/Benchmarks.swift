@@ -3,8 +3,7 @@ import XMPPCore
 import XMPPStream
 
 /// `xmpp-benchmarks decode [--smoke] [--size MB] [--chunk BYTES] [--runs N]`
-/// `xmpp-benchmarks all [--smoke] [--host PATH] [--peers DIR] [--json PATH] [--stanzas N] [--only a,b]
-///     [--placement pinned|unpinned|both]`
+/// `xmpp-benchmarks all [--smoke] [--host PATH] [--peers DIR] [--json PATH] [--stanzas N] [--only a,b]`
 @main
 enum Benchmarks {
     static let usage = """

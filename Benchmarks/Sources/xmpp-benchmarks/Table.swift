@@ -41,7 +41,7 @@ enum Table {
         lines.append("CPU µs: CPU time (user+system, all threads) of the component process per echoed stanza;")
         lines.append("cs/echo: voluntary + nonvoluntary context switches of the component's threads per echoed stanza;")
         lines.append("½rate: open-loop run at half the peak rate, with its p99.")
-        if let placement = report.bindsAndDecodePlacement {
+        if let placement = report.binds.first?.placement ?? report.decode?.placement {
             lines.append("")
             lines.append("binds and decode: " + (Placement(rawValue: placement)?.summary ?? placement))
         }
@@ -99,7 +99,7 @@ enum Table {
 
     /// The placements of the echo rows, in the order they ran.
     static func placements(_ report: Suite.Report) -> [String] {
-        var seen: [String] = report.placements
+        var seen: [String] = []
         for row in report.echo where !seen.contains(row.placement) { seen.append(row.placement) }
         return seen
     }
