@@ -12,6 +12,8 @@ swift build -c release --product xmpp-benchmarks
 swift build -c release --product component-host
 bin="$(swift build -c release --show-bin-path)"
 mkdir -p results
-# The harness (load generator + reference server) on core 0; every component on core 1.
-exec taskset -c 0 "$bin/xmpp-benchmarks" all --host "$bin/component-host" --peers .build/peers \
+# No taskset here: the echo runs go once pinned (the harness sets itself on core 0, every
+# component on core 1) and once unpinned (no affinity anywhere, as users run it), in this
+# one invocation; --placement pinned|unpinned|both chooses (default both, unpinned with --smoke).
+exec "$bin/xmpp-benchmarks" all --host "$bin/component-host" --peers .build/peers \
     --json results/latest.json "$@"

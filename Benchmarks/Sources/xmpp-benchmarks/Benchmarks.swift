@@ -9,6 +9,7 @@ enum Benchmarks {
     static let usage = """
         usage: xmpp-benchmarks decode [--smoke] [--size MB] [--chunk BYTES] [--runs N]
                xmpp-benchmarks all [--smoke] [--host PATH] [--peers DIR] [--json PATH] [--stanzas N] [--only a,b]
+                                   [--placement pinned|unpinned|both]   (default both; unpinned with --smoke)
         """
 
     static func main() async {
@@ -28,6 +29,7 @@ enum Benchmarks {
     static func all(_ arguments: [String]) async {
         var arguments = arguments
         var options = Suite.Options()
+        var placements: [Placement]?
         while let argument = arguments.first {
             arguments.removeFirst()
             switch argument {
@@ -44,11 +46,21 @@ enum Benchmarks {
             case "--stanzas": options.stanzas = Int(arguments.removeFirst()) ?? options.stanzas
             case "--window": options.window = Int(arguments.removeFirst()) ?? options.window
             case "--only": options.only = Set(arguments.removeFirst().split(separator: ",").map(String.init))
+            case "--placement":
+                let value = arguments.first ?? ""
+                if !arguments.isEmpty { arguments.removeFirst() }
+                guard let parsed = Placement.parse(value) else {
+                    print("--placement takes pinned, unpinned or both, not '\(value)'\n\(usage)")
+                    exit(2)
+                }
+                placements = parsed
             default:
                 print("unknown argument \(argument)\n\(usage)")
                 exit(2)
             }
         }
+        // A smoke run proves that everything runs: one placement is enough (and needs no second core).
+        options.placements = placements ?? (options.smoke ? [.unpinned] : [.pinned, .unpinned])
         do {
             let report = try await Suite(options: options).run()
             print(Table.render(report))

@@ -1,7 +1,8 @@
 import Foundation
 import Synchronization
 
-/// A child process pinned to one core with `taskset`, killed by its PID at the end.
+/// A child process, pinned to one core with `taskset` unless the ``Placement`` is
+/// `unpinned`, killed by its PID at the end.
 final class ChildProcess: Sendable {
     let name: String
     let pid: Int32
@@ -9,11 +10,17 @@ final class ChildProcess: Sendable {
 
     private static let live = Mutex<[Int32]>([])
 
-    /// Starts `executable arguments…` on `core`, its output appended to `log`.
+    /// Starts `executable arguments…` on `core` (anywhere when the ``Placement`` is
+    /// `unpinned`: no `taskset`), its output appended to `log`.
     init(name: String, core: Int, executable: String, arguments: [String], log: String) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
-        process.arguments = ["-c", String(core), executable] + arguments
+        if Placement.current == .unpinned {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+            process.arguments = ["-c", String(core), executable] + arguments
+        }
         guard FileManager.default.fileExists(atPath: log) || FileManager.default.createFile(atPath: log, contents: nil),
             let handle = FileHandle(forWritingAtPath: log)
         else {
@@ -61,6 +68,24 @@ final class ChildProcess: Sendable {
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
+    /// Context switches of every live thread, by thread id (`voluntary_ctxt_switches` and
+    /// `nonvoluntary_ctxt_switches` of `/proc/PID/task/*/status`).
+    var contextSwitches: ContextSwitches {
+        var threads: [String: (voluntary: Int, nonvoluntary: Int)] = [:]
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(self.pid)/task")) ?? []
+        for task in tasks {
+            let path = "/proc/\(self.pid)/task/\(task)/status"
+            guard let voluntary = Placement.statusField("voluntary_ctxt_switches", path: path).flatMap({ Int($0) }),
+                let nonvoluntary = Placement.statusField("nonvoluntary_ctxt_switches", path: path).flatMap({ Int($0) })
+            else { continue }
+            threads[task] = (voluntary, nonvoluntary)
+        }
+        return ContextSwitches(threads: threads)
+    }
+
+    /// `Cpus_allowed_list` of the process: what the kernel may schedule it on.
+    var allowedCPUs: String? { Placement.allowedCPUs(pid: self.pid) }
+
     /// Resident set size in MiB (`VmRSS`).
     var residentMiB: Double {
         guard let status = try? String(contentsOfFile: "/proc/\(self.pid)/status", encoding: .utf8) else { return .nan }
@@ -69,6 +94,31 @@ final class ChildProcess: Sendable {
             return kilobytes / 1024
         }
         return .nan
+    }
+}
+
+/// Per-thread context-switch counters of a process at one moment.
+struct ContextSwitches: Sendable {
+    var threads: [String: (voluntary: Int, nonvoluntary: Int)]
+
+    /// The switches from `before` to `self`, summed over the threads: a thread born in
+    /// between counts from zero; a thread that ended in between is lost (the kernel keeps
+    /// no per-process total of dead threads' switches in `/proc`), so this is a lower bound
+    /// if the process ends threads during the run.
+    func since(_ before: ContextSwitches) -> (voluntary: Int, nonvoluntary: Int, threads: Int) {
+        var voluntary = 0
+        var nonvoluntary = 0
+        for (thread, now) in self.threads {
+            let then = before.threads[thread] ?? (0, 0)
+            voluntary += max(0, now.voluntary - then.voluntary)
+            nonvoluntary += max(0, now.nonvoluntary - then.nonvoluntary)
+        }
+        return (voluntary, nonvoluntary, self.threads.count)
+    }
+
+    /// Threads present in `before` and gone now.
+    func ended(since before: ContextSwitches) -> Int {
+        before.threads.keys.filter { self.threads[$0] == nil }.count
     }
 }
 

@@ -19,6 +19,8 @@ struct Suite {
         var bindCount = 1_000
         var pluginCount = 100
         var only: Set<String>? = nil
+        /// The echo runs are repeated in each placement, in this order.
+        var placements: [Placement] = [.pinned, .unpinned]
     }
 
     static let domain = "bench.test"
@@ -59,6 +61,22 @@ struct Suite {
         var halfRateP99Milliseconds: Double = 0
         var ratioToFastestPeer: Double?
         var ratioToCeiling: Double?
+        /// `pinned` or `unpinned` (see ``Placement``); ratios are within one placement.
+        var placement: String = ""
+        /// Voluntary + nonvoluntary context switches of the component's threads during the
+        /// peak run, divided by `stanzas`.
+        var contextSwitchesPerStanza: Double = 0
+        var voluntaryContextSwitchesPerStanza: Double = 0
+        var nonvoluntaryContextSwitchesPerStanza: Double = 0
+        /// Threads of the component at the end of the peak run, and those that ended during it
+        /// (their switches are not counted).
+        var componentThreads: Int = 0
+        var componentThreadsEnded: Int = 0
+        /// `Cpus_allowed_list` of the component process.
+        var componentCPUs: String?
+        /// Echoes/s and CPU per echo divided by libstrophe's in the same placement.
+        var ratioToLibstrophe: Double?
+        var cpuRatioToLibstrophe: Double?
     }
 
     struct BindFigures: Codable {
@@ -69,6 +87,8 @@ struct Suite {
         var secondsFromStart: Double = 0
         var secondsFirstToLast: Double = 0
         var residentMiB: Double = 0
+        /// `pinned` or `unpinned`: the placement it ran in (see ``Placement``).
+        var placement: String?
     }
 
     struct DecodeFigures: Codable {
@@ -76,6 +96,7 @@ struct Suite {
         var bareExpatMiBPerSecond: Double
         var streamParserMiBPerSecond: Double
         var ratio: Double
+        var placement: String?
     }
 
     struct Report: Codable {
@@ -186,7 +207,12 @@ struct Suite {
         launches.append(legacyPeer("slixmpp", "/usr/bin/python3", [peers + "/slixmpp_echo.py"]))
         launches.append(hostLaunch("host-100-plugins", transport: "XEP-0225+TLS", legacy: false, hostnames: multiHostnames))
 
-        for (index, launch) in launches.enumerated() where wanted(launch.name) {
+        // Every target in the first placement, then every target in the next (pinned, unpinned).
+        let rounds = self.options.placements.enumerated().flatMap { round, placement in
+            launches.enumerated().map { (placement: placement, run: round * 100 + $0.offset, launch: $0.element) }
+        }
+        for (placement, index, launch) in rounds where wanted(launch.name) {
+            if Placement.current != placement { try Placement.apply(placement, harnessCore: self.harnessCore) }
             var figures = EchoFigures(target: launch.name, transport: launch.transport, ran: false)
             do {
                 figures = try await self.echoRun(
@@ -194,15 +220,15 @@ struct Suite {
             } catch {
                 figures.note = "\(error)"
             }
-            log("echo \(launch.name): \(figures.ran ? "\(Int(figures.stanzasPerSecond))/s" : "failed: \(figures.note ?? "")")")
+            figures.placement = placement.rawValue
+            log("echo \(launch.name) \(placement.rawValue): \(figures.ran ? "\(Int(figures.stanzasPerSecond))/s, \(String(format1: figures.cpuMicrosecondsPerStanza)) µs, \(String(format3: figures.contextSwitchesPerStanza)) cs per echo" : "failed: \(figures.note ?? "")")")
             echo.append(figures)
         }
-        let ceiling = echo.first { $0.target == "reflector" && $0.ran }?.stanzasPerSecond
-        let fastestPeer = echo.filter { ["libstrophe", "gloox", "slixmpp"].contains($0.target) && $0.ran }
-            .map(\.stanzasPerSecond).max()
-        for index in echo.indices where echo[index].ran {
-            if let ceiling { echo[index].ratioToCeiling = echo[index].stanzasPerSecond / ceiling }
-            if let fastestPeer { echo[index].ratioToFastestPeer = echo[index].stanzasPerSecond / fastestPeer }
+        Self.computeRatios(&echo)
+        // Binds and decode once, in the first placement.
+        let bindsAndDecodePlacement = self.options.placements.first ?? .pinned
+        if (wanted("binds") || wanted("decode")) && Placement.current != bindsAndDecodePlacement {
+            try Placement.apply(bindsAndDecodePlacement, harnessCore: self.harnessCore)
         }
 
         var binds: [BindFigures] = []
@@ -235,7 +261,7 @@ struct Suite {
             decode = DecodeFigures(
                 megabytes: figures.megabytes, bareExpatMiBPerSecond: figures.megabytes / figures.bareSeconds,
                 streamParserMiBPerSecond: figures.megabytes / figures.streamSeconds,
-                ratio: figures.bareSeconds / figures.streamSeconds)
+                ratio: figures.bareSeconds / figures.streamSeconds, placement: Placement.current?.rawValue)
         }
         await server.stop()
         try? await group.shutdownGracefully()
@@ -245,7 +271,7 @@ struct Suite {
             machine: Self.machine(), smoke: self.options.smoke, stanzasPerRun: self.options.stanzas,
             window: self.options.window, bodyBytes: Self.body.utf8.count, echo: echo, binds: binds, decode: decode,
             targets: [
-                "throughput": ">= 2x libstrophe and >= 40% of the reflector",
+                "throughput": ">= 2x libstrophe's echoes/s and <= 0.5x its CPU per echo, >= 40% of the reflector, in each placement",
                 "latency": "p99 < 5 ms at half the peak rate",
                 "binds": "1000 binds < 1 s and < 100 MB RSS",
                 "decode": ">= 70% of bare expat",
@@ -274,9 +300,12 @@ struct Suite {
         }
         // Warm-up (not recorded), then the closed-loop run with CPU accounting.
         _ = try await go(max(100, total / 10), .closedLoop(window: self.options.window), 0)
+        let switchesBefore = process.contextSwitches
         let cpuBefore = process.cpuSeconds
         let peak = try await go(total, .closedLoop(window: self.options.window), 1)
         let cpuAfter = process.cpuSeconds
+        let switchesAfter = process.contextSwitches
+        let switches = switchesAfter.since(switchesBefore)
         // Half the peak rate, open loop, for as long as the peak run took.
         let halfRate = peak.stanzasPerSecond / 2
         let half = try await go(max(100, total / 2), .openLoop(rate: halfRate), 2)
@@ -286,14 +315,20 @@ struct Suite {
             stanzasPerSecond: peak.stanzasPerSecond, p50Milliseconds: peak.percentileMilliseconds(50),
             p99Milliseconds: peak.percentileMilliseconds(99), p999Milliseconds: peak.percentileMilliseconds(99.9),
             cpuMicrosecondsPerStanza: (cpuAfter - cpuBefore) * 1e6 / Double(total),
-            halfRateStanzasPerSecond: half.stanzasPerSecond, halfRateP99Milliseconds: half.percentileMilliseconds(99))
+            halfRateStanzasPerSecond: half.stanzasPerSecond, halfRateP99Milliseconds: half.percentileMilliseconds(99),
+            contextSwitchesPerStanza: Double(switches.voluntary + switches.nonvoluntary) / Double(total),
+            voluntaryContextSwitchesPerStanza: Double(switches.voluntary) / Double(total),
+            nonvoluntaryContextSwitchesPerStanza: Double(switches.nonvoluntary) / Double(total),
+            componentThreads: switches.threads, componentThreadsEnded: switchesAfter.ended(since: switchesBefore),
+            componentCPUs: process.allowedCPUs)
     }
 
     func bindRun(
         mode: String, server: ReferenceServer,
         launch: (name: String, transport: String, hostnames: [String], start: () throws -> ChildProcess)
     ) async -> BindFigures {
-        var figures = BindFigures(mode: mode, ran: false, hostnames: launch.hostnames.count)
+        var figures = BindFigures(
+            mode: mode, ran: false, hostnames: launch.hostnames.count, placement: Placement.current?.rawValue)
         let events = server.hostnameEvents()
         let clock = ContinuousClock()
         let started = clock.now

@@ -6,36 +6,45 @@ enum Table {
         var lines: [String] = []
         let machine = report.machine
         lines.append(
-            "machine: \(machine["cpu"] ?? "?"), \(machine["nproc"] ?? "?") cores, \(machine["memoryGiB"] ?? "?") GiB; "
-                + "harness on core 0, each component on core 1")
+            "machine: \(machine["cpu"] ?? "?"), \(machine["nproc"] ?? "?") cores, \(machine["memoryGiB"] ?? "?") GiB")
         lines.append(
             "echo: \(report.stanzasPerRun) message stanzas per run, \(report.bodyBytes)-byte bodies, \(report.window) in flight"
                 + (report.smoke ? " (SMOKE: figures are not meaningful)" : ""))
-        lines.append("")
         let header = [
-            pad("target", 18), pad("transport", 13), lpad("stanzas/s", 10), lpad("×peer", 6), lpad("×ceil", 6),
-            lpad("p50 ms", 8), lpad("p99 ms", 8), lpad("p999 ms", 8), lpad("CPU µs", 7), lpad("½rate/s", 9),
-            lpad("½ p99 ms", 9),
+            pad("target", 18), pad("transport", 13), lpad("stanzas/s", 10), lpad("×lstr", 6), lpad("×ceil", 6),
+            lpad("p50 ms", 8), lpad("p99 ms", 8), lpad("p999 ms", 8), lpad("CPU µs", 7), lpad("CPU×lstr", 8),
+            lpad("cs/echo", 8), lpad("½rate/s", 9), lpad("½ p99 ms", 9),
         ].joined(separator: " ")
-        lines.append(header)
-        lines.append(String(repeating: "-", count: header.count))
-        for row in report.echo {
-            guard row.ran else {
-                lines.append(pad(row.target, 18) + " " + pad(row.transport, 13) + " did not run: " + (row.note ?? ""))
-                continue
+        for placement in Self.placements(report) {
+            lines.append("")
+            lines.append("echo, " + (Placement(rawValue: placement)?.summary ?? placement))
+            lines.append(header)
+            lines.append(String(repeating: "-", count: header.count))
+            for row in report.echo where row.placement == placement {
+                guard row.ran else {
+                    lines.append(pad(row.target, 18) + " " + pad(row.transport, 13) + " did not run: " + (row.note ?? ""))
+                    continue
+                }
+                lines.append(
+                    [
+                        pad(row.target, 18), pad(row.transport, 13), lpad(String(Int(row.stanzasPerSecond)), 10),
+                        lpad(fixed(row.ratioToLibstrophe, 2), 6), lpad(fixed(row.ratioToCeiling, 2), 6),
+                        lpad(fixed(row.p50Milliseconds, 2), 8), lpad(fixed(row.p99Milliseconds, 2), 8),
+                        lpad(fixed(row.p999Milliseconds, 2), 8), lpad(fixed(row.cpuMicrosecondsPerStanza, 1), 7),
+                        lpad(fixed(row.cpuRatioToLibstrophe, 2), 8), lpad(fixed(row.contextSwitchesPerStanza, 3), 8),
+                        lpad(String(Int(row.halfRateStanzasPerSecond)), 9), lpad(fixed(row.halfRateP99Milliseconds, 2), 9),
+                    ].joined(separator: " "))
             }
-            lines.append(
-                [
-                    pad(row.target, 18), pad(row.transport, 13), lpad(String(Int(row.stanzasPerSecond)), 10),
-                    lpad(fixed(row.ratioToFastestPeer, 2), 6), lpad(fixed(row.ratioToCeiling, 2), 6),
-                    lpad(fixed(row.p50Milliseconds, 2), 8), lpad(fixed(row.p99Milliseconds, 2), 8),
-                    lpad(fixed(row.p999Milliseconds, 2), 8), lpad(fixed(row.cpuMicrosecondsPerStanza, 1), 7),
-                    lpad(String(Int(row.halfRateStanzasPerSecond)), 9), lpad(fixed(row.halfRateP99Milliseconds, 2), 9),
-                ].joined(separator: " "))
         }
-        lines.append("×peer: ratio to the fastest peer (libstrophe, gloox, slixmpp); ×ceil: ratio to the reflector;")
+        lines.append("×lstr: echoes/s ÷ libstrophe's; ×ceil: echoes/s ÷ the reflector's; CPU×lstr: CPU per echo ÷ libstrophe's")
+        lines.append("  (all ratios within one placement of this run);")
         lines.append("CPU µs: CPU time (user+system, all threads) of the component process per echoed stanza;")
+        lines.append("cs/echo: voluntary + nonvoluntary context switches of the component's threads per echoed stanza;")
         lines.append("½rate: open-loop run at half the peak rate, with its p99.")
+        if let placement = report.binds.first?.placement ?? report.decode?.placement {
+            lines.append("")
+            lines.append("binds and decode: " + (Placement(rawValue: placement)?.summary ?? placement))
+        }
         if !report.binds.isEmpty {
             lines.append("")
             lines.append([pad("binds", 32), lpad("hostnames", 9), lpad("first→last s", 13), lpad("from start s", 13), lpad("RSS MiB", 8)].joined(separator: " "))
@@ -67,13 +76,16 @@ enum Table {
     static func verdicts(_ report: Suite.Report) -> [String] {
         func mark(_ met: Bool?) -> String { met.map { $0 ? "met   " : "MISSED" } ?? "n/a   " }
         var lines: [String] = []
-        let peer = report.echo.first { $0.target == "libstrophe" && $0.ran }
-        for target in ["host-xep0225-tls", "host-xep0114"] {
-            guard let row = report.echo.first(where: { $0.target == target && $0.ran }) else { continue }
-            let ratio = peer.map { row.stanzasPerSecond / $0.stanzasPerSecond }
-            lines.append("\(mark(ratio.map { $0 >= 2 })) \(target) ≥ 2× libstrophe: \(fixed(ratio, 2))×")
-            lines.append("\(mark(row.ratioToCeiling.map { $0 >= 0.4 })) \(target) ≥ 40% of reflector: \(fixed(row.ratioToCeiling.map { $0 * 100 }, 1))%")
-            lines.append("\(mark(row.halfRateP99Milliseconds < 5)) \(target) p99 < 5 ms at half peak: \(fixed(row.halfRateP99Milliseconds, 2)) ms")
+        for placement in Self.placements(report) {
+            for target in ["host-xep0225-tls", "host-xep0114"] {
+                guard let row = report.echo.first(where: { $0.target == target && $0.placement == placement && $0.ran })
+                else { continue }
+                let name = "\(target) (\(placement))"
+                lines.append("\(mark(row.ratioToLibstrophe.map { $0 >= 2 })) \(name) ≥ 2× libstrophe's echoes/s: \(fixed(row.ratioToLibstrophe, 2))×")
+                lines.append("\(mark(row.cpuRatioToLibstrophe.map { $0 <= 0.5 })) \(name) ≤ 0.5× libstrophe's CPU per echo: \(fixed(row.cpuRatioToLibstrophe, 2))× (\(fixed(row.cpuMicrosecondsPerStanza, 1)) µs)")
+                lines.append("\(mark(row.ratioToCeiling.map { $0 >= 0.4 })) \(name) ≥ 40% of reflector: \(fixed(row.ratioToCeiling.map { $0 * 100 }, 1))%")
+                lines.append("\(mark(row.halfRateP99Milliseconds < 5)) \(name) p99 < 5 ms at half peak: \(fixed(row.halfRateP99Milliseconds, 2)) ms")
+            }
         }
         if let bind = report.binds.first, bind.ran {
             lines.append("\(mark(bind.secondsFirstToLast < 1)) \(bind.hostnames) binds < 1 s: \(fixed(bind.secondsFirstToLast, 3)) s (\(fixed(bind.secondsFromStart, 3)) s from process start)")
@@ -83,6 +95,13 @@ enum Table {
             lines.append("\(mark(decode.ratio >= 0.7)) decode ≥ 70% of expat: \(fixed(decode.ratio * 100, 1))%")
         }
         return lines
+    }
+
+    /// The placements of the echo rows, in the order they ran.
+    static func placements(_ report: Suite.Report) -> [String] {
+        var seen: [String] = []
+        for row in report.echo where !seen.contains(row.placement) { seen.append(row.placement) }
+        return seen
     }
 
     static func writeJSON(_ report: Suite.Report, to path: String) throws {
