@@ -11,7 +11,13 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 swift build --build-tests
-swift test --skip-build "$@"
+# Every server a test starts carries XMPP_TEST_STARTED_BY=<this run> (XMPPTestSupport's
+# TestProcess); none may outlive the suite, however the suite ended.
+export XMPP_TEST_RUN="test-sh-$$-$(date +%s)"
+status=0
+swift test --skip-build "$@" || status=$?
+scripts/check-no-survivors.sh "$XMPP_TEST_RUN" || status=1
+[ "$status" = 0 ] || exit "$status"
 
 echo "test.sh: Prosody XEP-0225 module, wire-level checks" >&2
 python3 ServerModules/prosody/dev/wire_test.py
