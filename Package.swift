@@ -265,6 +265,7 @@ let package = Package(
                 "XMPPSASL",
                 "XMPPCore",
                 "KeyValueComponent",
+                "XMPPTestSupport",
                 "component-host",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),

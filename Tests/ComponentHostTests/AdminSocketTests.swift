@@ -6,7 +6,7 @@ import ServiceLifecycle
 import Testing
 @testable import ComponentHost
 
-@Suite("Admin socket")
+@Suite("Admin socket", .timeLimit(.minutes(1)))
 struct AdminSocketTests {
     /// Runs an admin server for a host (never connected) and calls `body` once it listens.
     static func withServer(

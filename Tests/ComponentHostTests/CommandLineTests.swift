@@ -4,7 +4,7 @@ import Foundation
 import Testing
 @testable import component_host
 
-@Suite("Command line")
+@Suite("Command line", .timeLimit(.minutes(2)))
 struct CommandLineTests {
     @Test func parsesEverySubcommand() throws {
         let run = try #require(try ComponentHostCommand.parseAsRoot(["run", "--config", "h.toml", "--log-format", "json"]) as? RunCommand)

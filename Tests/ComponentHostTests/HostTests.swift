@@ -5,7 +5,7 @@ import Testing
 import XMPPCore
 @testable import ComponentHost
 
-@Suite("Host (no server)")
+@Suite("Host (no server)", .timeLimit(.minutes(1)))
 struct HostTests {
     static let logger = Logger(label: "test")
 

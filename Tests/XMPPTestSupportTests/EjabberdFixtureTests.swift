@@ -4,7 +4,7 @@ import XMPPCore
 import XMPPStream
 import XMPPTestSupport
 
-@Suite("ejabberd fixture", .serialized)
+@Suite("ejabberd fixture", .serialized, .timeLimit(.minutes(4)))
 struct EjabberdFixtureTests {
     static let configuration = EjabberdFixture.Configuration(
         services: [.init(hostname: "echo.localhost", password: "echo-secret")],

@@ -4,7 +4,7 @@ import XMPPCore
 import XMPPStream
 import XMPPTestSupport
 
-@Suite("Prosody fixture", .serialized)
+@Suite("Prosody fixture", .serialized, .timeLimit(.minutes(3)))
 struct ProsodyFixtureTests {
     static let configuration = ProsodyFixture.Configuration(
         components: [.init(hostname: "echo.localhost", secret: "echo-secret")],
