@@ -27,6 +27,8 @@ final class ComponentRouter: Sendable {
         var userSubscribers: [Int: AsyncStream<Element>.Continuation] = [:]
         var eventSubscribers: [Int: AsyncStream<HostnameEvent>.Continuation] = [:]
         var userIQResponder: (@Sendable (IQ) -> Element?)?
+        /// XEP-0199 pings from components that the server answered (their keepalive).
+        var answeredPings = 0
     }
 
     let configuration: ReferenceServerConfiguration
@@ -50,6 +52,8 @@ final class ComponentRouter: Sendable {
     // MARK: Connections
 
     /// Registers a new connection and returns its id.
+    var answeredPings: Int { self.state.withLock { $0.answeredPings } }
+
     func connectionOpened(_ channel: any Channel) -> SessionID {
         self.state.withLock { state in
             let id = state.nextID
@@ -124,7 +128,13 @@ final class ComponentRouter: Sendable {
                     return (.reply(iq.errorResult(StanzaError(.featureNotImplemented)).element), session.channel)
                 }
             }
-            return (state.table.routeFromComponent(element, session: id), session.channel)
+            let decision = state.table.routeFromComponent(element, session: id)
+            if case .reply(let reply) = decision, reply.name.localName == "iq", reply["type"] == "result",
+                element.firstChild("ping", namespace: Namespace.ping) != nil
+            {
+                state.answeredPings += 1
+            }
+            return (decision, session.channel)
         }
         self.publish(events)
         return self.execute(decision, sender: sender)

@@ -178,6 +178,12 @@ public final class ReferenceServer: Sendable {
         self.router.hostnameEvents()
     }
 
+    /// How many XEP-0199 pings from components the server has answered (their keepalive at
+    /// work), so that a test can wait for pings instead of for time to pass.
+    public var answeredPings: Int {
+        self.router.answeredPings
+    }
+
     /// The hostnames bound right now (as answered to their streams), sorted.
     public var boundHostnames: [String] {
         self.router.boundHostnames

@@ -175,6 +175,11 @@ public final class C2SClient: Sendable {
         }
     }
 
+    /// Takes every stanza received so far that no `next` call took, in arrival order.
+    public func drain() async -> [Element] {
+        self.mailbox.drain()
+    }
+
     /// Takes the next received stanza.
     /// - Parameter timeout: The deadline.
     /// - Throws: ``C2SClientError/Kind/timeout``, or the error that closed the stream.
