@@ -230,6 +230,7 @@ let package = Package(
             name: "XMPPTLSTests",
             dependencies: [
                 "XMPPTLS",
+                "XMPPTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
