@@ -104,6 +104,12 @@ struct ResilienceTests {
                     let counts = DeliveryFigures.counts(elements.compactMap { $0["id"] }.filter { $0.hasPrefix("out-") }, prefix: "out-")
                     return sender.all.allSatisfy { !$0.value.succeeded || counts[$0.key, default: 0] > 0 || $0.value.returned! < restarted }
                 }
+                // Every stanza injected after the restart is echoed (bounded; the assertions
+                // below say which were not).
+                try? await sink.wait("the echoes of what was injected after the restart") { elements in
+                    let echoed = Set(elements.compactMap { $0["id"] })
+                    return injectedOnSecond.value.allSatisfy { echoed.contains("echo-in-\($0)") }
+                }
                 // A marker behind everything: a duplicate sent in order would be ahead of it.
                 try await self.flush(connection, sink: sink, id: "out-flush")
 
