@@ -112,6 +112,7 @@ public final class ReferenceServer: Sendable {
                         ServerComponentStreamHandler(
                             machine: ServerComponentNegotiationStateMachine(configuration: machineConfiguration),
                             router: router, tlsContext: tlsContext, saslConfiguration: sasl,
+                            externalIdentities: configuration.sasl.externalIdentities,
                             authenticationTimeout: timeout, logger: logger))
                 }
             }

@@ -222,6 +222,68 @@ struct ReferenceServerSDKTests {
         }
     }
 
+    /// The DER bytes of the first certificate in a PEM text.
+    private static func der(_ pem: String) throws -> [UInt8] {
+        let body = pem.components(separatedBy: "-----BEGIN CERTIFICATE-----").dropFirst().first?
+            .components(separatedBy: "-----END CERTIFICATE-----").first ?? ""
+        let base64 = body.filter { !$0.isWhitespace }
+        return try #require(Data(base64Encoded: base64).map { [UInt8]($0) }, "not a PEM certificate")
+    }
+
+    /// SASL EXTERNAL end to end through ComponentConnection: a real TLS client certificate,
+    /// verified by the server's TLS layer against the CA it trusts for clients, authenticates
+    /// the component identity (the password is wrong on purpose); a certificate the server
+    /// does not know gets no EXTERNAL offer.
+    @Test func externalWithARealClientCertificate() async throws {
+        try await withServers { servers in
+            let directory = SDKFixture.shared.directory
+            let clientCA = try DevelopmentCertificateAuthority()
+            let known = try clientCA.issue(dnsNames: [SDKFixture.identity])
+            let knownFiles = try known.write(toDirectory: directory, name: "client-known-\(UUID().uuidString)")
+            let unknownFiles = try clientCA.issue(dnsNames: [SDKFixture.identity])
+                .write(toDirectory: directory, name: "client-unknown-\(UUID().uuidString)")
+            var serverConfiguration = SDKFixture.shared.serverConfiguration()
+            serverConfiguration.tls?.clientCertificateRequest = .optional(trustRoots: .caFile(knownFiles.caCertificateFile))
+            serverConfiguration.sasl.externalIdentities = [try Self.der(known.certificatePEM): SDKFixture.identity]
+            let server = try await servers.start(serverConfiguration)
+            let users = UserSink()
+            users.follow(server)
+
+            var configuration = SDKFixture.shared.clientConfiguration(port: server.port)
+            configuration.clientCertificateFile = knownFiles.certificateChainFile
+            configuration.clientKeyFile = knownFiles.privateKeyFile
+            configuration.password = Secret("not-the-password")
+            configuration.saslMechanisms = ["EXTERNAL"]
+            let connection = ComponentConnection(configuration: configuration, logger: testLogger("sdk-external"))
+            let events = EventRecorder(connection)
+            try connection.register("a.example.test", handler: Inbox().handler())
+            try await withRunningConnection(connection) { connection in
+                try await events.waitBound(["a.example.test"])
+                #expect(connection.status.connection?.saslMechanism == "EXTERNAL")
+                #expect(server.boundHostnames == ["a.example.test"])
+                try server.inject(
+                    Message(type: .chat, from: try JID("alice@example.test/home"), to: try JID("a.example.test"), id: "ext", body: "hi").element)
+                let reply = try await users.element(id: "ext")
+                #expect(Message(reply)?.body == "a.example.test got hi")
+                return ()
+            }
+
+            // Same CA, another certificate: TLS accepts it, SASL has no identity for it.
+            var unknown = SDKFixture.shared.clientConfiguration(port: server.port)
+            unknown.clientCertificateFile = unknownFiles.certificateChainFile
+            unknown.clientKeyFile = unknownFiles.privateKeyFile
+            unknown.saslMechanisms = ["EXTERNAL"]
+            unknown.reconnect.maxAttempts = 1
+            let refused = ComponentConnection(configuration: unknown, logger: testLogger("sdk-external-unknown"))
+            let error = await #expect(throws: NegotiationError.self) { try await refused.run() }
+            // The SDK says what was offered: everything but EXTERNAL.
+            let description = error?.description ?? ""
+            #expect(description.contains("no-acceptable-mechanism"), "\(description)")
+            let offered = description.components(separatedBy: "offered: ").dropFirst().first?.components(separatedBy: ";").first ?? ""
+            #expect(offered.contains("SCRAM-SHA-256") && !offered.contains("EXTERNAL"), "\(description)")
+        }
+    }
+
     @Test func untrustedCertificateIsRefusedBeforeAuthentication() async throws {
         try await withServers { servers in
             let server = try await servers.start(SDKFixture.shared.serverConfiguration())
