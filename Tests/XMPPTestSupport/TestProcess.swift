@@ -29,8 +29,10 @@ public final class TestProcess: @unchecked Sendable {
     public let executable: String
     /// The program's arguments.
     public let arguments: [String]
-    /// The file that receives standard output and standard error.
+    /// The file that receives standard output (and standard error, unless ``errorPath`` is set).
     public let outputPath: String
+    /// The file that receives standard error, when it is kept apart.
+    public let errorPath: String?
 
     /// Describes a process; nothing runs until ``start()``.
     /// - Parameters:
@@ -39,13 +41,15 @@ public final class TestProcess: @unchecked Sendable {
     ///   - environment: Its complete environment, or `nil` to inherit this process's.
     ///   - workingDirectory: Its working directory, or `nil`.
     ///   - outputPath: The file for its standard output and standard error (created or truncated).
+    ///   - errorPath: A separate file for its standard error, or `nil` to use `outputPath`.
     public init(
         executable: String, arguments: [String], environment: [String: String]? = nil,
-        workingDirectory: String? = nil, outputPath: String
+        workingDirectory: String? = nil, outputPath: String, errorPath: String? = nil
     ) {
         self.executable = executable
         self.arguments = arguments
         self.outputPath = outputPath
+        self.errorPath = errorPath
         // setpriv --pdeathsig: SIGKILL when the spawning thread (the runner) dies. When the
         // command is itself `setpriv --reuid …` (a server run as its own user), the signal
         // goes into that invocation: a change of user clears an earlier one. (Foundation
@@ -89,7 +93,15 @@ public final class TestProcess: @unchecked Sendable {
             else { throw TestSupportError("cannot create \(self.outputPath)") }
             defer { try? output.close() }
             self.process.standardOutput = output
-            self.process.standardError = output
+            var error: FileHandle?
+            if let errorPath = self.errorPath {
+                guard FileManager.default.createFile(atPath: errorPath, contents: nil) else {
+                    throw TestSupportError("cannot create \(errorPath)")
+                }
+                error = FileHandle(forWritingAtPath: errorPath)
+            }
+            defer { try? error?.close() }
+            self.process.standardError = error ?? output
             self.process.standardInput = FileHandle.nullDevice
             // posix_spawn hands the calling thread's signal mask to the child, and the threads
             // tests run on block nearly every signal (SIGTERM included): a server started from

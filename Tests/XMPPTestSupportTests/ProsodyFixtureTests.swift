@@ -45,6 +45,7 @@ struct ProsodyFixtureTests {
     func restartAndStop() async throws {
         let prosody = try await ProsodyFixture.start(
             .init(components: [.init(hostname: "echo.localhost", secret: "s")], accounts: [Interop.alice]))
+        defer { prosody.stop() }  // when a try or #require below throws (stop() is idempotent)
         let ports = [prosody.c2sPort, prosody.componentPort]
         let first = prosody.processIdentities()
         #expect(first.count == 1 && first.first?.pid == prosody.pid, "\(first)")
