@@ -66,7 +66,7 @@ final class TestProcessSpawner: @unchecked Sendable {
 /// A small shell, in a process group of its own and deaf to SIGINT/SIGTERM/SIGHUP, reads
 /// `add PGID` / `remove PGID` lines from a pipe whose only writer is the runner. When the
 /// runner dies the pipe reaches end-of-file and the shell sends SIGKILL to every group it
-/// still holds.
+/// still holds, then to every process that carries this run's marker.
 public final class TestProcessReaper: @unchecked Sendable {
     // @unchecked: `writer` is guarded by `lock`.
     /// The reaper of this runner (started on first use).
@@ -81,7 +81,14 @@ public final class TestProcessReaper: @unchecked Sendable {
                 remove) kept=' '; for g in $groups; do [ "$g" = "$group" ] || kept="$kept$g "; done; groups="$kept" ;;
             esac
         done
-        for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done
+        for g in $groups; do kill -KILL "-$g" 2>/dev/null; done
+        # Then whatever carries this run's marker and left its group (a daemon's own session).
+        sleep 1
+        for e in /proc/[0-9]*/environ; do
+            if { tr '\\0' '\\n' < "$e"; } 2>/dev/null | grep -qx "XMPP_TEST_STARTED_BY=$0"; then
+                p=${e#/proc/}; kill -KILL "${p%/environ}" 2>/dev/null
+            fi
+        done
         """
 
     private let lock = NSLock()
@@ -98,7 +105,7 @@ public final class TestProcessReaper: @unchecked Sendable {
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", Self.script]
+        process.arguments = ["-c", Self.script, TestProcessRegistry.runMarker]
         process.standardInput = FileHandle(fileDescriptor: fds[0], closeOnDealloc: false)
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
