@@ -140,7 +140,13 @@ struct ResilienceTests {
                 let echoDuplicated = echoes.values.reduce(0) { $0 + max(0, $1 - 1) }
                 let notHandled = (0..<total).filter { !handled.contains($0) }
                 #expect(echoDuplicated == 0)
-                #expect(onSecond.allSatisfy { echoes[$0] == 1 }, "every stanza injected after the restart is echoed once")
+                let notEchoedOnce = onSecond.filter { echoes[$0] != 1 }.sorted()
+                let bouncedToUsers = notEchoedOnce.filter { number in
+                    sink.all.contains { $0["id"] == "in-\(number)" && $0["type"] == "error" }
+                }
+                #expect(
+                    notEchoedOnce.isEmpty,
+                    "injected after the restart, not echoed exactly once: \(notEchoedOnce) (handled: \(notEchoedOnce.filter(handled.contains)); bounced back to the user with an error: \(bouncedToUsers))")
                 #expect(echoLost.filter { onSecond.contains($0) }.isEmpty)
 
                 report(
