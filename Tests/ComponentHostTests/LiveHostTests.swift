@@ -109,27 +109,26 @@ struct LiveHostTests {
         let configuration = try HostConfiguration.load(path: path, environment: [:])
         let host = try ComponentHost(configuration: configuration, logger: Logger(label: "live-host"))
         try await Self.whileRunning(host) {
-        try await setup.server.waitUntilBound("echo.example.test")
-        try await setup.server.waitUntilBound("kv.example.test")
-        #expect(Message(try await setup.ask("echo.example.test", "one", id: "r1"))?.body == "one")
+            try await setup.server.waitUntilBound("echo.example.test")
+            try await setup.server.waitUntilBound("kv.example.test")
+            #expect(Message(try await setup.ask("echo.example.test", "one", id: "r1"))?.body == "one")
 
-        // The file changes: kv removed, shout added. reload() is what SIGHUP runs.
-        _ = try setup.directory.write(
-            "host.toml", setup.configuration(components: [("echo.example.test", "echo"), ("shout.example.test", "echo")]))
-        let report = try await host.reload()
-        #expect(report.failures.isEmpty)
-        try await setup.server.waitUntilBound("shout.example.test")
-        try await setup.server.waitUntilUnbound("kv.example.test")
-        #expect(Set(setup.server.boundHostnames) == ["echo.example.test", "shout.example.test"])
-        #expect(Message(try await setup.ask("shout.example.test", "two", id: "r2"))?.body == "two")
-        #expect(try await setup.ask("kv.example.test", "get a", id: "r3")["type"] == "error")
+            // The file changes: kv removed, shout added. reload() is what SIGHUP runs.
+            _ = try setup.directory.write(
+                "host.toml", setup.configuration(components: [("echo.example.test", "echo"), ("shout.example.test", "echo")]))
+            let report = try await host.reload()
+            #expect(report.failures.isEmpty)
+            try await setup.server.waitUntilBound("shout.example.test")
+            try await setup.server.waitUntilUnbound("kv.example.test")
+            #expect(Set(setup.server.boundHostnames) == ["echo.example.test", "shout.example.test"])
+            #expect(Message(try await setup.ask("shout.example.test", "two", id: "r2"))?.body == "two")
+            #expect(try await setup.ask("kv.example.test", "get a", id: "r3")["type"] == "error")
 
-        // A broken file is rejected with its error, and nothing changes.
-        _ = try setup.directory.write("host.toml", "[server\nhost = 1\n")
-        await #expect(throws: ConfigurationError.self) { _ = try await host.reload() }
-        #expect(Set(setup.server.boundHostnames) == ["echo.example.test", "shout.example.test"])
-        #expect(Message(try await setup.ask("echo.example.test", "three", id: "r4"))?.body == "three")
-
+            // A broken file is rejected with its error, and nothing changes.
+            _ = try setup.directory.write("host.toml", "[server\nhost = 1\n")
+            await #expect(throws: ConfigurationError.self) { _ = try await host.reload() }
+            #expect(Set(setup.server.boundHostnames) == ["echo.example.test", "shout.example.test"])
+            #expect(Message(try await setup.ask("echo.example.test", "three", id: "r4"))?.body == "three")
         }
     }
 
@@ -143,19 +142,19 @@ struct LiveHostTests {
         let configuration = try HostConfiguration.load(path: path, environment: [:], registry: registry)
         let host = try ComponentHost(configuration: configuration, registry: registry, logger: Logger(label: "live-failing"))
         try await Self.whileRunning(host) {
-        try await setup.server.waitUntilBound("echo.example.test")
-        try await host.bind("boom.example.test", plugin: "boom")
-        try await setup.server.waitUntilBound("boom.example.test")
+            try await setup.server.waitUntilBound("echo.example.test")
+            try await host.bind("boom.example.test", plugin: "boom")
+            try await setup.server.waitUntilBound("boom.example.test")
 
-        // The failing plugin's IQ gets internal-server-error; its messages get nothing.
-        try setup.server.inject(
-            IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "b1",
-               payload: Element("query", namespace: "urn:example:boom")).element)
-        let answer = try #require(try await setup.users.take(id: "b1", timeout: .seconds(10)))
-        #expect(IQ(answer)?.error?.condition == .internalServerError)
-        for index in 0..<5 {
+            // The failing plugin's IQ gets internal-server-error; its messages get nothing.
             try setup.server.inject(
-                Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "bm\(index)", body: "x").element)
+                IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "b1",
+                   payload: Element("query", namespace: "urn:example:boom")).element)
+            let answer = try #require(try await setup.users.take(id: "b1", timeout: .seconds(10)))
+            #expect(IQ(answer)?.error?.condition == .internalServerError)
+            for index in 0..<5 {
+                try setup.server.inject(
+                    Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "bm\(index)", body: "x").element)
         }
         // The other plugin, and the failing one's next stanzas, carry on.
         #expect(Message(try await setup.ask("echo.example.test", "still here", id: "e1"))?.body == "still here")
@@ -190,7 +189,8 @@ struct LiveHostTests {
                     "host.toml", setup.configuration(components: [("echo.example.test", "echo"), ("kv.example.test", "kv")]))
                 kill(process.pid, SIGHUP)
                 try await setup.server.waitUntilBound("kv.example.test", timeout: .seconds(20))
-                #expect(Message(try await setup.ask("kv.example.test", "set a 1", id: "s2"))?.body == "ok")
+                let set = try await setup.ask("kv.example.test", "set a 1", id: "s2")
+                #expect(Message(set)?.body == "ok", "the first stanza to a hostname bound by the reload: \(set)")
 
                 kill(process.pid, SIGTERM)
                 let status = try await process.waitForExit(timeout: .seconds(20))

@@ -104,6 +104,12 @@ struct ProsodyResilienceTests {
             currentAlice.update { $0 = (second, 2) }
             await sending.value
             await injector.value
+            // And a batch certainly sent after the re-bind: on a loaded machine the injector
+            // can be done before the kill.
+            for number in total..<(total + 50) {
+                try await second.send(Message(type: .chat, to: Self.echoJID, id: "in-\(number)", body: "\(number)").element)
+                sentAfterRebind.update { $0.append(number) }
+            }
 
             // Wait until every successful send is delivered or bounced back, and every stanza
             // alice sent after the re-bind is echoed (bounded).
