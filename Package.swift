@@ -200,6 +200,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The fuzz targets' properties (Fuzz/), built here too so that the corpus replay tests
+        // run them on every committed input without libFuzzer.
+        .target(
+            name: "FuzzOracles",
+            dependencies: ["XMPPCore", "XMPPStream"],
+            path: "Fuzz/Sources/FuzzOracles",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(
             name: "XMPPCoreTests",
@@ -211,6 +220,7 @@ let package = Package(
             dependencies: [
                 "XMPPStream",
                 "XMPPCore",
+                "FuzzOracles",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
@@ -220,6 +230,7 @@ let package = Package(
             name: "XMPPTLSTests",
             dependencies: [
                 "XMPPTLS",
+                "XMPPTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -265,6 +276,7 @@ let package = Package(
                 "XMPPSASL",
                 "XMPPCore",
                 "KeyValueComponent",
+                "XMPPTestSupport",
                 "component-host",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -3,7 +3,8 @@
 #   Benchmarks/run.sh            # full run: ~5 minutes after the build
 #   Benchmarks/run.sh --smoke    # seconds: proves everything still runs; figures meaningless
 # Extra arguments go to `xmpp-benchmarks all` (e.g. --only reflector,libstrophe).
-# Prints a table and writes Benchmarks/results/latest.json. Never fails on a number.
+# Prints a table and writes Benchmarks/results/latest.json. Never fails on a number; exits
+# non-zero when any selected target did not run (a host that never binds, a peer that crashes).
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -32,18 +32,26 @@ let package = Package(
     targets: [
         // libFuzzer's LLVMFuzzerRunDriver, called from each target's main.swift.
         .target(name: "CFuzzDriver"),
+        // The properties each target checks, one input at a time. The root package builds
+        // the same directory as a target of its own, so that `swift test` replays every
+        // committed corpus input through them (Tests/XMPPStreamTests/FuzzCorpusReplayTests.swift).
         .target(
-            name: "FuzzSupport",
+            name: "FuzzOracles",
             dependencies: [
-                "CFuzzDriver",
                 .product(name: "XMPPCore", package: "swift-xmpp-component"),
                 .product(name: "XMPPStream", package: "swift-xmpp-component"),
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "FuzzSupport",
+            dependencies: ["CFuzzDriver", "FuzzOracles"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "FuzzXMLStream",
             dependencies: [
+                "FuzzOracles",
                 "FuzzSupport",
                 .product(name: "XMPPCore", package: "swift-xmpp-component"),
                 .product(name: "XMPPStream", package: "swift-xmpp-component"),
@@ -53,6 +61,7 @@ let package = Package(
         .executableTarget(
             name: "FuzzNegotiation",
             dependencies: [
+                "FuzzOracles",
                 "FuzzSupport",
                 .product(name: "XMPPCore", package: "swift-xmpp-component"),
                 .product(name: "XMPPStream", package: "swift-xmpp-component"),
@@ -62,6 +71,7 @@ let package = Package(
         .executableTarget(
             name: "FuzzJID",
             dependencies: [
+                "FuzzOracles",
                 "FuzzSupport",
                 .product(name: "XMPPCore", package: "swift-xmpp-component"),
             ],

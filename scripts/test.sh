@@ -4,14 +4,23 @@
 #      real Prosody and ejabberd started by the tests, the component-host binary);
 #   2. the Prosody XEP-0225 module's wire-level checks against a real Prosody;
 #   3. a bounded libFuzzer run over the decoder, the negotiation machines and JIDs
-#      (FUZZ_SECONDS per target, 20 by default; 0 skips it);
-#   4. the benchmark suite in smoke mode (proves it still runs; never judges a number).
+#      (FUZZ_SECONDS per target, 20 by default: CI's fuzz time is set here and only here;
+#      0 skips it). `swift test` itself replays every committed corpus input;
+#   4. Examples/CustomHost is built (the README's "write your own host" package);
+#   5. the benchmark suite in smoke mode (proves it still runs; never judges a number, but
+#      fails when a selected target did not run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 swift build --build-tests
-swift test --skip-build "$@"
+# Every server a test starts carries XMPP_TEST_STARTED_BY=<this run> (XMPPTestSupport's
+# TestProcess); none may outlive the suite, however the suite ended.
+export XMPP_TEST_RUN="test-sh-$$-$(date +%s)"
+status=0
+swift test --skip-build "$@" || status=$?
+scripts/check-no-survivors.sh "$XMPP_TEST_RUN" || status=1
+[ "$status" = 0 ] || exit "$status"
 
 echo "test.sh: Prosody XEP-0225 module, wire-level checks" >&2
 python3 ServerModules/prosody/dev/wire_test.py
@@ -21,6 +30,9 @@ if [ "$fuzz_seconds" != 0 ]; then
     echo "test.sh: fuzzing, ${fuzz_seconds}s per target" >&2
     scripts/fuzz.sh "$fuzz_seconds"
 fi
+
+echo "test.sh: Examples/CustomHost (a host binary of one's own) builds" >&2
+swift build --package-path Examples/CustomHost
 
 echo "test.sh: benchmark suite (smoke)" >&2
 Benchmarks/run.sh --smoke

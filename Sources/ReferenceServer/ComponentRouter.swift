@@ -29,6 +29,8 @@ final class ComponentRouter: Sendable {
         var userIQResponder: (@Sendable (IQ) -> Element?)?
         /// Fault injection: stanzas written right behind a bind result, in the same write.
         var burstAfterBind: (@Sendable (String) -> [Element])?
+        /// XEP-0199 pings from components that the server answered (their keepalive).
+        var answeredPings = 0
     }
 
     let configuration: ReferenceServerConfiguration
@@ -52,6 +54,8 @@ final class ComponentRouter: Sendable {
     // MARK: Connections
 
     /// Registers a new connection and returns its id.
+    var answeredPings: Int { self.state.withLock { $0.answeredPings } }
+
     func connectionOpened(_ channel: any Channel) -> SessionID {
         self.state.withLock { state in
             let id = state.nextID
@@ -128,7 +132,13 @@ final class ComponentRouter: Sendable {
                     return (.reply(iq.errorResult(StanzaError(.featureNotImplemented)).element), session.channel)
                 }
             }
-            return (state.table.routeFromComponent(element, session: id), session.channel)
+            let decision = state.table.routeFromComponent(element, session: id)
+            if case .reply(let reply) = decision, reply.name.localName == "iq", reply["type"] == "result",
+                element.firstChild("ping", namespace: Namespace.ping) != nil
+            {
+                state.answeredPings += 1
+            }
+            return (decision, session.channel)
         }
         self.publish(events)
         if !burst.isEmpty, case .reply(let result) = decision, let sender {

@@ -112,6 +112,7 @@ public final class ReferenceServer: Sendable {
                         ServerComponentStreamHandler(
                             machine: ServerComponentNegotiationStateMachine(configuration: machineConfiguration),
                             router: router, tlsContext: tlsContext, saslConfiguration: sasl,
+                            externalIdentities: configuration.sasl.externalIdentities,
                             authenticationTimeout: timeout, logger: logger))
                 }
             }
@@ -176,6 +177,12 @@ public final class ReferenceServer: Sendable {
     /// Hostname bindings and unbindings from now on; ends at ``stop()``.
     public func hostnameEvents() -> AsyncStream<HostnameEvent> {
         self.router.hostnameEvents()
+    }
+
+    /// How many XEP-0199 pings from components the server has answered (their keepalive at
+    /// work), so that a test can wait for pings instead of for time to pass.
+    public var answeredPings: Int {
+        self.router.answeredPings
     }
 
     /// The hostnames bound right now (as answered to their streams), sorted.

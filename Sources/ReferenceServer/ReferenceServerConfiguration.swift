@@ -25,6 +25,10 @@ public struct ReferenceServerConfiguration: Sendable {
         public var mechanisms: [String]
         /// SCRAM PBKDF2 iterations, or `nil` for Cyrus' default (4096). Lower only in tests.
         public var scramIterationCount: Int?
+        /// Client certificates (DER) that authenticate with SASL EXTERNAL, and the identity
+        /// each one authenticates as. Only a certificate the TLS layer verified is presented:
+        /// set ``ReferenceServerConfiguration/tls``'s `clientCertificateRequest` too.
+        public var externalIdentities: [[UInt8]: String] = [:]
 
         /// Creates SASL settings.
         /// - Parameters:

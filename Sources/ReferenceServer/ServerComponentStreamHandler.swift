@@ -19,7 +19,8 @@ final class ServerComponentStreamHandler: ChannelInboundHandler {
     private var machine: ServerComponentNegotiationStateMachine
     private let router: ComponentRouter
     private let tlsContext: OpenSSLContext?
-    private let saslConfiguration: SASLServer.Configuration
+    private let baseSASLConfiguration: SASLServer.Configuration
+    private let externalIdentities: [[UInt8]: String]
     private let authenticationTimeout: TimeAmount
     private var logger: Logger
     private var sessionID: ComponentRouter.SessionID?
@@ -34,13 +35,15 @@ final class ServerComponentStreamHandler: ChannelInboundHandler {
         router: ComponentRouter,
         tlsContext: OpenSSLContext?,
         saslConfiguration: SASLServer.Configuration,
+        externalIdentities: [[UInt8]: String] = [:],
         authenticationTimeout: TimeAmount,
         logger: Logger
     ) {
         self.machine = machine
         self.router = router
         self.tlsContext = tlsContext
-        self.saslConfiguration = saslConfiguration
+        self.baseSASLConfiguration = saslConfiguration
+        self.externalIdentities = externalIdentities
         self.authenticationTimeout = authenticationTimeout
         self.logger = logger
     }
@@ -219,6 +222,16 @@ final class ServerComponentStreamHandler: ChannelInboundHandler {
         context.write(Self.wrapOutboundOut(.element(error.element)), promise: nil)
         let channel = context.channel
         context.writeAndFlush(Self.wrapOutboundOut(.close)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// The SASL settings of this stream: EXTERNAL when the verified client certificate is one
+    /// of ``ReferenceServerConfiguration/SASL/externalIdentities``.
+    private var saslConfiguration: SASLServer.Configuration {
+        var configuration = self.baseSASLConfiguration
+        if let certificate = self.tlsSession?.peerCertificateDER, let identity = self.externalIdentities[certificate] {
+            configuration.externalIdentity = identity
+        }
+        return configuration
     }
 
     private var transport: SASLTransportSecurity {

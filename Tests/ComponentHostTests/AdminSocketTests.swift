@@ -4,9 +4,10 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import Testing
+import XMPPTestSupport
 @testable import ComponentHost
 
-@Suite("Admin socket")
+@Suite("Admin socket", .timeLimit(.minutes(1)))
 struct AdminSocketTests {
     /// Runs an admin server for a host (never connected) and calls `body` once it listens.
     static func withServer(
@@ -85,14 +86,16 @@ struct AdminSocketTests {
                         return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
-            let lines = try await channel.executeThenClose { inbound, outbound -> [String] in
-                try await outbound.write(ByteBuffer(string: "hello\n{\"command\":\"status\"}\n"))
-                var lines: [String] = []
-                for try await line in inbound {
-                    lines.append(String(buffer: line))
-                    if lines.count == 2 { break }
+            let lines = try await withDeadline(.seconds(20), "two answers on the admin socket") {
+                try await channel.executeThenClose { inbound, outbound -> [String] in
+                    try await outbound.write(ByteBuffer(string: "hello\n{\"command\":\"status\"}\n"))
+                    var lines: [String] = []
+                    for try await line in inbound {
+                        lines.append(String(buffer: line))
+                        if lines.count == 2 { break }
+                    }
+                    return lines
                 }
-                return lines
             }
             #expect(lines.first?.hasPrefix("{\"error\":\"not a valid request") == true)
             #expect(lines.last?.hasPrefix("{\"ok\":true,\"status\":{") == true)

@@ -2,9 +2,10 @@ import ArgumentParser
 import ComponentHost
 import Foundation
 import Testing
+import XMPPTestSupport
 @testable import component_host
 
-@Suite("Command line")
+@Suite("Command line", .timeLimit(.minutes(2)))
 struct CommandLineTests {
     @Test func parsesEverySubcommand() throws {
         let run = try #require(try ComponentHostCommand.parseAsRoot(["run", "--config", "h.toml", "--log-format", "json"]) as? RunCommand)
@@ -70,24 +71,24 @@ struct CommandLineTests {
     }
 
     /// Runs the built `component-host` as a subprocess.
-    @Test func builtBinaryChecksConfigAndListsPlugins() throws {
+    @Test func builtBinaryChecksConfigAndListsPlugins() async throws {
         let binary = try #require(Self.binaryPath, "component-host not found next to the test bundle")
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let path = try Fixtures.write(in: directory, Fixtures.configuration())
 
-        let check = try Self.run(binary, ["check-config", "--config", path])
+        let check = try await Self.run(binary, ["check-config", "--config", path])
         #expect(check.status == 0)
         #expect(check.output.contains("\(path): OK"))
         #expect(check.output.contains("kv.example.com → kv (max_keys = 1000, read_only = false)"))
         #expect(!check.output.contains(Fixtures.password))
 
         let broken = try directory.write("broken.toml", Fixtures.configuration().replacingOccurrences(of: "tls =", with: "tsl ="))
-        let failed = try Self.run(binary, ["check-config", "--config", broken])
+        let failed = try await Self.run(binary, ["check-config", "--config", broken])
         #expect(failed.status == 1)
         #expect(failed.error.contains("\(broken):6: server.tsl: unknown key; did you mean \"tls\"?"))
 
-        let plugins = try Self.run(binary, ["plugins"])
+        let plugins = try await Self.run(binary, ["plugins"])
         #expect(plugins.status == 0)
         #expect(plugins.output.hasPrefix("echo: Echoes every message back to its sender.\n    prefix (string, default \"\")"))
         #expect(plugins.output.contains("kv: A tiny key-value store"))
@@ -96,9 +97,9 @@ struct CommandLineTests {
     /// The README's main command, end to end: the real binary, the embedded reference server,
     /// real TLS, real Cyrus SASL, real stanzas.
     @Test(.timeLimit(.minutes(1)))
-    func builtBinaryRunsTheDemo() throws {
+    func builtBinaryRunsTheDemo() async throws {
         let binary = try #require(Self.binaryPath, "component-host not found next to the test bundle")
-        let result = try Self.run(binary, ["demo"], timeout: 45)
+        let result = try await Self.run(binary, ["demo"], timeout: .seconds(45))
         #expect(result.status == 0, "demo failed: \(result.output)\n\(result.error)")
         #expect(result.output.contains("connected over XEP-0225, TLSv1.3, SASL SCRAM-SHA-256-PLUS"))
         #expect(result.output.contains("<body>echo: Hello, component!</body>"))
@@ -116,25 +117,23 @@ struct CommandLineTests {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
+    /// Runs the binary to completion (a ``TestProcess``: killed by PID at the deadline, and
+    /// by the reaper if the runner dies) and returns its status, standard output and error.
     static func run(
-        _ binary: String, _ arguments: [String], timeout: Double = 30
-    ) throws -> (status: Int32, output: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        // Never let a hung binary hang the suite: kill it (by PID) after the timeout.
-        let pid = process.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-        defer { watchdog.cancel() }
-        let outData = output.fileHandleForReading.readDataToEndOfFile()
-        let errData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+        _ binary: String, _ arguments: [String], timeout: Duration = .seconds(30)
+    ) async throws -> (status: Int32, output: String, error: String) {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let process = TestProcess(
+            executable: binary, arguments: arguments, outputPath: directory.path + "/out", errorPath: directory.path + "/err")
+        try process.start()
+        let status: Int32
+        do {
+            status = try await process.waitForExit(timeout: timeout)
+        } catch {
+            process.kill()
+            throw error
+        }
+        return (status, process.output, (try? directory.read("err")) ?? "")
     }
 }

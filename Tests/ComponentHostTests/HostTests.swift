@@ -2,10 +2,11 @@
 import Foundation
 import Logging
 import Testing
+import XMPPTestSupport
 import XMPPCore
 @testable import ComponentHost
 
-@Suite("Host (no server)")
+@Suite("Host (no server)", .timeLimit(.minutes(1)))
 struct HostTests {
     static let logger = Logger(label: "test")
 
@@ -186,10 +187,26 @@ struct HostTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let host = try Self.host(in: directory)
+        let events = host.connection.events()
         let task = Task { try await host.run() }
-        try await Task.sleep(for: .milliseconds(200))
+        // Nobody listens on the configured port: wait for the first attempt to connect, and
+        // for it to fail.
+        try await withDeadline(.seconds(20), "a connection attempt") {
+            for await event in events {
+                if case .connecting = event { return }
+            }
+        }
+        let failed = ContinuousClock.now + .seconds(20)
+        while host.connection.status.lastError == nil, ContinuousClock.now < failed {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(host.connection.status.lastError != nil, "the attempt to connect to port 1 did not fail")
+        #expect(!host.connection.status.isConnected)
+        // shutdown() while disconnected (in the reconnect backoff): run() returns, without an
+        // error, before the deadline.
         host.connection.shutdown()
-        try await task.value
+        try await withDeadline(.seconds(20), "run() to return after shutdown()") { try await task.value }
+        #expect(!host.connection.status.isConnected)
     }
 }
 

@@ -7,6 +7,7 @@ import Testing
 import XMPPCore
 import XMPPSASL
 import XMPPTLS
+import XMPPTestSupport
 
 @testable import ComponentHost
 
@@ -78,62 +79,82 @@ struct LiveHostTests {
             await self.server.stop()
             self.directory.cleanup()
         }
+
+        /// Runs `body` with a fresh setup and stops it on every path (a failed `#require` too).
+        static func with<Result>(_ body: (Setup) async throws -> Result) async throws -> Result {
+            let setup = try await Setup()
+            return try await withCleanup { try await body(setup) } cleanup: { await setup.stop() }
+        }
+    }
+
+    /// Runs `host` while `body` runs, then shuts it down and waits for `run()` to end, on
+    /// every path.
+    static func whileRunning<Result>(_ host: ComponentHost, _ body: () async throws -> Result) async throws -> Result {
+        let running = Task { try await host.run() }
+        let result = try await withCleanup(body) {
+            host.connection.shutdown()
+            _ = try? await running.value
+        }
+        try await running.value
+        return result
     }
 
     @Test func reloadBindsAddedUnbindsRemovedAndRejectsABrokenFile() async throws {
-        let setup = try await Setup()
+        try await Setup.with { setup in try await self.reload(setup) }
+    }
+
+    private func reload(_ setup: Setup) async throws {
         let path = try Fixtures.write(
             in: setup.directory, setup.configuration(components: [("echo.example.test", "echo"), ("kv.example.test", "kv")]))
         let configuration = try HostConfiguration.load(path: path, environment: [:])
         let host = try ComponentHost(configuration: configuration, logger: Logger(label: "live-host"))
-        let running = Task { try await host.run() }
+        try await Self.whileRunning(host) {
+            try await setup.server.waitUntilBound("echo.example.test")
+            try await setup.server.waitUntilBound("kv.example.test")
+            #expect(Message(try await setup.ask("echo.example.test", "one", id: "r1"))?.body == "one")
 
-        try await setup.server.waitUntilBound("echo.example.test")
-        try await setup.server.waitUntilBound("kv.example.test")
-        #expect(Message(try await setup.ask("echo.example.test", "one", id: "r1"))?.body == "one")
+            // The file changes: kv removed, shout added. reload() is what SIGHUP runs.
+            _ = try setup.directory.write(
+                "host.toml", setup.configuration(components: [("echo.example.test", "echo"), ("shout.example.test", "echo")]))
+            let report = try await host.reload()
+            #expect(report.failures.isEmpty)
+            try await setup.server.waitUntilBound("shout.example.test")
+            try await setup.server.waitUntilUnbound("kv.example.test")
+            #expect(Set(setup.server.boundHostnames) == ["echo.example.test", "shout.example.test"])
+            #expect(Message(try await setup.ask("shout.example.test", "two", id: "r2"))?.body == "two")
+            #expect(try await setup.ask("kv.example.test", "get a", id: "r3")["type"] == "error")
 
-        // The file changes: kv removed, shout added. reload() is what SIGHUP runs.
-        _ = try setup.directory.write(
-            "host.toml", setup.configuration(components: [("echo.example.test", "echo"), ("shout.example.test", "echo")]))
-        let report = try await host.reload()
-        #expect(report.failures.isEmpty)
-        try await setup.server.waitUntilBound("shout.example.test")
-        try await setup.server.waitUntilUnbound("kv.example.test")
-        #expect(Set(setup.server.boundHostnames) == ["echo.example.test", "shout.example.test"])
-        #expect(Message(try await setup.ask("shout.example.test", "two", id: "r2"))?.body == "two")
-        #expect(try await setup.ask("kv.example.test", "get a", id: "r3")["type"] == "error")
-
-        // A broken file is rejected with its error, and nothing changes.
-        _ = try setup.directory.write("host.toml", "[server\nhost = 1\n")
-        await #expect(throws: ConfigurationError.self) { _ = try await host.reload() }
-        #expect(Set(setup.server.boundHostnames) == ["echo.example.test", "shout.example.test"])
-        #expect(Message(try await setup.ask("echo.example.test", "three", id: "r4"))?.body == "three")
-
-        host.connection.shutdown()
-        try await running.value
-        await setup.stop()
+            // A broken file is rejected with its error, and nothing changes.
+            _ = try setup.directory.write("host.toml", "[server\nhost = 1\n")
+            await #expect(throws: ConfigurationError.self) { _ = try await host.reload() }
+            #expect(Set(setup.server.boundHostnames) == ["echo.example.test", "shout.example.test"])
+            #expect(Message(try await setup.ask("echo.example.test", "three", id: "r4"))?.body == "three")
+        }
     }
 
     @Test func aFailingPluginDoesNotStopTheOthers() async throws {
-        let setup = try await Setup()
+        try await Setup.with { setup in try await self.failingPlugin(setup) }
+    }
+
+    private func failingPlugin(_ setup: Setup) async throws {
         let path = try Fixtures.write(in: setup.directory, setup.configuration(components: [("echo.example.test", "echo")]))
         let registry = PluginRegistry.standard.adding([FailingPlugin.self])
         let configuration = try HostConfiguration.load(path: path, environment: [:], registry: registry)
         let host = try ComponentHost(configuration: configuration, registry: registry, logger: Logger(label: "live-failing"))
-        let running = Task { try await host.run() }
-        try await setup.server.waitUntilBound("echo.example.test")
-        try await host.bind("boom.example.test", plugin: "boom")
-        try await setup.server.waitUntilBound("boom.example.test")
+        try await Self.whileRunning(host) {
+            try await setup.server.waitUntilBound("echo.example.test")
+            try await host.bind("boom.example.test", plugin: "boom")
+            try await setup.server.waitUntilBound("boom.example.test")
 
-        // The failing plugin's IQ gets internal-server-error; its messages get nothing.
-        try setup.server.inject(
-            IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "b1",
-               payload: Element("query", namespace: "urn:example:boom")).element)
-        let answer = try #require(try await setup.users.take(id: "b1", timeout: .seconds(10)))
-        #expect(IQ(answer)?.error?.condition == .internalServerError)
-        for index in 0..<5 {
+            // The failing plugin's IQ gets internal-server-error; its messages get nothing.
             try setup.server.inject(
-                Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "bm\(index)", body: "x").element)
+                IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "b1",
+                   payload: Element("query", namespace: "urn:example:boom")).element)
+            let answer = try #require(try await setup.users.take(id: "b1", timeout: .seconds(10)))
+            #expect(IQ(answer)?.error?.condition == .internalServerError)
+            for index in 0..<5 {
+                try setup.server.inject(
+                    Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "bm\(index)", body: "x").element)
         }
         // The other plugin, and the failing one's next stanzas, carry on.
         #expect(Message(try await setup.ask("echo.example.test", "still here", id: "e1"))?.body == "still here")
@@ -142,46 +163,137 @@ struct LiveHostTests {
                payload: Element("query", namespace: "urn:example:boom")).element)
         #expect(IQ(try #require(try await setup.users.take(id: "b2", timeout: .seconds(10))))?.error?.condition == .internalServerError)
 
-        host.connection.shutdown()
-        try await running.value
-        await setup.stop()
+        }
+    }
+
+    /// Starts the real binary on `configuration` (a ``TestProcess``: stopped by PID, reaped by
+    /// the registry if the runner dies).
+    private static func startBinary(_ setup: Setup, configuration path: String) throws -> TestProcess {
+        let binary = try #require(CommandLineTests.binaryPath, "component-host not found next to the test bundle")
+        let process = TestProcess(
+            executable: binary, arguments: ["run", "--config", path], outputPath: setup.directory.path + "/host.out")
+        try process.start()
+        return process
     }
 
     /// The real binary, a real SIGHUP by PID: the reload is observed at the server.
     @Test func realBinaryReloadsOnSIGHUPAndStopsOnSIGTERM() async throws {
-        let binary = try #require(CommandLineTests.binaryPath, "component-host not found next to the test bundle")
-        let setup = try await Setup()
-        let path = try Fixtures.write(in: setup.directory, setup.configuration(components: [("echo.example.test", "echo")]))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["run", "--config", path]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let pid = process.processIdentifier
-        defer {
-            if process.isRunning { kill(pid, SIGKILL) }
-        }
-        try await setup.server.waitUntilBound("echo.example.test", timeout: .seconds(30))
-        #expect(Message(try await setup.ask("echo.example.test", "hi", id: "s1"))?.body == "hi")
+        try await Setup.with { setup in
+            let path = try Fixtures.write(in: setup.directory, setup.configuration(components: [("echo.example.test", "echo")]))
+            let process = try Self.startBinary(setup, configuration: path)
+            try await withCleanup {
+                try await setup.server.waitUntilBound("echo.example.test", timeout: .seconds(30))
+                #expect(Message(try await setup.ask("echo.example.test", "hi", id: "s1"))?.body == "hi")
 
-        _ = try setup.directory.write(
-            "host.toml", setup.configuration(components: [("echo.example.test", "echo"), ("kv.example.test", "kv")]))
-        kill(pid, SIGHUP)
-        try await setup.server.waitUntilBound("kv.example.test", timeout: .seconds(20))
-        #expect(Message(try await setup.ask("kv.example.test", "set a 1", id: "s2"))?.body == "ok")
+                _ = try setup.directory.write(
+                    "host.toml", setup.configuration(components: [("echo.example.test", "echo"), ("kv.example.test", "kv")]))
+                kill(process.pid, SIGHUP)
+                try await setup.server.waitUntilBound("kv.example.test", timeout: .seconds(20))
+                let set = try await setup.ask("kv.example.test", "set a 1", id: "s2")
+                #expect(Message(set)?.body == "ok", "the first stanza to a hostname bound by the reload: \(set)")
 
-        kill(pid, SIGTERM)
-        let deadline = ContinuousClock.now + .seconds(20)
-        while process.isRunning && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
+                kill(process.pid, SIGTERM)
+                let status = try await process.waitForExit(timeout: .seconds(20))
+                #expect(status == 0, "component-host exited \(status) after SIGTERM:\n\(process.output)")
+                try await setup.server.waitUntilUnbound("echo.example.test", timeout: .seconds(10))
+            } cleanup: {
+                process.kill()
+            }
         }
-        #expect(!process.isRunning, "component-host did not stop within 20 s of SIGTERM")
-        if !process.isRunning {
-            #expect(process.terminationStatus == 0)
+    }
+
+    /// The real binary with `[metrics] listen`, scraped after traffic: every metric the README
+    /// lists is there, with the values the traffic implies.
+    @Test func realBinaryServesEveryDocumentedMetricAfterTraffic() async throws {
+        try await Setup.with { setup in
+            let metricsPort = try FreePort.allocate()
+            let path = try Fixtures.write(
+                in: setup.directory,
+                setup.configuration(components: [("echo.example.test", "echo"), ("kv.example.test", "kv")])
+                    + "\n[metrics]\nlisten = \"127.0.0.1:\(metricsPort)\"\n")
+            let process = try Self.startBinary(setup, configuration: path)
+            try await withCleanup {
+                try await setup.server.waitUntilBound("echo.example.test", timeout: .seconds(30))
+                try await setup.server.waitUntilBound("kv.example.test", timeout: .seconds(30))
+                for index in 0..<3 {
+                    #expect(Message(try await setup.ask("echo.example.test", "m\(index)", id: "me\(index)"))?.body == "m\(index)")
+                }
+                try setup.server.inject(
+                    IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("kv.example.test"), id: "mi1",
+                       payload: Element("query", namespace: Namespace.discoInfo)).element)
+                let iq = try #require(try await setup.users.take(id: "mi1", timeout: .seconds(10)))
+                #expect(iq["type"] == "result")
+
+                let response = try await MetricsServerTests.get(metricsPort, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                #expect(response.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(response.prefix(200))")
+                let samples = PrometheusText(response)
+                // README "Metrics": the connection's metrics…
+                #expect(samples.value("xmpp_component_connected") == 1, "\(samples.names)")
+                #expect(samples.value("xmpp_component_reconnects_total") == 0, "\(samples.names)")
+                #expect(samples.value("xmpp_component_disconnects_total") == 0, "\(samples.names)")
+                #expect(samples.value("xmpp_component_bind_errors_total") == 0, "\(samples.names)")
+                // …and per hostname.
+                let echo = ["hostname": "echo.example.test"]
+                let kv = ["hostname": "kv.example.test"]
+                #expect(samples.value("xmpp_component_stanzas_in_total", echo).map { $0 >= 3 } == true, "\(samples.names)")
+                #expect(samples.value("xmpp_component_stanzas_out_total", echo).map { $0 >= 3 } == true, "\(samples.names)")
+                #expect(samples.value("xmpp_component_stanzas_in_total", kv).map { $0 >= 1 } == true, "\(samples.names)")
+                #expect(samples.value("xmpp_component_iq_handling_seconds_count", kv).map { $0 >= 1 } == true, "\(samples.names)")
+                for labels in [echo, kv] {
+                    #expect(samples.value("xmpp_component_queue_depth", labels) == 0, "\(labels) \(samples.names)")
+                    #expect(samples.value("xmpp_component_handler_hangs_total", labels) == 0, "\(labels) \(samples.names)")
+                    #expect(samples.value("xmpp_component_handler_hung", labels) == 0, "\(labels) \(samples.names)")
+                }
+            } cleanup: {
+                process.terminate()
+            }
         }
-        try await setup.server.waitUntilUnbound("echo.example.test", timeout: .seconds(10))
-        await setup.stop()
+    }
+}
+
+/// The samples of a Prometheus text exposition: `name{labels} value` lines.
+struct PrometheusText {
+    struct Sample {
+        var name: String
+        var labels: [String: String]
+        var value: Double
+    }
+
+    let samples: [Sample]
+
+    init(_ response: String) {
+        let body = response.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+        var samples: [Sample] = []
+        for line in body.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            let series = line[..<space]
+            var labels: [String: String] = [:]
+            let name: Substring
+            if let open = series.firstIndex(of: "{"), let close = series.lastIndex(of: "}") {
+                name = series[..<open]
+                for pair in series[series.index(after: open)..<close].split(separator: ",") {
+                    let parts = pair.split(separator: "=", maxSplits: 1)
+                    guard parts.count == 2 else { continue }
+                    labels[String(parts[0])] = String(parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")))
+                }
+            } else {
+                name = series
+            }
+            samples.append(Sample(name: String(name), labels: labels, value: value))
+        }
+        self.samples = samples
+    }
+
+    /// Every metric name present.
+    var names: [String] { Array(Set(self.samples.map(\.name))).sorted() }
+
+    /// The value of the one sample named `name` whose labels include `labels`, or `nil`
+    /// when there is none or more than one.
+    func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+        let matching = self.samples.filter { sample in
+            sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value }
+        }
+        return matching.count == 1 ? matching[0].value : nil
     }
 }
 

@@ -6,9 +6,10 @@ import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import Testing
+import XMPPTestSupport
 @testable import ComponentHost
 
-@Suite("Metrics endpoint")
+@Suite("Metrics endpoint", .timeLimit(.minutes(1)))
 struct MetricsServerTests {
     /// Sends a raw HTTP request over loopback and returns the whole response.
     static func get(_ port: Int, _ request: String) async throws -> String {
@@ -18,13 +19,15 @@ struct MetricsServerTests {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
-        return try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: request))
-            var response = ""
-            for try await buffer in inbound {
-                response += String(buffer: buffer)
+        return try await withDeadline(.seconds(20), "the response to \(request.prefix { $0 != "\r" })") {
+            try await channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: request))
+                var response = ""
+                for try await buffer in inbound {
+                    response += String(buffer: buffer)
+                }
+                return response
             }
-            return response
         }
     }
 
@@ -43,8 +46,7 @@ struct MetricsServerTests {
         let group = ServiceGroup(services: [server], logger: Logger(label: "test"))
         async let running: Void = group.run()
         do {
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
+            let port = try #require(try await withDeadline(.seconds(20), "the metrics server's port") { await ports.first { _ in true } })
             let response = try await Self.get(port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
             #expect(response.hasPrefix("HTTP/1.1 200 OK\r\n"))
             #expect(response.contains("Content-Type: text/plain; version=0.0.4"))

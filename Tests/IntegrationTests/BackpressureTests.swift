@@ -87,7 +87,8 @@ struct BackpressureTests {
     /// excess gets `resource-constraint` (type wait), the keepalive never declares the link
     /// dead, and 1 000 stanzas of 512 KiB sent to A do not grow memory past A's budget.
     @Test func aBlockedHostnameIsAnsweredWhileTheOthersFlow() async throws {
-        let server = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
+        try await withServers { servers in
+        let server = try await servers.start(SDKFixture.shared.serverConfiguration())
         let answers = Answers(server)
         var configuration = SDKFixture.shared.clientConfiguration(port: server.port)
         configuration.hostnameBudget = HostnameBudget(maxStanzas: 200, maxBytes: 2 << 20)
@@ -167,14 +168,15 @@ struct BackpressureTests {
             // mean the SDK kept them.
             #expect(growth < 96 << 20, "RSS grew by \(growth >> 20) MiB while 500 MiB went to a blocked hostname")
         }
-        await server.stop()
+        }
     }
 
     /// With a small connection budget, a blocked handler pauses reading for the whole
     /// stream (TCP pushes back on the server); nothing is lost or answered, and the
     /// keepalive does not declare the paused stream dead. Released, everything arrives in order.
     @Test func theConnectionBudgetPausesReadingAndLosesNothing() async throws {
-        let server = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
+        try await withServers { servers in
+        let server = try await servers.start(SDKFixture.shared.serverConfiguration())
         let answers = Answers(server)
         var configuration = SDKFixture.shared.clientConfiguration(port: server.port)
         configuration.hostnameBudget = HostnameBudget(maxStanzas: 100_000, maxBytes: 1 << 30)
@@ -220,6 +222,6 @@ struct BackpressureTests {
             #expect(handler.seen.withLock { $0 } == (0..<count).map { "b\($0)" })
             #expect(answers.count { _, type, _, _ in type == "error" } == 0)
         }
-        await server.stop()
+        }
     }
 }

@@ -1,9 +1,11 @@
 import ComponentKit
 import Foundation
 import Logging
+import ReferenceServer
 import Synchronization
 import Testing
 import XMPPCore
+import XMPPTestSupport
 
 /// Runs a connection for the duration of `body`, then shuts it down gracefully (bounded).
 func withRunningConnection<Result: Sendable>(
@@ -25,6 +27,31 @@ func withRunningConnection<Result: Sendable>(
         }
         return result!
     }
+}
+
+/// The reference servers a test started, stopped on every path by ``withServers(_:)``.
+final class StartedServers: Sendable {
+    private let servers = Mutex<[ReferenceServer]>([])
+
+    /// Starts a server that ``withServers(_:)`` stops at the end, whatever happens.
+    func start(_ configuration: ReferenceServerConfiguration) async throws -> ReferenceServer {
+        let server = try await ReferenceServer.start(configuration: configuration)
+        self.servers.withLock { $0.append(server) }
+        return server
+    }
+
+    fileprivate func stopAll() async {
+        for server in self.servers.withLock({ $0 }) {
+            await server.stop()
+        }
+    }
+}
+
+/// Runs `body` with a ``StartedServers``, then stops every server it started (also when
+/// `body` throws: a failed `#require`, a timeout).
+func withServers<Result>(_ body: (StartedServers) async throws -> Result) async throws -> Result {
+    let servers = StartedServers()
+    return try await withCleanup { try await body(servers) } cleanup: { await servers.stopAll() }
 }
 
 /// Collects a connection's events and waits for conditions on them.
@@ -93,6 +120,62 @@ func testLogger(_ label: String) -> Logger {
     let level = ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
     logger.logLevel = level ?? .warning
     return logger
+}
+
+/// Log records kept in memory, so that a test can wait for what the SDK logged (warnings
+/// and above still go to stderr).
+final class CapturedLogs: Sendable {
+    struct Entry: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: [String: String]
+    }
+
+    private let entries = Mutex<[Entry]>([])
+
+    var all: [Entry] { self.entries.withLock { $0 } }
+
+    /// A logger that records every message at `level` and above here.
+    func logger(_ label: String, level: Logger.Level) -> Logger {
+        var logger = Logger(label: label) { label in Handler(label: label, logs: self) }
+        logger.logLevel = level
+        return logger
+    }
+
+    /// Waits until an entry matching `predicate` has been logged (bounded).
+    func wait(_ description: String, timeout: Duration = .seconds(20), until predicate: @Sendable (Entry) -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if self.all.contains(where: predicate) { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw IntegrationTestError("timed out waiting for \(description) in the log (\(self.all.count) entries)")
+    }
+
+    fileprivate func append(_ entry: Entry) { self.entries.withLock { $0.append(entry) } }
+
+    private struct Handler: LogHandler {
+        let label: String
+        let logs: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { self.metadata[key] }
+            set { self.metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            var flattened: [String: String] = [:]
+            for (key, value) in self.metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
+                flattened[key] = "\(value)"
+            }
+            self.logs.append(Entry(level: event.level, message: "\(event.message)", metadata: flattened))
+            if event.level >= .warning {
+                FileHandle.standardError.write(Data("\(self.label) \(event.level): \(event.message) \(flattened)\n".utf8))
+            }
+        }
+    }
 }
 
 /// A handler answering `<query xmlns='urn:example:time'/>` gets with the stanza count so far.

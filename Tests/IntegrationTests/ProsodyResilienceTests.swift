@@ -47,29 +47,33 @@ struct ProsodyResilienceTests {
         let sender = NumberedSender(prefix: "p-")
         let total = 300
         let sentByAlice = Locked<[Int: Bool]>([:])
-        let currentAlice = Locked<C2SClient?>(nil)
+        // The numbers alice sent successfully from her second session (after the restart and
+        // the re-bind): each must be handled once and echoed back to her once, in order.
+        let sentAfterRebind = Locked<[Int]>([])
+        let currentAlice = Locked<(client: C2SClient, session: Int)?>(nil)
 
         try await withRunningConnection(connection) { connection in
             try await events.waitBound(["echo.localhost"])
             let first = try await self.alice(prosody)
             let aliceJID = first.jid
-            currentAlice.update { $0 = first }
+            currentAlice.update { $0 = (first, 1) }
             let firstReader = self.follow(first, into: sink)
             events.reset()
 
             // alice → component (echoed back to her full JID, the same after she reconnects).
             let injector = Task {
                 for number in 0..<total {
-                    var client = currentAlice.value
-                    while client == nil {
+                    var current = currentAlice.value
+                    while current == nil {
                         try? await Task.sleep(for: .milliseconds(5))
-                        client = currentAlice.value
+                        current = currentAlice.value
                     }
-                    guard let client else { return }
+                    guard let (client, session) = current else { return }
                     let message = Message(type: .chat, to: Self.echoJID, id: "in-\(number)", body: "\(number)")
                     do {
                         try await client.send(message.element)
                         sentByAlice.update { $0[number] = true }
+                        if session == 2 { sentAfterRebind.update { $0.append(number) } }
                     } catch {
                         sentByAlice.update { $0[number] = false }
                     }
@@ -97,19 +101,33 @@ struct ProsodyResilienceTests {
             let secondReader = self.follow(second, into: sink)
             try await events.waitBound(["echo.localhost"], timeout: .seconds(30))
             let rebound = ContinuousClock.now
-            currentAlice.update { $0 = second }
+            currentAlice.update { $0 = (second, 2) }
             await sending.value
             await injector.value
+            // And a batch certainly sent after the re-bind: on a loaded machine the injector
+            // can be done before the kill.
+            for number in total..<(total + 50) {
+                try await second.send(Message(type: .chat, to: Self.echoJID, id: "in-\(number)", body: "\(number)").element)
+                sentAfterRebind.update { $0.append(number) }
+            }
 
-            // Wait until every successful send is delivered or bounced back (bounded).
-            let deadline = ContinuousClock.now + .seconds(20)
-            while !Self.settled(sender: sender, sink: sink, echo: echo, restarted: restarted), ContinuousClock.now < deadline {
+            // Wait until every successful send is delivered or bounced back, and every stanza
+            // alice sent after the re-bind is echoed (bounded).
+            let afterRebind = sentAfterRebind.value
+            try #require(!afterRebind.isEmpty, "alice sent nothing after the re-bind")
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
+                let echoes = Set(sink.ids(withPrefix: "echo-in-"))
+                if Self.settled(sender: sender, sink: sink, echo: echo, restarted: restarted),
+                    afterRebind.allSatisfy({ echoes.contains("echo-in-\($0)") })
+                {
+                    break
+                }
                 try await Task.sleep(for: .milliseconds(50))
             }
-            try await Task.sleep(for: .milliseconds(500))
             secondReader.cancel()
             Self.check(
-                sender: sender, sink: sink, echo: echo, total: total, aliceSent: sentByAlice.value,
+                sender: sender, sink: sink, echo: echo, total: total, aliceSent: sentByAlice.value, afterRebind: afterRebind,
                 times: (killed: killed, noticed: noticed, restarted: restarted, rebound: rebound),
                 startup: prosody.lastStartupDuration)
             await second.close()
@@ -127,7 +145,7 @@ struct ProsodyResilienceTests {
     }
 
     private static func check(
-        sender: NumberedSender, sink: UserSink, echo: EchoRecorder, total: Int, aliceSent: [Int: Bool],
+        sender: NumberedSender, sink: UserSink, echo: EchoRecorder, total: Int, aliceSent: [Int: Bool], afterRebind: [Int],
         times: (killed: ContinuousClock.Instant, noticed: ContinuousClock.Instant, restarted: ContinuousClock.Instant, rebound: ContinuousClock.Instant),
         startup: Duration
     ) {
@@ -169,6 +187,13 @@ struct ProsodyResilienceTests {
         var aliceOK = 0
         for ok in aliceSent.values where ok { aliceOK += 1 }
         #expect(echoDuplicated == 0)
+        // alice → component → alice after the re-bind: handled once, echoed once, in order.
+        let handledCounts = DeliveryFigures.counts(echo.handled, prefix: "in-")
+        #expect(afterRebind.filter { handledCounts[$0] != 1 }.isEmpty, "sent by alice after the re-bind, not handled exactly once")
+        #expect(afterRebind.filter { echoes[$0] != 1 }.isEmpty, "sent by alice after the re-bind, not echoed to her exactly once")
+        let afterRebindSet = Set(afterRebind)
+        let echoOrder = DeliveryFigures.arrivalOrder(sink.ids(withPrefix: "echo-in-"), prefix: "echo-in-").filter(afterRebindSet.contains)
+        #expect(echoOrder == afterRebind, "the echoes of what alice sent after the re-bind arrive in her send order")
         report(
             "prosody kill/restart: component→alice \(out); bounced back to the component (alice offline) \(bounced.count); "
                 + "silently lost \(lostSilently.count) (all written before the restart: \(lostBeforeRestart)); "

@@ -47,6 +47,12 @@ final class UserSink: Sendable {
         self.all.first { $0["id"] == id }
     }
 
+    /// Waits (bounded) until an element with this id has arrived, and returns the first one.
+    func element(id: String, timeout: Duration = .seconds(10)) async throws -> Element {
+        try await self.wait("the stanza \(id)", timeout: timeout) { $0.contains { $0["id"] == id } }
+        return self.first(id: id)!
+    }
+
     /// Waits until `predicate` holds over what arrived (bounded).
     func wait(
         _ description: String, timeout: Duration = .seconds(30), until predicate: @Sendable ([Element]) -> Bool

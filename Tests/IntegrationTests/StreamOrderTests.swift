@@ -104,8 +104,9 @@ struct StreamOrderTests {
     /// same write by stanzas to the new hostname: every one is delivered and echoed, none is
     /// bounced, and per binding they arrive in order.
     @Test func stanzasWrittenWithTheBindResultAreDeliveredNeverBounced() async throws {
-        let first = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
-        let second = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
+        try await withServers { servers in
+        let first = try await servers.start(SDKFixture.shared.serverConfiguration())
+        let second = try await servers.start(SDKFixture.shared.serverConfiguration())
         let burst = Burst(size: 5)
         for server in [first, second] {
             server.setBurstAfterBind { burst.stanzas(for: $0) }
@@ -167,15 +168,15 @@ struct StreamOrderTests {
         let missing = (1...binds).flatMap { bind in (0..<burst.size).map { "burst-\(bind)-\($0)" } }.filter { echoes[$0] == nil }
         #expect(echoes.count == expected, "\(echoes.count) of \(expected) burst stanzas answered; missing \(missing)")
         print("stream order: \(binds) binds, \(echoes.count) of \(expected) burst stanzas echoed, \(bounced.count) bounced")
-        await first.stop()
-        await second.stop()
+        }
     }
 
     /// From the moment `<unbind/>` is sent, nothing leaves from the hostname: a handler
     /// still answering a flood of stanzas never makes the server end the stream with
     /// `invalid-from`.
     @Test func anUnbindRacingHandlerRepliesNeverEndsTheStream() async throws {
-        let server = try await ReferenceServer.start(configuration: SDKFixture.shared.serverConfiguration())
+        try await withServers { servers in
+        let server = try await servers.start(SDKFixture.shared.serverConfiguration())
         let answers = Answers(server)
         let connection = ComponentConnection(
             configuration: SDKFixture.shared.clientConfiguration(port: server.port), logger: testLogger("order-unbind"))
@@ -207,7 +208,7 @@ struct StreamOrderTests {
             let disconnects = events.all.filter { if case .disconnected = $0 { return true } else { return false } }
             #expect(disconnects.isEmpty, "the stream ended: \(disconnects)")
         }
-        await server.stop()
+        }
     }
 }
 

@@ -142,14 +142,26 @@ import XMPPTLS
                     logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
                 let secondEvents = second.events()
                 let runner = Task { try await second.run() }
-                defer { runner.cancel() }
-                _ = try await Self.connected(secondEvents)
-                let error = await #expect(throws: ComponentError.self) {
-                    try await second.bind("a.example.test", handler: ClosureHandler { _, _ in })
+                // Ended (cancelled, then awaited with a bound) on every path.
+                func endSecond() async {
+                    runner.cancel()
+                    if !(await Self.waitForTask(runner, timeout: .seconds(5))) {
+                        Issue.record("the second connection's run() did not end on cancellation")
+                    }
                 }
-                #expect(error?.kind == .bindRefused(.conflict))
-                #expect(try await second.bind("b.example.test", handler: ClosureHandler { _, _ in }) == "b.example.test")
-                #expect(server.boundHostnames == ["a.example.test", "b.example.test"])
+                do {
+                    _ = try await Self.connected(secondEvents)
+                    let error = await #expect(throws: ComponentError.self) {
+                        try await second.bind("a.example.test", handler: ClosureHandler { _, _ in })
+                    }
+                    #expect(error?.kind == .bindRefused(.conflict))
+                    #expect(try await second.bind("b.example.test", handler: ClosureHandler { _, _ in }) == "b.example.test")
+                    #expect(server.boundHostnames == ["a.example.test", "b.example.test"])
+                } catch {
+                    await endSecond()
+                    throw error
+                }
+                await endSecond()
             }
         }
     }

@@ -3,7 +3,7 @@ import XMPPCore
 @testable import XMPPSASL
 
 /// Facts about Cyrus that the module relies on, checked directly.
-@Suite struct CyrusConnectionTests {
+@Suite(.timeLimit(.minutes(1))) struct CyrusConnectionTests {
     func rawServer(mechList: String?) throws -> CyrusConnection {
         var options = ["sasldb_path": Account.sasldbPath]
         options["mech_list"] = mechList

@@ -4,7 +4,7 @@ import XMPPCore
 
 /// Our client against our Cyrus server, with a sasldb made by `saslpasswd2` and channel-binding
 /// bytes from a real TLS 1.3 session (openssl s_server/s_client).
-@Suite struct SASLExchangeTests {
+@Suite(.timeLimit(.minutes(1))) struct SASLExchangeTests {
     @Test func opensslProducesMatchingExporterBytes() throws {
         let bindings = try OpenSSLFixture.bindings()
         #expect(bindings.clientExporter.count == 32)

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import Testing
+import XMPPTestSupport
 import XMPPTLS
 
 /// Our client against our server over loopback TCP (NIOPosix).
@@ -20,14 +21,17 @@ struct LoopbackTests {
             clientExpectations.finish()
         }
         let testServer = try await TestServer.start(context: server, expectations: serverExpectations)
-        defer { Task { await testServer.stop() } }
-        let channel = try await connectClient(
-            port: testServer.port, context: client, expectations: clientExpectations, serverName: serverName
-        )
-        defer { channel.close(promise: nil) }
-        let clientInfo = try await awaitResult(clientExpectations.handshake.futureResult)
-        let serverInfo = try await awaitResult(serverExpectations.handshake.futureResult)
-        return (clientInfo, serverInfo)
+        return try await withCleanup {
+            let channel = try await connectClient(
+                port: testServer.port, context: client, expectations: clientExpectations, serverName: serverName
+            )
+            defer { channel.close(promise: nil) }
+            let clientInfo = try await awaitResult(clientExpectations.handshake.futureResult)
+            let serverInfo = try await awaitResult(serverExpectations.handshake.futureResult)
+            return (clientInfo, serverInfo)
+        } cleanup: {
+            await testServer.stop()
+        }
     }
 
     @Test(arguments: [TLSVersion.v1_2, .v1_3])
@@ -90,14 +94,17 @@ struct LoopbackTests {
         defer { serverExpectations.finish() }
         let server = try serverContext(self.certs, clientCertificates: .required(trustRoots: .caFile(self.certs.caCertificate)))
         let testServer = try await TestServer.start(context: server, expectations: serverExpectations)
-        defer { Task { await testServer.stop() } }
-        let clientExpectations = Expectations(on: self.eventLoop)
-        defer { clientExpectations.finish() }
-        let channel = try await connectClient(port: testServer.port, context: try clientContext(self.certs), expectations: clientExpectations)
-        defer { channel.close(promise: nil) }
-        let error = try #require(try await serverExpectations.firstError() as? TLSError)
-        #expect(error.kind == .handshakeFailed)
-        #expect(error.description.contains("peer did not return a certificate"))
+        try await withCleanup {
+            let clientExpectations = Expectations(on: self.eventLoop)
+            defer { clientExpectations.finish() }
+            let channel = try await connectClient(port: testServer.port, context: try clientContext(self.certs), expectations: clientExpectations)
+            defer { channel.close(promise: nil) }
+            let error = try #require(try await serverExpectations.firstError() as? TLSError)
+            #expect(error.kind == .handshakeFailed)
+            #expect(error.description.contains("peer did not return a certificate"))
+        } cleanup: {
+            await testServer.stop()
+        }
     }
 
     struct VerificationCase: Sendable, CustomTestStringConvertible {
@@ -127,22 +134,25 @@ struct LoopbackTests {
         }
         let server = try serverContext(self.certs, certificate: self.certs.path(testCase.certificate))
         let testServer = try await TestServer.start(context: server, expectations: serverExpectations)
-        defer { Task { await testServer.stop() } }
-        let channel = try await connectClient(
-            port: testServer.port, context: try clientContext(self.certs), expectations: clientExpectations,
-            serverName: testCase.serverName
-        )
-        defer { channel.close(promise: nil) }
+        try await withCleanup {
+            let channel = try await connectClient(
+                port: testServer.port, context: try clientContext(self.certs), expectations: clientExpectations,
+                serverName: testCase.serverName
+            )
+            defer { channel.close(promise: nil) }
 
-        let error = try #require(try await clientExpectations.firstError() as? TLSError)
-        #expect(error.kind == .certificateVerificationFailed)
-        #expect(error.verificationFailure == testCase.expected)
-        #expect(error.description.contains(testCase.expected.description))
-        #expect(!channel.isActive)
-        // The server learns about it from the client's alert.
-        let serverError = try #require(try await serverExpectations.firstError() as? TLSError)
-        #expect(serverError.kind == .handshakeFailed)
-        #expect(serverError.description.contains("alert"))
+            let error = try #require(try await clientExpectations.firstError() as? TLSError)
+            #expect(error.kind == .certificateVerificationFailed)
+            #expect(error.verificationFailure == testCase.expected)
+            #expect(error.description.contains(testCase.expected.description))
+            #expect(!channel.isActive)
+            // The server learns about it from the client's alert.
+            let serverError = try #require(try await serverExpectations.firstError() as? TLSError)
+            #expect(serverError.kind == .handshakeFailed)
+            #expect(serverError.description.contains("alert"))
+        } cleanup: {
+            await testServer.stop()
+        }
     }
 
     @Test func insecureOptOutConnectsToUntrustedServer() async throws {
@@ -188,23 +198,26 @@ struct LoopbackTests {
         let testServer = try await TestServer.start(
             context: try serverContext(self.certs, max: version), expectations: serverExpectations, echo: true
         )
-        defer { Task { await testServer.stop() } }
-        let channel = try await connectClient(
-            port: testServer.port, context: try clientContext(self.certs), expectations: clientExpectations
-        )
-        defer { channel.close(promise: nil) }
+        try await withCleanup {
+            let channel = try await connectClient(
+                port: testServer.port, context: try clientContext(self.certs), expectations: clientExpectations
+            )
+            defer { channel.close(promise: nil) }
 
-        // Written before the handshake completes: buffered, then sent.
-        let written = channel.eventLoop.makePromise(of: Void.self)
-        channel.writeAndFlush(ByteBuffer(bytes: data), promise: written)
-        try await awaitResult(written.futureResult, timeout: .seconds(30))
-        let atServer = try await awaitResult(serverExpectations.data.futureResult, timeout: .seconds(30))
-        #expect(atServer.readableBytes == size)
-        #expect(Array(atServer.readableBytesView) == data)
-        let echoed = try await awaitResult(clientExpectations.data.futureResult, timeout: .seconds(30))
-        #expect(echoed.readableBytes == size)
-        #expect(Array(echoed.readableBytesView) == data)
-        #expect(try await awaitResult(clientExpectations.handshake.futureResult).version == version)
+            // Written before the handshake completes: buffered, then sent.
+            let written = channel.eventLoop.makePromise(of: Void.self)
+            channel.writeAndFlush(ByteBuffer(bytes: data), promise: written)
+            try await awaitResult(written.futureResult, timeout: .seconds(30))
+            let atServer = try await awaitResult(serverExpectations.data.futureResult, timeout: .seconds(30))
+            #expect(atServer.readableBytes == size)
+            #expect(Array(atServer.readableBytesView) == data)
+            let echoed = try await awaitResult(clientExpectations.data.futureResult, timeout: .seconds(30))
+            #expect(echoed.readableBytes == size)
+            #expect(Array(echoed.readableBytesView) == data)
+            #expect(try await awaitResult(clientExpectations.handshake.futureResult).version == version)
+        } cleanup: {
+            await testServer.stop()
+        }
     }
 
     @Test func closeSendsCloseNotifySoPeerSeesCleanShutdown() async throws {
@@ -215,33 +228,39 @@ struct LoopbackTests {
             clientExpectations.finish()
         }
         let testServer = try await TestServer.start(context: try serverContext(self.certs), expectations: serverExpectations)
-        defer { Task { await testServer.stop() } }
-        let channel = try await connectClient(
-            port: testServer.port, context: try clientContext(self.certs), expectations: clientExpectations
-        )
-        _ = try await awaitResult(clientExpectations.handshake.futureResult)
-        _ = try await awaitResult(serverExpectations.handshake.futureResult)
-        try await awaitResult(channel.close())
+        try await withCleanup {
+            let channel = try await connectClient(
+                port: testServer.port, context: try clientContext(self.certs), expectations: clientExpectations
+            )
+            _ = try await awaitResult(clientExpectations.handshake.futureResult)
+            _ = try await awaitResult(serverExpectations.handshake.futureResult)
+            try await awaitResult(channel.close())
 
-        // The server got close_notify before EOF, so it reports no truncation.
-        #expect(try await serverExpectations.firstError() == nil)
-        #expect(try await clientExpectations.firstError() == nil)
-        // Writes after close fail.
-        await #expect(throws: ChannelError.self) { try await channel.writeAndFlush(ByteBuffer(string: "late")).get() }
+            // The server got close_notify before EOF, so it reports no truncation.
+            #expect(try await serverExpectations.firstError() == nil)
+            #expect(try await clientExpectations.firstError() == nil)
+            // Writes after close fail.
+            await #expect(throws: ChannelError.self) { try await channel.writeAndFlush(ByteBuffer(string: "late")).get() }
+        } cleanup: {
+            await testServer.stop()
+        }
     }
 
     @Test func eofWithoutCloseNotifyIsReportedAsTruncation() async throws {
         let serverExpectations = Expectations(on: self.eventLoop)
         defer { serverExpectations.finish() }
         let testServer = try await TestServer.start(context: try serverContext(self.certs), expectations: serverExpectations)
-        defer { Task { await testServer.stop() } }
-        let client = try OpenSSLPeer.client(port: testServer.port, ["-CAfile", self.certs.caCertificate])
-        defer { client.terminate() }
-        _ = try await awaitResult(serverExpectations.handshake.futureResult)
-        try await client.waitFor("Verify return code: 0 (ok)")
-        kill(client.pid, SIGKILL)  // the kernel closes the socket: EOF without close_notify
-        let error = try #require(try await serverExpectations.firstError() as? TLSError)
-        #expect(error == .uncleanShutdown)
+        try await withCleanup {
+            let client = try OpenSSLPeer.client(port: testServer.port, ["-CAfile", self.certs.caCertificate])
+            defer { client.terminate() }
+            _ = try await awaitResult(serverExpectations.handshake.futureResult)
+            try await client.waitFor("Verify return code: 0 (ok)")
+            kill(client.pid, SIGKILL)  // the kernel closes the socket: EOF without close_notify
+            let error = try #require(try await serverExpectations.firstError() as? TLSError)
+            #expect(error == .uncleanShutdown)
+        } cleanup: {
+            await testServer.stop()
+        }
     }
 
     @Test func closingDuringHandshakeIsPromptAndSilent() async throws {

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import Testing
+import XMPPTestSupport
 import XMPPTLS
 
 /// Our handler against independent `openssl s_server` / `s_client` peers.
@@ -59,47 +60,53 @@ struct OpenSSLInteropTests {
         let expectations = Expectations(on: MultiThreadedEventLoopGroup.singleton.next(), expectedBytes: 16)
         defer { expectations.finish() }
         let server = try await TestServer.start(context: try serverContext(self.certs), expectations: expectations, echo: true)
-        defer { Task { await server.stop() } }
+        try await withCleanup {
 
-        let client = try OpenSSLPeer.client(port: server.port, [
-            "-servername", "example.test", "-verify_hostname", "example.test", "-CAfile", self.certs.caCertificate,
-            "-verify_return_error", version == .v1_3 ? "-tls1_3" : "-tls1_2",
-            "-keymatexport", "EXPORTER-Channel-Binding", "-keymatexportlen", "32",
-        ])
-        defer { client.terminate() }
+            let client = try OpenSSLPeer.client(port: server.port, [
+                "-servername", "example.test", "-verify_hostname", "example.test", "-CAfile", self.certs.caCertificate,
+                "-verify_return_error", version == .v1_3 ? "-tls1_3" : "-tls1_2",
+                "-keymatexport", "EXPORTER-Channel-Binding", "-keymatexportlen", "32",
+            ])
+            defer { client.terminate() }
 
-        let info = try await awaitResult(expectations.handshake.futureResult)
-        #expect(info.version == version)
-        #expect(info.peerCertificateDER == nil)  // no client certificate requested
-        #expect(info.tlsServerEndPoint == (try self.certs.digest(self.certs.serverCertificate, "sha256")))
-        try await client.waitFor("Verify return code: 0 (ok)")
-        if version == .v1_3 {
-            #expect(info.tlsExporter == (try await client.keyingMaterial()))
+            let info = try await awaitResult(expectations.handshake.futureResult)
+            #expect(info.version == version)
+            #expect(info.peerCertificateDER == nil)  // no client certificate requested
+            #expect(info.tlsServerEndPoint == (try self.certs.digest(self.certs.serverCertificate, "sha256")))
+            try await client.waitFor("Verify return code: 0 (ok)")
+            if version == .v1_3 {
+                #expect(info.tlsExporter == (try await client.keyingMaterial()))
+            }
+
+            client.send("ping from client\n")  // 17 bytes: the echo comes back and s_client prints it
+            let received = try await awaitResult(expectations.data.futureResult)
+            #expect(received.string.hasPrefix("ping from client"))
+            // The pipe to s_client does not echo stdin, so this is our echo arriving.
+            try await client.waitFor("ping from client")
+        } cleanup: {
+            await server.stop()
         }
-
-        client.send("ping from client\n")  // 17 bytes: the echo comes back and s_client prints it
-        let received = try await awaitResult(expectations.data.futureResult)
-        #expect(received.string.hasPrefix("ping from client"))
-        // The pipe to s_client does not echo stdin, so this is our echo arriving.
-        try await client.waitFor("ping from client")
     }
 
     @Test func closeSendsCloseNotifyToOpenSSLClient() async throws {
         let expectations = Expectations(on: MultiThreadedEventLoopGroup.singleton.next())
         defer { expectations.finish() }
         let server = try await TestServer.start(context: try serverContext(self.certs), expectations: expectations)
-        defer { Task { await server.stop() } }
-        let client = try OpenSSLPeer.client(port: server.port, ["-CAfile", self.certs.caCertificate, "-tls1_3"])
-        defer { client.terminate() }
+        try await withCleanup {
+            let client = try OpenSSLPeer.client(port: server.port, ["-CAfile", self.certs.caCertificate, "-tls1_3"])
+            defer { client.terminate() }
 
-        _ = try await awaitResult(expectations.handshake.futureResult)
-        try await client.waitFor("Verify return code: 0 (ok)")
-        let child = try await awaitResult(expectations.channel.futureResult)
-        try await awaitResult(child.close())
-        // s_client prints "closed" only for SSL_ERROR_ZERO_RETURN, i.e. a received close_notify.
-        try await client.waitFor("closed\n")
-        try await client.waitForExit()
-        #expect(try await expectations.firstError() == nil)
+            _ = try await awaitResult(expectations.handshake.futureResult)
+            try await client.waitFor("Verify return code: 0 (ok)")
+            let child = try await awaitResult(expectations.channel.futureResult)
+            try await awaitResult(child.close())
+            // s_client prints "closed" only for SSL_ERROR_ZERO_RETURN, i.e. a received close_notify.
+            try await client.waitFor("closed\n")
+            try await client.waitForExit()
+            #expect(try await expectations.firstError() == nil)
+        } cleanup: {
+            await server.stop()
+        }
     }
 
     @Test func insecureClientAcceptsUntrustedOpenSSLServer() async throws {

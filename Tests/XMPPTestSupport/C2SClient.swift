@@ -3,7 +3,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 public import XMPPCore
-import XMPPSASL
+public import XMPPSASL
 import XMPPStream
 public import XMPPTLS
 
@@ -45,6 +45,9 @@ public final class C2SClient: Sendable {
         /// them on TLS 1.3 but rejects `tls-exporter` ("Invalid channel binding"), so its
         /// tests turn this off.
         public var allowsChannelBinding: Bool
+        /// The channel bindings handed to SASL (for `-PLUS`), or `nil` for every one the TLS
+        /// session has (tls-exporter, tls-server-end-point, tls-unique on TLS 1.2).
+        public var channelBindingTypes: Set<SASLChannelBindingType>?
         /// The newest TLS version offered, or `nil` for the newest available.
         public var maximumTLSVersion: TLSVersion?
         /// Whether to send initial presence once bound (needed to receive messages sent to
@@ -65,6 +68,7 @@ public final class C2SClient: Sendable {
             tlsServerName: String? = nil,
             allowedMechanisms: [String]? = nil,
             allowsChannelBinding: Bool = true,
+            channelBindingTypes: Set<SASLChannelBindingType>? = nil,
             maximumTLSVersion: TLSVersion? = nil,
             sendsInitialPresence: Bool = true,
             timeout: Duration = .seconds(10)
@@ -79,6 +83,7 @@ public final class C2SClient: Sendable {
             self.tlsServerName = tlsServerName
             self.allowedMechanisms = allowedMechanisms
             self.allowsChannelBinding = allowsChannelBinding
+            self.channelBindingTypes = channelBindingTypes
             self.maximumTLSVersion = maximumTLSVersion
             self.sendsInitialPresence = sendsInitialPresence
             self.timeout = timeout
@@ -91,6 +96,8 @@ public final class C2SClient: Sendable {
         public var jid: JID
         /// The SASL mechanism used.
         public var mechanism: String
+        /// The channel binding the `-PLUS` mechanism used, if any.
+        public var channelBinding: SASLChannelBindingType? = nil
         /// The TLS session.
         public var tls: TLSSessionInfo
         /// The id of the final stream.
@@ -175,6 +182,11 @@ public final class C2SClient: Sendable {
         }
     }
 
+    /// Takes every stanza received so far that no `next` call took, in arrival order.
+    public func drain() async -> [Element] {
+        self.mailbox.drain()
+    }
+
     /// Takes the next received stanza.
     /// - Parameter timeout: The deadline.
     /// - Throws: ``C2SClientError/Kind/timeout``, or the error that closed the stream.
@@ -248,6 +260,7 @@ private final class C2SHandler: ChannelInboundHandler {
     private var tlsSession: TLSSessionInfo?
     private var sasl: SASLClient?
     private var mechanism: String?
+    private var channelBinding: SASLChannelBindingType?
     private var authenticated = false
     private var sessionRequired = false
     private var jid: JID?
@@ -406,9 +419,9 @@ private final class C2SHandler: ChannelInboundHandler {
                     configuration: .init(
                         authenticationIdentity: self.configuration.username, password: self.configuration.password,
                         serverFQDN: self.configuration.domain, allowedMechanisms: allowed),
-                    transport: Self.transportSecurity(self.tlsSession))
+                    transport: Self.transportSecurity(self.tlsSession, types: self.configuration.channelBindingTypes))
                 self.sasl = client
-                let auth = try client.start(features: features)
+                let auth = try client.start(features: Self.advertisingPinnedBindings(features, self.configuration))
                 self.mechanism = client.mechanism
                 self.write(.element(auth), context: context)
             } catch {
@@ -440,6 +453,7 @@ private final class C2SHandler: ChannelInboundHandler {
             case .succeeded(let outcome):
                 self.sasl = nil
                 self.mechanism = outcome.mechanism
+                self.channelBinding = outcome.channelBinding
                 self.authenticated = true
                 self.phase = .awaitingHeader
                 context.triggerUserOutboundEvent(XMLStreamHandler.Restart.carryingOverPendingInput, promise: nil)
@@ -475,7 +489,8 @@ private final class C2SHandler: ChannelInboundHandler {
         self.phase = .ready
         self.timeout?.cancel()
         self.promise.succeed(
-            C2SClient.Session(jid: jid, mechanism: self.mechanism ?? "", tls: tls, streamID: self.streamID))
+            C2SClient.Session(
+                jid: jid, mechanism: self.mechanism ?? "", channelBinding: self.channelBinding, tls: tls, streamID: self.streamID))
     }
 
     private func fail(_ error: C2SClientError, context: ChannelHandlerContext) {
@@ -494,12 +509,32 @@ private final class C2SHandler: ChannelInboundHandler {
         }
     }
 
-    private static func transportSecurity(_ session: TLSSessionInfo?) -> SASLTransportSecurity {
+    /// A server without XEP-0440 (ejabberd 23.01) says nothing of the channel bindings it
+    /// accepts, and the SDK then uses `-PLUS` on TLS 1.3 only. When a test pins the types
+    /// (``Configuration/channelBindingTypes``) for such a server, they are advertised to the
+    /// SASL client as if the server had sent `<sasl-channel-binding/>`; the server still
+    /// checks the binding itself.
+    private static func advertisingPinnedBindings(_ features: Element, _ configuration: C2SClient.Configuration) -> Element {
+        guard let types = configuration.channelBindingTypes, configuration.allowsChannelBinding,
+            features.firstChild("sasl-channel-binding", namespace: Namespace.saslChannelBinding) == nil
+        else { return features }
+        var features = features
+        features.append(
+            Element(
+                "sasl-channel-binding", namespace: Namespace.saslChannelBinding,
+                children: types.sorted { $0.rawValue < $1.rawValue }.map {
+                    Element("channel-binding", namespace: Namespace.saslChannelBinding, attributes: ["type": $0.rawValue])
+                }))
+        return features
+    }
+
+    private static func transportSecurity(_ session: TLSSessionInfo?, types: Set<SASLChannelBindingType>?) -> SASLTransportSecurity {
         guard let session else { return .plaintext }
         var bindings: [SASLChannelBindingType: [UInt8]] = [:]
         if let exporter = session.tlsExporter { bindings[.tlsExporter] = exporter }
         if let endPoint = session.tlsServerEndPoint { bindings[.tlsServerEndPoint] = endPoint }
         if let unique = session.tlsUnique { bindings[.tlsUnique] = unique }
+        if let types { bindings = bindings.filter { types.contains($0.key) } }
         return SASLTransportSecurity(isTLSActive: true, isTLS13: session.version == .v1_3, channelBindings: bindings)
     }
 }

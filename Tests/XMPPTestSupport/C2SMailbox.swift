@@ -95,6 +95,14 @@ final class C2SMailbox: @unchecked Sendable {
         }
     }
 
+    /// Takes every buffered stanza (received and not yet taken), in arrival order.
+    func drain() -> [Element] {
+        self.lock.withLock {
+            defer { self.buffer.removeAll() }
+            return self.buffer
+        }
+    }
+
     private func expire(_ id: UInt64, _ error: any Error) {
         let waiter: Waiter? = self.lock.withLock {
             if let key = self.pendingRequests.first(where: { $0.value == id })?.key {

@@ -307,6 +307,19 @@ public final class EjabberdFixture: @unchecked Sendable {
                 "command: \(process.commandLine) (start #\(run))\noutput:\n\(process.output.tail(20))\n"
                     + "log \(self.logPath):\n\(self.log.tail(40))"
             }
+            // The listeners accept before the virtual host is served ("Unknown virtual host"
+            // from ejabberdctl right after a restart): ready means the host answers.
+            let ready = ContinuousClock.now + self.configuration.startupTimeout
+            while true {
+                let users = try await self.ctl(["registered_users", self.domain])
+                if users.status == 0 { break }
+                guard ContinuousClock.now < ready else {
+                    throw TestSupportError(
+                        "ejabberd listens but does not serve \(self.domain) within \(self.configuration.startupTimeout): "
+                            + "\(users.output)\nlog \(self.logPath):\n\(self.log.tail(40))")
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
         } catch {
             self.kill()
             throw error

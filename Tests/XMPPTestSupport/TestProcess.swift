@@ -6,6 +6,17 @@ public import Foundation
 ///
 /// Every started process is recorded in ``TestProcessRegistry``, which kills what is left
 /// (with its descendants) when the test process exits.
+///
+/// A runner that dies without exiting (SIGKILL, a crash) leaves nothing behind either:
+/// - each process leads a process group of its own (Foundation starts children so), with a
+///   parent-death signal (`setpriv --pdeathsig KILL`) set from a thread that lives
+///   as long as the runner (the signal follows the thread that spawned the child);
+/// - a reaper (``TestProcessReaper``) kills every such group when the runner's end of a
+///   pipe closes, which also catches the grandchildren a parent-death signal does not reach
+///   (`beam.smp` under `ejabberdctl`).
+///
+/// Every process carries ``TestProcessRegistry/runMarker`` in its environment, so the end
+/// of the run can check that none of them outlived it.
 public final class TestProcess: @unchecked Sendable {
     // @unchecked: the mutable state is guarded by `lock`; `process` is only run/killed under it.
     private let process = Process()
@@ -18,8 +29,10 @@ public final class TestProcess: @unchecked Sendable {
     public let executable: String
     /// The program's arguments.
     public let arguments: [String]
-    /// The file that receives standard output and standard error.
+    /// The file that receives standard output (and standard error, unless ``errorPath`` is set).
     public let outputPath: String
+    /// The file that receives standard error, when it is kept apart.
+    public let errorPath: String?
 
     /// Describes a process; nothing runs until ``start()``.
     /// - Parameters:
@@ -28,16 +41,29 @@ public final class TestProcess: @unchecked Sendable {
     ///   - environment: Its complete environment, or `nil` to inherit this process's.
     ///   - workingDirectory: Its working directory, or `nil`.
     ///   - outputPath: The file for its standard output and standard error (created or truncated).
+    ///   - errorPath: A separate file for its standard error, or `nil` to use `outputPath`.
     public init(
         executable: String, arguments: [String], environment: [String: String]? = nil,
-        workingDirectory: String? = nil, outputPath: String
+        workingDirectory: String? = nil, outputPath: String, errorPath: String? = nil
     ) {
         self.executable = executable
         self.arguments = arguments
         self.outputPath = outputPath
-        self.process.executableURL = URL(fileURLWithPath: executable)
-        self.process.arguments = arguments
-        if let environment { self.process.environment = environment }
+        self.errorPath = errorPath
+        // setpriv --pdeathsig: SIGKILL when the spawning thread (the runner) dies. When the
+        // command is itself `setpriv --reuid …` (a server run as its own user), the signal
+        // goes into that invocation: a change of user clears an earlier one. (Foundation
+        // already starts every child as the leader of a process group of its own, which the
+        // reaper kills as a whole; `setsid` would fork there and lose the process.)
+        self.process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        if executable == "/usr/bin/setpriv" {
+            self.process.arguments = ["--pdeathsig", "KILL"] + arguments
+        } else {
+            self.process.arguments = ["--pdeathsig", "KILL", "--", executable] + arguments
+        }
+        var environment = environment ?? ProcessInfo.processInfo.environment
+        environment[TestProcessRegistry.runMarkerName] = TestProcessRegistry.runMarker
+        self.process.environment = environment
         if let workingDirectory { self.process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
     }
 
@@ -67,25 +93,32 @@ public final class TestProcess: @unchecked Sendable {
             else { throw TestSupportError("cannot create \(self.outputPath)") }
             defer { try? output.close() }
             self.process.standardOutput = output
-            self.process.standardError = output
+            var error: FileHandle?
+            if let errorPath = self.errorPath {
+                guard FileManager.default.createFile(atPath: errorPath, contents: nil) else {
+                    throw TestSupportError("cannot create \(errorPath)")
+                }
+                error = FileHandle(forWritingAtPath: errorPath)
+            }
+            defer { try? error?.close() }
+            self.process.standardError = error ?? output
             self.process.standardInput = FileHandle.nullDevice
             // posix_spawn hands the calling thread's signal mask to the child, and the threads
             // tests run on block nearly every signal (SIGTERM included): a server started from
             // one would ignore SIGTERM. Run with an empty mask, then restore it.
-            var empty = sigset_t()
-            var saved = sigset_t()
-            sigemptyset(&empty)
-            pthread_sigmask(SIG_SETMASK, &empty, &saved)
-            defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
-            do {
-                try self.process.run()
-            } catch {
+            // The spawner thread runs with an empty mask and never exits (see the type's notes).
+            let process = self.process
+            let result = TestProcessSpawner.shared.run {
+                Result { try process.run() }
+            }
+            if case .failure(let error) = result {
                 throw TestSupportError("cannot run \(self.commandLine): \(error)")
             }
             self.started = true
             self.rootIdentity = ProcessTree.identity(of: self.process.processIdentifier)
         }
         TestProcessRegistry.shared.add(self)
+        TestProcessReaper.shared.watch(group: self.process.processIdentifier)
     }
 
     /// The process and its live descendants now, plus the descendants seen before (which
@@ -112,6 +145,7 @@ public final class TestProcess: @unchecked Sendable {
         while true {
             if let status = self.terminationStatus {
                 self.process.waitUntilExit()
+                self.forget()
                 return status
             }
             if ContinuousClock.now >= deadline {
@@ -142,7 +176,7 @@ public final class TestProcess: @unchecked Sendable {
         }
         self.kill(descendants: descendants)
         self.process.waitUntilExit()
-        TestProcessRegistry.shared.remove(self)
+        self.forget()
     }
 
     /// Kills the process and every descendant at once with SIGKILL and reaps it.
@@ -155,6 +189,14 @@ public final class TestProcess: @unchecked Sendable {
         guard self.lock.withLock({ self.started }) else { return }
         self.kill(descendants: descendants)
         self.process.waitUntilExit()
+        self.forget()
+    }
+
+    /// After the process was reaped: kill what is left of its group, and stop tracking it.
+    private func forget() {
+        let group = self.process.processIdentifier
+        _ = Glibc.kill(-group, SIGKILL)
+        TestProcessReaper.shared.forget(group: group)
         TestProcessRegistry.shared.remove(self)
     }
 
@@ -199,9 +241,27 @@ public final class TestProcessRegistry: @unchecked Sendable {
     /// The registry of this process.
     public static let shared: TestProcessRegistry = {
         let registry = TestProcessRegistry()
-        atexit { TestProcessRegistry.shared.killAll() }
+        atexit { TestProcessRegistry.shared.checkAtExit() }
         return registry
     }()
+
+    /// At the runner's exit: every process a test started and did not stop is a cleanup that
+    /// was skipped; every process of this run still alive after that is one that outlived the
+    /// suite. Both are killed, reported on stderr, and fail the run (exit status 1).
+    private func checkAtExit() {
+        let leaked = self.running.filter(\.isRunning).map(\.commandLine)
+        self.killAll()
+        // Not registered, yet of this run: a descendant that escaped its process group, or
+        // a process whose test forgot it in a way the registry could not see.
+        let outlived = Self.survivors()
+        outlived.forEach { ProcessTree.signal($0, SIGKILL) }
+        guard !leaked.isEmpty || !outlived.isEmpty else { return }
+        var report = "XMPPTestSupport: processes started by this test run were not stopped by their tests:\n"
+        for command in leaked { report += "  left running (killed at exit): \(command)\n" }
+        for identity in outlived { report += "  outlived its test (killed at exit): \(identity)\n" }
+        FileHandle.standardError.write(Data(report.utf8))
+        _exit(1)
+    }
 
     private let lock = NSLock()
     private var processes: [ObjectIdentifier: TestProcess] = [:]

@@ -4,7 +4,7 @@ import XMPPCore
 import XMPPStream
 import XMPPTestSupport
 
-@Suite("ejabberd fixture", .serialized)
+@Suite("ejabberd fixture", .serialized, .timeLimit(.minutes(4)))
 struct EjabberdFixtureTests {
     static let configuration = EjabberdFixture.Configuration(
         services: [.init(hostname: "echo.localhost", password: "echo-secret")],
@@ -37,6 +37,7 @@ struct EjabberdFixtureTests {
     @Test("restart keeps ports and accounts; stop leaves no beam, epmd or ejabberdctl process")
     func restartAndStop() async throws {
         let ejabberd = try await EjabberdFixture.start(.init(accounts: [Interop.alice]))
+        defer { ejabberd.stop() }  // when a try or #require below throws (stop() is idempotent)
         print("ejabberd started in \(ejabberd.lastStartupDuration)")
         let ports = [ejabberd.c2sPort, ejabberd.componentTLSPort, ejabberd.distributionPort]
         let first = ejabberd.processIdentities()

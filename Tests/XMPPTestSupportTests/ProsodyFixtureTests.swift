@@ -4,7 +4,7 @@ import XMPPCore
 import XMPPStream
 import XMPPTestSupport
 
-@Suite("Prosody fixture", .serialized)
+@Suite("Prosody fixture", .serialized, .timeLimit(.minutes(3)))
 struct ProsodyFixtureTests {
     static let configuration = ProsodyFixture.Configuration(
         components: [.init(hostname: "echo.localhost", secret: "echo-secret")],
@@ -45,6 +45,7 @@ struct ProsodyFixtureTests {
     func restartAndStop() async throws {
         let prosody = try await ProsodyFixture.start(
             .init(components: [.init(hostname: "echo.localhost", secret: "s")], accounts: [Interop.alice]))
+        defer { prosody.stop() }  // when a try or #require below throws (stop() is idempotent)
         let ports = [prosody.c2sPort, prosody.componentPort]
         let first = prosody.processIdentities()
         #expect(first.count == 1 && first.first?.pid == prosody.pid, "\(first)")

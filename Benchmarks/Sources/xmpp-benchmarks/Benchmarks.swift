@@ -66,6 +66,14 @@ enum Benchmarks {
             print(Table.render(report))
             try Table.writeJSON(report, to: options.json)
             print("JSON: \(options.json)")
+            // Figures never fail the run; a selected target that did not run always does
+            // (component-host never bound, a peer crashed, an unknown --only name).
+            if !report.notRun.isEmpty {
+                for (target, reason) in report.notRun.sorted(by: { $0.key < $1.key }) {
+                    print("benchmark suite failed: \(target) did not run: \(reason)")
+                }
+                exit(1)
+            }
         } catch {
             ChildProcess.killAll()
             print("benchmark suite failed: \(error)")

@@ -109,6 +109,8 @@ struct Suite {
         var binds: [BindFigures]
         var decode: DecodeFigures?
         var targets: [String: String]
+        /// Selected targets that did not run (target: reason). Any entry fails the run.
+        var notRun: [String: String] = [:]
     }
 
     // MARK: Set-up
@@ -175,6 +177,15 @@ struct Suite {
         defer { ChildProcess.killAll() }
 
         func wanted(_ name: String) -> Bool { self.options.only.map { $0.contains(name) } ?? true }
+        // Every name `--only` accepts; an unknown one is a target that did not run.
+        let known: Set<String> = [
+            "reflector", "host-xep0225-tls", "host-xep0114", "libstrophe", "gloox", "slixmpp", "host-100-plugins",
+            "binds", "decode",
+        ]
+        var notRun: [String: String] = [:]
+        for name in (self.options.only ?? []).subtracting(known) {
+            notRun[name] = "no such target (known: \(known.sorted().joined(separator: ", ")))"
+        }
 
         var echo: [EchoFigures] = []
         let peers = self.options.peers
@@ -266,6 +277,8 @@ struct Suite {
         await server.stop()
         try? await group.shutdownGracefully()
         try? FileManager.default.removeItem(atPath: self.directory)
+        for row in echo where !row.ran { notRun["echo \(row.target)"] = row.note ?? "did not run" }
+        for row in binds where !row.ran { notRun["binds \(row.mode)"] = row.note ?? "did not run" }
 
         return Report(
             machine: Self.machine(), smoke: self.options.smoke, stanzasPerRun: self.options.stanzas,
@@ -275,7 +288,8 @@ struct Suite {
                 "latency": "p99 < 5 ms at half the peak rate",
                 "binds": "1000 binds < 1 s and < 100 MB RSS",
                 "decode": ">= 70% of bare expat",
-            ])
+            ],
+            notRun: notRun)
     }
 
     func echoRun(

@@ -1,17 +1,4 @@
-import CFuzzDriver
-import Glibc
-
-/// The signature of `LLVMFuzzerTestOneInput`.
-public typealias FuzzTest = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-
-/// Runs libFuzzer's driver (command line from `CommandLine`) with `test`, and exits
-/// with its status. Call it from the top-level code of a target's main.swift.
-public func runFuzzer(_ test: FuzzTest) -> Never {
-    var argc = CommandLine.argc
-    var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-    let status = LLVMFuzzerRunDriver(&argc, &argv, test)
-    exit(status)
-}
+// The input decoding shared by the fuzz targets and the corpus replay tests.
 
 /// Reads a fuzzer input as a few control bytes followed by a payload.
 ///
@@ -21,8 +8,8 @@ public struct FuzzInput {
     public let bytes: UnsafeBufferPointer<UInt8>
     private var position = 0
 
-    public init(_ start: UnsafePointer<UInt8>?, _ count: Int) {
-        self.bytes = UnsafeBufferPointer(start: start, count: count)
+    public init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
     }
 
     /// The next control byte (0 once the input is exhausted).
@@ -96,7 +83,12 @@ public func chunks(of bytes: [UInt8], selector: UInt8, seed: UInt8) -> [ArraySli
     return result
 }
 
-/// Stops the process with a message libFuzzer records as a crash.
-public func fuzzFailure(_ message: @autoclosure () -> String, file: StaticString = #file, line: UInt = #line) -> Never {
-    fatalError(message(), file: file, line: line)
+/// A broken property: libFuzzer's targets crash with it (a finding), the corpus replay
+/// tests (`Tests/XMPPStreamTests/FuzzCorpusReplayTests.swift`) record it as a failure.
+public struct FuzzFinding: Error, CustomStringConvertible {
+    public let description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
 }
