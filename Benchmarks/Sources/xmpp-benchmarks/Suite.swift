@@ -277,7 +277,7 @@ struct Suite {
         await server.stop()
         try? await group.shutdownGracefully()
         try? FileManager.default.removeItem(atPath: self.directory)
-        for row in echo where !row.ran { notRun["echo \(row.target)"] = row.note ?? "did not run" }
+        for row in echo where !row.ran { notRun["echo \(row.target) (\(row.placement))"] = row.note ?? "did not run" }
         for row in binds where !row.ran { notRun["binds \(row.mode)"] = row.note ?? "did not run" }
 
         return Report(
