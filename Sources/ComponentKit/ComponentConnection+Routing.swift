@@ -144,15 +144,22 @@ extension ComponentConnection: StanzaRouting {
     /// Runs one hostname's handler over its mailbox, in order, a batch at a time. Runs on
     /// the connection's event loop (see ``EventLoopTaskExecutor``).
     func work(_ binding: Binding) async {
+        // The hostname and its logger change only when it is bound (again): made once
+        // then, not per stanza (a logger with new metadata costs a render per stanza).
+        var hostname = binding.requested
+        var logger = self.handlerLogger(hostname)
         while let batch = await binding.mailbox.next() {
             for item in batch {
                 switch item {
                 case .stanza(let element, let size):
-                    await self.process(element, binding: binding)
+                    await self.process(element, binding: binding, hostname: hostname, logger: logger)
                     binding.mailbox.consumed(size: size)
-                case .bound(let hostname):
-                    let context = ComponentContext(
-                        hostname: hostname, logger: self.handlerLogger(hostname), connection: self, replyTracker: nil)
+                case .bound(let bound):
+                    if bound != hostname {
+                        hostname = bound
+                        logger = self.handlerLogger(bound)
+                    }
+                    let context = ComponentContext(hostname: hostname, logger: logger, connection: self, replyTracker: nil)
                     await binding.handler.hostnameBound(hostname, in: context)
                 case .unbound(let hostname):
                     await binding.handler.hostnameUnbound(hostname)
@@ -161,20 +168,18 @@ extension ComponentConnection: StanzaRouting {
         }
     }
 
-    private func process(_ element: Element, binding: Binding) async {
+    private func process(_ element: Element, binding: Binding, hostname: String, logger: Logger) async {
         guard let stanza = Stanza(element) else {
             if element.name.localName == "iq", let iq = IQ(element) ?? Self.lenientIQ(element) {
                 try? await self.send(element: iq.errorResult(StanzaError(.badRequest)).element)
             }
             return
         }
-        let hostname = self.state.withLock { $0.machine.hostnames[binding.key]?.boundHostname } ?? binding.requested
         var request: IQ?
         if case .iq(let iq) = stanza, iq.type.isRequest {
             request = iq
         }
         let tracker = request.map { IQReplyTracker(requestID: $0.requestID) }
-        let logger = self.handlerLogger(hostname)
         let context = ComponentContext(hostname: hostname, logger: logger, connection: self, replyTracker: tracker)
         do {
             try await binding.handler.handle(stanza, in: context)

@@ -24,10 +24,17 @@ public struct HostnameKey: Hashable, Sendable, Comparable, CustomStringConvertib
     ///   - domain: The domain; lowercased and stripped of a trailing dot here.
     ///   - resource: The instance's resource, if any (an empty resource counts as none).
     public init(domain: String, resource: String? = nil) {
-        var domain = Substring(domain)
-        if domain.hasSuffix(".") { domain = domain.dropLast() }
-        self.domain = domain.lowercased()
-        self.resource = resource.flatMap { $0.isEmpty ? nil : $0 }
+        self.init(domain: Substring(domain), resource: resource.map { Substring($0) })
+    }
+
+    /// The hot path (every stanza in and out): bytes, not `Character`s, and no new string
+    /// when the domain is already lowercase ASCII without a trailing dot.
+    private init(domain: Substring, resource: Substring?) {
+        var domain = domain
+        if domain.utf8.last == UInt8(ascii: ".") { domain = domain.dropLast() }
+        let needsLowercasing = domain.utf8.contains { $0 >= 0x80 || ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) }
+        self.domain = needsLowercasing ? domain.lowercased() : String(domain)
+        self.resource = resource.flatMap { $0.isEmpty ? nil : String($0) }
     }
 
     /// The key of a hostname as configured or requested: `domain` or `domain/resource`.
@@ -40,7 +47,7 @@ public struct HostnameKey: Hashable, Sendable, Comparable, CustomStringConvertib
     public init?(_ hostname: String) {
         let (local, domain, resource) = Self.split(hostname)
         guard local == nil, !domain.isEmpty, domain != "." else { return nil }
-        self.init(domain: String(domain), resource: resource.map(String.init))
+        self.init(domain: domain, resource: resource)
     }
 
     /// The key under which a stanza addressed to (or sent from) `address` is routed.
@@ -52,7 +59,7 @@ public struct HostnameKey: Hashable, Sendable, Comparable, CustomStringConvertib
     public init?(address: String) {
         let (local, domain, resource) = Self.split(address)
         guard !domain.isEmpty, domain != "." else { return nil }
-        self.init(domain: String(domain), resource: local == nil ? resource.map(String.init) : nil)
+        self.init(domain: domain, resource: local == nil ? resource : nil)
     }
 
     /// The key of the domain alone (the instance's resource dropped).
@@ -73,17 +80,20 @@ public struct HostnameKey: Hashable, Sendable, Comparable, CustomStringConvertib
     }
 
     private static func split(_ address: String) -> (local: Substring?, domain: Substring, resource: Substring?) {
-        var rest = Substring(address)
+        // Scanned as UTF-8: '/' and '@' are ASCII, so byte offsets are character boundaries.
+        let utf8 = address.utf8
+        var end = utf8.endIndex
         var resource: Substring?
-        if let slash = rest.firstIndex(of: "/") {
-            resource = rest[rest.index(after: slash)...]
-            rest = rest[..<slash]
+        if let slash = utf8.firstIndex(of: UInt8(ascii: "/")) {
+            resource = address[utf8.index(after: slash)...]
+            end = slash
         }
+        var start = utf8.startIndex
         var local: Substring?
-        if let at = rest.lastIndex(of: "@") {
-            local = rest[..<at]
-            rest = rest[rest.index(after: at)...]
+        if let at = utf8[..<end].lastIndex(of: UInt8(ascii: "@")) {
+            local = address[start..<at]
+            start = utf8.index(after: at)
         }
-        return (local, rest, resource)
+        return (local, address[start..<end], resource)
     }
 }

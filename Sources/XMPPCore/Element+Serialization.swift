@@ -226,6 +226,15 @@ public enum XMLEscaping {
     }
 
     static func firstInvalidScalar(in string: String) -> Unicode.Scalar? {
+        // Fast path (every outgoing stanza): in valid UTF-8 only a C0 control other than
+        // tab/LF/CR, or U+FFFE/U+FFFF (which start with 0xEF), can be invalid in XML 1.0.
+        var copy = string
+        let suspicious = copy.withUTF8 { bytes in
+            bytes.contains { byte in
+                byte == 0xEF || (byte < 0x20 && byte != 0x09 && byte != 0x0A && byte != 0x0D)
+            }
+        }
+        guard suspicious else { return nil }
         for scalar in string.unicodeScalars where !isValidXMLScalar(scalar.value) {
             return scalar
         }
