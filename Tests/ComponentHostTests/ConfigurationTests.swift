@@ -27,6 +27,27 @@ struct ConfigurationTests {
         #expect(kit.password.value == Fixtures.password)
     }
 
+    /// `[limits]` reaches the connection; too small a budget is refused with the key.
+    @Test func limitsReachTheConnection() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let text = Fixtures.configuration().replacingOccurrences(
+            of: "[admin]", with: "[limits]\nhostname_stanzas = 100\nhostname_bytes = 1048576\nconnection_bytes = 8388608\n\n[admin]")
+        let configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:])
+        let kit = configuration.componentConfiguration
+        #expect(kit.hostnameBudget == HostnameBudget(maxStanzas: 100, maxBytes: 1 << 20))
+        #expect(kit.connectionBudget == ConnectionBudgetPolicy(maxBytes: 8 << 20))
+        // Defaults when absent.
+        let plain = try HostConfiguration.load(path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:])
+        #expect(plain.componentConfiguration.hostnameBudget == HostnameBudget())
+
+        let small = Fixtures.configuration().replacingOccurrences(of: "[admin]", with: "[limits]\nhostname_bytes = 1000\n\n[admin]")
+        let error = #expect(throws: ConfigurationError.self) {
+            try HostConfiguration.load(path: try Fixtures.write(in: directory, small), environment: [:])
+        }
+        #expect(error.map { "\($0)" }?.hasSuffix("limits.hostname_bytes: expected at least 65536, found 1000") == true)
+    }
+
     @Test func exampleConfigurationIsValid() throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }

@@ -82,7 +82,7 @@ private struct Loader {
     }
 
     mutating func load(_ root: TOMLTable) throws -> HostConfiguration {
-        try self.allowOnly(root, at: nil, ["server", "auth", "admin", "metrics", "logging", "component"])
+        try self.allowOnly(root, at: nil, ["server", "auth", "admin", "metrics", "logging", "limits", "component"])
         let serverTable = try self.requiredTable(root, "server")
         let server = try self.server(serverTable)
         let auth = try self.auth(try self.requiredTable(root, "auth"))
@@ -130,6 +130,20 @@ private struct Loader {
             }
         }
 
+        var limits = HostConfiguration.Limits()
+        if let table = try self.optionalTable(root, "limits") {
+            try self.allowOnly(table, at: "limits", ["hostname_stanzas", "hostname_bytes", "connection_bytes"])
+            if let value = try self.positive(table, "limits", "hostname_stanzas") {
+                limits.hostname.maxStanzas = value
+            }
+            if let value = try self.positive(table, "limits", "hostname_bytes", atLeast: 64 << 10) {
+                limits.hostname.maxBytes = value
+            }
+            if let value = try self.positive(table, "limits", "connection_bytes", atLeast: 64 << 10) {
+                limits.connection.maxBytes = value
+            }
+        }
+
         var components: [HostConfiguration.Component] = []
         if let value = root["component"] {
             guard let array = value.array else {
@@ -158,6 +172,7 @@ private struct Loader {
         var configuration = HostConfiguration(
             server: server, auth: auth, adminSocket: adminSocket, logging: logging, components: components)
         configuration.metricsListen = metricsListen
+        configuration.limits = limits
         configuration.path = self.path
         return configuration
     }
@@ -355,6 +370,16 @@ private struct Loader {
             throw self.error("\(path).\(key)", "expected an integer, found \(Self.phrase(value.type))")
         }
         return integer
+    }
+
+    /// An integer of at least `minimum` (a budget smaller than one read of 64 KiB would
+    /// refuse a fast handler's stanzas under load).
+    func positive(_ table: TOMLTable, _ path: String, _ key: String, atLeast minimum: Int = 1) throws -> Int? {
+        guard let value = try self.integer(table, path, key) else { return nil }
+        guard value >= minimum else {
+            throw self.error("\(path).\(key)", "expected at least \(minimum), found \(value)")
+        }
+        return value
     }
 
     func boolean(_ table: TOMLTable, _ path: String, _ key: String) throws -> Bool? {

@@ -136,6 +136,20 @@ public struct HostConfiguration: Sendable {
     public var logging: Logging
     /// Every `[[component]]`, in file order.
     public var components: [Component]
+    /// `[limits]`: how much may wait for the handlers (see ``ComponentKit/HostnameBudget``).
+    public var limits = Limits()
+
+    /// `[limits]`: the budgets that isolate hostnames sharing a stream.
+    public struct Limits: Hashable, Sendable {
+        /// `hostname_stanzas` and `hostname_bytes`: the budget of each hostname; past it, its
+        /// excess is answered with `resource-constraint` while the others keep flowing.
+        public var hostname = HostnameBudget()
+        /// `connection_bytes`: the budget of all hostnames together; past it, reading pauses.
+        public var connection = ConnectionBudgetPolicy()
+
+        /// The defaults (4 096 stanzas and 4 MiB per hostname, 64 MiB in all).
+        public init() {}
+    }
     /// The file the configuration was read from, if any (where `--persist` writes).
     public var path: String?
 
@@ -191,6 +205,8 @@ public struct HostConfiguration: Sendable {
         configuration.saslMechanisms = self.auth.mechanisms
         configuration.clientCertificateFile = self.auth.clientCertificate
         configuration.clientKeyFile = self.auth.clientKey
+        configuration.hostnameBudget = self.limits.hostname
+        configuration.connectionBudget = self.limits.connection
         for component in self.components {
             if let secret = component.secret {
                 configuration.secrets[component.hostname] = secret
