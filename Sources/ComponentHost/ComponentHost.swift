@@ -88,7 +88,7 @@ public actor ComponentHost: Service {
                 component.hostname, plugin: component.plugin, options: component.options, registry: registry,
                 logger: logger, metrics: metrics)
             try self.connection.register(component.hostname, handler: handler)
-            self.entries[component.hostname.lowercased()] = Entry(
+            self.entries[Self.key(component.hostname)] = Entry(
                 hostname: component.hostname, origin: .configuration, handler: handler)
         }
     }
@@ -418,9 +418,9 @@ public actor ComponentHost: Service {
         if old.adminSocket != new.adminSocket { settings.append("[admin] socket") }
         if old.metricsListen != new.metricsListen { settings.append("[metrics] listen") }
         if old.logging != new.logging { settings.append("[logging]") }
-        let oldSecrets = Dictionary(old.components.map { ($0.hostname.lowercased(), $0.secret) }) { a, _ in a }
-        for component in new.components where oldSecrets[component.hostname.lowercased()] != nil {
-            if oldSecrets[component.hostname.lowercased()]! != component.secret {
+        let oldSecrets = Dictionary(old.components.map { (Self.key($0.hostname), $0.secret) }) { a, _ in a }
+        for component in new.components where oldSecrets[Self.key(component.hostname)] != nil {
+            if oldSecrets[Self.key(component.hostname)]! != component.secret {
                 settings.append("component \(component.hostname) secret_file")
             }
         }
@@ -471,10 +471,10 @@ public actor ComponentHost: Service {
 
     // MARK: Helpers
 
+    /// The key of a hostname: ``ComponentKit/HostnameKey``'s spelling (the same key the
+    /// connection and the reload plan use).
     static func key(_ hostname: String) -> String {
-        var domain = Substring(hostname)
-        if let slash = domain.firstIndex(of: "/") { domain = domain[..<slash] }
-        return domain.lowercased()
+        hostnameKey(hostname)
     }
 
     static func protocolName(_ mode: ComponentConfiguration.ProtocolMode) -> String {
@@ -501,4 +501,10 @@ public actor ComponentHost: Service {
         return HostedHandler(
             hostname: hostname, plugin: plugin, options: options, handler: handler, metrics: metrics.hostname(hostname))
     }
+}
+
+/// One spelling per hostname for the host's tables, its reload plan and its metrics:
+/// ``ComponentKit/HostnameKey``'s (domain lowercased without a trailing dot, resource kept).
+func hostnameKey(_ hostname: String) -> String {
+    HostnameKey(hostname)?.description ?? hostname.lowercased()
 }

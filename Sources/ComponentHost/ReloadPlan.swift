@@ -39,12 +39,13 @@ public struct ReloadPlan: Hashable, Sendable {
 
     /// Plans a reload.
     /// - Parameters:
-    ///   - running: What is served now, by lowercased hostname.
+    ///   - running: What is served now, keyed by ``ComponentKit/HostnameKey`` spelling (domain
+    ///     lowercased, resource kept).
     ///   - desired: The new file's entries.
     public init(running: [String: Running], desired: [HostConfiguration.Component]) {
         var desiredKeys = Set<String>()
         for component in desired {
-            let key = component.hostname.lowercased()
+            let key = hostnameKey(component.hostname)
             desiredKeys.insert(key)
             guard let current = running[key] else {
                 self.added.append(component.hostname)

@@ -38,6 +38,25 @@ struct HostTests {
         #expect(plan.removed == ["c.example.com"])  // the runtime bind is kept
     }
 
+    /// The plan keys hostnames as the connection does (HostnameKey): case and a trailing
+    /// dot of the domain do not matter, a resource does.
+    @Test func reloadPlanKeysInstancesApart() {
+        let echo = PluginOptions(["prefix": .string("")])
+        let running: [String: ReloadPlan.Running] = [
+            hostnameKey("search.example.com/eu-1"): .init(plugin: "echo", options: echo, fromConfiguration: true),
+            hostnameKey("Search.Example.com./EU-2"): .init(plugin: "echo", options: echo, fromConfiguration: true),
+        ]
+        let plan = ReloadPlan(
+            running: running,
+            desired: [
+                .init(hostname: "SEARCH.example.com/eu-1", plugin: "echo", options: echo),
+                .init(hostname: "search.example.com/eu-2", plugin: "echo", options: echo),
+            ])
+        #expect(plan.unchanged == ["SEARCH.example.com/eu-1"])
+        #expect(plan.added == ["search.example.com/eu-2"])  // eu-2 is not EU-2
+        #expect(plan.removed == ["search.example.com/EU-2"])
+    }
+
     @Test func statusShowsPendingHostnamesWhenNotConnected() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }

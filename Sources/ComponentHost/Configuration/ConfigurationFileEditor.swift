@@ -58,7 +58,7 @@ enum ConfigurationFileEditor {
             }
         }
         close(at: lines.count)
-        guard let (range, _) = blocks.first(where: { $0.1?.lowercased() == hostname.lowercased() }) else {
+        guard let (range, _) = blocks.first(where: { $0.1.map(hostnameKey) == hostnameKey(hostname) }) else {
             return nil
         }
         var end = range.upperBound

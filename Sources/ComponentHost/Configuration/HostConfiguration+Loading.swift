@@ -157,7 +157,7 @@ private struct Loader {
                     throw self.error(key, "expected a table, found \(Self.phrase(element.type))")
                 }
                 let component = try self.component(table, key)
-                let normalised = component.hostname.lowercased()
+                let normalised = hostnameKey(component.hostname)
                 if let first = seen[normalised] {
                     throw self.error(
                         "\(key).hostname",

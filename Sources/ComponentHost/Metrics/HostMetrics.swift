@@ -50,7 +50,7 @@ public final class HostMetrics: Sendable {
 
     /// The metrics of one hostname, created on first use and kept.
     func hostname(_ hostname: String) -> Hostname {
-        let key = hostname.lowercased()
+        let key = hostnameKey(hostname)
         return self.hostnames.withLock { cache in
             if let existing = cache[key] { return existing }
             let dimensions = [("hostname", key)]
@@ -69,7 +69,7 @@ public final class HostMetrics: Sendable {
     /// Turns ComponentKit's cumulative per-binding counters into counter increments
     /// (a binding made again starts from zero).
     func observe(hostname: String, stanzasIn: Int, stanzasOut: Int, started: Int) {
-        let key = hostname.lowercased()
+        let key = hostnameKey(hostname)
         let metrics = self.hostname(key)
         let (deltaIn, deltaOut) = self.seen.withLock { seen -> (Int, Int) in
             let previous = seen[key] ?? Seen()
@@ -85,7 +85,7 @@ public final class HostMetrics: Sendable {
 
     /// Forgets a hostname's last seen counters (it was unbound).
     func forget(hostname: String) {
-        let key = hostname.lowercased()
+        let key = hostnameKey(hostname)
         _ = self.seen.withLock { $0.removeValue(forKey: key) }
         self.hostname(key).queueDepth.record(0)
     }
