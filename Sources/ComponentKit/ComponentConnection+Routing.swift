@@ -20,8 +20,15 @@ extension ComponentConnection: StanzaRouting {
         }
         let localName = element.name.localName
         let type = element["type"]
-        if localName == "iq", type == "result" || type == "error", let iq = IQ(element), self.pending.complete(with: iq) {
-            return
+        if localName == "iq", type == "result" || type == "error", let iq = IQ(element) {
+            if self.pending.complete(with: iq) { return }
+            if self.pending.isOwnID(iq.requestID) {
+                // A late answer to one of our own requests (a keepalive ping that timed out
+                // while reading was paused, a request given up): no handler asked for it.
+                self.metrics.dropped.increment()
+                self.logger.debug("dropping a late answer to our own request", metadata: ["stanza.id": "\(iq.requestID)"])
+                return
+            }
         }
         if localName == "iq", type == "set", let iq = IQ(element), let query = iq.payload,
             query.name.localName == "query",

@@ -27,6 +27,12 @@ final class PendingRequests: Sendable {
         self.prefix = "ck" + String(random, radix: 36)
     }
 
+    /// Whether `id` was made by ``makeID()``: an answer to one of this connection's own
+    /// requests (a late one, when it no longer completes anything).
+    func isOwnID(_ id: String) -> Bool {
+        id.utf8.count > self.prefix.utf8.count && id.hasPrefix(self.prefix) && id.utf8[id.utf8.index(id.utf8.startIndex, offsetBy: self.prefix.utf8.count)] == UInt8(ascii: "-")
+    }
+
     /// A new id, unique within this connection's life.
     func makeID() -> String {
         let value = self.counter.add(1, ordering: .relaxed).newValue

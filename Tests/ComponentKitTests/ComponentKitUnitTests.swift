@@ -38,6 +38,17 @@ struct ComponentKitUnitTests {
         #expect(HostnameKey("a.example")! < HostnameKey("a.example/r")!)
     }
 
+    /// Late answers to the connection's own requests (pings that timed out) are recognised
+    /// by their id and never reach a handler.
+    @Test func ownRequestIDsAreRecognised() {
+        let pending = PendingRequests(serverDomain: "example.com")
+        let id = pending.makeID()
+        #expect(pending.isOwnID(id))
+        #expect(!PendingRequests(serverDomain: "example.com").isOwnID(id), "another connection's id")
+        #expect(!pending.isOwnID("user-1"))
+        #expect(!pending.isOwnID(String(id.prefix(while: { $0 != "-" }))))
+    }
+
     @Test func pendingRequestAcceptsAnswerOnlyFromTheAddressedEntity() async throws {
         let pending = PendingRequests(serverDomain: "example.com")
         let id = pending.makeID()
