@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ReferenceServer
 import ServiceLifecycle
+import Synchronization
 import Testing
 import XMPPCore
 import XMPPSASL
@@ -202,6 +203,31 @@ struct LiveHostTests {
         }
     }
 
+    /// SIGTERM stops the host while it is stuck negotiating with a server that accepted the
+    /// TCP connection and never answers (the connect timeout is 20 s): the attempt in
+    /// progress is abandoned at once.
+    @Test func realBinaryStopsOnSIGTERMWhileTheServerNeverAnswers() async throws {
+        try await Setup.with { setup in
+            let silent = try SilentListener()
+            defer { silent.close() }
+            let text = setup.configuration(components: [("echo.example.test", "echo")])
+                .replacingOccurrences(of: "port = \(setup.server.port)", with: "port = \(silent.port)")
+            let path = try Fixtures.write(in: setup.directory, text)
+            let process = try Self.startBinary(setup, configuration: path)
+            try await withCleanup {
+                // The host is connected and waiting for the server's stream header.
+                try await silent.waitForConnection(timeout: .seconds(20))
+                let signalled = ContinuousClock.now
+                kill(process.pid, SIGTERM)
+                let status = try await process.waitForExit(timeout: .seconds(15))
+                #expect(status == 0, "component-host exited \(status) after SIGTERM:\n\(process.output)")
+                print("SIGTERM during negotiation with a silent server: the host exited after \(ContinuousClock.now - signalled)")
+            } cleanup: {
+                process.kill()
+            }
+        }
+    }
+
     /// The real binary with `[metrics] listen`, scraped after traffic: every metric the README
     /// lists is there, with the values the traffic implies.
     @Test func realBinaryServesEveryDocumentedMetricAfterTraffic() async throws {
@@ -312,4 +338,53 @@ enum FailingPlugin: ComponentPlugin {
 struct HostTestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A TCP listener on 127.0.0.1 that accepts connections and never sends a byte.
+final class SilentListener: Sendable {
+    let descriptor: Int32
+    let port: Int
+    private let accepted = Mutex<[Int32]>([])
+
+    init() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw HostTestFailure("socket() failed") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(descriptor, 8) == 0 else {
+            Glibc.close(descriptor)
+            throw HostTestFailure("bind/listen failed")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+        self.descriptor = descriptor
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Waits (bounded) until a client has connected, and keeps that connection open.
+    func waitForConnection(timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let client = accept(self.descriptor, nil, nil)
+            if client >= 0 {
+                self.accepted.withLock { $0.append(client) }
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw HostTestFailure("nobody connected to the silent listener within \(timeout)")
+    }
+
+    func close() {
+        for client in self.accepted.withLock({ $0 }) { Glibc.close(client) }
+        Glibc.close(self.descriptor)
+    }
 }
