@@ -84,6 +84,8 @@ final class ComponentStream: Sendable {
         router: any StanzaRouting,
         logger: Logger
     ) async throws -> Outcome {
+        try configuration.validate()
+        try Self.checkInsecurePlaintextPolicy(configuration: configuration, kind: kind)
         let tlsContext: OpenSSLContext?
         if configuration.tlsMode == .none || (configuration.tlsMode == .startTLS && Self.isLegacy(kind)) {
             // XEP-0114 has no STARTTLS: a legacy stream is direct TLS or plaintext.
@@ -108,12 +110,14 @@ final class ComponentStream: Sendable {
         case .direct: machineTLS = .direct
         case .none: machineTLS = .none
         }
-        let sasl = SASLClient.Configuration(
+        var saslSettings = SASLClient.Configuration(
             authenticationIdentity: configuration.identity,
             password: configuration.password.value,
             serverFQDN: configuration.serverDomain,
             allowedMechanisms: configuration.saslMechanisms,
             hasClientCertificate: configuration.clientCertificateFile != nil)
+        saslSettings.requireChannelBinding = configuration.requireChannelBinding
+        let sasl = saslSettings
 
         let connectTimeout = TimeAmount.nanoseconds(Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000)
         let target = target ?? ConnectTarget(host: configuration.host, port: configuration.port)
@@ -203,7 +207,7 @@ final class ComponentStream: Sendable {
         case .xep0114(let hostname):
             mode = .xep0114(
                 LegacyComponentNegotiationStateMachine(
-                    hostname: hostname, secret: configuration.secret(for: hostname).value))
+                    hostname: hostname, secret: try configuration.secret(for: hostname).value))
         }
         let negotiation = ComponentNegotiationHandler(mode: mode, eventLoop: channel.eventLoop)
         negotiation.outcome.cascade(to: outcomePromise)
@@ -212,15 +216,35 @@ final class ComponentStream: Sendable {
     }
 
     /// The XEP-0114 handshake digest can be attacked offline: never send it in cleartext to
-    /// anything but loopback unless the configuration says so in words.
+    /// anything but loopback unless the configuration says so in words, and never at all when
+    /// the configuration asks for TLS (`starttls`: XEP-0114 has no STARTTLS).
     static func checkPlaintextHandshakePolicy(configuration: ComponentConfiguration, kind: Kind) throws {
-        guard case .xep0114(let hostname) = kind, configuration.tlsMode != .direct,
-            !configuration.allowPlaintextHandshake, !Self.isLoopback(configuration.host)
-        else { return }
+        guard case .xep0114(let hostname) = kind, configuration.tlsMode != .direct else { return }
+        if configuration.tlsMode == .startTLS {
+            throw NegotiationError(
+                .tlsNotOffered,
+                "refusing to send the XEP-0114 handshake for \(hostname) in cleartext: tls = \"starttls\" asks for TLS, "
+                    + "and XEP-0114 has no STARTTLS; use tls = \"direct\" (XEP-0114 over TLS), protocol = \"xep0225\", "
+                    + "or tls = \"none\" on loopback")
+        }
+        guard !configuration.allowPlaintextHandshake, !Self.isLoopback(configuration.host) else { return }
         throw NegotiationError(
             .tlsNotOffered,
             "refusing to send the XEP-0114 handshake for \(hostname) over plaintext to \(configuration.host): "
                 + "use tls = \"direct\", or set allow_plaintext_handshake = true if the network is trusted")
+    }
+
+    /// XEP-0225 without TLS runs SASL (and a fake server can ask SCRAM for a cheap proof) and
+    /// every stanza in cleartext: only to loopback, or with an explicit opt-in.
+    static func checkInsecurePlaintextPolicy(configuration: ComponentConfiguration, kind: Kind) throws {
+        guard case .xep0225 = kind, configuration.tlsMode == .none, !configuration.allowInsecurePlaintext,
+            !Self.isLoopback(configuration.host)
+        else { return }
+        throw NegotiationError(
+            .tlsNotOffered,
+            "refusing XEP-0225 without TLS to \(configuration.host), which is not a loopback address: SASL and every "
+                + "stanza would travel in cleartext; use tls = \"starttls\" (or \"direct\"), or set "
+                + "allow_insecure_plaintext = true (allowInsecurePlaintext) if the network is trusted")
     }
 
     /// "connection refused", "no route to host", "timed out"… rather than NIO's nested dump.

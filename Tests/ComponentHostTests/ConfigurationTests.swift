@@ -58,8 +58,9 @@ struct ConfigurationTests {
         let path = try Fixtures.write(in: directory, Fixtures.configuration(extra: "secret_file = \"kv.secret\""))
         let configuration = try HostConfiguration.load(path: path, environment: [:])
         #expect(configuration.components[1].secret?.value == "kv-secret")
-        #expect(configuration.componentConfiguration.secret(for: "kv.example.com").value == "kv-secret")
-        #expect(configuration.componentConfiguration.secret(for: "echo.example.com").value == Fixtures.password)
+        #expect(try configuration.componentConfiguration.secret(for: "kv.example.com").value == "kv-secret")
+        // XEP-0225 is enabled: the SASL password is not a XEP-0114 secret (issue #13 item 1).
+        #expect(throws: ComponentError.self) { try configuration.componentConfiguration.secret(for: "echo.example.com") }
     }
 
     /// Each broken file, with the exact message: line, key and what was expected.
