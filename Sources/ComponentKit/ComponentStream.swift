@@ -193,7 +193,9 @@ final class ComponentStream: Sendable {
         if direct, let tlsContext {
             try operations.addHandler(OpenSSLHandler(context: tlsContext, serverName: serverName))
         }
-        try operations.addHandler(XMLStreamHandler(contentNamespace: contentNamespace, limits: limits))
+        // Small stanzas until negotiation succeeds (the negotiation handler then sends
+        // XMLStreamHandler.Authenticated).
+        try operations.addHandler(XMLStreamHandler(contentNamespace: contentNamespace, limits: limits, authenticated: false))
         let mode: ComponentNegotiationHandler.Mode
         switch kind {
         case .xep0225(let allowsFallback):
