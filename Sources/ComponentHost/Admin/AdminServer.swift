@@ -7,10 +7,12 @@ public import ServiceLifecycle
 /// Serves the admin protocol (``AdminRequest`` / ``AdminResponse``) on a Unix socket for
 /// a ``ComponentHost``.
 ///
-/// The socket file gets mode 0600 (only the host's user may connect); a missing parent
-/// directory is created with mode 0700. A socket file left by a host that died is
-/// replaced; one that still accepts connections (another host running) is an error, and
-/// a path that is not a socket is never removed.
+/// The socket file gets mode 0600 (only the host's user may connect): it is created under a
+/// umask of 0177, so it never exists with a wider mode. Its parent directory must be owned
+/// by the host's user with mode 0700 and not be a symbolic link (a missing one is created
+/// so); anything else is refused with the path and the fix. A socket file left by a host
+/// that died is replaced; one that still accepts connections (another host running) is an
+/// error, and a path that is not a socket (a symbolic link included) is never removed.
 public struct AdminServer: Service {
     /// The socket's path.
     public let path: String
@@ -37,13 +39,23 @@ public struct AdminServer: Service {
     /// Listens and answers until graceful shutdown or cancellation; removes the socket file on the way out.
     public func run() async throws {
         try Self.prepare(path: self.path)
-        let server = try await ServerBootstrap(group: self.eventLoopGroup)
-            .bind(unixDomainSocketPath: self.path) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder()))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+        // bind(2) creates the socket file with 0777 & ~umask: 0600 from the start.
+        let previousMask = SystemCalls.setUmask(0o177)
+        let bound: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        do {
+            bound = try await ServerBootstrap(group: self.eventLoopGroup)
+                .bind(unixDomainSocketPath: self.path) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder()))
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
                 }
-            }
+        } catch {
+            _ = SystemCalls.setUmask(previousMask)
+            throw error
+        }
+        _ = SystemCalls.setUmask(previousMask)
+        let server = bound
         defer { try? SystemCalls.removeFile(self.path) }
         try SystemCalls.changeMode(self.path, 0o600)
         self.logger.info("admin socket listening", metadata: ["admin.socket": "\(self.path)"])
@@ -122,12 +134,35 @@ public struct AdminServer: Service {
         }
     }
 
-    /// Makes the socket path usable: creates a missing parent directory (0700), removes a
-    /// stale socket, refuses a live one or a non-socket.
+    /// Makes the socket path usable: creates a missing parent directory (0700), refuses one
+    /// that is a symbolic link, not owned by this user or open to others, removes a stale
+    /// socket, refuses a live one or a non-socket.
     static func prepare(path: String) throws {
         let directory = SystemCalls.parentDirectory(of: path)
-        if SystemCalls.kind(of: directory) == .missing {
+        if SystemCalls.kind(of: directory) == .missing && SystemCalls.ownerAndMode(of: directory) == nil {
             try SystemCalls.makeDirectory(directory, mode: 0o700)
+        }
+        guard let info = SystemCalls.ownerAndMode(of: directory) else {
+            throw HostError("cannot inspect the admin socket's directory \(directory): \(SystemCalls.errorText())")
+        }
+        if info.isSymlink {
+            throw HostError(
+                "the admin socket's directory \(directory) is a symbolic link; refusing to follow it: use a real "
+                    + "directory owned by this user with mode 0700 ([admin] socket)")
+        }
+        guard SystemCalls.kind(of: directory) == .directory else {
+            throw HostError("the admin socket's directory \(directory) is not a directory")
+        }
+        if info.owner != SystemCalls.userID {
+            throw HostError(
+                "the admin socket's directory \(directory) belongs to uid \(info.owner), not to this user "
+                    + "(uid \(SystemCalls.userID)): another user could replace the socket; use a directory of your own "
+                    + "([admin] socket), or chown \(SystemCalls.userID) \(directory) && chmod 700 \(directory)")
+        }
+        if info.mode & 0o077 != 0 {
+            throw HostError(
+                "the admin socket's directory \(directory) has mode \(String(info.mode, radix: 8)): others could reach "
+                    + "or replace the socket; run chmod 700 \(directory)")
         }
         switch SystemCalls.kind(of: path) {
         case .missing:

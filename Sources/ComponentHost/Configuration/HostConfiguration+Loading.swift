@@ -86,6 +86,12 @@ private struct Loader {
         let serverTable = try self.requiredTable(root, "server")
         let server = try self.server(serverTable)
         let auth = try self.auth(try self.requiredTable(root, "auth"))
+        if auth.requireChannelBinding, server.tls == .none {
+            throw self.error(
+                "auth.require_channel_binding",
+                "channel binding needs TLS (it ties SASL to the TLS session); set server.tls to \"starttls\" or "
+                    + "\"direct\", or remove require_channel_binding")
+        }
 
         var adminSocket = HostConfiguration.defaultAdminSocketPath(
             environment: self.environment, isRoot: SystemCalls.isRoot)
@@ -167,7 +173,10 @@ private struct Loader {
     func server(_ table: TOMLTable) throws -> HostConfiguration.Server {
         try self.allowOnly(
             table, at: "server",
-            ["host", "port", "domain", "protocol", "tls", "ca_file", "server_name", "allow_plaintext_handshake"])
+            [
+                "host", "port", "domain", "protocol", "tls", "ca_file", "server_name", "allow_plaintext_handshake",
+                "allow_insecure_plaintext",
+            ])
         guard let host = try self.string(table, "server", "host"), !host.isEmpty else {
             throw self.error("server.host", "required: the host name or address of the XMPP server")
         }
@@ -196,15 +205,35 @@ private struct Loader {
             try self.checkDomain(serverName, "server.server_name")
         }
         let allowPlaintext = try self.boolean(table, "server", "allow_plaintext_handshake") ?? false
-        return HostConfiguration.Server(
+        let allowInsecure = try self.boolean(table, "server", "allow_insecure_plaintext") ?? false
+        if protocolMode == .xep0114, tls == .startTLS {
+            throw self.error(
+                table["tls"] == nil ? "server.protocol" : "server.tls",
+                "tls = \"starttls\" (the default) cannot protect XEP-0114, which has no STARTTLS: its handshake would "
+                    + "travel in cleartext; set tls = \"direct\" (a XEP-0114 port with TLS) or, on loopback only, "
+                    + "tls = \"none\"")
+        }
+        if protocolMode != .xep0114, tls == .none, !allowInsecure, !HostConfiguration.isLoopback(host) {
+            throw self.error(
+                "server.tls",
+                "tls = \"none\" to \(host), which is not a loopback address, would run XEP-0225 (SASL and every stanza) "
+                    + "in cleartext; use tls = \"starttls\" or \"direct\", or set allow_insecure_plaintext = true if "
+                    + "the network is trusted")
+        }
+        var server = HostConfiguration.Server(
             host: host, port: port, domain: domain, protocolMode: protocolMode, tls: tls, caFile: caFile,
             serverName: serverName, allowPlaintextHandshake: allowPlaintext)
+        server.allowInsecurePlaintext = allowInsecure
+        return server
     }
 
     func auth(_ table: TOMLTable) throws -> HostConfiguration.Auth {
         try self.allowOnly(
             table, at: "auth",
-            ["identity", "password_file", "password_env", "mechanisms", "client_certificate", "client_key"])
+            [
+                "identity", "password_file", "password_env", "password_credential", "mechanisms", "client_certificate",
+                "client_key", "require_channel_binding",
+            ])
         guard let identity = try self.string(table, "auth", "identity") else {
             throw self.error("auth.identity", "required: the SASL authentication identity, a domain (e.g. \"component.example.com\")")
         }
@@ -218,8 +247,15 @@ private struct Loader {
                 certificate == nil ? "auth.client_key" : "auth.client_certificate",
                 "client_certificate and client_key go together: set both or neither")
         }
-        let passwordFile = try self.string(table, "auth", "password_file")
+        var passwordFile = try self.string(table, "auth", "password_file")
         let passwordEnv = try self.string(table, "auth", "password_env")
+        if let credential = try self.string(table, "auth", "password_credential") {
+            guard passwordFile == nil, passwordEnv == nil else {
+                throw self.error(
+                    "auth.password_credential", "set one of password_file, password_env and password_credential")
+            }
+            passwordFile = try self.credentialPath(credential, "auth.password_credential")
+        }
         var password = Secret("")
         var source = HostConfiguration.SecretSource.none
         switch (passwordFile, passwordEnv) {
@@ -249,13 +285,15 @@ private struct Loader {
             }
             mechanisms = list.map { $0.uppercased() }
         }
-        return HostConfiguration.Auth(
+        var auth = HostConfiguration.Auth(
             identity: identity, password: password, passwordSource: source, mechanisms: mechanisms,
             clientCertificate: certificate, clientKey: key)
+        auth.requireChannelBinding = try self.boolean(table, "auth", "require_channel_binding") ?? false
+        return auth
     }
 
     func component(_ table: TOMLTable, _ key: String) throws -> HostConfiguration.Component {
-        try self.allowOnly(table, at: key, ["hostname", "plugin", "secret_file", "options"])
+        try self.allowOnly(table, at: key, ["hostname", "plugin", "secret_file", "secret_credential", "options"])
         guard let hostname = try self.string(table, key, "hostname") else {
             throw self.error("\(key).hostname", "required: the hostname to bind (e.g. \"echo.example.com\")")
         }
@@ -277,6 +315,13 @@ private struct Loader {
         if let file = try self.string(table, key, "secret_file") {
             secretFile = self.resolvePath(file)
             secret = try self.readSecret(secretFile!, "\(key).secret_file")
+        }
+        if let credential = try self.string(table, key, "secret_credential") {
+            guard secretFile == nil else {
+                throw self.error("\(key).secret_credential", "set secret_file or secret_credential, not both")
+            }
+            secretFile = try self.credentialPath(credential, "\(key).secret_credential")
+            secret = try self.readSecret(secretFile!, "\(key).secret_credential")
         }
         var raw: [String: PluginOptionValue] = [:]
         if let value = table["options"] {
@@ -397,6 +442,21 @@ private struct Loader {
     func resolvePath(_ file: String) -> String {
         guard !file.hasPrefix("/"), let path = self.path else { return file }
         return SystemCalls.parentDirectory(of: path) + "/" + file
+    }
+
+    /// The path of a systemd credential (`LoadCredential=NAME:…` in the unit):
+    /// `$CREDENTIALS_DIRECTORY/NAME`.
+    func credentialPath(_ name: String, _ key: String) throws -> String {
+        guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
+            throw self.error(key, "expected a credential name (as in LoadCredential=NAME:/path), found \"\(name)\"")
+        }
+        guard let directory = self.environment["CREDENTIALS_DIRECTORY"], directory.hasPrefix("/") else {
+            throw self.error(
+                key,
+                "CREDENTIALS_DIRECTORY is not set: systemd sets it for a unit with LoadCredential=\(name):/path; "
+                    + "outside systemd use password_file or secret_file instead")
+        }
+        return directory + "/" + name
     }
 
     func existingFile(_ file: String, _ key: String) throws -> String {
