@@ -51,6 +51,10 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
         /// proof, which a fake server could otherwise brute-force cheaply. Lower it only for
         /// tests against a server configured that way.
         public var minimumIterationCount = 4096
+        /// The most SCRAM iterations accepted from the server; 1 000 000 by default. Each
+        /// iteration is client CPU time, so a fake server asking for billions would stall
+        /// the client (and its event loop) for minutes.
+        public var maximumIterationCount = 1_000_000
         /// Whether only a `-PLUS` mechanism with a channel binding this client has data for
         /// may be used; any other offer fails with ``SASLError/Kind/noAcceptableMechanism``.
         public var requireChannelBinding = false
@@ -89,7 +93,7 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
                 + "password: \(self.password == nil ? "nil" : "<redacted>"), "
                 + "allowed: \(self.allowedMechanisms?.joined(separator: " ") ?? "all"), "
                 + "clientCertificate: \(self.hasClientCertificate), service: \(self.service), "
-                + "server: \(self.serverFQDN), minimumIterations: \(self.minimumIterationCount), "
+                + "server: \(self.serverFQDN), iterations: \(self.minimumIterationCount)...\(self.maximumIterationCount), "
                 + "requireChannelBinding: \(self.requireChannelBinding))"
         }
 
@@ -106,6 +110,7 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
                     "service": self.service,
                     "serverFQDN": self.serverFQDN,
                     "minimumIterationCount": self.minimumIterationCount,
+                    "maximumIterationCount": self.maximumIterationCount,
                     "requireChannelBinding": self.requireChannelBinding,
                 ]
             )
@@ -367,7 +372,8 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
     /// Refuses a SCRAM server-first-message (`r=…,s=…,i=…`, RFC 5802 §7) whose iteration
     /// count is missing or below ``Configuration/minimumIterationCount``: Cyrus' client
     /// accepts any count, and the proof it sends next can be brute-forced offline at the
-    /// cost of that many PBKDF2 rounds per guess.
+    /// cost of that many PBKDF2 rounds per guess. A count above
+    /// ``Configuration/maximumIterationCount`` is refused too (it only burns client CPU).
     private func checkIterationCount(_ serverFirst: [UInt8]) throws(SASLError) {
         let attributes = serverFirst.split(separator: UInt8(ascii: ","))
         let count = attributes.lazy
@@ -382,6 +388,13 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
                 detail: "the server's SCRAM challenge asks for \(found); at least "
                     + "\(self.configuration.minimumIterationCount) iterations are required (a fake server lowers the "
                     + "count to brute-force the client's proof cheaply)")
+        }
+        guard count <= self.configuration.maximumIterationCount else {
+            self.finish(succeeded: false)
+            throw SASLError(
+                .weakServerParameters,
+                detail: "the server's SCRAM challenge asks for \(count) iterations; at most "
+                    + "\(self.configuration.maximumIterationCount) are accepted (each costs client CPU time)")
         }
     }
 

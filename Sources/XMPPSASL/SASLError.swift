@@ -68,9 +68,10 @@ public struct SASLError: Error, CustomStringConvertible, Hashable, Sendable {
         public static let unexpectedElement = Kind(.unexpectedElement)
         /// Local: Cyrus SASL reported an error (details in ``SASLError/detail``).
         public static let cyrus = Kind(.cyrus)
-        /// Local: the server asked for parameters too weak to accept, such as a SCRAM
+        /// Local: the server asked for parameters the client does not accept, such as a SCRAM
         /// iteration count below ``SASLClient/Configuration/minimumIterationCount`` (a fake
-        /// server lowers it to brute-force the client's proof cheaply).
+        /// server lowers it to brute-force the client's proof cheaply) or above
+        /// ``SASLClient/Configuration/maximumIterationCount``.
         public static let weakServerParameters = Kind(.weakServerParameters)
 
         /// Every RFC 6120 §6.5 condition, in the RFC's order.

@@ -68,3 +68,22 @@ import XMPPCore
         #expect(try result.clientOutcome.get() == SASLOutcome(mechanism: "SCRAM-SHA-256-PLUS", channelBinding: .tlsExporter))
     }
 }
+
+extension SASLHardeningTests {
+    @Test func anAbsurdIterationCountIsRefusedBeforeAnyWork() throws {
+        let server = try makeServer(.tls13(), mechanisms: ["SCRAM-SHA-256"])
+        let client = try makeClient(.tls13())
+        let result = try exchange(client: client, server: server, tamperServer: { element in
+            guard element.name.localName == "challenge", let bytes = SASLTestBase64.decode(element.text) else { return element }
+            let text = String(decoding: bytes, as: UTF8.self)
+                .replacingOccurrences(of: ",i=\(Account.iterations)", with: ",i=2000000000")
+            return Element("challenge", namespace: Namespace.sasl, text: SASLTestBase64.encode(Array(text.utf8)))
+        })
+        guard case .failure(let error) = result.clientOutcome else {
+            Issue.record("the client accepted i=2000000000")
+            return
+        }
+        #expect(error.kind == .weakServerParameters)
+        #expect(error.description.contains("at most 1000000"), "\(error)")
+    }
+}

@@ -91,11 +91,23 @@ public struct AdminServer: Service {
     static func respond(toLine line: Data, host: ComponentHost) async -> AdminResponse {
         let request: AdminRequest
         do {
-            request = try JSONDecoder().decode(AdminRequest.self, from: line)
+            request = try self.decodeRequest(line: Array(line))
         } catch {
-            return .failure("not a valid request: expected one JSON object per line, e.g. {\"command\":\"status\"}")
+            return .failure("\(error)")
         }
         return await self.respond(to: request, host: host)
+    }
+
+    /// Decodes one line received on the admin socket (without its newline).
+    /// - Parameter line: The line's bytes.
+    /// - Returns: The request.
+    /// - Throws: ``HostError`` saying what a request looks like.
+    public static func decodeRequest(line: [UInt8]) throws -> AdminRequest {
+        do {
+            return try JSONDecoder().decode(AdminRequest.self, from: Data(line))
+        } catch {
+            throw HostError("not a valid request: expected one JSON object per line, e.g. {\"command\":\"status\"}")
+        }
     }
 
     /// Carries out a request.

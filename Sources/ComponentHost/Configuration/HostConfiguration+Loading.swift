@@ -469,8 +469,21 @@ private struct Loader {
     }
 
     /// Reads a secret file: its content without the trailing newline. Errors name the
-    /// file, never its content.
+    /// file, never its content. Only a regular file of at most 64 KiB is read (not a device
+    /// such as /dev/zero, not a FIFO that never ends).
     func readSecret(_ file: String, _ key: String) throws -> Secret {
+        let limit = 64 << 10
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
+            throw self.error(key, "cannot read \(file): \(SystemCalls.errorText(ENOENT))")
+        }
+        let attributes = try? FileManager.default.attributesOfItem(atPath: file)
+        guard !isDirectory.boolValue, attributes?[.type] as? FileAttributeType == .typeRegular else {
+            throw self.error(key, "\(file) is not a regular file")
+        }
+        guard let size = attributes?[.size] as? Int, size <= limit else {
+            throw self.error(key, "\(file) is larger than \(limit) bytes; a secret file holds one line")
+        }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: file))
