@@ -180,35 +180,51 @@ struct HostHardeningTests {
             }
     }
 
-    @Test func metricsEndpointClosesIdleConnectionsAndCapsThem() async throws {
+    private static func withMetricsServer(
+        maxConnections: Int, idleTimeout: Duration, _ body: (Int) async throws -> Void
+    ) async throws {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let server = MetricsServer(
             address: .init(host: "127.0.0.1", port: 0), registry: PrometheusCollectorRegistry(),
-            logger: Logger(label: "test"), maxConnections: 2, idleTimeout: .milliseconds(300),
+            logger: Logger(label: "test"), maxConnections: maxConnections, idleTimeout: idleTimeout,
             onListening: { continuation.yield($0.port ?? 0) })
         let group = ServiceGroup(services: [server], logger: Logger(label: "test"))
         async let running: Void = group.run()
         var iterator = ports.makeAsyncIterator()
         let port = try #require(await iterator.next())
-
-        // An idle connection is closed by the server (the read ends) rather than held forever.
-        let idle = try await Self.connect(port)
-        let closedByServer = try await idle.executeThenClose { inbound, _ in
-            for try await _ in inbound {}
-            return true
+        do {
+            try await body(port)
+        } catch {
+            await group.triggerGracefulShutdown()
+            try await running
+            throw error
         }
-        #expect(closedByServer)
-
-        // Two idle connections fill the cap; a third is closed at once, unanswered.
-        let first = try await Self.connect(port)
-        let second = try await Self.connect(port)
-        let refused = try await MetricsServerTests.get(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        #expect(!refused.hasPrefix("HTTP/1.1 200"), "\(refused)")
-        try await first.executeThenClose { _, _ in }
-        try await second.executeThenClose { _, _ in }
-
         await group.triggerGracefulShutdown()
         try await running
+    }
+
+    @Test func metricsEndpointClosesIdleConnections() async throws {
+        try await Self.withMetricsServer(maxConnections: 16, idleTimeout: .milliseconds(300)) { port in
+            // An idle connection is closed by the server (the read ends) rather than held forever.
+            let idle = try await Self.connect(port)
+            let closedByServer = try await idle.executeThenClose { inbound, _ in
+                for try await _ in inbound {}
+                return true
+            }
+            #expect(closedByServer)
+        }
+    }
+
+    @Test func metricsEndpointCapsConnections() async throws {
+        try await Self.withMetricsServer(maxConnections: 2, idleTimeout: .seconds(60)) { port in
+            // Two idle connections fill the cap; a third is closed at once, unanswered.
+            let first = try await Self.connect(port)
+            let second = try await Self.connect(port)
+            let refused = try await MetricsServerTests.get(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(!refused.hasPrefix("HTTP/1.1 200"), "\(refused)")
+            try await first.executeThenClose { _, _ in }
+            try await second.executeThenClose { _, _ in }
+        }
     }
 
     // MARK: Item 10: the kv example
@@ -251,6 +267,21 @@ struct HostHardeningTests {
         #expect(throws: PluginError.self) {
             try KeyValuePlugin.limits(
                 try PluginRegistry.standard.validate(plugin: "kv", options: ["writers": .string("not a jid@@")]))
+        }
+    }
+}
+
+extension HostHardeningTests {
+    /// Found by Fuzz/FuzzHostConfiguration: toml++ aborted the process (an assertion in
+    /// parse_key) on a control character, so `check-config` or a SIGHUP reload crashed.
+    @Test func controlCharactersAreASyntaxErrorNotACrash() {
+        for text in ["[\u{01}s]\n", "[server]\nhost = \"a\u{00}b\"\n", "x\u{7F} = 1\n"] {
+            let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.parse(text, path: "host.toml") }
+            #expect(error?.description.contains("control character") == true, "\(String(describing: error))")
+        }
+        for text in ["[# wh.cin1\n", "[[ {a = 1}]]\n", "[\nho: Sa= 1\n", "[\u{34C}\n"] {
+            let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.parse(text, path: "host.toml") }
+            #expect(error?.description.contains("table header") == true, "\(String(describing: error))")
         }
     }
 }

@@ -43,6 +43,7 @@ extension HostConfiguration {
         var loader = Loader(
             path: path, source: TOMLSourceMap(text), environment: environment ?? ProcessInfo.processInfo.environment,
             registry: registry)
+        try Self.refuseWhatTOMLKitCannotReport(text, path: path)
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -52,6 +53,35 @@ extension HostConfiguration {
             throw ConfigurationError(path: path, "TOML syntax: \(error)")
         }
         return try loader.load(table)
+    }
+
+    /// toml++ (under TOMLKit 0.6) aborts the whole process, through an assertion, on some
+    /// malformed input instead of reporting an error (found by Fuzz/FuzzHostConfiguration):
+    /// control characters, and a table header that does not start with a key (`[#`, `[{`).
+    /// `check-config` and a SIGHUP reload must report those, so they are refused here first,
+    /// with the line.
+    static func refuseWhatTOMLKitCannotReport(_ text: String, path: String?) throws {
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            for scalar in line.unicodeScalars
+            where scalar.value < 0x20 && scalar != "\t" && scalar != "\r" || scalar.value == 0x7F {
+                throw ConfigurationError(
+                    path: path, line: index + 1,
+                    "TOML syntax: control character U+\(String(scalar.value, radix: 16, uppercase: true)) is not allowed")
+            }
+            // Scalars, not Characters: "[" followed by a combining mark is one Character.
+            var rest = line.unicodeScalars.drop { $0 == " " || $0 == "\t" }
+            guard rest.first == "[" else { continue }
+            rest = rest.dropFirst()
+            if rest.first == "[" { rest = rest.dropFirst() }
+            rest = rest.drop { $0 == " " || $0 == "\t" }
+            guard let first = rest.first, first != "\r" else {
+                throw ConfigurationError(path: path, line: index + 1, "TOML syntax: a table header must be on one line")
+            }
+            if !(first.isASCII && (first.properties.isAlphabetic || ("0"..."9").contains(first)) || "_-\"']".unicodeScalars.contains(first)) {
+                throw ConfigurationError(
+                    path: path, line: index + 1, "TOML syntax: a table header must start with a key, found U+\(String(first.value, radix: 16, uppercase: true))")
+            }
+        }
     }
 
     static func reason(_ error: any Error) -> String {
