@@ -51,10 +51,11 @@ enum SystemCalls {
         return (UInt32(info.st_uid), UInt32(info.st_gid), UInt32(info.st_mode & 0o7777), (info.st_mode & S_IFMT) == S_IFLNK)
     }
 
-    /// Sets the process umask and returns the previous one. The umask is process-wide: used
-    /// only around the admin socket's `bind`.
-    static func setUmask(_ mask: UInt32) -> UInt32 {
-        UInt32(umask(mode_t(mask)))
+    /// Renames a file atomically (same directory), replacing the target.
+    static func renameFile(_ source: String, to target: String) throws {
+        guard rename(source, target) == 0 else {
+            throw Failure(description: "cannot rename \(source) to \(target): \(errorText())")
+        }
     }
 
     /// Replaces `path` atomically with `bytes`: a temporary file next to it, created with

@@ -85,7 +85,10 @@ final class ComponentStream: Sendable {
         logger: Logger
     ) async throws -> Outcome {
         try configuration.validate()
-        try Self.checkInsecurePlaintextPolicy(configuration: configuration, kind: kind)
+        // The address actually dialled (a transfer or see-other-host target included) decides
+        // whether cleartext is allowed, not only the configured one.
+        let dialled = target?.host ?? configuration.host
+        try Self.checkInsecurePlaintextPolicy(configuration: configuration, kind: kind, host: dialled)
         let tlsContext: OpenSSLContext?
         if configuration.tlsMode == .none || (configuration.tlsMode == .startTLS && Self.isLegacy(kind)) {
             // XEP-0114 has no STARTTLS: a legacy stream is direct TLS or plaintext.
@@ -93,7 +96,7 @@ final class ComponentStream: Sendable {
         } else {
             tlsContext = try OpenSSLContext(client: configuration.tlsClientConfiguration)
         }
-        try Self.checkPlaintextHandshakePolicy(configuration: configuration, kind: kind)
+        try Self.checkPlaintextHandshakePolicy(configuration: configuration, kind: kind, host: dialled)
 
         let outcomePromise = group.any().makePromise(of: NegotiationOutcome.self)
         let contentNamespace: String
@@ -220,7 +223,10 @@ final class ComponentStream: Sendable {
     /// The XEP-0114 handshake digest can be attacked offline: never send it in cleartext to
     /// anything but loopback unless the configuration says so in words, and never at all when
     /// the configuration asks for TLS (`starttls`: XEP-0114 has no STARTTLS).
-    static func checkPlaintextHandshakePolicy(configuration: ComponentConfiguration, kind: Kind) throws {
+    static func checkPlaintextHandshakePolicy(
+        configuration: ComponentConfiguration, kind: Kind, host: String? = nil
+    ) throws {
+        let host = host ?? configuration.host
         guard case .xep0114(let hostname) = kind, configuration.tlsMode != .direct else { return }
         if configuration.tlsMode == .startTLS {
             throw NegotiationError(
@@ -229,22 +235,25 @@ final class ComponentStream: Sendable {
                     + "and XEP-0114 has no STARTTLS; use tls = \"direct\" (XEP-0114 over TLS), protocol = \"xep0225\", "
                     + "or tls = \"none\" on loopback")
         }
-        guard !configuration.allowPlaintextHandshake, !Self.isLoopback(configuration.host) else { return }
+        guard !configuration.allowPlaintextHandshake, !Self.isLoopback(host) else { return }
         throw NegotiationError(
             .tlsNotOffered,
-            "refusing to send the XEP-0114 handshake for \(hostname) over plaintext to \(configuration.host): "
+            "refusing to send the XEP-0114 handshake for \(hostname) over plaintext to \(host): "
                 + "use tls = \"direct\", or set allow_plaintext_handshake = true if the network is trusted")
     }
 
     /// XEP-0225 without TLS runs SASL (and a fake server can ask SCRAM for a cheap proof) and
     /// every stanza in cleartext: only to loopback, or with an explicit opt-in.
-    static func checkInsecurePlaintextPolicy(configuration: ComponentConfiguration, kind: Kind) throws {
+    static func checkInsecurePlaintextPolicy(
+        configuration: ComponentConfiguration, kind: Kind, host: String? = nil
+    ) throws {
+        let host = host ?? configuration.host
         guard case .xep0225 = kind, configuration.tlsMode == .none, !configuration.allowInsecurePlaintext,
-            !Self.isLoopback(configuration.host)
+            !Self.isLoopback(host)
         else { return }
         throw NegotiationError(
             .tlsNotOffered,
-            "refusing XEP-0225 without TLS to \(configuration.host), which is not a loopback address: SASL and every "
+            "refusing XEP-0225 without TLS to \(host), which is not a loopback address: SASL and every "
                 + "stanza would travel in cleartext; use tls = \"starttls\" (or \"direct\"), or set "
                 + "allow_insecure_plaintext = true (allowInsecurePlaintext) if the network is trusted")
     }

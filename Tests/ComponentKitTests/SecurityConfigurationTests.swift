@@ -62,6 +62,21 @@ struct SecurityConfigurationTests {
         try ComponentStream.checkInsecurePlaintextPolicy(configuration: loopback, kind: .xep0225(allowsLegacyFallback: false))
     }
 
+    @Test func theDialledAddressDecidesNotOnlyTheConfiguredOne() throws {
+        // Configured for loopback in cleartext; a transfer or see-other-host points elsewhere.
+        var configuration = self.configuration(host: "127.0.0.1")
+        configuration.tlsMode = .none
+        try ComponentStream.checkInsecurePlaintextPolicy(configuration: configuration, kind: .xep0225(allowsLegacyFallback: false))
+        #expect(throws: NegotiationError.self) {
+            try ComponentStream.checkInsecurePlaintextPolicy(
+                configuration: configuration, kind: .xep0225(allowsLegacyFallback: false), host: "evil.example.net")
+        }
+        #expect(throws: NegotiationError.self) {
+            try ComponentStream.checkPlaintextHandshakePolicy(
+                configuration: configuration, kind: .xep0114(hostname: "c.example.com"), host: "evil.example.net")
+        }
+    }
+
     // MARK: Item 6: inputs the host rejects are rejected by the SDK too
 
     @Test func emptyTLSServerNameIsRejected() {

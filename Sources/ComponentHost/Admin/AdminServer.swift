@@ -7,8 +7,11 @@ public import ServiceLifecycle
 /// Serves the admin protocol (``AdminRequest`` / ``AdminResponse``) on a Unix socket for
 /// a ``ComponentHost``.
 ///
-/// The socket file gets mode 0600 (only the host's user may connect): it is created under a
-/// umask of 0177, so it never exists with a wider mode. Its parent directory must be owned
+/// The socket file gets mode 0600 (only the host's user may connect), and never exists at
+/// its path with a wider mode: it is bound under a random temporary name in its (private)
+/// directory, given mode 0600, then renamed into place. (Not a umask around `bind`: the
+/// umask is process-wide, so changing it races with every other thread creating files.)
+/// Its parent directory must be owned
 /// by the host's user with mode 0700 and not be a symbolic link (a missing one is created
 /// so); anything else is refused with the path and the fix. A socket file left by a host
 /// that died is replaced; one that still accepts connections (another host running) is an
@@ -39,25 +42,28 @@ public struct AdminServer: Service {
     /// Listens and answers until graceful shutdown or cancellation; removes the socket file on the way out.
     public func run() async throws {
         try Self.prepare(path: self.path)
-        // bind(2) creates the socket file with 0777 & ~umask: 0600 from the start.
-        let previousMask = SystemCalls.setUmask(0o177)
-        let bound: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
-        do {
-            bound = try await ServerBootstrap(group: self.eventLoopGroup)
-                .bind(unixDomainSocketPath: self.path) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder()))
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
-                }
-        } catch {
-            _ = SystemCalls.setUmask(previousMask)
-            throw error
+        // bind(2) creates the file with 0777 & ~umask; it gets 0600 under a temporary name in
+        // the 0700 directory, and only then appears at its path (rename is atomic).
+        let temporary = SystemCalls.parentDirectory(of: self.path) + "/.admin-\(UInt32.random(in: 0...UInt32.max)).sock"
+        guard temporary.utf8.count < 108 else {
+            throw HostError("the admin socket's directory path is too long for a temporary socket name: \(temporary)")
         }
-        _ = SystemCalls.setUmask(previousMask)
-        let server = bound
+        let server = try await ServerBootstrap(group: self.eventLoopGroup)
+            .bind(unixDomainSocketPath: temporary) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder()))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        do {
+            try SystemCalls.changeMode(temporary, 0o600)
+            try SystemCalls.renameFile(temporary, to: self.path)
+        } catch {
+            try? SystemCalls.removeFile(temporary)
+            try? await server.channel.close()
+            throw HostError("cannot put the admin socket in place at \(self.path): \(error)")
+        }
         defer { try? SystemCalls.removeFile(self.path) }
-        try SystemCalls.changeMode(self.path, 0o600)
         self.logger.info("admin socket listening", metadata: ["admin.socket": "\(self.path)"])
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
