@@ -3,8 +3,9 @@
 #   1. the Swift test suite (unit tests, real TLS/SASL on loopback, the reference server,
 #      real Prosody and ejabberd started by the tests, the component-host binary);
 #   2. the Prosody XEP-0225 module's wire-level checks against a real Prosody;
-#   3. a bounded libFuzzer run over the decoder, the negotiation machines and JIDs
-#      (FUZZ_SECONDS per target, 20 by default; 0 skips it);
+#   3. a bounded libFuzzer run over the decoder, the negotiation machines, JIDs, the SASL
+#      client, the TOML loader and admin-socket lines (FUZZ_SECONDS per target, 20 by
+#      default, six targets; 0 skips it);
 #   4. the benchmark suite in smoke mode (proves it still runs; never judges a number).
 set -euo pipefail
 cd "$(dirname "$0")/.."
