@@ -9,7 +9,7 @@ import XMPPStream
 enum Benchmarks {
     static let usage = """
         usage: xmpp-benchmarks decode [--smoke] [--size MB] [--chunk BYTES] [--runs N]
-               xmpp-benchmarks chunked [--smoke] [--chunk BYTES] [--runs N]
+               xmpp-benchmarks chunked [--smoke] [--chunk BYTES] [--runs N] [--no-token-limit]
                xmpp-benchmarks all [--smoke] [--host PATH] [--peers DIR] [--json PATH] [--stanzas N] [--only a,b]
         """
 
