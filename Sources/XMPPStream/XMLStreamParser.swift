@@ -75,7 +75,6 @@ public final class XMLStreamParser {
     private var eventIndex = 0
 
     /// Creates a parser waiting for a stream header.
-    /// - Parameter limits: The limits to enforce.
     /// - Parameters:
     ///   - limits: The limits to enforce.
     ///   - authenticated: Whether the peer is already authenticated; when `false`,
