@@ -14,6 +14,9 @@
 //   FuzzNegotiation  bytes -> XMLStreamParser -> both client negotiation machines,
 //                    with invariants on the actions they produce
 //   FuzzJID          UTF-8 -> JID(_:), normalisation idempotent
+//   FuzzSASLClient   server elements -> SASLClient (real Cyrus), no password in errors
+//   FuzzHostConfiguration  UTF-8 -> HostConfiguration.parse (TOMLKit + validation)
+//   FuzzAdminLine    bytes -> an admin-socket JSON line, plugin options validated
 
 import PackageDescription
 
@@ -74,6 +77,32 @@ let package = Package(
                 "FuzzOracles",
                 "FuzzSupport",
                 .product(name: "XMPPCore", package: "swift-xmpp-component"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzSASLClient",
+            dependencies: [
+                "FuzzSupport",
+                .product(name: "XMPPCore", package: "swift-xmpp-component"),
+                .product(name: "XMPPSASL", package: "swift-xmpp-component"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzHostConfiguration",
+            dependencies: [
+                "FuzzSupport",
+                .product(name: "ComponentHost", package: "swift-xmpp-component"),
+                .product(name: "ComponentKit", package: "swift-xmpp-component"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzAdminLine",
+            dependencies: [
+                "FuzzSupport",
+                .product(name: "ComponentHost", package: "swift-xmpp-component"),
             ],
             swiftSettings: swiftSettings
         ),

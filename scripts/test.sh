@@ -3,9 +3,10 @@
 #   1. the Swift test suite (unit tests, real TLS/SASL on loopback, the reference server,
 #      real Prosody and ejabberd started by the tests, the component-host binary);
 #   2. the Prosody XEP-0225 module's wire-level checks against a real Prosody;
-#   3. a bounded libFuzzer run over the decoder, the negotiation machines and JIDs
-#      (FUZZ_SECONDS per target, 20 by default: CI's fuzz time is set here and only here;
-#      0 skips it). `swift test` itself replays every committed corpus input;
+#   3. a bounded libFuzzer run over the decoder, the negotiation machines, JIDs, the SASL
+#      client, the TOML loader and admin-socket lines (FUZZ_SECONDS per target, 20 by
+#      default, six targets: CI's fuzz time is set here and only here; 0 skips it).
+#      `swift test` itself replays every committed corpus input;
 #   4. Examples/CustomHost is built (the README's "write your own host" package);
 #   5. the benchmark suite in smoke mode (proves it still runs; never judges a number, but
 #      fails when a selected target did not run).

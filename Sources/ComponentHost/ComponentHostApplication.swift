@@ -51,6 +51,10 @@ public struct ComponentHostApplication: Sendable {
 
     /// Runs until SIGTERM or SIGINT (graceful, bounded by ``shutdownTimeout``).
     public func run() async throws {
+        // What check-config warns about (secret files others can read, cleartext…) is logged too.
+        for warning in self.configuration.warnings {
+            self.logger.warning("configuration: \(warning)")
+        }
         let host = try ComponentHost(
             configuration: self.configuration, registry: self.registry, logger: self.logger,
             watchdogThreshold: self.watchdogThreshold)

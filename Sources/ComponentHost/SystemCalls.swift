@@ -44,6 +44,71 @@ enum SystemCalls {
         return UInt32(info.st_mode & 0o7777)
     }
 
+    /// The owner and permission bits of a path itself (a symbolic link is not followed).
+    static func ownerAndMode(of path: String) -> (owner: UInt32, group: UInt32, mode: UInt32, isSymlink: Bool)? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        return (UInt32(info.st_uid), UInt32(info.st_gid), UInt32(info.st_mode & 0o7777), (info.st_mode & S_IFMT) == S_IFLNK)
+    }
+
+    /// Renames a file atomically (same directory), replacing the target.
+    static func renameFile(_ source: String, to target: String) throws {
+        guard rename(source, target) == 0 else {
+            throw Failure(description: "cannot rename \(source) to \(target): \(errorText())")
+        }
+    }
+
+    /// Replaces `path` atomically with `bytes`: a temporary file next to it, created with
+    /// `O_CREAT | O_EXCL | O_NOFOLLOW` under a random name (never an existing file or link),
+    /// given `path`'s mode and owner, synced, then renamed over it.
+    static func replaceFile(_ path: String, with bytes: [UInt8]) throws {
+        let existing = ownerAndMode(of: path)
+        if existing?.isSymlink == true {
+            throw Failure(description: "\(path) is a symbolic link; refusing to replace it")
+        }
+        let mode = existing?.mode ?? 0o600
+        let directory = parentDirectory(of: path)
+        let name = path[path.index(after: path.lastIndex(of: "/") ?? path.startIndex)...]
+        var descriptor: Int32 = -1
+        var temporary = ""
+        for _ in 0..<16 {
+            temporary = "\(directory)/.\(name).tmp-\(UInt64.random(in: 0...UInt64.max))"
+            descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(0o600))
+            if descriptor >= 0 || errno != EEXIST { break }
+        }
+        guard descriptor >= 0 else {
+            throw Failure(description: "cannot create a temporary file in \(directory): \(errorText())")
+        }
+        var renamed = false
+        defer {
+            if descriptor >= 0 { close(descriptor) }
+            if !renamed { unlink(temporary) }
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            guard written > 0 else {
+                throw Failure(description: "cannot write \(temporary): \(errorText())")
+            }
+            offset += written
+        }
+        if let existing, existing.owner != userID || existing.group != UInt32(getgid()) {
+            guard fchown(descriptor, uid_t(existing.owner), gid_t(existing.group)) == 0 else {
+                throw Failure(
+                    description: "cannot give the new \(path) its owner \(existing.owner):\(existing.group): \(errorText())")
+            }
+        }
+        guard fchmod(descriptor, mode_t(mode)) == 0, fsync(descriptor) == 0 else {
+            throw Failure(description: "cannot finish \(temporary): \(errorText())")
+        }
+        close(descriptor)
+        descriptor = -1
+        guard rename(temporary, path) == 0 else {
+            throw Failure(description: "cannot replace \(path): \(errorText())")
+        }
+        renamed = true
+    }
+
     static func changeMode(_ path: String, _ mode: UInt32) throws {
         guard chmod(path, mode_t(mode)) == 0 else {
             throw Failure(description: "cannot chmod \(path): \(errorText())")

@@ -1,5 +1,6 @@
 public import XMPPStream
 public import XMPPTLS
+import XMPPCore
 
 /// Everything a ``ComponentConnection`` needs to reach and authenticate to a server.
 ///
@@ -45,7 +46,8 @@ public struct ComponentConfiguration: Sendable {
     public var trustRoots: TLSTrustRoots = .system
     /// Certificate verification; full verification by default.
     public var certificateVerification: TLSCertificateVerification = .fullVerification
-    /// The certificate name to verify; defaults to ``serverDomain``.
+    /// The certificate name to verify; defaults to ``serverDomain``. Never empty: an empty
+    /// name would skip SNI and accept any trusted certificate (``validate()`` refuses it).
     public var tlsServerName: String?
     /// The lowest TLS version accepted.
     public var minimumTLSVersion: TLSVersion = .v1_2
@@ -57,16 +59,29 @@ public struct ComponentConfiguration: Sendable {
     /// The SASL authentication identity: a domain (XEP-0225 §2). Also the stream's `from`
     /// (the default hostname).
     public var identity: String
-    /// The SASL password, and the default XEP-0114 secret.
+    /// The SASL password; the default XEP-0114 secret only with ``ProtocolMode/xep0114``
+    /// (see ``secret(for:)``).
     public var password: Secret
-    /// XEP-0114 secrets per hostname, where they differ from ``password``.
+    /// XEP-0114 secrets per hostname.
     public var secrets: [String: Secret] = [:]
+    /// The XEP-0114 secret of hostnames without one in ``secrets``. When `nil`, only
+    /// ``ProtocolMode/xep0114`` falls back to ``password``: with XEP-0225 enabled the SASL
+    /// password is never sent as a XEP-0114 digest (a digest under a stream id the peer
+    /// chose can be attacked offline).
+    public var legacySecret: Secret?
     /// SASL mechanisms allowed, in no particular order (the SDK's preference applies);
     /// `nil` allows every mechanism the SDK supports.
     public var saslMechanisms: [String]?
     /// Allows the XEP-0114 handshake over a plaintext link to a non-loopback address.
     /// Off by default: the handshake digest can be attacked offline.
     public var allowPlaintextHandshake = false
+    /// Allows XEP-0225 (SCRAM or EXTERNAL, and every stanza) without TLS to a non-loopback
+    /// address. Off by default: with ``TLSMode/none`` the connection is refused unless the
+    /// host is loopback or this is set.
+    public var allowInsecurePlaintext = false
+    /// Refuses a server that offers no `-PLUS` SASL mechanism with a channel binding this
+    /// client supports (RFC 9266 `tls-exporter`, `tls-server-end-point`). Needs TLS.
+    public var requireChannelBinding = false
 
     /// Limits on what the server may send.
     public var streamLimits = XMLStreamLimits()
@@ -104,10 +119,54 @@ public struct ComponentConfiguration: Sendable {
         self.password = password
     }
 
-    /// The XEP-0114 secret for a hostname: its own, or the password.
+    /// The XEP-0114 secret for a hostname: its own (``secrets``), else ``legacySecret``, else
+    /// the password, but the password only with ``ProtocolMode/xep0114``.
     /// - Parameter hostname: The hostname.
-    public func secret(for hostname: String) -> Secret {
-        self.secrets[hostname] ?? self.password
+    /// - Throws: ``ComponentError/Kind/invalidConfiguration`` when XEP-0225 is enabled and
+    ///   no XEP-0114 secret is configured for the hostname.
+    public func secret(for hostname: String) throws(ComponentError) -> Secret {
+        if let own = self.secrets[hostname] ?? self.legacySecret {
+            return own
+        }
+        guard self.protocolMode == .xep0114 else {
+            throw ComponentError(
+                .invalidConfiguration,
+                "no XEP-0114 secret for \(hostname): with protocol \(self.protocolMode.rawValue) the SASL password is "
+                    + "not used as a XEP-0114 secret; set secrets[\"\(hostname)\"] or legacySecret (component-host: "
+                    + "secret_file in its [[component]])")
+        }
+        return self.password
+    }
+
+    /// Checks what the connection cannot work safely without; ``ComponentConnection`` calls it
+    /// before connecting.
+    ///
+    /// - Throws: ``ComponentError/Kind/invalidConfiguration`` naming the setting: an empty
+    ///   ``tlsServerName`` (it would skip SNI and accept any trusted certificate), a
+    ///   ``serverDomain`` that is not a domain (the transfer and redirect checks compare
+    ///   addresses with it), ``requireChannelBinding`` without TLS.
+    public func validate() throws(ComponentError) {
+        guard let domain = try? JID(self.serverDomain), domain.localpart == nil, domain.resourcepart == nil,
+            !self.serverDomain.isEmpty
+        else {
+            throw ComponentError(
+                .invalidConfiguration,
+                "serverDomain \"\(self.serverDomain)\" is not a domain name (e.g. \"example.com\"); set serverDomain "
+                    + "(component-host: [server] domain) to the server's XMPP domain")
+        }
+        if let name = self.tlsServerName, name.allSatisfy(\.isWhitespace) {
+            throw ComponentError(
+                .invalidConfiguration,
+                "tlsServerName is empty: it would skip SNI and accept any trusted certificate; leave tlsServerName nil "
+                    + "(the certificate must then name serverDomain) or set the name the certificate carries "
+                    + "(component-host: [server] server_name)")
+        }
+        if self.requireChannelBinding, self.tlsMode == .none {
+            throw ComponentError(
+                .invalidConfiguration,
+                "requireChannelBinding needs TLS: channel binding ties SASL to a TLS session; set tlsMode to starttls or "
+                    + "direct, or turn requireChannelBinding off (component-host: [auth] require_channel_binding)")
+        }
     }
 
     /// The TLS client settings derived from this configuration.

@@ -39,6 +39,9 @@ public struct ComponentError: Error, CustomStringConvertible, Hashable, Sendable
         case queueFull
         /// The stanza waited in the outgoing queue longer than allowed.
         case expired
+        /// The configuration cannot work safely (see ``ComponentConfiguration/validate()``);
+        /// the message names the setting to change.
+        case invalidConfiguration
     }
 
     /// What went wrong.

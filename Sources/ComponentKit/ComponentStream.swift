@@ -101,6 +101,11 @@ final class ComponentStream: Sendable {
         logger: Logger,
         attempt: ConnectAttempt = ConnectAttempt()
     ) async throws -> Outcome {
+        try configuration.validate()
+        // The address actually dialled (a transfer or see-other-host target included) decides
+        // whether cleartext is allowed, not only the configured one.
+        let dialled = target?.host ?? configuration.host
+        try Self.checkInsecurePlaintextPolicy(configuration: configuration, kind: kind, host: dialled)
         let tlsContext: OpenSSLContext?
         if configuration.tlsMode == .none || (configuration.tlsMode == .startTLS && Self.isLegacy(kind)) {
             // XEP-0114 has no STARTTLS: a legacy stream is direct TLS or plaintext.
@@ -108,7 +113,7 @@ final class ComponentStream: Sendable {
         } else {
             tlsContext = try OpenSSLContext(client: configuration.tlsClientConfiguration)
         }
-        try Self.checkPlaintextHandshakePolicy(configuration: configuration, kind: kind)
+        try Self.checkPlaintextHandshakePolicy(configuration: configuration, kind: kind, host: dialled)
 
         let outcomePromise = group.any().makePromise(of: NegotiationOutcome.self)
         let contentNamespace: String
@@ -125,12 +130,14 @@ final class ComponentStream: Sendable {
         case .direct: machineTLS = .direct
         case .none: machineTLS = .none
         }
-        let sasl = SASLClient.Configuration(
+        var saslSettings = SASLClient.Configuration(
             authenticationIdentity: configuration.identity,
             password: configuration.password.value,
             serverFQDN: configuration.serverDomain,
             allowedMechanisms: configuration.saslMechanisms,
             hasClientCertificate: configuration.clientCertificateFile != nil)
+        saslSettings.requireChannelBinding = configuration.requireChannelBinding
+        let sasl = saslSettings
 
         let connectTimeout = TimeAmount.nanoseconds(Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000)
         let target = target ?? ConnectTarget(host: configuration.host, port: configuration.port)
@@ -212,7 +219,9 @@ final class ComponentStream: Sendable {
         if direct, let tlsContext {
             try operations.addHandler(OpenSSLHandler(context: tlsContext, serverName: serverName))
         }
-        try operations.addHandler(XMLStreamHandler(contentNamespace: contentNamespace, limits: limits))
+        // Small stanzas until negotiation succeeds (the negotiation handler then sends
+        // XMLStreamHandler.Authenticated).
+        try operations.addHandler(XMLStreamHandler(contentNamespace: contentNamespace, limits: limits, authenticated: false))
         let mode: ComponentNegotiationHandler.Mode
         switch kind {
         case .xep0225(let allowsFallback):
@@ -226,7 +235,7 @@ final class ComponentStream: Sendable {
         case .xep0114(let hostname):
             mode = .xep0114(
                 LegacyComponentNegotiationStateMachine(
-                    hostname: hostname, secret: configuration.secret(for: hostname).value))
+                    hostname: hostname, secret: try configuration.secret(for: hostname).value))
         }
         let negotiation = ComponentNegotiationHandler(mode: mode, eventLoop: channel.eventLoop)
         negotiation.outcome.cascade(to: outcomePromise)
@@ -235,15 +244,41 @@ final class ComponentStream: Sendable {
     }
 
     /// The XEP-0114 handshake digest can be attacked offline: never send it in cleartext to
-    /// anything but loopback unless the configuration says so in words.
-    static func checkPlaintextHandshakePolicy(configuration: ComponentConfiguration, kind: Kind) throws {
-        guard case .xep0114(let hostname) = kind, configuration.tlsMode != .direct,
-            !configuration.allowPlaintextHandshake, !Self.isLoopback(configuration.host)
+    /// anything but loopback unless the configuration says so in words, and never at all when
+    /// the configuration asks for TLS (`starttls`: XEP-0114 has no STARTTLS).
+    static func checkPlaintextHandshakePolicy(
+        configuration: ComponentConfiguration, kind: Kind, host: String? = nil
+    ) throws {
+        let host = host ?? configuration.host
+        guard case .xep0114(let hostname) = kind, configuration.tlsMode != .direct else { return }
+        if configuration.tlsMode == .startTLS {
+            throw NegotiationError(
+                .tlsNotOffered,
+                "refusing to send the XEP-0114 handshake for \(hostname) in cleartext: tls = \"starttls\" asks for TLS, "
+                    + "and XEP-0114 has no STARTTLS; use tls = \"direct\" (XEP-0114 over TLS), protocol = \"xep0225\", "
+                    + "or tls = \"none\" on loopback")
+        }
+        guard !configuration.allowPlaintextHandshake, !Self.isLoopback(host) else { return }
+        throw NegotiationError(
+            .tlsNotOffered,
+            "refusing to send the XEP-0114 handshake for \(hostname) over plaintext to \(host): "
+                + "use tls = \"direct\", or set allow_plaintext_handshake = true if the network is trusted")
+    }
+
+    /// XEP-0225 without TLS runs SASL (and a fake server can ask SCRAM for a cheap proof) and
+    /// every stanza in cleartext: only to loopback, or with an explicit opt-in.
+    static func checkInsecurePlaintextPolicy(
+        configuration: ComponentConfiguration, kind: Kind, host: String? = nil
+    ) throws {
+        let host = host ?? configuration.host
+        guard case .xep0225 = kind, configuration.tlsMode == .none, !configuration.allowInsecurePlaintext,
+            !Self.isLoopback(host)
         else { return }
         throw NegotiationError(
             .tlsNotOffered,
-            "refusing to send the XEP-0114 handshake for \(hostname) over plaintext to \(configuration.host): "
-                + "use tls = \"direct\", or set allow_plaintext_handshake = true if the network is trusted")
+            "refusing XEP-0225 without TLS to \(host), which is not a loopback address: SASL and every "
+                + "stanza would travel in cleartext; use tls = \"starttls\" (or \"direct\"), or set "
+                + "allow_insecure_plaintext = true (allowInsecurePlaintext) if the network is trusted")
     }
 
     /// "connection refused", "no route to host", "timed out"… rather than NIO's nested dump.

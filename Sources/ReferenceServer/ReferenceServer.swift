@@ -107,7 +107,7 @@ public final class ReferenceServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addXMLStreamHandler(contentNamespace: Namespace.client, limits: limits)
+                    try sync.addXMLStreamHandler(contentNamespace: Namespace.client, limits: limits, authenticated: false)
                     try sync.addHandler(
                         ServerComponentStreamHandler(
                             machine: ServerComponentNegotiationStateMachine(configuration: machineConfiguration),
@@ -127,7 +127,8 @@ public final class ReferenceServer: Sendable {
                     .childChannelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             let sync = channel.pipeline.syncOperations
-                            try sync.addXMLStreamHandler(contentNamespace: Namespace.componentAccept, limits: limits)
+                            try sync.addXMLStreamHandler(
+                                contentNamespace: Namespace.componentAccept, limits: limits, authenticated: false)
                             try sync.addHandler(
                                 ServerLegacyComponentStreamHandler(
                                     machine: ServerLegacyComponentNegotiationStateMachine(secrets: {

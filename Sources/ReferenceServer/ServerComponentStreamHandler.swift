@@ -205,6 +205,7 @@ final class ServerComponentStreamHandler: ChannelInboundHandler {
                 self.router.authenticated(id, channel: context.channel, identity: identity)
             }
             self.logger.debug("authenticated", metadata: ["sasl.identity": "\(identity)"])
+            context.triggerUserOutboundEvent(XMLStreamHandler.Authenticated(), promise: nil)
             self.perform(self.machine.authenticationSucceeded(identity: identity), context: context)
         case .failure(let failure, let error):
             self.activeSASL = nil

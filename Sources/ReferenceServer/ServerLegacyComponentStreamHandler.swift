@@ -85,6 +85,7 @@ final class ServerLegacyComponentStreamHandler: ChannelInboundHandler {
             if self.router.bindLegacy(id, channel: context.channel, hostname: hostname) {
                 self.timer?.cancel()
                 self.logger.debug("XEP-0114 handshake accepted", metadata: ["component.hostname": "\(hostname)"])
+                context.triggerUserOutboundEvent(XMLStreamHandler.Authenticated(), promise: nil)
                 self.perform(self.machine.bindingSucceeded(), context: context)
             } else {
                 self.perform(self.machine.bindingConflicted(), context: context)

@@ -157,7 +157,9 @@ final class CyrusCallbackContext {
     /// (`{unsigned long len; unsigned char data[]}`, NATIVE-LIBS §3 item 3).
     func setPassword(_ password: String) {
         self.wipePassword()
-        let bytes = Array(password.utf8)
+        var bytes = Array(password.utf8)
+        // The intermediate copy is wiped too (explicit_bzero), not only the C buffer.
+        defer { bytes.withUnsafeMutableBytes { if let base = $0.baseAddress { secureZero(base, $0.count) } } }
         let dataOffset = MemoryLayout<sasl_secret_t>.offset(of: \.data)!
         let size = max(MemoryLayout<sasl_secret_t>.size, dataOffset + bytes.count + 1)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: MemoryLayout<sasl_secret_t>.alignment)

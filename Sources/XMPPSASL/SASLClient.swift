@@ -46,6 +46,18 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
         public var service: String
         /// The server's fully qualified domain name.
         public var serverFQDN: String
+        /// The fewest SCRAM PBKDF2 iterations (`i=`) accepted from the server; 4096 by default
+        /// (RFC 7677 §4). A server asking for fewer is refused before the client sends its
+        /// proof, which a fake server could otherwise brute-force cheaply. Lower it only for
+        /// tests against a server configured that way.
+        public var minimumIterationCount = 4096
+        /// The most SCRAM iterations accepted from the server; 1 000 000 by default. Each
+        /// iteration is client CPU time, so a fake server asking for billions would stall
+        /// the client (and its event loop) for minutes.
+        public var maximumIterationCount = 1_000_000
+        /// Whether only a `-PLUS` mechanism with a channel binding this client has data for
+        /// may be used; any other offer fails with ``SASLError/Kind/noAcceptableMechanism``.
+        public var requireChannelBinding = false
 
         /// Creates a configuration.
         /// - Parameters:
@@ -81,7 +93,8 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
                 + "password: \(self.password == nil ? "nil" : "<redacted>"), "
                 + "allowed: \(self.allowedMechanisms?.joined(separator: " ") ?? "all"), "
                 + "clientCertificate: \(self.hasClientCertificate), service: \(self.service), "
-                + "server: \(self.serverFQDN))"
+                + "server: \(self.serverFQDN), iterations: \(self.minimumIterationCount)...\(self.maximumIterationCount), "
+                + "requireChannelBinding: \(self.requireChannelBinding))"
         }
 
         /// A mirror without the password, so `dump` and debuggers do not reveal it.
@@ -96,6 +109,9 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
                     "hasClientCertificate": self.hasClientCertificate,
                     "service": self.service,
                     "serverFQDN": self.serverFQDN,
+                    "minimumIterationCount": self.minimumIterationCount,
+                    "maximumIterationCount": self.maximumIterationCount,
+                    "requireChannelBinding": self.requireChannelBinding,
                 ]
             )
         }
@@ -114,6 +130,8 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
     private var connection: CyrusConnection?
     private var selection: SASLMechanismSelection?
     private var state = State.initial
+    /// Whether the SCRAM server-first-message (the first challenge) has been checked.
+    private var checkedServerFirst = false
 
     /// Creates a client for one exchange. Initialises Cyrus SASL once per process if needed.
     /// - Parameters:
@@ -172,7 +190,8 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
             transport: self.transport,
             allowed: self.configuration.allowedMechanisms,
             hasPassword: self.configuration.password != nil,
-            hasClientCertificate: self.configuration.hasClientCertificate
+            hasClientCertificate: self.configuration.hasClientCertificate,
+            requireChannelBinding: self.configuration.requireChannelBinding
         )
         self.selection = selection
 
@@ -267,6 +286,10 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
                 self.finish(succeeded: false)
                 throw SASLError(.unexpectedElement, detail: "<challenge/> after the mechanism completed")
             }
+            if selection.mechanism.hasPrefix("SCRAM-"), !self.checkedServerFirst {
+                self.checkedServerFirst = true
+                try self.checkIterationCount(data ?? [])
+            }
             switch connection.clientStep(data ?? []) {
             case .complete(let output):
                 self.state = .inProgress(mechanismComplete: true)
@@ -344,6 +367,35 @@ public final class SASLClient: CustomStringConvertible, CustomReflectable {
     private func finish(succeeded: Bool) {
         self.state = succeeded ? .succeeded : .failed
         self.connection?.context.wipePassword()
+    }
+
+    /// Refuses a SCRAM server-first-message (`r=…,s=…,i=…`, RFC 5802 §7) whose iteration
+    /// count is missing or below ``Configuration/minimumIterationCount``: Cyrus' client
+    /// accepts any count, and the proof it sends next can be brute-forced offline at the
+    /// cost of that many PBKDF2 rounds per guess. A count above
+    /// ``Configuration/maximumIterationCount`` is refused too (it only burns client CPU).
+    private func checkIterationCount(_ serverFirst: [UInt8]) throws(SASLError) {
+        let attributes = serverFirst.split(separator: UInt8(ascii: ","))
+        let count = attributes.lazy
+            .filter { $0.starts(with: Array("i=".utf8)) }
+            .compactMap { Int(String(decoding: $0.dropFirst(2), as: UTF8.self)) }
+            .first
+        guard let count, count >= self.configuration.minimumIterationCount else {
+            self.finish(succeeded: false)
+            let found = count.map { "\($0) iterations" } ?? "no valid iteration count"
+            throw SASLError(
+                .weakServerParameters,
+                detail: "the server's SCRAM challenge asks for \(found); at least "
+                    + "\(self.configuration.minimumIterationCount) iterations are required (a fake server lowers the "
+                    + "count to brute-force the client's proof cheaply)")
+        }
+        guard count <= self.configuration.maximumIterationCount else {
+            self.finish(succeeded: false)
+            throw SASLError(
+                .weakServerParameters,
+                detail: "the server's SCRAM challenge asks for \(count) iterations; at most "
+                    + "\(self.configuration.maximumIterationCount) are accepted (each costs client CPU time)")
+        }
     }
 
     /// Checks that Cyrus' gs2 header says what the selection intends (RFC 5802 §7 `gs2-cbind-flag`).

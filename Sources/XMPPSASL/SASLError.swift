@@ -23,6 +23,7 @@ public struct SASLError: Error, CustomStringConvertible, Hashable, Sendable {
             case malformedBase64
             case unexpectedElement
             case cyrus
+            case weakServerParameters
         }
 
         private let base: Base
@@ -67,6 +68,11 @@ public struct SASLError: Error, CustomStringConvertible, Hashable, Sendable {
         public static let unexpectedElement = Kind(.unexpectedElement)
         /// Local: Cyrus SASL reported an error (details in ``SASLError/detail``).
         public static let cyrus = Kind(.cyrus)
+        /// Local: the server asked for parameters the client does not accept, such as a SCRAM
+        /// iteration count below ``SASLClient/Configuration/minimumIterationCount`` (a fake
+        /// server lowers it to brute-force the client's proof cheaply) or above
+        /// ``SASLClient/Configuration/maximumIterationCount``.
+        public static let weakServerParameters = Kind(.weakServerParameters)
 
         /// Every RFC 6120 §6.5 condition, in the RFC's order.
         public static let allConditions: [Kind] = [
@@ -102,6 +108,7 @@ public struct SASLError: Error, CustomStringConvertible, Hashable, Sendable {
             case .malformedBase64: "malformed-base64"
             case .unexpectedElement: "unexpected-element"
             case .cyrus: "cyrus-sasl"
+            case .weakServerParameters: "weak-server-parameters"
             }
         }
     }

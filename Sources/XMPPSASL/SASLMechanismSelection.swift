@@ -31,6 +31,7 @@ struct SASLMechanismSelection: Hashable {
     ///   - allowed: Mechanisms the configuration allows (`nil`: all).
     ///   - hasPassword: Whether a password is configured.
     ///   - hasClientCertificate: Whether a client certificate is available (EXTERNAL).
+    ///   - requireChannelBinding: Whether only a `-PLUS` mechanism with usable binding data may be chosen.
     /// - Throws: ``SASLError/Kind/noAcceptableMechanism`` listing why each offered mechanism
     ///   was refused.
     static func choose(
@@ -39,7 +40,8 @@ struct SASLMechanismSelection: Hashable {
         transport: SASLTransportSecurity,
         allowed: [String]?,
         hasPassword: Bool,
-        hasClientCertificate: Bool
+        hasClientCertificate: Bool,
+        requireChannelBinding: Bool = false
     ) throws(SASLError) -> SASLMechanismSelection {
         let offeredUpper = offered.map { $0.uppercased() }
         let allowedUpper = allowed.map { Set($0.map { $0.uppercased() }) }
@@ -71,6 +73,10 @@ struct SASLMechanismSelection: Hashable {
         func acceptable(_ mechanism: String) -> Bool {
             if let allowedUpper, !allowedUpper.contains(mechanism) {
                 refuse(mechanism, "not in the allowed mechanisms")
+                return false
+            }
+            if requireChannelBinding, !mechanism.hasSuffix("-PLUS") {
+                refuse(mechanism, "channel binding is required (require_channel_binding) and this mechanism has none")
                 return false
             }
             switch mechanism {

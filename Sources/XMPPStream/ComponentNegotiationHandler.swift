@@ -229,6 +229,7 @@ public final class ComponentNegotiationHandler: ChannelDuplexHandler, RemovableC
             context.triggerUserOutboundEvent(XMLStreamHandler.Restart.carryingOverPendingInput, promise: nil)
             self.writeFrame(.header(machine.outgoingHeader), context: context)
         case .negotiated(let features):
+            context.triggerUserOutboundEvent(XMLStreamHandler.Authenticated(), promise: nil)
             self.finish(
                 .success(
                     .negotiated(
@@ -253,6 +254,7 @@ public final class ComponentNegotiationHandler: ChannelDuplexHandler, RemovableC
         case .send(let element):
             self.writeFrame(.element(element), context: context)
         case .negotiated:
+            context.triggerUserOutboundEvent(XMLStreamHandler.Authenticated(), promise: nil)
             self.finish(
                 .success(
                     .negotiated(

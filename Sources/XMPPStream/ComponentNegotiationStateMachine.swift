@@ -34,6 +34,12 @@ public struct ComponentNegotiationStateMachine: Sendable {
         public var tls: TLSPolicy
         /// Whether signs of a XEP-0114 component port produce ``Action/fallBackToLegacy(reason:)``
         /// instead of an error (the `auto` protocol setting).
+        ///
+        /// Never with ``TLSPolicy/startTLS``: XEP-0114 has no STARTTLS, so its handshake would
+        /// go in cleartext (and a man in the middle only needs to answer with a
+        /// `jabber:component:accept` header to get it). Those signs are then an error naming
+        /// the setting to change; a fallback is possible with ``TLSPolicy/direct`` (XEP-0114
+        /// over TLS) or ``TLSPolicy/none``.
         public var allowsLegacyFallback: Bool
 
         /// Creates a configuration.
@@ -74,8 +80,8 @@ public struct ComponentNegotiationStateMachine: Sendable {
         /// The stream is ready: the final features carry XEP-0225 binding.
         case negotiated(features: Element)
         /// The server looks like a XEP-0114 component port; close this stream and use the
-        /// legacy protocol. Only produced when ``Configuration/allowsLegacyFallback`` is set
-        /// and no STARTTLS was offered.
+        /// legacy protocol. Only produced when ``Configuration/allowsLegacyFallback`` is set,
+        /// the TLS policy is not ``TLSPolicy/startTLS`` and no STARTTLS was offered.
         case fallBackToLegacy(reason: String)
         /// Negotiation failed: close the stream (sending `</stream:stream>` if one was opened).
         case fail(NegotiationError)
@@ -235,8 +241,12 @@ public struct ComponentNegotiationStateMachine: Sendable {
             return .none
         case .awaitingHeader(.initial) where self.configuration.allowsLegacyFallback:
             // A XEP-0114 port may simply hang up on a jabber:client stream.
-            self.state = .failed
-            return .fallBackToLegacy(reason: "the server closed the connection in answer to a jabber:client stream header")
+            return self.legacyOrFail(
+                phase: .initial,
+                reason: "the server closed the connection in answer to a jabber:client stream header",
+                error: NegotiationError(
+                    .closedDuringNegotiation,
+                    "the server closed the connection in answer to the jabber:client stream header"))
         default:
             return self.fail(
                 NegotiationError(
@@ -319,6 +329,18 @@ public struct ComponentNegotiationStateMachine: Sendable {
         // the legacy handshake may then go in cleartext is the connection's policy: loopback,
         // direct TLS, or an explicit allowPlaintextHandshake.)
         if self.configuration.allowsLegacyFallback, phase == .initial, !self.serverOfferedStartTLS {
+            guard self.configuration.tls != .startTLS else {
+                // XEP-0114 has no STARTTLS: falling back would send the handshake (a digest of
+                // the secret under a stream id the peer chose) in cleartext.
+                return self.fail(
+                    NegotiationError(
+                        .tlsNotOffered,
+                        "refusing to fall back to XEP-0114: \(reason), but tls = \"starttls\" and XEP-0114 has no "
+                            + "STARTTLS, so its handshake would travel in cleartext. If this really is a XEP-0114 port, "
+                            + "use tls = \"direct\" (XEP-0114 over TLS) or, on loopback only, tls = \"none\"; if it "
+                            + "should be a XEP-0225 port, set protocol = \"xep0225\" and check the port",
+                        streamError: error.streamError))
+            }
             self.state = .failed
             return .fallBackToLegacy(reason: reason)
         }

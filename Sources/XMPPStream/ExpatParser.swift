@@ -75,6 +75,14 @@ final class ExpatParser {
         return self.status(XML_ParseBuffer(self.parser, Int32(bytes.count), 0))
     }
 
+    /// Bytes expat holds unparsed after consuming a chunk: the unfinished token it will scan
+    /// again from its start on the next call (0 when it holds none).
+    var unfinishedTokenBytes: Int {
+        let index = Int(XML_GetCurrentByteIndex(self.parser))
+        guard index >= 0 else { return 0 }
+        return max(0, self.documentBytes - index)
+    }
+
     /// Resumes a suspended parser.
     func resume() -> Status {
         self.status(XML_ResumeParser(self.parser))

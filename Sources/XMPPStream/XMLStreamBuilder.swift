@@ -58,6 +58,18 @@ struct XMLStreamBuilder {
     /// and a `Bool` load is cheaper than inspecting the optional `StreamError`.
     private(set) var hasFailed = false
 
+    /// Whether the stream is authenticated: ``XMLStreamLimits/maxStanzaSize`` applies, else
+    /// ``XMLStreamLimits/maxStanzaSizeBeforeAuthentication`` too. Survives ``reset()``.
+    var isAuthenticated = true
+
+    /// The stanza size limit in force, and its name.
+    var stanzaSizeLimit: (value: Int, name: String) {
+        if self.isAuthenticated || self.limits.maxStanzaSizeBeforeAuthentication >= self.limits.maxStanzaSize {
+            return (self.limits.maxStanzaSize, "maximum stanza size")
+        }
+        return (self.limits.maxStanzaSizeBeforeAuthentication, "maximum stanza size before authentication")
+    }
+
     init(limits: XMLStreamLimits) {
         self.limits = limits
         self.text.reserveCapacity(1024)
@@ -80,7 +92,7 @@ struct XMLStreamBuilder {
     /// The size limit that applies to the bytes since ``unitStart``, and its name.
     var currentSizeLimit: (value: Int, name: String) {
         self.headerDone
-            ? (self.limits.maxStanzaSize, "maximum stanza size")
+            ? self.stanzaSizeLimit
             : (self.limits.maxHeaderSize, "maximum stream header size")
     }
 
@@ -192,7 +204,7 @@ struct XMLStreamBuilder {
         case 2:
             self.depth = 1
             let size = end - self.unitStart
-            if size > self.limits.maxStanzaSize {
+            if size > self.stanzaSizeLimit.value {
                 return self.fail(self.stanzaTooLarge)
             }
             self.flushText()

@@ -64,13 +64,24 @@ public final class XMLStreamHandler: ChannelDuplexHandler {
     private var peerHeader: StreamHeader?
     private var decoding = false
 
+    /// An outbound user event: the peer is authenticated, so the pre-authentication stanza
+    /// limit (``XMLStreamLimits/maxStanzaSizeBeforeAuthentication``) no longer applies. The
+    /// negotiation handlers send it when negotiation succeeds.
+    public struct Authenticated: Hashable, Sendable {
+        /// Creates the event.
+        public init() {}
+    }
+
     /// Creates the handler.
     /// - Parameters:
     ///   - contentNamespace: The content namespace of the streams written (used for elements
     ///     written before a header, and for the header sent with an early stream error).
     ///   - limits: The limits enforced on the peer's input.
-    public init(contentNamespace: String, limits: XMLStreamLimits = .default) {
-        self.parser = XMLStreamParser(limits: limits)
+    ///   - authenticated: Whether the peer counts as authenticated from the start; when
+    ///     `false`, stanzas are held to ``XMLStreamLimits/maxStanzaSizeBeforeAuthentication``
+    ///     until an ``Authenticated`` event.
+    public init(contentNamespace: String, limits: XMLStreamLimits = .default, authenticated: Bool = true) {
+        self.parser = XMLStreamParser(limits: limits, authenticated: authenticated)
         self.encoder = XMLStreamEncoder(contentNamespace: contentNamespace)
     }
 
@@ -160,6 +171,11 @@ public final class XMLStreamHandler: ChannelDuplexHandler {
 
     /// Carries out a ``Restart``; other events are passed on.
     public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if event is Authenticated {
+            self.parser.markAuthenticated()
+            promise?.succeed()
+            return
+        }
         guard let restart = event as? Restart else {
             context.triggerUserOutboundEvent(event, promise: promise)
             return
@@ -220,13 +236,16 @@ extension ChannelPipeline.SynchronousOperations {
     /// - Parameters:
     ///   - contentNamespace: The content namespace of the streams written.
     ///   - limits: The limits enforced on the peer's input.
+    ///   - authenticated: Whether the peer counts as authenticated from the start (see
+    ///     ``XMLStreamHandler/init(contentNamespace:limits:authenticated:)``).
     /// - Returns: The handler, to keep for later use.
     @discardableResult
     public func addXMLStreamHandler(
         contentNamespace: String,
-        limits: XMLStreamLimits = .default
+        limits: XMLStreamLimits = .default,
+        authenticated: Bool = true
     ) throws -> XMLStreamHandler {
-        let handler = XMLStreamHandler(contentNamespace: contentNamespace, limits: limits)
+        let handler = XMLStreamHandler(contentNamespace: contentNamespace, limits: limits, authenticated: authenticated)
         try self.addHandler(handler)
         return handler
     }

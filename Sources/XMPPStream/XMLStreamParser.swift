@@ -75,10 +75,21 @@ public final class XMLStreamParser {
     private var eventIndex = 0
 
     /// Creates a parser waiting for a stream header.
-    /// - Parameter limits: The limits to enforce.
-    public init(limits: XMLStreamLimits = .default) {
+    /// - Parameters:
+    ///   - limits: The limits to enforce.
+    ///   - authenticated: Whether the peer is already authenticated; when `false`,
+    ///     ``XMLStreamLimits/maxStanzaSizeBeforeAuthentication`` applies until
+    ///     ``markAuthenticated()``.
+    public init(limits: XMLStreamLimits = .default, authenticated: Bool = true) {
         self.limits = limits
         self.expat = ExpatParser(limits: limits)
+        self.expat.builder.isAuthenticated = authenticated
+    }
+
+    /// Lifts the pre-authentication stanza limit (after SASL success or the XEP-0114
+    /// handshake); ``XMLStreamLimits/maxStanzaSize`` applies from now on, restarts included.
+    public func markAuthenticated() {
+        self.expat.builder.isAuthenticated = true
     }
 
     /// Queues bytes for parsing; they are parsed by ``nextEvent()``.
@@ -139,6 +150,13 @@ public final class XMLStreamParser {
                 let held = self.expat.documentBytes - self.expat.builder.unitStart
                 if held > self.expat.builder.currentSizeLimit.value {
                     self.state = .failed(self.expat.builder.fail(self.expat.builder.stanzaTooLarge).error)
+                } else if self.expat.unfinishedTokenBytes > self.limits.maxTokenSize {
+                    // Expat would scan this token again from its start on every read.
+                    let error = StreamError(
+                        .policyViolation,
+                        text: "XML token too large: a tag, name or attribute value over the maximum token size "
+                            + "(\(self.limits.maxTokenSize) bytes)")
+                    self.state = .failed(self.expat.builder.fail(error).error)
                 }
             case .suspended:
                 self.state = .suspended

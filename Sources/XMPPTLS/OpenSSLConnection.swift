@@ -56,6 +56,10 @@ final class OpenSSLConnection {
             self.isClient = true
             SSL_set_connect_state(ssl)
             let host = serverName ?? configuredName
+            if verify, host.allSatisfy(\.isWhitespace) {
+                throw .configuration(
+                    "the TLS server name is empty: verification would accept any trusted certificate; set the server name")
+            }
             let isIPAddress = Self.isIPAddress(host)
             // RFC 6066: literal IP addresses are not sent as SNI.
             if !isIPAddress, !host.isEmpty, cxmpp_SSL_set_tlsext_host_name(ssl, host) != 1 {

@@ -20,9 +20,16 @@ public final class OpenSSLContext: @unchecked Sendable {
     /// Creates a client context.
     ///
     /// - Parameter configuration: The client settings.
-    /// - Throws: ``TLSError`` of kind ``TLSError/Kind/configuration`` if a file cannot be read or a setting is invalid.
+    /// - Throws: ``TLSError`` of kind ``TLSError/Kind/configuration`` if a file cannot be read or a setting is
+    ///   invalid, including an empty server name with verification on (it would skip SNI, and
+    ///   `SSL_set1_host("")` accepts any certificate the trust roots vouch for).
     public convenience init(client configuration: TLSClientConfiguration) throws(TLSError) {
         let verify = configuration.certificateVerification == .fullVerification
+        if verify, configuration.serverName.allSatisfy(\.isWhitespace) {
+            throw .configuration(
+                "the TLS server name is empty: verification would accept any trusted certificate; set the server name "
+                    + "(the name the server's certificate carries)")
+        }
         try self.init(
             role: .client(serverName: configuration.serverName, verify: verify),
             minimumVersion: configuration.minimumVersion,

@@ -122,6 +122,8 @@ struct AdminSocketTests {
             Glibc.close(fd)
         }
         #expect(SystemCalls.kind(of: socket) == .socket)
+        // Not 0600, so that withServer waits for the new socket, not this stale one.
+        try SystemCalls.changeMode(socket, 0o755)
         try await Self.withServer(directory, socket: socket) { _, client in
             let response = try await client.send(AdminRequest(command: .status))
             #expect(response.ok)

@@ -80,7 +80,7 @@ struct CommandLineTests {
         let check = try await Self.run(binary, ["check-config", "--config", path])
         #expect(check.status == 0)
         #expect(check.output.contains("\(path): OK"))
-        #expect(check.output.contains("kv.example.com → kv (max_keys = 1000, read_only = false)"))
+        #expect(check.output.contains("kv.example.com → kv (max_key_bytes = 256, max_keys = 1000, max_value_bytes = 4096, read_only = false, writers = \"\")"))
         #expect(!check.output.contains(Fixtures.password))
 
         let broken = try directory.write("broken.toml", Fixtures.configuration().replacingOccurrences(of: "tls =", with: "tsl ="))

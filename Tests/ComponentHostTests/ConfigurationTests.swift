@@ -79,8 +79,9 @@ struct ConfigurationTests {
         let path = try Fixtures.write(in: directory, Fixtures.configuration(extra: "secret_file = \"kv.secret\""))
         let configuration = try HostConfiguration.load(path: path, environment: [:])
         #expect(configuration.components[1].secret?.value == "kv-secret")
-        #expect(configuration.componentConfiguration.secret(for: "kv.example.com").value == "kv-secret")
-        #expect(configuration.componentConfiguration.secret(for: "echo.example.com").value == Fixtures.password)
+        #expect(try configuration.componentConfiguration.secret(for: "kv.example.com").value == "kv-secret")
+        // XEP-0225 is enabled: the SASL password is not a XEP-0114 secret (issue #13 item 1).
+        #expect(throws: ComponentError.self) { try configuration.componentConfiguration.secret(for: "echo.example.com") }
     }
 
     /// Each broken file, with the exact message: line, key and what was expected.
@@ -108,7 +109,7 @@ struct ConfigurationTests {
          "host.toml:10: auth.password_file: cannot read DIR/missing: No such file or directory"),
         ("port = 1", "port = 1\nport = 2",
          "host.toml:4: TOML syntax: Error while parsing key-value pair: cannot redefine existing integer 'port'"),
-        ("[server]", "[server]\nsecret = 1", "host.toml:2: server.secret: unknown key; expected one of: host, port, domain, protocol, tls, ca_file, server_name, allow_plaintext_handshake"),
+        ("[server]", "[server]\nsecret = 1", "host.toml:2: server.secret: unknown key; expected one of: host, port, domain, protocol, tls, ca_file, server_name, allow_plaintext_handshake, allow_insecure_plaintext"),
     ])
     func errorsNameLineKeyAndExpectation(_ find: String, _ replace: String, _ expected: String) throws {
         let directory = try TemporaryDirectory()
@@ -156,7 +157,7 @@ struct ConfigurationTests {
         #expect(explanation.contains("tls:        none (cleartext)"))
         #expect(explanation.contains("password from environment variable P"))
         #expect(explanation.contains("  echo.example.com → echo (prefix = \"> \")"))
-        #expect(explanation.contains("  kv.example.com → kv (max_keys = 1000, read_only = false)"))
+        #expect(explanation.contains("  kv.example.com → kv (max_key_bytes = 256, max_keys = 1000, max_value_bytes = 4096, read_only = false, writers = \"\")"))
         #expect(configuration.warnings.count == 1)
         #expect(explanation.contains("warning: XEP-0114 handshakes go in cleartext to xmpp.example.com"))
         let loopback = try HostConfiguration.parse(

@@ -35,7 +35,7 @@ struct LiveHostTests {
                 path: sasldb, user: LiveHostTests.identity, realm: LiveHostTests.domain, password: Fixtures.password)
             var configuration = ReferenceServerConfiguration(
                 domain: LiveHostTests.domain, tls: files.serverConfiguration,
-                sasl: .init(sasldbPath: sasldb, scramIterationCount: 256))
+                sasl: .init(sasldbPath: sasldb, scramIterationCount: nil))
             configuration.allowedHostnames = [LiveHostTests.identity: ["*.example.test"]]
             self.server = try await ReferenceServer.start(configuration: configuration)
             self.caFile = files.caCertificateFile

@@ -9,7 +9,7 @@ import XMPPCore
 struct PluginTests {
     @Test func registryListsStandardPlugins() {
         #expect(PluginRegistry.standard.plugins.map(\.name) == ["echo", "kv"])
-        #expect(PluginRegistry.standard["kv"]?.options.map(\.name) == ["max_keys", "read_only"])
+        #expect(PluginRegistry.standard["kv"]?.options.map(\.name) == ["max_keys", "read_only", "max_key_bytes", "max_value_bytes", "writers"])
     }
 
     @Test func duplicateNamesAreRefused() {
@@ -22,13 +22,16 @@ struct PluginTests {
     @Test func validationFillsDefaultsAndChecksTypes() throws {
         let registry = PluginRegistry.standard
         let options = try registry.validate(plugin: "kv", options: ["max_keys": .integer(5)])
-        #expect(options.values == ["max_keys": .integer(5), "read_only": .boolean(false)])
+        #expect(options.values == [
+            "max_keys": .integer(5), "read_only": .boolean(false), "max_key_bytes": .integer(256),
+            "max_value_bytes": .integer(4096), "writers": .string(""),
+        ])
 
         let unknown = #expect(throws: PluginError.self) {
             try registry.validate(plugin: "kv", options: ["max": .integer(5)])
         }
         #expect(unknown?.kind == .unknownOption)
-        #expect(unknown?.message == "unknown option 'max': plugin 'kv' takes: max_keys, read_only")
+        #expect(unknown?.message == "unknown option 'max': plugin 'kv' takes: max_key_bytes, max_keys, max_value_bytes, read_only, writers")
 
         let wrongType = #expect(throws: PluginError.self) {
             try registry.validate(plugin: "kv", options: ["read_only": .string("yes")])

@@ -8,7 +8,8 @@ struct TemporaryDirectory {
     init() throws {
         // Short paths: a Unix socket path must stay under 108 bytes.
         let path = "/tmp/cht-\(UInt32.random(in: 0...UInt32.max))"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(
+            atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         self.path = path
     }
 
@@ -63,7 +64,8 @@ enum Fixtures {
 
     /// Writes the password file and the configuration; returns the configuration's path.
     static func write(in directory: TemporaryDirectory, _ text: String) throws -> String {
-        try directory.write("password", password + "\n")
+        let secret = try directory.write("password", password + "\n")
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: secret)
         return try directory.write("host.toml", text)
     }
 }

@@ -242,10 +242,7 @@ struct ComponentKitUnitTests {
         #expect(throws: NegotiationError.self) {
             try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
         }
-        configuration.tlsMode = .startTLS  // XEP-0114 has no STARTTLS: still plaintext
-        #expect(throws: NegotiationError.self) {
-            try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
-        }
+        configuration.tlsMode = .none
         configuration.allowPlaintextHandshake = true
         try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
         configuration.allowPlaintextHandshake = false
@@ -261,12 +258,15 @@ struct ComponentKitUnitTests {
         try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0225(allowsLegacyFallback: false))
     }
 
-    @Test func secretsNeverPrint() {
+    @Test func secretsNeverPrint() throws {
         let configuration = ComponentConfiguration(
             host: "h", port: 1, serverDomain: "example.com", identity: "c.example.com", password: Secret("hunter2"))
         #expect(!String(describing: configuration).contains("hunter2"))
         #expect(!String(reflecting: configuration).contains("hunter2"))
-        #expect(configuration.secret(for: "x.example.com").value == "hunter2")
+        // protocol auto enables XEP-0225: the SASL password is no XEP-0114 secret (issue #13 item 1).
+        var legacy = configuration
+        legacy.protocolMode = .xep0114
+        #expect(try legacy.secret(for: "x.example.com").value == "hunter2")
     }
 
     @Test func invalidHostnamesAreRefusedBeforeAnythingIsSent() {

@@ -47,6 +47,8 @@ struct EjabberdLegacyTests {
         var configuration = ComponentConfiguration(
             host: "127.0.0.1", port: ejabberd.componentTLSPort, serverDomain: "localhost",
             identity: "echo.localhost", password: Secret(Self.secretEcho))
+        // auto enables XEP-0225: the SASL password is no XEP-0114 secret (issue #13 item 1).
+        configuration.legacySecret = Secret(Self.secretEcho)
         configuration.secrets["count.localhost"] = Secret(Self.secretCount)
         configuration.protocolMode = .auto
         configuration.tlsMode = .direct

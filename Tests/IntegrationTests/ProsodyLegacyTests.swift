@@ -31,6 +31,10 @@ struct ProsodyLegacyTests {
             identity: "echo.localhost", password: Secret(Self.secretEcho))
         configuration.secrets["count.localhost"] = Secret(Self.secretCount)
         configuration.protocolMode = .auto
+        // XEP-0114 has no STARTTLS: a fallback needs tls none (loopback) or direct, and its own
+        // secret (issue #13 item 1).
+        configuration.tlsMode = .none
+        configuration.legacySecret = Secret(Self.secretEcho)
         configuration.reconnect = ReconnectPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(1))
         configuration.requestTimeout = .seconds(10)
         return configuration

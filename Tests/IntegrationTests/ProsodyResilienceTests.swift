@@ -37,6 +37,10 @@ struct ProsodyResilienceTests {
             host: "127.0.0.1", port: prosody.componentPort, serverDomain: "localhost", identity: "echo.localhost",
             password: Secret(Self.secret))
         configuration.protocolMode = .auto
+        // XEP-0114 has no STARTTLS: a fallback needs tls none (loopback) or direct, and its own
+        // secret (issue #13 item 1).
+        configuration.tlsMode = .none
+        configuration.legacySecret = Secret(Self.secret)
         configuration.reconnect = ReconnectPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(1))
         configuration.requestTimeout = .seconds(10)
         let connection = ComponentConnection(configuration: configuration, logger: testLogger("res-prosody-kill"))

@@ -306,6 +306,7 @@ final class ComponentHostProcess: Sendable {
         }
         let directory = try TemporaryDirectory(prefix: "xmpp-test-component-host")
         try configuration.password.value.write(toFile: directory.path("password"), atomically: true, encoding: .utf8)
+        _ = chmod(directory.path("password"), 0o600)  // the host warns about secret files others can read
         var caFile = ""
         if case .caFile(let path) = configuration.trustRoots {
             caFile = "ca_file = \"\(path)\""
@@ -324,7 +325,7 @@ final class ComponentHostProcess: Sendable {
             password_file = "\(directory.path("password"))"
 
             [admin]
-            socket = "\(directory.path("admin.sock"))"
+            socket = "\(directory.path("run/admin.sock"))"   # the host makes run/ 0700 (the directory is 0755)
 
             [logging]
             level = "info"

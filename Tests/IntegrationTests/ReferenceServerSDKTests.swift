@@ -36,7 +36,7 @@ struct SDKFixture: Sendable {
     func serverConfiguration() -> ReferenceServerConfiguration {
         var configuration = ReferenceServerConfiguration(
             domain: Self.domain, tls: self.files.serverConfiguration,
-            sasl: .init(sasldbPath: self.sasldb, scramIterationCount: 256))
+            sasl: .init(sasldbPath: self.sasldb, scramIterationCount: nil))
         configuration.allowedHostnames = [
             Self.identity: ["a.example.test", "b.example.test", "c.example.test", "d.example.test"]
         ]

@@ -42,7 +42,7 @@ struct Fixture: Sendable {
     var configuration: ReferenceServerConfiguration {
         var configuration = ReferenceServerConfiguration(
             domain: Self.domain, tls: self.files.serverConfiguration,
-            sasl: .init(sasldbPath: self.sasldb, scramIterationCount: 256))
+            sasl: .init(sasldbPath: self.sasldb, scramIterationCount: nil))
         configuration.legacyPort = 0
         configuration.allowedHostnames = [Self.identity: ["a.example.test", "b.example.test", "*.c.example.test"]]
         configuration.legacySecrets = ["legacy.example.test": Self.legacySecret, "legacy2.example.test": Self.legacySecret]

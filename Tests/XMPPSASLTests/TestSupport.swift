@@ -256,19 +256,21 @@ func makeClient(
     password: String? = Account.password,
     allowed: [String]? = nil,
     clientCertificate: Bool = false,
-    authzid: String? = nil
+    authzid: String? = nil,
+    minimumIterations: Int = Account.iterations,
+    requireChannelBinding: Bool = false
 ) throws -> SASLClient {
-    try SASLClient(
-        configuration: .init(
-            authenticationIdentity: Account.user,
-            password: password,
-            serverFQDN: "example.com",
-            authorizationIdentity: authzid,
-            allowedMechanisms: allowed,
-            hasClientCertificate: clientCertificate
-        ),
-        transport: transport
+    var configuration = SASLClient.Configuration(
+        authenticationIdentity: Account.user,
+        password: password,
+        serverFQDN: "example.com",
+        authorizationIdentity: authzid,
+        allowedMechanisms: allowed,
+        hasClientCertificate: clientCertificate
     )
+    configuration.minimumIterationCount = minimumIterations
+    configuration.requireChannelBinding = requireChannelBinding
+    return try SASLClient(configuration: configuration, transport: transport)
 }
 
 /// `<stream:features>` as the server would advertise them.

@@ -180,7 +180,7 @@ struct ComponentNegotiationStateMachineTests {
     // MARK: auto mode
 
     @Test func autoFallsBackOnComponentAcceptHeader() {
-        var m = machine(auto: true)
+        var m = machine(tls: .direct, auto: true)
         _ = m.start()
         let action = m.streamOpened(StreamHeader(contentNamespace: Namespace.componentAccept, id: "x", version: nil))
         guard case .fallBackToLegacy(let reason) = action else {
@@ -191,21 +191,21 @@ struct ComponentNegotiationStateMachineTests {
     }
 
     @Test func autoFallsBackOnMissingVersionAndOnInvalidNamespaceError() {
-        var m = machine(auto: true)
+        var m = machine(tls: .none, auto: true)
         _ = m.start()
         if case .fallBackToLegacy = m.streamOpened(StreamHeader(contentNamespace: Namespace.client, id: "x", version: nil)) {
         } else {
             Issue.record("expected fallback on a header without version")
         }
 
-        var m2 = machine(auto: true)
+        var m2 = machine(tls: .direct, auto: true)
         _ = m2.start()
         if case .fallBackToLegacy = m2.received(StreamError(.invalidNamespace).element) {
         } else {
             Issue.record("expected fallback on invalid-namespace")
         }
 
-        var m3 = machine(auto: true)
+        var m3 = machine(tls: .none, auto: true)
         _ = m3.start()
         if case .fallBackToLegacy = m3.connectionClosed() {
         } else {

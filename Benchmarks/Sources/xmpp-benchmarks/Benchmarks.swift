@@ -3,11 +3,13 @@ import XMPPCore
 import XMPPStream
 
 /// `xmpp-benchmarks decode [--smoke] [--size MB] [--chunk BYTES] [--runs N]`
+/// `xmpp-benchmarks chunked [--smoke] [--chunk BYTES] [--runs N]`
 /// `xmpp-benchmarks all [--smoke] [--host PATH] [--peers DIR] [--json PATH] [--stanzas N] [--only a,b]`
 @main
 enum Benchmarks {
     static let usage = """
         usage: xmpp-benchmarks decode [--smoke] [--size MB] [--chunk BYTES] [--runs N]
+               xmpp-benchmarks chunked [--smoke] [--chunk BYTES] [--runs N] [--no-token-limit]
                xmpp-benchmarks all [--smoke] [--host PATH] [--peers DIR] [--json PATH] [--stanzas N] [--only a,b]
                                    [--placement pinned|unpinned|both]   (default both; unpinned with --smoke)
         """
@@ -18,6 +20,9 @@ enum Benchmarks {
         case "decode":
             arguments.removeFirst()
             decode(arguments)
+        case "chunked":
+            arguments.removeFirst()
+            ChunkedParsing.parse(arguments)?.run()
         case "all":
             arguments.removeFirst()
             await all(arguments)

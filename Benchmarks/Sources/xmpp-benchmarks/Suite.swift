@@ -39,7 +39,11 @@ struct Suite {
     init(options: Options) throws {
         self.options = options
         self.directory = NSTemporaryDirectory() + "xmpp-bench-\(getpid())"
-        try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+        // 0700: the hosts' admin sockets live here, and component-host refuses a socket
+        // directory others can enter (issue #13 item 7).
+        try FileManager.default.createDirectory(
+            atPath: self.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: self.directory)
         try? FileManager.default.removeItem(atPath: options.logs)
         try FileManager.default.createDirectory(atPath: options.logs, withIntermediateDirectories: true)
     }
@@ -121,6 +125,7 @@ struct Suite {
         let sasldb = self.directory + "/sasldb"
         try SASLDatabase.setPassword(path: sasldb, user: Self.identity, realm: Self.domain, password: Self.password)
         try Self.password.write(toFile: self.directory + "/password", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: self.directory + "/password")
         try (try String(contentsOfFile: files.caCertificateFile, encoding: .utf8))
             .write(toFile: self.directory + "/ca.pem", atomically: true, encoding: .utf8)
         var configuration = ReferenceServerConfiguration(

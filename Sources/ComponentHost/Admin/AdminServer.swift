@@ -7,10 +7,15 @@ public import ServiceLifecycle
 /// Serves the admin protocol (``AdminRequest`` / ``AdminResponse``) on a Unix socket for
 /// a ``ComponentHost``.
 ///
-/// The socket file gets mode 0600 (only the host's user may connect); a missing parent
-/// directory is created with mode 0700. A socket file left by a host that died is
-/// replaced; one that still accepts connections (another host running) is an error, and
-/// a path that is not a socket is never removed.
+/// The socket file gets mode 0600 (only the host's user may connect), and never exists at
+/// its path with a wider mode: it is bound under a random temporary name in its (private)
+/// directory, given mode 0600, then renamed into place. (Not a umask around `bind`: the
+/// umask is process-wide, so changing it races with every other thread creating files.)
+/// Its parent directory must be owned
+/// by the host's user with mode 0700 and not be a symbolic link (a missing one is created
+/// so); anything else is refused with the path and the fix. A socket file left by a host
+/// that died is replaced; one that still accepts connections (another host running) is an
+/// error, and a path that is not a socket (a symbolic link included) is never removed.
 public struct AdminServer: Service {
     /// The socket's path.
     public let path: String
@@ -37,15 +42,28 @@ public struct AdminServer: Service {
     /// Listens and answers until graceful shutdown or cancellation; removes the socket file on the way out.
     public func run() async throws {
         try Self.prepare(path: self.path)
+        // bind(2) creates the file with 0777 & ~umask; it gets 0600 under a temporary name in
+        // the 0700 directory, and only then appears at its path (rename is atomic).
+        let temporary = SystemCalls.parentDirectory(of: self.path) + "/.admin-\(UInt32.random(in: 0...UInt32.max)).sock"
+        guard temporary.utf8.count < 108 else {
+            throw HostError("the admin socket's directory path is too long for a temporary socket name: \(temporary)")
+        }
         let server = try await ServerBootstrap(group: self.eventLoopGroup)
-            .bind(unixDomainSocketPath: self.path) { channel in
+            .bind(unixDomainSocketPath: temporary) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder()))
                     return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
+        do {
+            try SystemCalls.changeMode(temporary, 0o600)
+            try SystemCalls.renameFile(temporary, to: self.path)
+        } catch {
+            try? SystemCalls.removeFile(temporary)
+            try? await server.channel.close()
+            throw HostError("cannot put the admin socket in place at \(self.path): \(error)")
+        }
         defer { try? SystemCalls.removeFile(self.path) }
-        try SystemCalls.changeMode(self.path, 0o600)
         self.logger.info("admin socket listening", metadata: ["admin.socket": "\(self.path)"])
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
@@ -79,11 +97,23 @@ public struct AdminServer: Service {
     static func respond(toLine line: Data, host: ComponentHost) async -> AdminResponse {
         let request: AdminRequest
         do {
-            request = try JSONDecoder().decode(AdminRequest.self, from: line)
+            request = try self.decodeRequest(line: Array(line))
         } catch {
-            return .failure("not a valid request: expected one JSON object per line, e.g. {\"command\":\"status\"}")
+            return .failure("\(error)")
         }
         return await self.respond(to: request, host: host)
+    }
+
+    /// Decodes one line received on the admin socket (without its newline).
+    /// - Parameter line: The line's bytes.
+    /// - Returns: The request.
+    /// - Throws: ``HostError`` saying what a request looks like.
+    public static func decodeRequest(line: [UInt8]) throws -> AdminRequest {
+        do {
+            return try JSONDecoder().decode(AdminRequest.self, from: Data(line))
+        } catch {
+            throw HostError("not a valid request: expected one JSON object per line, e.g. {\"command\":\"status\"}")
+        }
     }
 
     /// Carries out a request.
@@ -122,12 +152,35 @@ public struct AdminServer: Service {
         }
     }
 
-    /// Makes the socket path usable: creates a missing parent directory (0700), removes a
-    /// stale socket, refuses a live one or a non-socket.
+    /// Makes the socket path usable: creates a missing parent directory (0700), refuses one
+    /// that is a symbolic link, not owned by this user or open to others, removes a stale
+    /// socket, refuses a live one or a non-socket.
     static func prepare(path: String) throws {
         let directory = SystemCalls.parentDirectory(of: path)
-        if SystemCalls.kind(of: directory) == .missing {
+        if SystemCalls.kind(of: directory) == .missing && SystemCalls.ownerAndMode(of: directory) == nil {
             try SystemCalls.makeDirectory(directory, mode: 0o700)
+        }
+        guard let info = SystemCalls.ownerAndMode(of: directory) else {
+            throw HostError("cannot inspect the admin socket's directory \(directory): \(SystemCalls.errorText())")
+        }
+        if info.isSymlink {
+            throw HostError(
+                "the admin socket's directory \(directory) is a symbolic link; refusing to follow it: use a real "
+                    + "directory owned by this user with mode 0700 ([admin] socket)")
+        }
+        guard SystemCalls.kind(of: directory) == .directory else {
+            throw HostError("the admin socket's directory \(directory) is not a directory")
+        }
+        if info.owner != SystemCalls.userID {
+            throw HostError(
+                "the admin socket's directory \(directory) belongs to uid \(info.owner), not to this user "
+                    + "(uid \(SystemCalls.userID)): another user could replace the socket; use a directory of your own "
+                    + "([admin] socket), or chown \(SystemCalls.userID) \(directory) && chmod 700 \(directory)")
+        }
+        if info.mode & 0o077 != 0 {
+            throw HostError(
+                "the admin socket's directory \(directory) has mode \(String(info.mode, radix: 8)): others could reach "
+                    + "or replace the socket; run chmod 700 \(directory)")
         }
         switch SystemCalls.kind(of: path) {
         case .missing:

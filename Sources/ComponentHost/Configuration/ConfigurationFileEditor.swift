@@ -70,18 +70,14 @@ enum ConfigurationFileEditor {
         return lines.joined(separator: "\n")
     }
 
-    /// Replaces a file's content atomically (a temporary file renamed over it), keeping its mode.
+    /// Replaces a file's content atomically, keeping its mode and owner: a temporary file
+    /// created with `O_EXCL` (random name, never following a link) next to it, renamed over it
+    /// (``SystemCalls/replaceFile(_:with:)``). The directory must be writable: under systemd,
+    /// keep the file in the unit's `StateDirectory=` (see `Examples/config/component-host.service`).
     static func write(_ text: String, to path: String) throws {
-        let mode = SystemCalls.mode(of: path) ?? 0o600
-        let temporary = "\(path).tmp-\(ProcessInfo.processInfo.processIdentifier)"
         do {
-            try Data(text.utf8).write(to: URL(fileURLWithPath: temporary))
-            try SystemCalls.changeMode(temporary, mode)
-            guard rename(temporary, path) == 0 else {
-                throw SystemCalls.Failure(description: "cannot replace \(path): \(SystemCalls.errorText())")
-            }
+            try SystemCalls.replaceFile(path, with: Array(text.utf8))
         } catch {
-            try? SystemCalls.removeFile(temporary)
             throw HostError("cannot write the configuration file \(path): \(error)")
         }
     }

@@ -11,7 +11,11 @@ extension HostConfiguration {
         lines.append("server:     \(server.host):\(server.port), XMPP domain \(server.domain)")
         let protocolText: String
         switch server.protocolMode {
-        case .auto: protocolText = "auto (XEP-0225 when offered, else the XEP-0114 fallback)"
+        case .auto:
+            protocolText =
+                server.tls == .startTLS
+                ? "auto, but no XEP-0114 fallback with tls = \"starttls\" (XEP-0114 has no STARTTLS)"
+                : "auto (XEP-0225 when offered, else the XEP-0114 fallback)"
         case .xep0225: protocolText = "XEP-0225 only (one stream, SASL, many hostnames)"
         case .xep0114: protocolText = "XEP-0114 only (one stream and handshake per hostname)"
         }
@@ -28,6 +32,9 @@ extension HostConfiguration {
             auth += ", client certificate \(certificate) (SASL EXTERNAL)"
         }
         auth += ", mechanisms: \(self.auth.mechanisms?.joined(separator: ", ") ?? "all supported, strongest first")"
+        if self.auth.requireChannelBinding {
+            auth += ", channel binding required"
+        }
         lines.append("auth:       \(auth)")
         lines.append("admin:      \(self.adminSocket) (mode 0600)")
         lines.append("metrics:    \(self.metricsListen.map { "http://\($0)/metrics" } ?? "off")")
@@ -74,6 +81,17 @@ extension HostConfiguration {
                 warnings.append("tls = \"none\" to \(self.server.host), which is not a loopback address: stanzas travel in cleartext")
             }
         }
+        if self.server.allowInsecurePlaintext && self.server.tls == .none && self.server.protocolMode != .xep0114 && !loopback {
+            warnings.append(
+                "allow_insecure_plaintext = true: SCRAM and every stanza go in cleartext to \(self.server.host); "
+                    + "a fake server can capture a proof to attack offline")
+        }
+        for (path, key) in self.secretFiles {
+            if let mode = SystemCalls.mode(of: path), mode & 0o077 != 0 {
+                warnings.append(
+                    "\(key) \(path) is readable by group or others (mode \(String(mode, radix: 8))): chmod 600 \(path)")
+            }
+        }
         if self.server.allowPlaintextHandshake && self.server.tls != .none {
             warnings.append("allow_plaintext_handshake = true has no effect with tls = \"\(self.server.tls.rawValue)\"")
         }
@@ -83,10 +101,31 @@ extension HostConfiguration {
         if let listen = self.metricsListen, !Self.isLoopback(listen.host) {
             warnings.append("metrics listen on \(listen), reachable beyond this machine (no authentication)")
         }
+        if self.server.protocolMode == .auto && self.server.tls != .startTLS {
+            for component in self.components where component.secret == nil {
+                warnings.append(
+                    "\(component.hostname) has no secret_file: if auto falls back to XEP-0114 it cannot authenticate "
+                        + "(the SASL password is never used as a XEP-0114 secret when XEP-0225 is enabled)")
+            }
+        }
         if self.server.protocolMode == .xep0114 && self.components.isEmpty {
             warnings.append("protocol = \"xep0114\" with no [[component]]: nothing will connect until a bind")
         }
         return warnings
+    }
+
+    /// The files secrets were read from, with the key that named them.
+    var secretFiles: [(path: String, key: String)] {
+        var files: [(String, String)] = []
+        if case .file(let path) = self.auth.passwordSource {
+            files.append((path, "password file"))
+        }
+        for component in self.components {
+            if let path = component.secretFile {
+                files.append((path, "secret file of \(component.hostname)"))
+            }
+        }
+        return files
     }
 
     static func isLoopback(_ host: String) -> Bool {

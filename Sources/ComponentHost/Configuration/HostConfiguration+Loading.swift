@@ -43,6 +43,7 @@ extension HostConfiguration {
         var loader = Loader(
             path: path, source: TOMLSourceMap(text), environment: environment ?? ProcessInfo.processInfo.environment,
             registry: registry)
+        try Self.refuseWhatTOMLKitCannotReport(text, path: path)
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -52,6 +53,35 @@ extension HostConfiguration {
             throw ConfigurationError(path: path, "TOML syntax: \(error)")
         }
         return try loader.load(table)
+    }
+
+    /// toml++ (under TOMLKit 0.6) aborts the whole process, through an assertion, on some
+    /// malformed input instead of reporting an error (found by Fuzz/FuzzHostConfiguration):
+    /// control characters, and a table header that does not start with a key (`[#`, `[{`).
+    /// `check-config` and a SIGHUP reload must report those, so they are refused here first,
+    /// with the line.
+    static func refuseWhatTOMLKitCannotReport(_ text: String, path: String?) throws {
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            for scalar in line.unicodeScalars
+            where scalar.value < 0x20 && scalar != "\t" && scalar != "\r" || scalar.value == 0x7F {
+                throw ConfigurationError(
+                    path: path, line: index + 1,
+                    "TOML syntax: control character U+\(String(scalar.value, radix: 16, uppercase: true)) is not allowed")
+            }
+            // Scalars, not Characters: "[" followed by a combining mark is one Character.
+            var rest = line.unicodeScalars.drop { $0 == " " || $0 == "\t" }
+            guard rest.first == "[" else { continue }
+            rest = rest.dropFirst()
+            if rest.first == "[" { rest = rest.dropFirst() }
+            rest = rest.drop { $0 == " " || $0 == "\t" }
+            guard let first = rest.first, first != "\r" else {
+                throw ConfigurationError(path: path, line: index + 1, "TOML syntax: a table header must be on one line")
+            }
+            if !(first.isASCII && (first.properties.isAlphabetic || ("0"..."9").contains(first)) || "_-\"']".unicodeScalars.contains(first)) {
+                throw ConfigurationError(
+                    path: path, line: index + 1, "TOML syntax: a table header must start with a key, found U+\(String(first.value, radix: 16, uppercase: true))")
+            }
+        }
     }
 
     static func reason(_ error: any Error) -> String {
@@ -86,6 +116,12 @@ private struct Loader {
         let serverTable = try self.requiredTable(root, "server")
         let server = try self.server(serverTable)
         let auth = try self.auth(try self.requiredTable(root, "auth"))
+        if auth.requireChannelBinding, server.tls == .none {
+            throw self.error(
+                "auth.require_channel_binding",
+                "channel binding needs TLS (it ties SASL to the TLS session); set server.tls to \"starttls\" or "
+                    + "\"direct\", or remove require_channel_binding")
+        }
 
         var adminSocket = HostConfiguration.defaultAdminSocketPath(
             environment: self.environment, isRoot: SystemCalls.isRoot)
@@ -182,7 +218,10 @@ private struct Loader {
     func server(_ table: TOMLTable) throws -> HostConfiguration.Server {
         try self.allowOnly(
             table, at: "server",
-            ["host", "port", "domain", "protocol", "tls", "ca_file", "server_name", "allow_plaintext_handshake"])
+            [
+                "host", "port", "domain", "protocol", "tls", "ca_file", "server_name", "allow_plaintext_handshake",
+                "allow_insecure_plaintext",
+            ])
         guard let host = try self.string(table, "server", "host"), !host.isEmpty else {
             throw self.error("server.host", "required: the host name or address of the XMPP server")
         }
@@ -211,15 +250,35 @@ private struct Loader {
             try self.checkDomain(serverName, "server.server_name")
         }
         let allowPlaintext = try self.boolean(table, "server", "allow_plaintext_handshake") ?? false
-        return HostConfiguration.Server(
+        let allowInsecure = try self.boolean(table, "server", "allow_insecure_plaintext") ?? false
+        if protocolMode == .xep0114, tls == .startTLS {
+            throw self.error(
+                table["tls"] == nil ? "server.protocol" : "server.tls",
+                "tls = \"starttls\" (the default) cannot protect XEP-0114, which has no STARTTLS: its handshake would "
+                    + "travel in cleartext; set tls = \"direct\" (a XEP-0114 port with TLS) or, on loopback only, "
+                    + "tls = \"none\"")
+        }
+        if protocolMode != .xep0114, tls == .none, !allowInsecure, !HostConfiguration.isLoopback(host) {
+            throw self.error(
+                "server.tls",
+                "tls = \"none\" to \(host), which is not a loopback address, would run XEP-0225 (SASL and every stanza) "
+                    + "in cleartext; use tls = \"starttls\" or \"direct\", or set allow_insecure_plaintext = true if "
+                    + "the network is trusted")
+        }
+        var server = HostConfiguration.Server(
             host: host, port: port, domain: domain, protocolMode: protocolMode, tls: tls, caFile: caFile,
             serverName: serverName, allowPlaintextHandshake: allowPlaintext)
+        server.allowInsecurePlaintext = allowInsecure
+        return server
     }
 
     func auth(_ table: TOMLTable) throws -> HostConfiguration.Auth {
         try self.allowOnly(
             table, at: "auth",
-            ["identity", "password_file", "password_env", "mechanisms", "client_certificate", "client_key"])
+            [
+                "identity", "password_file", "password_env", "password_credential", "mechanisms", "client_certificate",
+                "client_key", "require_channel_binding",
+            ])
         guard let identity = try self.string(table, "auth", "identity") else {
             throw self.error("auth.identity", "required: the SASL authentication identity, a domain (e.g. \"component.example.com\")")
         }
@@ -233,8 +292,15 @@ private struct Loader {
                 certificate == nil ? "auth.client_key" : "auth.client_certificate",
                 "client_certificate and client_key go together: set both or neither")
         }
-        let passwordFile = try self.string(table, "auth", "password_file")
+        var passwordFile = try self.string(table, "auth", "password_file")
         let passwordEnv = try self.string(table, "auth", "password_env")
+        if let credential = try self.string(table, "auth", "password_credential") {
+            guard passwordFile == nil, passwordEnv == nil else {
+                throw self.error(
+                    "auth.password_credential", "set one of password_file, password_env and password_credential")
+            }
+            passwordFile = try self.credentialPath(credential, "auth.password_credential")
+        }
         var password = Secret("")
         var source = HostConfiguration.SecretSource.none
         switch (passwordFile, passwordEnv) {
@@ -264,13 +330,15 @@ private struct Loader {
             }
             mechanisms = list.map { $0.uppercased() }
         }
-        return HostConfiguration.Auth(
+        var auth = HostConfiguration.Auth(
             identity: identity, password: password, passwordSource: source, mechanisms: mechanisms,
             clientCertificate: certificate, clientKey: key)
+        auth.requireChannelBinding = try self.boolean(table, "auth", "require_channel_binding") ?? false
+        return auth
     }
 
     func component(_ table: TOMLTable, _ key: String) throws -> HostConfiguration.Component {
-        try self.allowOnly(table, at: key, ["hostname", "plugin", "secret_file", "options"])
+        try self.allowOnly(table, at: key, ["hostname", "plugin", "secret_file", "secret_credential", "options"])
         guard let hostname = try self.string(table, key, "hostname") else {
             throw self.error("\(key).hostname", "required: the hostname to bind (e.g. \"echo.example.com\")")
         }
@@ -292,6 +360,13 @@ private struct Loader {
         if let file = try self.string(table, key, "secret_file") {
             secretFile = self.resolvePath(file)
             secret = try self.readSecret(secretFile!, "\(key).secret_file")
+        }
+        if let credential = try self.string(table, key, "secret_credential") {
+            guard secretFile == nil else {
+                throw self.error("\(key).secret_credential", "set secret_file or secret_credential, not both")
+            }
+            secretFile = try self.credentialPath(credential, "\(key).secret_credential")
+            secret = try self.readSecret(secretFile!, "\(key).secret_credential")
         }
         var raw: [String: PluginOptionValue] = [:]
         if let value = table["options"] {
@@ -424,6 +499,21 @@ private struct Loader {
         return SystemCalls.parentDirectory(of: path) + "/" + file
     }
 
+    /// The path of a systemd credential (`LoadCredential=NAME:…` in the unit):
+    /// `$CREDENTIALS_DIRECTORY/NAME`.
+    func credentialPath(_ name: String, _ key: String) throws -> String {
+        guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
+            throw self.error(key, "expected a credential name (as in LoadCredential=NAME:/path), found \"\(name)\"")
+        }
+        guard let directory = self.environment["CREDENTIALS_DIRECTORY"], directory.hasPrefix("/") else {
+            throw self.error(
+                key,
+                "CREDENTIALS_DIRECTORY is not set: systemd sets it for a unit with LoadCredential=\(name):/path; "
+                    + "outside systemd use password_file or secret_file instead")
+        }
+        return directory + "/" + name
+    }
+
     func existingFile(_ file: String, _ key: String) throws -> String {
         let resolved = self.resolvePath(file)
         guard FileManager.default.isReadableFile(atPath: resolved) else {
@@ -434,8 +524,21 @@ private struct Loader {
     }
 
     /// Reads a secret file: its content without the trailing newline. Errors name the
-    /// file, never its content.
+    /// file, never its content. Only a regular file of at most 64 KiB is read (not a device
+    /// such as /dev/zero, not a FIFO that never ends).
     func readSecret(_ file: String, _ key: String) throws -> Secret {
+        let limit = 64 << 10
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
+            throw self.error(key, "cannot read \(file): \(SystemCalls.errorText(ENOENT))")
+        }
+        let attributes = try? FileManager.default.attributesOfItem(atPath: file)
+        guard !isDirectory.boolValue, attributes?[.type] as? FileAttributeType == .typeRegular else {
+            throw self.error(key, "\(file) is not a regular file")
+        }
+        guard let size = attributes?[.size] as? Int, size <= limit else {
+            throw self.error(key, "\(file) is larger than \(limit) bytes; a secret file holds one line")
+        }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: file))

@@ -30,11 +30,14 @@ public struct HostConfiguration: Sendable {
         /// `allow_plaintext_handshake`: allow the XEP-0114 handshake in cleartext to a
         /// non-loopback host (default `false`).
         public var allowPlaintextHandshake: Bool
+        /// `allow_insecure_plaintext`: allow XEP-0225 (SASL and every stanza) without TLS to a
+        /// non-loopback host (default `false`: such a configuration is refused).
+        public var allowInsecurePlaintext = false
     }
 
     /// Where a secret came from (for explanations; never the secret itself).
     public enum SecretSource: Hashable, Sendable, CustomStringConvertible {
-        /// Read from a file.
+        /// Read from a file (a systemd credential is the file in `$CREDENTIALS_DIRECTORY`).
         case file(String)
         /// Read from an environment variable.
         case environment(String)
@@ -65,6 +68,9 @@ public struct HostConfiguration: Sendable {
         public var clientCertificate: String?
         /// `client_key`: the key of ``clientCertificate`` (PEM).
         public var clientKey: String?
+        /// `require_channel_binding`: refuse a server that offers no `-PLUS` SASL mechanism
+        /// with a channel binding the SDK supports (default `false`; needs TLS).
+        public var requireChannelBinding = false
     }
 
     /// `[logging]`: the log format and level (the command line can override both).
@@ -202,6 +208,8 @@ public struct HostConfiguration: Sendable {
         }
         configuration.tlsServerName = self.server.serverName
         configuration.allowPlaintextHandshake = self.server.allowPlaintextHandshake
+        configuration.allowInsecurePlaintext = self.server.allowInsecurePlaintext
+        configuration.requireChannelBinding = self.auth.requireChannelBinding
         configuration.saslMechanisms = self.auth.mechanisms
         configuration.clientCertificateFile = self.auth.clientCertificate
         configuration.clientKeyFile = self.auth.clientKey

@@ -4,10 +4,16 @@ import NIOHTTP1
 public import NIOPosix
 public import Prometheus
 public import ServiceLifecycle
+import Synchronization
 
 /// A minimal HTTP/1.1 responder for Prometheus: `GET /metrics` answers the registry's
 /// text exposition; anything else is 404 (or 405 for other methods). One request per
 /// connection.
+///
+/// The endpoint has no authentication, so what a client can hold is bounded: at most
+/// ``maxConnections`` connections at once (more are closed as soon as they are accepted)
+/// and each lives at most ``idleTimeout`` (a client that does not send its request in that
+/// time, or does not read the answer, is disconnected).
 ///
 /// The application bootstraps swift-metrics with a `PrometheusMetricsFactory` on the same
 /// registry (`component-host` does); this library never bootstraps.
@@ -19,6 +25,10 @@ public struct MetricsServer: Service {
     let onListening: @Sendable (SocketAddress) -> Void
     let logger: Logger
     let eventLoopGroup: any EventLoopGroup
+    /// The most connections served at once; 16 by default.
+    public let maxConnections: Int
+    /// How long one connection may last (request and answer); 10 s by default.
+    public let idleTimeout: Duration
 
     /// Creates a server; nothing listens until ``run()``.
     /// - Parameters:
@@ -26,11 +36,14 @@ public struct MetricsServer: Service {
     ///   - registry: The Prometheus registry to expose.
     ///   - logger: The logger.
     ///   - eventLoopGroup: The NIO event loops.
+    ///   - maxConnections: The most connections served at once (at least 1).
+    ///   - idleTimeout: How long one connection may last.
     ///   - beforeScrape: Called before each exposition (e.g. ``ComponentHost/sampleMetrics()``).
     ///   - onListening: Called with the bound address.
     public init(
         address: HostConfiguration.ListenAddress, registry: PrometheusCollectorRegistry, logger: Logger,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        maxConnections: Int = 16, idleTimeout: Duration = .seconds(10),
         beforeScrape: @escaping @Sendable () async -> Void = {},
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) {
@@ -38,16 +51,23 @@ public struct MetricsServer: Service {
         self.registry = registry
         self.logger = logger
         self.eventLoopGroup = eventLoopGroup
+        self.maxConnections = max(1, maxConnections)
+        self.idleTimeout = idleTimeout
         self.beforeScrape = beforeScrape
         self.onListening = onListening
     }
 
     /// Listens and answers until graceful shutdown or cancellation.
     public func run() async throws {
+        let lifetime = TimeAmount.nanoseconds(
+            Int64(self.idleTimeout.components.seconds) * 1_000_000_000 + self.idleTimeout.components.attoseconds / 1_000_000_000)
         let server = try await ServerBootstrap(group: self.eventLoopGroup)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: self.address.host, port: self.address.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // Every connection ends within `idleTimeout`, whatever the client does.
+                    let deadline = channel.eventLoop.scheduleTask(in: lifetime) { channel.close(promise: nil) }
+                    channel.closeFuture.whenComplete { _ in deadline.cancel() }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
                         wrappingChannelSynchronously: channel)
@@ -57,11 +77,21 @@ public struct MetricsServer: Service {
             self.logger.info("metrics listening", metadata: ["metrics.address": "\(local)"])
             self.onListening(local)
         }
+        let active = ConnectionCount()
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { inbound in
                     for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
+                        guard active.value.add(1, ordering: .relaxed).newValue <= self.maxConnections else {
+                            active.value.subtract(1, ordering: .relaxed)
+                            self.logger.debug("metrics connection refused: too many open", metadata: ["metrics.max": "\(self.maxConnections)"])
+                            group.addTask { try? await connection.executeThenClose { _, _ in } }
+                            continue
+                        }
+                        group.addTask {
+                            await self.serve(connection)
+                            active.value.subtract(1, ordering: .relaxed)
+                        }
                     }
                 }
             }
@@ -115,4 +145,9 @@ public struct MetricsServer: Service {
         self.registry.emit(into: &buffer)
         return (.ok, buffer)
     }
+}
+
+/// The number of connections being served (shared by the accept loop and the tasks).
+private final class ConnectionCount: Sendable {
+    let value = Atomic<Int>(0)
 }
