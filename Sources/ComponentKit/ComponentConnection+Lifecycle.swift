@@ -33,6 +33,10 @@ extension ComponentConnection {
                 case nil:
                     break  // shutdown while connecting
                 }
+            } catch let error as ComponentError where error.kind == .invalidConfiguration {
+                // Permanent: retrying cannot help.
+                self.recordError(error.message)
+                throw error
             } catch {
                 failures += 1
                 self.metrics.connectFailures.increment()
@@ -407,9 +411,13 @@ extension ComponentConnection {
         return false
     }
 
+    /// Failures that do not fix themselves, so the reconnect backs off hard: wrong
+    /// credentials, and cleartext refused (by our policy, or a server, or a man in the middle,
+    /// that would take us off TLS).
     static func isAuthenticationFailure(_ error: any Error) -> Bool {
         guard let negotiation = error as? NegotiationError else { return false }
         return negotiation.kind == .authenticationFailed || negotiation.kind == .handshakeRejected
+            || negotiation.kind == .tlsNotOffered
     }
 
     /// Fails (with a count in the log) what is still queued when shutting down: nothing

@@ -249,9 +249,13 @@ public final class ComponentConnection: Service, Sendable {
     ///
     /// Everything the connection runs (handler loops, streams, timers) runs inside this
     /// method's task group: when it returns, nothing of the connection is left running.
-    /// - Throws: A ``XMPPStream/NegotiationError`` or connection error when
-    ///   ``ReconnectPolicy/maxAttempts`` consecutive attempts failed.
+    /// - Throws: ``ComponentError/Kind/invalidConfiguration`` at once for a configuration
+    ///   that cannot work safely (``ComponentConfiguration/validate()``, or a policy that
+    ///   refuses cleartext to this address); a ``XMPPStream/NegotiationError`` or connection
+    ///   error when ``ReconnectPolicy/maxAttempts`` consecutive attempts failed.
     public func run() async throws {
+        // A configuration that cannot work safely fails now, not on every reconnect.
+        try self.configuration.validate()
         let (spawns, spawner) = AsyncStream.makeStream(of: Spawn.self)
         let (existing, legacy) = try self.state.withLock { state -> ([Binding], Bool) in
             do {

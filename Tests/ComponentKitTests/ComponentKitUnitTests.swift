@@ -38,6 +38,17 @@ struct ComponentKitUnitTests {
         #expect(HostnameKey("a.example")! < HostnameKey("a.example/r")!)
     }
 
+    /// A configuration that cannot work safely fails `run()` at once instead of being
+    /// retried on every reconnect.
+    @Test func runFailsAtOnceOnAnUnsafeConfiguration() async {
+        var configuration = ComponentConfiguration(
+            host: "127.0.0.1", port: 1, serverDomain: "example.com", identity: "c.example.com", password: Secret("x"))
+        configuration.tlsServerName = ""
+        let connection = ComponentConnection(configuration: configuration)
+        let error = await #expect(throws: ComponentError.self) { try await connection.run() }
+        #expect(error?.kind == .invalidConfiguration)
+    }
+
     /// Late answers to the connection's own requests (pings that timed out) are recognised
     /// by their id and never reach a handler.
     @Test func ownRequestIDsAreRecognised() {
