@@ -48,11 +48,12 @@ public struct AdminServer: Service {
         guard temporary.utf8.count < 108 else {
             throw HostError("the admin socket's directory path is too long for a temporary socket name: \(temporary)")
         }
+        let accepted = AcceptedChannels<ByteBuffer, ByteBuffer>()
         let server = try await ServerBootstrap(group: self.eventLoopGroup)
             .bind(unixDomainSocketPath: temporary) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder()))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    return accepted.register(try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel))
                 }
             }
         do {
@@ -67,11 +68,18 @@ public struct AdminServer: Service {
         self.logger.info("admin socket listening", metadata: ["admin.socket": "\(self.path)"])
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
+                do {
+                    try await server.executeThenClose { inbound in
+                        for try await connection in inbound {
+                            accepted.take(connection)
+                            group.addTask { await self.serve(connection) }
+                        }
                     }
+                } catch {
+                    await accepted.closeUnserved()
+                    throw error
                 }
+                await accepted.closeUnserved()
             }
         } onGracefulShutdown: {
             server.channel.close(promise: nil)

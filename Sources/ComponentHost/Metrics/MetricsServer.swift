@@ -61,6 +61,7 @@ public struct MetricsServer: Service {
     public func run() async throws {
         let lifetime = TimeAmount.nanoseconds(
             Int64(self.idleTimeout.components.seconds) * 1_000_000_000 + self.idleTimeout.components.attoseconds / 1_000_000_000)
+        let accepted = AcceptedChannels<HTTPServerRequestPart, HTTPServerResponsePart>()
         let server = try await ServerBootstrap(group: self.eventLoopGroup)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: self.address.host, port: self.address.port) { channel in
@@ -69,8 +70,9 @@ public struct MetricsServer: Service {
                     let deadline = channel.eventLoop.scheduleTask(in: lifetime) { channel.close(promise: nil) }
                     channel.closeFuture.whenComplete { _ in deadline.cancel() }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
-                        wrappingChannelSynchronously: channel)
+                    return accepted.register(
+                        try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
+                            wrappingChannelSynchronously: channel))
                 }
             }
         if let local = server.channel.localAddress {
@@ -80,20 +82,27 @@ public struct MetricsServer: Service {
         let active = ConnectionCount()
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        guard active.value.add(1, ordering: .relaxed).newValue <= self.maxConnections else {
-                            active.value.subtract(1, ordering: .relaxed)
-                            self.logger.debug("metrics connection refused: too many open", metadata: ["metrics.max": "\(self.maxConnections)"])
-                            group.addTask { try? await connection.executeThenClose { _, _ in } }
-                            continue
-                        }
-                        group.addTask {
-                            await self.serve(connection)
-                            active.value.subtract(1, ordering: .relaxed)
+                do {
+                    try await server.executeThenClose { inbound in
+                        for try await connection in inbound {
+                            accepted.take(connection)
+                            guard active.value.add(1, ordering: .relaxed).newValue <= self.maxConnections else {
+                                active.value.subtract(1, ordering: .relaxed)
+                                self.logger.debug("metrics connection refused: too many open", metadata: ["metrics.max": "\(self.maxConnections)"])
+                                group.addTask { try? await connection.executeThenClose { _, _ in } }
+                                continue
+                            }
+                            group.addTask {
+                                await self.serve(connection)
+                                active.value.subtract(1, ordering: .relaxed)
+                            }
                         }
                     }
+                } catch {
+                    await accepted.closeUnserved()
+                    throw error
                 }
+                await accepted.closeUnserved()
             }
         } onGracefulShutdown: {
             server.channel.close(promise: nil)
