@@ -258,6 +258,9 @@ extension ComponentConnection {
     }
 
     /// Graceful shutdown: unbind every bound hostname (bounded), then the stream closes.
+    /// Each goes through the state machine like any unbind: from the moment its `<unbind/>`
+    /// is sent, nothing more leaves from it (a handler still answering would otherwise make
+    /// the server end the stream with invalid-from).
     func unbindAllForShutdown(on stream: ComponentStream) async {
         let bound = self.state.withLock { state in
             state.machine.hostnames.compactMap { key, record in
@@ -265,10 +268,13 @@ extension ComponentConnection {
             }
         }
         await withTaskGroup(of: Void.self) { group in
-            for (_, hostname) in bound {
+            for (key, hostname) in bound {
                 group.addTask {
-                    let request = HostnameBinding.unbindRequest(id: self.pending.makeID(), hostname: hostname)
-                    _ = try? await self.rawRequest(request, via: .stream(stream), timeout: .seconds(5))
+                    _ = try? await withCheckedThrowingContinuation { continuation in
+                        self.execute {
+                            self.startUnbind(key, hostname: hostname, timeout: .seconds(5), continuation: continuation)
+                        }
+                    }
                 }
             }
         }

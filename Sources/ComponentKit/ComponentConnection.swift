@@ -156,7 +156,10 @@ public final class ComponentConnection: Service, Sendable {
             throw ComponentError(.notBound, "\(hostname) is not bound on this connection")
         }
         let closeLegacy: ComponentStream? = try await withCheckedThrowingContinuation { continuation in
-            self.execute { self.startUnbind(key, hostname: hostname, continuation: continuation) }
+            self.execute {
+                self.startUnbind(
+                    key, hostname: hostname, timeout: self.configuration.requestTimeout, continuation: continuation)
+            }
         }
         // XEP-0114: unbinding is closing the hostname's own stream.
         await closeLegacy?.closeGracefully()
@@ -401,8 +404,9 @@ public final class ComponentConnection: Service, Sendable {
 
     /// Runs on the event loop: sends `<unbind/>` (the answer is applied in stream order),
     /// or removes a hostname that is not bound on a stream.
-    private func startUnbind(
-        _ key: HostnameKey, hostname requested: String, continuation: CheckedContinuation<ComponentStream?, any Error>
+    func startUnbind(
+        _ key: HostnameKey, hostname requested: String, timeout: Duration,
+        continuation: CheckedContinuation<ComponentStream?, any Error>
     ) {
         let id = self.pending.makeID()
         let (start, binding, stream) = self.state.withLock { state in
@@ -429,7 +433,7 @@ public final class ComponentConnection: Service, Sendable {
                 return
             }
             let request = HostnameBinding.unbindRequest(id: id, hostname: bound)
-            self.sendRequest(request, via: .stream(stream), timeout: self.configuration.requestTimeout) { result in
+            self.sendRequest(request, via: .stream(stream), timeout: timeout) { result in
                 self.unbindAnswered(binding, requestID: id, result: result, continuation: continuation)
             }
         }
