@@ -50,6 +50,11 @@ final class HostedHandler: ComponentHandler, Sendable {
         self.snapshot.handler.discoInfo
     }
 
+    /// The plugin's choice (read when the hostname's handler loop starts).
+    var execution: HandlerExecution {
+        self.snapshot.handler.execution
+    }
+
     func handle(_ stanza: Stanza, in context: ComponentContext) async throws {
         self.started.add(1, ordering: .relaxed)
         let handler = self.snapshot.handler

@@ -274,7 +274,9 @@ public final class ComponentConnection: Service, Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 for binding in existing {
-                    group.addTask(executorPreference: executor) { await self.work(binding) }
+                    group.addTask(executorPreference: binding.handler.execution == .eventLoop ? executor : nil) {
+                        await self.work(binding)
+                    }
                     if legacy {
                         group.addTask { await self.superviseLegacyStream(binding) }
                     }
@@ -291,7 +293,9 @@ public final class ComponentConnection: Service, Sendable {
                 for await spawn in spawns {
                     switch spawn {
                     case .worker(let binding):
-                        group.addTask(executorPreference: executor) { await self.work(binding) }
+                        group.addTask(executorPreference: binding.handler.execution == .eventLoop ? executor : nil) {
+                        await self.work(binding)
+                    }
                     case .legacyStream(let binding):
                         group.addTask { await self.superviseLegacyStream(binding) }
                     }

@@ -7,6 +7,9 @@ public import XMPPCore
 /// `user@hostname/resource`. Per hostname, stanzas arrive one at a time, in the order the
 /// server sent them; a slow handler slows reading from the server instead of growing memory.
 ///
+/// A handler's loop runs on the connection's event loop by default: keep it non-blocking,
+/// or declare ``execution`` as ``HandlerExecution/globalExecutor``.
+///
 /// IQ requests (`get`/`set`) get exactly one answer. Send it with the context before
 /// returning (``ComponentContext/reply(to:with:)``), or throw a ``XMPPCore/StanzaError`` to
 /// answer with that error. If the handler returns without answering, the built-in features
@@ -42,6 +45,22 @@ public protocol ComponentHandler: Sendable {
     /// Called when a hostname stops being bound to this handler (unbind, disconnect).
     /// - Parameter hostname: The hostname.
     func hostnameUnbound(_ hostname: String) async
+
+    /// Where this handler's loop runs; ``HandlerExecution/eventLoop`` by default.
+    var execution: HandlerExecution { get }
+}
+
+/// Where a handler's loop runs (see ``ComponentHandler/execution``).
+public enum HandlerExecution: Hashable, Sendable {
+    /// On the connection's event loop, the thread that reads the stream (the default): a
+    /// stanza is read, handled and answered without waking another thread. The handler must
+    /// not block the thread (synchronous I/O, `sleep`, long computations): that would stall
+    /// the connection and every hostname on it. `await` is fine.
+    case eventLoop
+    /// On Swift's global concurrent executor: for a handler that calls blocking APIs or
+    /// computes for long. It costs a thread hop per batch of stanzas, and keeps other
+    /// hostnames flowing while it blocks.
+    case globalExecutor
 }
 
 extension ComponentHandler {
@@ -53,6 +72,9 @@ extension ComponentHandler {
 
     /// Does nothing.
     public func hostnameUnbound(_ hostname: String) async {}
+
+    /// ``HandlerExecution/eventLoop``.
+    public var execution: HandlerExecution { .eventLoop }
 }
 
 /// A ``ComponentHandler`` made from a closure, for small components and tests.

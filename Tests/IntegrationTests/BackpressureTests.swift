@@ -172,6 +172,49 @@ struct BackpressureTests {
         }
     }
 
+    /// Blocks its thread (synchronous sleep) on every stanza: declared as such, it runs on
+    /// the global executor.
+    final class BlockingHandler: ComponentHandler {
+        let seen = Mutex<Int>(0)
+        var execution: HandlerExecution { .globalExecutor }
+
+        func handle(_ stanza: Stanza, in context: ComponentContext) async throws {
+            usleep(200_000)
+            self.seen.withLock { $0 += 1 }
+        }
+    }
+
+    /// A handler that blocks its thread, declared `.globalExecutor`, does not stall the
+    /// event loop: another hostname on the same stream keeps flowing meanwhile.
+    @Test func aBlockingHandlerOnTheGlobalExecutorDoesNotStallTheStream() async throws {
+        try await withServers { servers in
+            let server = try await servers.start(SDKFixture.shared.serverConfiguration())
+            let configuration = SDKFixture.shared.clientConfiguration(port: server.port)
+            let connection = ComponentConnection(configuration: configuration, logger: testLogger("blocking"))
+            let blocking = BlockingHandler()
+            let busy = Recorder()
+            try connection.register("a.example.test", handler: blocking)
+            try connection.register("b.example.test", handler: busy)
+            let events = EventRecorder(connection)
+            try await withRunningConnection(connection) { connection in
+                try await events.waitBound(["a.example.test", "b.example.test"])
+                // A's 20 stanzas keep its handler blocked for ~4 s in all; B's 1 000 arrive
+                // while it blocks.
+                try server.inject(contentsOf: try (0..<20).map { try self.message(to: "a.example.test", id: "a\($0)", body: "x") })
+                try server.inject(contentsOf: try (0..<1_000).map { try self.message(to: "b.example.test", id: "b\($0)", body: "x") })
+                let deadline = ContinuousClock.now + .seconds(30)
+                while busy.seen.withLock({ $0.count }) < 1_000 && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                let blockedSoFar = blocking.seen.withLock { $0 }
+                #expect(busy.seen.withLock { $0 } == (0..<1_000).map { "b\($0)" })
+                // B was done while A was still working through its stanzas.
+                #expect(blockedSoFar < 20, "A had handled all its stanzas before B's 1 000 arrived: \(blockedSoFar)")
+                print("blocking handler: B's 1 000 handled while A (blocking 0.2 s per stanza) had done \(blockedSoFar) of 20")
+            }
+        }
+    }
+
     /// With a small connection budget, a blocked handler pauses reading for the whole
     /// stream (TCP pushes back on the server); nothing is lost or answered, and the
     /// keepalive does not declare the paused stream dead. Released, everything arrives in order.
