@@ -83,6 +83,7 @@ let package = Package(
         .executableTarget(
             name: "FuzzSASLClient",
             dependencies: [
+                "FuzzOracles",
                 "FuzzSupport",
                 .product(name: "XMPPCore", package: "swift-xmpp-component"),
                 .product(name: "XMPPSASL", package: "swift-xmpp-component"),
@@ -92,6 +93,7 @@ let package = Package(
         .executableTarget(
             name: "FuzzHostConfiguration",
             dependencies: [
+                "FuzzOracles",
                 "FuzzSupport",
                 .product(name: "ComponentHost", package: "swift-xmpp-component"),
                 .product(name: "ComponentKit", package: "swift-xmpp-component"),
@@ -101,6 +103,7 @@ let package = Package(
         .executableTarget(
             name: "FuzzAdminLine",
             dependencies: [
+                "FuzzOracles",
                 "FuzzSupport",
                 .product(name: "ComponentHost", package: "swift-xmpp-component"),
             ],

@@ -7,6 +7,7 @@
 
 import ComponentHost
 import Foundation
+import FuzzOracles
 import FuzzSupport
 
 @_cdecl("LLVMFuzzerTestOneInput")

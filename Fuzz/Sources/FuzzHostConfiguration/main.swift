@@ -9,6 +9,7 @@
 
 import ComponentHost
 import ComponentKit
+import FuzzOracles
 import FuzzSupport
 
 private let password = "fuzz-password-19c2"

@@ -13,6 +13,7 @@
 // ASan checks every byte Cyrus touches. The iteration window is narrowed to 1...4096 so
 // that no input can make one execution slow (the default window is 4096...1 000 000).
 
+import FuzzOracles
 import FuzzSupport
 import XMPPCore
 import XMPPSASL
@@ -22,7 +23,7 @@ private let mechanisms = ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-2
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzSASLClient(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
-    var input = FuzzInput(start, count)
+    var input = FuzzInput(UnsafeBufferPointer(start: start, count: count))
     let offerMask = input.byte()
     let flags = input.byte()
     var offered = mechanisms.enumerated().filter { offerMask & (1 << UInt8($0.offset)) != 0 }.map(\.element)

@@ -1,5 +1,5 @@
 import CFuzzDriver
-public import FuzzOracles
+import FuzzOracles
 import Glibc
 
 /// The signature of `LLVMFuzzerTestOneInput`.
