@@ -156,17 +156,33 @@ public final class ProsodyFixture: @unchecked Sendable {
     public static func start(_ configuration: Configuration = .init()) async throws -> ProsodyFixture {
         try ServerInstallation.require(
             "prosody", executables: [Self.prosodyExecutable, Self.prosodyctlExecutable], user: "prosody")
-        let fixture = try await ProsodyFixture(configuration: configuration)
-        do {
-            for account in configuration.accounts {
-                try await fixture.register(username: account.username, password: account.password)
+        // Ports are chosen free, but another test may take one before Prosody binds it (a
+        // server restarted on its old port, say): Prosody then logs the failure and runs on
+        // without that listener, and the port answers as someone else. Try again on new ports.
+        var attempt = 0
+        while true {
+            attempt += 1
+            let fixture = try await ProsodyFixture(configuration: configuration)
+            do {
+                for account in configuration.accounts {
+                    try await fixture.register(username: account.username, password: account.password)
+                }
+                try await fixture.launch()
+                return fixture
+            } catch let error as PortTaken where attempt < 3 {
+                fixture.kill()
+                fixture.directory.remove()
+                print("ProsodyFixture: \(error); trying again on new ports")
+            } catch {
+                fixture.kill()
+                throw error
             }
-            try await fixture.launch()
-        } catch {
-            fixture.kill()
-            throw error
         }
-        return fixture
+    }
+
+    /// Prosody could not listen on a port chosen for it (taken meanwhile).
+    struct PortTaken: Error, CustomStringConvertible {
+        let description: String
     }
 
     private init(configuration: Configuration) async throws {
@@ -280,6 +296,11 @@ public final class ProsodyFixture: @unchecked Sendable {
         } catch {
             self.kill()
             throw error
+        }
+        // Accepting is not enough: the port may be someone else's if Prosody failed to bind it.
+        if let line = self.log.split(separator: "\n").first(where: { $0.contains("Failed to open server port") }) {
+            self.kill()
+            throw PortTaken(description: "Prosody could not listen on a port chosen for it: \(line)")
         }
         self.lock.withLock { self.startupDuration = ContinuousClock.now - began }
     }
