@@ -10,6 +10,9 @@ packages=(
   pkg-config libexpat1-dev libssl-dev libsasl2-dev libsasl2-modules
   # tests: openssl CLI (certificates, s_server/s_client peers), saslpasswd2 (sasldb files)
   openssl sasl2-bin
+  # tests: independent out-of-process components for the host's `external` plugin
+  # (a slixmpp ComponentXMPP and a libstrophe component compiled by the tests; cc)
+  python3-slixmpp libstrophe-dev gcc
 )
 
 as_root() {

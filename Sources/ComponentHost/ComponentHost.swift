@@ -57,6 +57,8 @@ public actor ComponentHost: Service {
     nonisolated let logger: Logger
     nonisolated let metrics: HostMetrics
     nonisolated let watchdogThreshold: Duration
+    /// The local listeners and supervised commands of ``ExternalPlugin`` hostnames.
+    nonisolated let gateway: ExternalGateway
     private var currentConfiguration: HostConfiguration
     private var entries: [String: Entry] = [:]
     private var isRunning = false
@@ -83,11 +85,20 @@ public actor ComponentHost: Service {
         self.currentConfiguration = configuration
         self.connection = ComponentConnection(
             configuration: configuration.componentConfiguration, logger: logger, eventLoopGroup: eventLoopGroup)
+        let connection = self.connection
+        self.gateway = ExternalGateway(
+            eventLoopGroup: eventLoopGroup, logger: logger, isUpstreamConnected: { connection.status.isConnected })
         for component in configuration.components {
             let handler = try Self.makeHosted(
                 component.hostname, plugin: component.plugin, options: component.options, registry: registry,
                 logger: logger, metrics: metrics)
-            try self.connection.register(component.hostname, handler: handler)
+            if let onDemand = handler.snapshot.handler as? any OnDemandBinding {
+                onDemand.start(
+                    Self.onDemandRuntime(
+                        component.hostname, hosted: handler, connection: connection, gateway: self.gateway, logger: logger))
+            } else {
+                try self.connection.register(component.hostname, handler: handler)
+            }
             self.entries[Self.key(component.hostname)] = Entry(
                 hostname: component.hostname, origin: .configuration, handler: handler)
         }
@@ -118,6 +129,7 @@ public actor ComponentHost: Service {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await self.observe(events) }
             group.addTask { await self.monitor() }
+            group.addTask { await self.gateway.run() }
             defer { group.cancelAll() }
             try await self.connection.run()
         }
@@ -227,11 +239,7 @@ public actor ComponentHost: Service {
             metrics: self.metrics)
         self.entries[key] = Entry(hostname: hostname, origin: persist ? .configuration : .runtime, handler: handler)
         do {
-            if self.isRunning && self.connection.status.isConnected {
-                _ = try await self.connection.bind(hostname, handler: handler)
-            } else {
-                try self.connection.register(hostname, handler: handler)
-            }
+            try await self.serve(hostname, handler: handler)
         } catch {
             if self.entries[key]?.handler === handler {
                 self.entries.removeValue(forKey: key)
@@ -267,6 +275,9 @@ public actor ComponentHost: Service {
         let key = Self.key(hostname)
         guard let entry = self.entries[key] else {
             throw HostError("\(hostname) is not served by this host")
+        }
+        if let onDemand = entry.handler.snapshot.handler as? any OnDemandBinding {
+            await onDemand.stop()
         }
         do {
             try await self.connection.unbind(entry.hostname)
@@ -361,6 +372,21 @@ public actor ComponentHost: Service {
             let key = Self.key(hostname)
             guard let entry = self.entries[key], let component = byKey[key] else { continue }
             let snapshot = entry.handler.snapshot
+            if snapshot.handler is any OnDemandBinding || prepared[key] is any OnDemandBinding {
+                // A hostname bound on demand (external) is served anew: its listener,
+                // secret or command may have changed.
+                do {
+                    try await self.unbind(hostname)
+                    let handler = HostedHandler(
+                        hostname: hostname, plugin: component.plugin, options: component.options, handler: prepared[key]!,
+                        metrics: self.metrics.hostname(hostname))
+                    self.entries[key] = Entry(hostname: hostname, origin: .configuration, handler: handler)
+                    try await self.serve(hostname, handler: handler)
+                } catch {
+                    failures[hostname] = "\(error)"
+                }
+                continue
+            }
             if snapshot.plugin == component.plugin, let updatable = snapshot.handler as? any PluginOptionsUpdatable {
                 do {
                     try await updatable.optionsChanged(to: component.options)
@@ -384,11 +410,7 @@ public actor ComponentHost: Service {
                 metrics: self.metrics.hostname(hostname))
             self.entries[key] = Entry(hostname: hostname, origin: .configuration, handler: handler)
             do {
-                if self.isRunning && self.connection.status.isConnected {
-                    _ = try await self.connection.bind(hostname, handler: handler)
-                } else {
-                    try self.connection.register(hostname, handler: handler)
-                }
+                try await self.serve(hostname, handler: handler)
             } catch {
                 if self.entries[key]?.handler === handler {
                     self.entries.removeValue(forKey: key)
@@ -449,7 +471,8 @@ public actor ComponentHost: Service {
                     origin: entry.origin.rawValue, state: kit?.state.rawValue ?? "unbound",
                     stanzasIn: kit?.stanzasIn ?? 0, stanzasOut: kit?.stanzasOut ?? 0,
                     hangs: entry.handler.watchdog.hangCount, hungOn: hang?.stanza,
-                    hungSeconds: hang.map { Double($0.duration.components.seconds) }))
+                    hungSeconds: hang.map { Double($0.duration.components.seconds) },
+                    external: self.externalStatus(key, handler: snapshot.handler)))
         }
         components.sort { $0.hostname < $1.hostname }
         let info = connectionStatus.isConnected ? connectionStatus.connection : nil
@@ -458,6 +481,61 @@ public actor ComponentHost: Service {
             connected: connectionStatus.isConnected, protocolInUse: info.map { Self.protocolName($0.protocolMode) },
             tlsVersion: info?.tlsVersion, saslMechanism: info?.saslMechanism, lastError: connectionStatus.lastError,
             components: components)
+    }
+
+    /// Starts serving a hostname: binds it now (or registers it, to be bound when a stream
+    /// is up), or, for a plugin bound on demand (``ExternalPlugin``), lets the handler bind
+    /// it when it is ready.
+    private func serve(_ hostname: String, handler: HostedHandler) async throws {
+        if let onDemand = handler.snapshot.handler as? any OnDemandBinding {
+            onDemand.start(self.onDemandRuntime(hostname, hosted: handler))
+        } else if self.isRunning && self.connection.status.isConnected {
+            _ = try await self.connection.bind(hostname, handler: handler)
+        } else {
+            try self.connection.register(hostname, handler: handler)
+        }
+    }
+
+    /// What a handler bound on demand may do with the host's connection.
+    private nonisolated func onDemandRuntime(_ hostname: String, hosted: HostedHandler) -> OnDemandRuntime {
+        Self.onDemandRuntime(hostname, hosted: hosted, connection: self.connection, gateway: self.gateway, logger: self.logger)
+    }
+
+    private static func onDemandRuntime(
+        _ hostname: String, hosted: HostedHandler, connection: ComponentConnection, gateway: ExternalGateway, logger: Logger
+    ) -> OnDemandRuntime {
+        let logger = Self.pluginLogger(logger, hostname, hosted.snapshot.plugin)
+        return OnDemandRuntime(
+            hostname: hostname, gateway: gateway,
+            bind: { try connection.register(hostname, handler: hosted) },
+            unbind: {
+                do {
+                    try await connection.unbind(hostname)
+                } catch let error as ComponentError where error.kind == .notBound {
+                    // Never bound (the upstream was down): nothing to undo.
+                } catch {
+                    logger.warning("unbinding failed", metadata: ["error": "\(error)"])
+                }
+            },
+            send: { try await connection.send($0) },
+            isUpstreamConnected: { connection.status.isConnected },
+            logger: logger)
+    }
+
+    private func externalStatus(_ key: String, handler: any ComponentHandler) -> HostStatus.External? {
+        guard let external = handler as? ExternalHandler else { return nil }
+        var status = HostStatus.External(
+            listen: external.options.listen.description, connected: external.isConnected,
+            listenError: self.gateway.listenerError(external.options.listen))
+        if let supervisor = self.gateway.supervisor(for: key) {
+            let snapshot = supervisor.snapshot
+            status.pid = snapshot.pid
+            status.processState = snapshot.state
+            status.restarts = snapshot.restarts
+            status.uptimeSeconds = snapshot.pid == nil ? nil : snapshot.startedAt.map { Date().timeIntervalSince($0) }
+            status.lastExit = snapshot.lastExit
+        }
+        return status
     }
 
     /// The wrapping handler of a served hostname (tests, diagnostics).

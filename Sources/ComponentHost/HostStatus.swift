@@ -25,13 +25,65 @@ public struct HostStatus: Codable, Hashable, Sendable {
         public var hungOn: String?
         /// For how long, in seconds.
         public var hungSeconds: Double?
+        /// For an ``ExternalPlugin`` hostname: its local component and supervised process.
+        public var external: External?
 
         enum CodingKeys: String, CodingKey {
-            case hostname, plugin, options, origin, state, hangs
+            case hostname, plugin, options, origin, state, hangs, external
             case stanzasIn = "stanzas_in"
             case stanzasOut = "stanzas_out"
             case hungOn = "hung_on"
             case hungSeconds = "hung_seconds"
+        }
+    }
+
+    /// An external (out-of-process) component's local side.
+    public struct External: Codable, Hashable, Sendable {
+        /// The listener it connects to (`host:port` or `unix:/path`).
+        public var listen: String
+        /// Whether its XEP-0114 stream is up.
+        public var connected: Bool
+        /// Why the listener could not be opened, if it could not.
+        public var listenError: String?
+        /// The supervised process's id, while it runs.
+        public var pid: Int32?
+        /// `waiting`, `running`, `backoff`, `stopping`, `exited` or `stopped` (with a `command`).
+        public var processState: String?
+        /// How many times the process was restarted.
+        public var restarts: Int?
+        /// Seconds since the process started, while it runs.
+        public var uptimeSeconds: Double?
+        /// How the process last ended.
+        public var lastExit: String?
+
+        /// Creates an external component's status.
+        public init(listen: String, connected: Bool, listenError: String? = nil) {
+            self.listen = listen
+            self.connected = connected
+            self.listenError = listenError
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case listen, connected, pid, restarts
+            case listenError = "listen_error"
+            case processState = "process_state"
+            case uptimeSeconds = "uptime_seconds"
+            case lastExit = "last_exit"
+        }
+
+        /// One line for people.
+        var note: String {
+            var parts = ["local \(self.connected ? "connected" : "not connected") on \(self.listen)"]
+            if let error = self.listenError { parts.append(error) }
+            if let state = self.processState {
+                var process = "process \(state)"
+                if let pid = self.pid { process += " pid \(pid)" }
+                if let uptime = self.uptimeSeconds { process += " up \(Int(uptime))s" }
+                process += ", \(self.restarts ?? 0) restart(s)"
+                if let exit = self.lastExit { process += ", last \(exit)" }
+                parts.append(process)
+            }
+            return parts.joined(separator: "; ")
         }
     }
 
@@ -81,6 +133,9 @@ public struct HostStatus: Codable, Hashable, Sendable {
                 note = "HUNG \(Int(seconds))s on \(stanza)"
             } else if component.hangs > 0 {
                 note = "\(component.hangs) hang(s)"
+            }
+            if let external = component.external {
+                note = note.isEmpty ? external.note : note + "; " + external.note
             }
             rows.append([
                 component.hostname, component.plugin, component.state, String(component.stanzasIn),

@@ -78,6 +78,15 @@ public struct ComponentContext: Sendable {
         try await self.send(.iq(iq.errorResult(error)))
     }
 
+    /// Declares that the IQ request being handled will be answered later, outside this
+    /// call (for example by a process the handler forwards it to): when the handler
+    /// returns, neither the built-in features nor `service-unavailable` answer it. The
+    /// handler then owns its one answer (sent with `send`). Does nothing for
+    /// other stanzas.
+    public func deferReply() {
+        _ = self.replyTracker?.markAnswered()
+    }
+
     /// Sends an IQ request and waits for its answer.
     ///
     /// The answer is accepted only from the address the request went to. An answer of

@@ -49,7 +49,7 @@ struct AdminSocketTests {
 
             let unknown = try await client.send(AdminRequest(command: .bind, hostname: "w.example.com", plugin: "weather"))
             #expect(!unknown.ok)
-            #expect(unknown.error == "unknown plugin 'weather'; this host has: echo, kv")
+            #expect(unknown.error == "unknown plugin 'weather'; this host has: echo, external, kv")
 
             let badOption = try await client.send(
                 AdminRequest(command: .bind, hostname: "w.example.com", plugin: "kv", set: ["max_keys=lots"]))

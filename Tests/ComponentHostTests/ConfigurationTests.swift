@@ -97,7 +97,7 @@ struct ConfigurationTests {
         ("domain = \"example.com\"\n", "",
          "host.toml:1: server.domain: required: the server's XMPP domain (e.g. \"example.com\")"),
         ("plugin = \"echo\"", "plugin = \"ehco\"",
-         "host.toml:17: component[0].plugin: unknown plugin \"ehco\"; this host has: echo, kv"),
+         "host.toml:17: component[0].plugin: unknown plugin \"ehco\"; this host has: echo, external, kv"),
         ("prefix = \"> \"", "prefix = 3",
          "host.toml:19: component[0].options.prefix: option 'prefix' of plugin 'echo' must be a string, not an integer (3)"),
         ("prefix = \"> \"", "prefx = \"> \"",

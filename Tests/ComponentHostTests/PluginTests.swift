@@ -8,7 +8,7 @@ import XMPPCore
 @Suite("Plugins")
 struct PluginTests {
     @Test func registryListsStandardPlugins() {
-        #expect(PluginRegistry.standard.plugins.map(\.name) == ["echo", "kv"])
+        #expect(PluginRegistry.standard.plugins.map(\.name) == ["echo", "external", "kv"])
         #expect(PluginRegistry.standard["kv"]?.options.map(\.name) == ["max_keys", "read_only", "max_key_bytes", "max_value_bytes", "writers"])
     }
 
@@ -42,7 +42,7 @@ struct PluginTests {
         let unknownPlugin = #expect(throws: PluginError.self) {
             try registry.validate(plugin: "weather", options: [:])
         }
-        #expect(unknownPlugin?.message == "unknown plugin 'weather'; this host has: echo, kv")
+        #expect(unknownPlugin?.message == "unknown plugin 'weather'; this host has: echo, external, kv")
     }
 
     @Test func requiredOptionsAndIntegerAsDouble() throws {

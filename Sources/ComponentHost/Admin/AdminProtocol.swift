@@ -57,7 +57,7 @@ public struct AdminRequest: Codable, Hashable, Sendable {
 ///
 /// ```json
 /// {"ok":true,"message":"kv.example.com bound to plugin kv","component":{…}}
-/// {"ok":false,"error":"unknown plugin 'weather'; this host has: echo, kv"}
+/// {"ok":false,"error":"unknown plugin 'weather'; this host has: echo, external, kv"}
 /// {"ok":true,"status":{"server":"xmpp.example.com:5270","connected":true,"protocol":"XEP-0225",…}}
 /// ```
 public struct AdminResponse: Codable, Hashable, Sendable {

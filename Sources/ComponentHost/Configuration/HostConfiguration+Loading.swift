@@ -380,6 +380,8 @@ private struct Loader {
                 case .int: raw[name] = .integer(optionValue.int ?? 0)
                 case .double: raw[name] = .double(optionValue.double ?? 0)
                 case .bool: raw[name] = .boolean(optionValue.bool ?? false)
+                case .array:
+                    raw[name] = .stringArray(try self.stringArray(options, "\(key).options", name) ?? [])
                 default:
                     throw self.error(
                         "\(key).options.\(name)",

@@ -38,11 +38,21 @@ public protocol ComponentPlugin: SendableMetatype {
     /// - Throws: A ``PluginError`` (``PluginError/invalidValue(_:_:)``) when a value is
     ///   of the right type but unacceptable.
     static func make(options: PluginOptions, context: PluginContext) throws -> any ComponentHandler
+
+    /// Checks values that are of the right type but may be unacceptable (an address that
+    /// must be loopback…), when the configuration is loaded or a runtime bind is asked
+    /// for, before any handler is made.
+    /// - Parameter options: Validated options.
+    /// - Throws: A ``PluginError`` naming the option and why.
+    static func check(options: PluginOptions) throws
 }
 
 extension ComponentPlugin {
     /// No options.
     public static var options: [PluginOption] { [] }
+
+    /// Accepts every value of the declared types.
+    public static func check(options: PluginOptions) throws {}
 }
 
 /// What a plugin knows when the host makes a handler.

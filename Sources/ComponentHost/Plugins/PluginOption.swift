@@ -1,3 +1,5 @@
+import Foundation
+
 /// One option a ``ComponentPlugin`` accepts in `[component.options]`, with its type,
 /// default and help text.
 ///
@@ -17,6 +19,9 @@ public struct PluginOption: Hashable, Sendable {
         case double
         /// `true` or `false`.
         case boolean
+        /// An array of strings (`["a", "b"]`; on the command line, a JSON array or words
+        /// separated by spaces).
+        case stringArray
 
         /// How an error message names the type ("a string", "an integer"…).
         public var phrase: String {
@@ -25,6 +30,7 @@ public struct PluginOption: Hashable, Sendable {
             case .integer: "an integer"
             case .double: "a number"
             case .boolean: "true or false"
+            case .stringArray: "an array of strings"
             }
         }
     }
@@ -62,6 +68,8 @@ public enum PluginOptionValue: Hashable, Sendable, CustomStringConvertible, Coda
     case double(Double)
     /// A boolean.
     case boolean(Bool)
+    /// An array of strings.
+    case stringArray([String])
 
     /// The value's type.
     public var type: PluginOption.ValueType {
@@ -70,6 +78,7 @@ public enum PluginOptionValue: Hashable, Sendable, CustomStringConvertible, Coda
         case .integer: .integer
         case .double: .double
         case .boolean: .boolean
+        case .stringArray: .stringArray
         }
     }
 
@@ -80,6 +89,7 @@ public enum PluginOptionValue: Hashable, Sendable, CustomStringConvertible, Coda
         case .integer(let value): String(value)
         case .double(let value): String(value)
         case .boolean(let value): String(value)
+        case .stringArray(let values): "[" + values.map { Self.quoted($0) }.joined(separator: ", ") + "]"
         }
     }
 
@@ -89,7 +99,8 @@ public enum PluginOptionValue: Hashable, Sendable, CustomStringConvertible, Coda
     /// - Returns: The converted value, or `nil` when the value has another type.
     public func converted(to type: PluginOption.ValueType) -> PluginOptionValue? {
         switch (self, type) {
-        case (.string, .string), (.integer, .integer), (.double, .double), (.boolean, .boolean):
+        case (.string, .string), (.integer, .integer), (.double, .double), (.boolean, .boolean),
+            (.stringArray, .stringArray):
             return self
         case (.integer(let value), .double):
             return .double(Double(value))
@@ -109,7 +120,17 @@ public enum PluginOptionValue: Hashable, Sendable, CustomStringConvertible, Coda
         case .integer: Int(text).map { .integer($0) }
         case .double: Double(text).map { .double($0) }
         case .boolean: Bool(text.lowercased()).map { .boolean($0) }
+        case .stringArray: Self.parseStringArray(text).map { .stringArray($0) }
         }
+    }
+
+    /// A JSON array of strings (`["/usr/bin/python3", "main.py"]`), or words separated by spaces.
+    static func parseStringArray(_ text: String) -> [String]? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if trimmed.hasPrefix("[") {
+            return (try? JSONDecoder().decode([String].self, from: Data(trimmed.utf8)))
+        }
+        return trimmed.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
     }
 
     /// Decodes a JSON value: string, number or boolean.
@@ -123,10 +144,12 @@ public enum PluginOptionValue: Hashable, Sendable, CustomStringConvertible, Coda
             self = .double(value)
         } else if let value = try? container.decode(String.self) {
             self = .string(value)
+        } else if let value = try? container.decode([String].self) {
+            self = .stringArray(value)
         } else {
             throw DecodingError.typeMismatch(
                 PluginOptionValue.self,
-                .init(codingPath: decoder.codingPath, debugDescription: "expected a string, number or boolean"))
+                .init(codingPath: decoder.codingPath, debugDescription: "expected a string, number, boolean or array of strings"))
         }
     }
 
@@ -138,6 +161,7 @@ public enum PluginOptionValue: Hashable, Sendable, CustomStringConvertible, Coda
         case .integer(let value): try container.encode(value)
         case .double(let value): try container.encode(value)
         case .boolean(let value): try container.encode(value)
+        case .stringArray(let values): try container.encode(values)
         }
     }
 

@@ -43,6 +43,12 @@ public struct PluginOptions: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A string-array option's value.
+    public func strings(_ name: String) -> [String]? {
+        if case .stringArray(let value) = self.values[name] { return value }
+        return nil
+    }
+
     /// A boolean option's value.
     public func boolean(_ name: String) -> Bool? {
         if case .boolean(let value) = self.values[name] { return value }

@@ -15,14 +15,16 @@ public struct PluginRegistry: Sendable {
         /// Its options.
         public let options: [PluginOption]
         let make: @Sendable (PluginOptions, PluginContext) throws -> any ComponentHandler
+        var check: @Sendable (PluginOptions) throws -> Void = { _ in }
     }
 
     private let entries: [String: Entry]
 
-    /// The plugins shipped with `component-host`: ``EchoPlugin`` and ``KeyValuePlugin``.
+    /// The plugins shipped with `component-host`: ``EchoPlugin``, ``KeyValuePlugin`` and the
+    /// built-in ``ExternalPlugin`` (out-of-process components).
     public static let standard: PluginRegistry = {
         do {
-            return try PluginRegistry([EchoPlugin.self, KeyValuePlugin.self])
+            return try PluginRegistry([EchoPlugin.self, KeyValuePlugin.self, ExternalPlugin.self])
         } catch {
             fatalError("the standard plugins have distinct names: \(error)")
         }
@@ -39,7 +41,8 @@ public struct PluginRegistry: Sendable {
             }
             entries[plugin.name] = Entry(
                 name: plugin.name, description: plugin.description, options: plugin.options,
-                make: { options, context in try plugin.make(options: options, context: context) })
+                make: { options, context in try plugin.make(options: options, context: context) },
+                check: { try plugin.check(options: $0) })
         }
         self.entries = entries
     }
@@ -51,7 +54,8 @@ public struct PluginRegistry: Sendable {
         for plugin in plugins {
             entries[plugin.name] = Entry(
                 name: plugin.name, description: plugin.description, options: plugin.options,
-                make: { options, context in try plugin.make(options: options, context: context) })
+                make: { options, context in try plugin.make(options: options, context: context) },
+                check: { try plugin.check(options: $0) })
         }
         return PluginRegistry(entries: entries)
     }
@@ -104,7 +108,15 @@ public struct PluginRegistry: Sendable {
             }
             result[declaration.name] = defaultValue
         }
-        return PluginOptions(result)
+        let validated = PluginOptions(result)
+        do {
+            try entry.check(validated)
+        } catch let error as PluginError {
+            throw error
+        } catch {
+            throw PluginError(.invalidValue, "plugin '\(plugin)' refused its options: \(error)")
+        }
+        return validated
     }
 
     /// Parses `key=value` strings from the command line into typed values, using the

@@ -1,0 +1,276 @@
+import ComponentKit
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ReferenceServer
+import Synchronization
+import Testing
+import XMPPCore
+import XMPPStream
+import XMPPTestSupport
+
+@testable import ComponentHost
+
+/// Out-of-process components through the host's `external` plugin, against the reference
+/// server: a ComponentKit XEP-0114 component and raw XEP-0114 streams connect to the
+/// host's local listener and are carried upstream on the host's one XEP-0225 stream.
+@Suite("External components through the host", .serialized, .timeLimit(.minutes(3)))
+struct ExternalLiveTests {
+    static let secret = "s3cret-for-the-gateway"
+
+    /// A local component written with ComponentKit (XEP-0114 to the host's listener): echoes
+    /// messages and advertises its own disco identity.
+    struct LocalEcho: ComponentHandler {
+        var discoInfo: DiscoInfo {
+            DiscoInfo(identities: [DiscoInfo.Identity(category: "gateway", type: "xmpp", name: "Local gateway")])
+        }
+
+        func handle(_ stanza: Stanza, in context: ComponentContext) async throws {
+            guard case .message(let message) = stanza, message.type != .error else { return }
+            try await context.send(message.reply(body: message.body ?? ""))
+        }
+    }
+
+    static func localComponent(port: Int, hostname: String, secret: String = Self.secret) -> ComponentConnection {
+        var configuration = ComponentConfiguration(
+            host: "127.0.0.1", port: port, serverDomain: LiveHostTests.domain, identity: hostname, password: Secret(secret))
+        configuration.protocolMode = .xep0114
+        configuration.tlsMode = .none
+        configuration.reconnectPolicy = ReconnectPolicy(initialDelay: .milliseconds(100), maxAttempts: nil)
+        return ComponentConnection(configuration: configuration, logger: Logger(label: "local-\(hostname)"))
+    }
+
+    /// Runs a local component while `body` runs.
+    static func whileLocalRuns<Result>(
+        _ connection: ComponentConnection, hostname: String, _ body: () async throws -> Result
+    ) async throws -> Result {
+        try connection.register(hostname, handler: LocalEcho())
+        let running = Task { try await connection.run() }
+        return try await withCleanup(body) {
+            connection.shutdown()
+            _ = try? await running.value
+        }
+    }
+
+    static func configuration(_ setup: LiveHostTests.Setup, port: Int, grace: Double = 5) throws -> String {
+        let secretFile = try setup.directory.write("gw.secret", Self.secret + "\n")
+        let rawSecretFile = try setup.directory.write("raw.secret", "raw-secret\n")
+        return setup.configuration(components: [("echo.example.test", "echo")]) + """
+
+            [[component]]
+            hostname = "gw.example.test"
+            plugin = "external"
+            [component.options]
+            listen = "127.0.0.1:\(port)"
+            secret_file = "\(secretFile)"
+            grace_seconds = \(grace)
+
+            [[component]]
+            hostname = "raw.example.test"
+            plugin = "external"
+            [component.options]
+            listen = "127.0.0.1:\(port)"
+            secret_file = "\(rawSecretFile)"
+            grace_seconds = 0
+
+            """
+    }
+
+    @Test func externalComponentsAreBoundWhenTheyConnectAndServeUsers() async throws {
+        try await LiveHostTests.Setup.with { setup in try await self.serve(setup) }
+    }
+
+    private func serve(_ setup: LiveHostTests.Setup) async throws {
+        let port = try FreePort.allocate()
+        let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port))
+        let host = try ComponentHost(
+            configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+        try await LiveHostTests.whileRunning(host) {
+            try await setup.server.waitUntilBound("echo.example.test")
+            // Not bound upstream before its component connects.
+            #expect(!setup.server.boundHostnames.contains("gw.example.test"))
+            let replyWhileAway = try await setup.ask("gw.example.test", "anyone?", id: "away")
+            #expect(replyWhileAway["type"] == "error")
+
+            let local = Self.localComponent(port: port, hostname: "gw.example.test")
+            try await Self.whileLocalRuns(local, hostname: "gw.example.test") {
+                try await setup.server.waitUntilBound("gw.example.test")
+                // Messages both ways: alice -> host -> local component -> host -> alice.
+                #expect(Message(try await setup.ask("gw.example.test", "hello", id: "m1"))?.body == "hello")
+                // Disco of the external hostname is answered by the external component.
+                try setup.server.inject(
+                    IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("gw.example.test"), id: "disco1",
+                        payload: Element("query", namespace: Namespace.discoInfo)).element)
+                let disco = try #require(try await setup.users.take(id: "disco1", timeout: .seconds(10)))
+                #expect(disco["type"] == "result")
+                let identity = disco.firstChild("query", namespace: Namespace.discoInfo)?.firstChild("identity", namespace: Namespace.discoInfo)
+                #expect(identity?["name"] == "Local gateway")
+                // An IQ the component does not know gets its service-unavailable, once.
+                try setup.server.inject(
+                    IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("gw.example.test"), id: "iq2",
+                        payload: Element("query", namespace: "urn:example:unknown")).element)
+                let unknown = try #require(try await setup.users.take(id: "iq2", timeout: .seconds(10)))
+                #expect(unknown["type"] == "error")
+                #expect(try await setup.users.take(id: "iq2", timeout: .milliseconds(300)) == nil)
+
+                // A second component for the connected hostname: conflict; the first keeps it.
+                let second = try await RawComponent.connect(port: port)
+                let conflict = try await second.authenticate("gw.example.test", secret: Self.secret)
+                #expect(conflict?.condition == .conflict)
+                await second.close()
+                #expect(Message(try await setup.ask("gw.example.test", "still mine", id: "m2"))?.body == "still mine")
+
+                // Wrong secret, unknown hostname.
+                let wrong = try await RawComponent.connect(port: port)
+                #expect(try await wrong.authenticate("gw.example.test", secret: "nope")?.condition == .notAuthorized)
+                await wrong.close()
+                let unknownHost = try await RawComponent.connect(port: port)
+                #expect(try await unknownHost.authenticate("nosuch.example.test", secret: "x")?.condition == .hostUnknown)
+                await unknownHost.close()
+
+                // A raw component on the same listener for the other hostname.
+                let raw = try await RawComponent.connect(port: port)
+                #expect(try await raw.authenticate("raw.example.test", secret: "raw-secret") == nil)
+                try await setup.server.waitUntilBound("raw.example.test")
+                try setup.server.inject(
+                    Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("raw.example.test"), id: "r1", body: "to raw").element)
+                let received = try await raw.nextElement()
+                #expect(received?["id"] == "r1")
+                #expect(Message(try #require(received))?.body == "to raw")
+                // Its own stanza goes upstream unchanged.
+                try await raw.send(
+                    Message(type: .chat, from: try JID("raw.example.test"), to: try JID("alice@example.test/x"), id: "r2", body: "from raw").element)
+                #expect(Message(try #require(try await setup.users.take(id: "r2", timeout: .seconds(10))))?.body == "from raw")
+                // A spoofed `from` ends that stream only.
+                try await raw.send(
+                    Message(type: .chat, from: try JID("gw.example.test"), to: try JID("alice@example.test/x"), id: "r3", body: "spoof").element)
+                #expect(try await raw.nextStreamError()?.condition == .invalidFrom)
+                await raw.close()
+                try await setup.server.waitUntilUnbound("raw.example.test")
+                #expect(try await setup.users.take(id: "r3", timeout: .milliseconds(300)) == nil)
+                #expect(Message(try await setup.ask("gw.example.test", "unharmed", id: "m3"))?.body == "unharmed")
+            }
+            // The local component left: after the grace the hostname is unbound upstream.
+            try await setup.server.waitUntilUnbound("gw.example.test", timeout: .seconds(15))
+            #expect(setup.server.boundHostnames.contains("echo.example.test"))
+        }
+    }
+
+    @Test func stanzasWaitDuringTheGraceAndReachTheReturningComponent() async throws {
+        try await LiveHostTests.Setup.with { setup in
+            let port = try FreePort.allocate()
+            let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port, grace: 20))
+            let host = try ComponentHost(
+                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+            try await LiveHostTests.whileRunning(host) {
+                try await Self.whileLocalRuns(Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test") {
+                    try await setup.server.waitUntilBound("gw.example.test")
+                    #expect(Message(try await setup.ask("gw.example.test", "first", id: "g1"))?.body == "first")
+                }
+                // Gone, but within the grace: still bound, and stanzas wait.
+                #expect(setup.server.boundHostnames.contains("gw.example.test"))
+                for index in 0..<5 {
+                    try setup.server.inject(
+                        Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("gw.example.test"), id: "w\(index)", body: "wait \(index)").element)
+                }
+                #expect(try await setup.users.take(id: "w0", timeout: .milliseconds(500)) == nil)
+                // The component returns: everything queued arrives, in order, nothing lost.
+                try await Self.whileLocalRuns(Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test") {
+                    for index in 0..<5 {
+                        let answer = try #require(try await setup.users.take(id: "w\(index)", timeout: .seconds(10)))
+                        #expect(Message(answer)?.body == "wait \(index)")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A raw XEP-0114 component stream, for the cases a well-behaved library never produces.
+final class RawComponent: Sendable {
+    typealias Channel = NIOAsyncChannel<XMLStreamEvent, XMLStreamFrame>
+    let channel: Channel
+    let events: AsyncStream<XMLStreamEvent>
+    private let task: Task<Void, Never>
+
+    private init(channel: Channel) {
+        self.channel = channel
+        let (events, continuation) = AsyncStream.makeStream(of: XMLStreamEvent.self)
+        self.events = events
+        self.task = Task {
+            try? await channel.executeThenClose { inbound, _ in
+                for try await event in inbound { continuation.yield(event) }
+            }
+            continuation.finish()
+        }
+    }
+
+    static func connect(port: Int) async throws -> RawComponent {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addXMLStreamHandler(contentNamespace: Namespace.componentAccept)
+                    return try Channel(wrappingChannelSynchronously: channel)
+                }
+            }
+        return RawComponent(channel: channel)
+    }
+
+    private func write(_ frames: [XMLStreamFrame]) async throws {
+        for frame in frames {
+            try await self.channel.channel.writeAndFlush(frame)
+        }
+    }
+
+    /// Opens the stream and hands shakes; `nil` on success, else the stream error.
+    func authenticate(_ hostname: String, secret: String) async throws -> StreamError? {
+        try await self.write([.header(StreamHeader(contentNamespace: Namespace.componentAccept, to: hostname, version: nil))])
+        var iterator = self.events.makeAsyncIterator()
+        var streamID: String?
+        while let event = await iterator.next() {
+            switch event {
+            case .streamOpened(let header):
+                streamID = header.id
+                if let id = streamID {
+                    try? await self.write([
+                        .element(Element("handshake", namespace: Namespace.componentAccept, text: ComponentHandshake.digest(streamID: id, secret: secret)))
+                    ])
+                }
+            case .element(let element):
+                if element.name.localName == "handshake" { return nil }
+                if let error = StreamError(element: element) { return error }
+            case .streamClosed:
+                return StreamError(.undefinedCondition, text: "closed")
+            }
+        }
+        return StreamError(.undefinedCondition, text: "connection closed")
+    }
+
+    func send(_ element: Element) async throws {
+        try await self.write([.element(element)])
+    }
+
+    /// The next stanza (not a stream error).
+    func nextElement() async throws -> Element? {
+        var iterator = self.events.makeAsyncIterator()
+        while let event = await iterator.next() {
+            if case .element(let element) = event, element.name.namespace == Namespace.client { return element }
+        }
+        return nil
+    }
+
+    /// The next stream error.
+    func nextStreamError() async throws -> StreamError? {
+        var iterator = self.events.makeAsyncIterator()
+        while let event = await iterator.next() {
+            if case .element(let element) = event, let error = StreamError(element: element) { return error }
+        }
+        return nil
+    }
+
+    func close() async {
+        self.channel.channel.close(promise: nil)
+        await self.task.value
+    }
+}
