@@ -49,7 +49,7 @@ final class ComponentSupervisor: Sendable {
         self.state.withLock { $0.snapshot }
     }
 
-    /// Asks the supervisor to stop its process and return from ``run(isUpstreamConnected:)``.
+    /// Asks the supervisor to stop its process and return from ``run(isReady:)``.
     func stop() {
         let (process, wake) = self.state.withLock { state -> (Process?, CheckedContinuation<Void, Never>?) in
             state.stopping = true
@@ -96,10 +96,12 @@ final class ComponentSupervisor: Sendable {
     }
 
     /// Runs the command until stopped (or cancelled, or the policy says not to restart).
-    func run(isUpstreamConnected: @escaping @Sendable () -> Bool) async {
+    /// - Parameter isReady: Whether the process may start (the upstream is connected and the
+    ///   listener open); polled every 100 ms before each start.
+    func run(isReady: @escaping @Sendable () -> Bool) async {
         var delay = Duration.milliseconds(500)
         while !self.isStopping && !Task.isCancelled {
-            if !isUpstreamConnected() {
+            if !isReady() {
                 self.state.withLock { $0.snapshot.state = "waiting" }
                 await self.pause(.milliseconds(100))
                 continue

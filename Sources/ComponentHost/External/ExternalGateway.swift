@@ -97,6 +97,11 @@ final class ExternalGateway: Sendable {
         self.state.withLock { $0.supervisors[key] }
     }
 
+    /// Whether the listener is open.
+    func isListening(_ address: ListenAddress) -> Bool {
+        self.state.withLock { $0.listeners[address]?.server != nil }
+    }
+
     /// Why a listener could not be opened, if it could not.
     func listenerError(_ address: ListenAddress) -> String? {
         self.state.withLock { $0.listeners[address]?.error }
@@ -110,8 +115,12 @@ final class ExternalGateway: Sendable {
                 switch spawn {
                 case .listen(let address):
                     group.addTask { await self.listen(on: address) }
-                case .supervise(_, let supervisor):
-                    group.addTask { await supervisor.run(isUpstreamConnected: self.isUpstreamConnected) }
+                case .supervise(let handler, let supervisor):
+                    let address = handler.options.listen
+                    group.addTask {
+                        // Started once the upstream is connected and its listener is open.
+                        await supervisor.run(isReady: { self.isUpstreamConnected() && self.isListening(address) })
+                    }
                 }
             }
             // Cancelled (the host stops): stop every command.
