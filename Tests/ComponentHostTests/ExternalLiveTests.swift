@@ -187,6 +187,59 @@ struct ExternalLiveTests {
     }
 }
 
+extension ExternalLiveTests {
+    @Test func runtimeBindOnAUnixSocketAndUnbindEndTheLocalStream() async throws {
+        try await LiveHostTests.Setup.with { setup in
+            let path = try Fixtures.write(in: setup.directory, setup.configuration(components: [("echo.example.test", "echo")]))
+            let host = try ComponentHost(
+                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+            let socket = setup.directory.path + "/gw.sock"
+            let secretFile = try setup.directory.write("rt.secret", "rt-secret\n")
+            try await LiveHostTests.whileRunning(host) {
+                try await setup.server.waitUntilBound("echo.example.test")
+                // What `component-host bind rt.example.test --plugin external --set …` sends.
+                let bound = await AdminServer.respond(
+                    to: AdminRequest(
+                        command: .bind, hostname: "rt.example.test", plugin: "external",
+                        set: ["listen=unix:\(socket)", "secret_file=\(secretFile)", "grace_seconds=0"]),
+                    host: host)
+                #expect(bound.ok, "\(bound.error ?? "")")
+                // A public listen address is refused, with the reason.
+                let refused = await AdminServer.respond(
+                    to: AdminRequest(
+                        command: .bind, hostname: "pub.example.test", plugin: "external",
+                        set: ["listen=0.0.0.0:5347", "secret_file=\(secretFile)"]),
+                    host: host)
+                #expect(!refused.ok)
+                #expect(refused.error?.contains("not a loopback address") == true)
+
+                let deadline = ContinuousClock.now + .seconds(10)
+                while SystemCalls.ownerAndMode(of: socket) == nil, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(SystemCalls.ownerAndMode(of: socket)?.mode == 0o600)
+                #expect(!setup.server.boundHostnames.contains("rt.example.test"))
+                let raw = try await RawComponent.connect(unixSocket: socket)
+                #expect(try await raw.authenticate("rt.example.test", secret: "rt-secret") == nil)
+                try await setup.server.waitUntilBound("rt.example.test")
+                #expect(await host.status.components.first { $0.hostname == "rt.example.test" }?.external?.connected == true)
+
+                // Unbind: the local stream is ended, the hostname unbound, the socket removed.
+                let unbound = await AdminServer.respond(to: AdminRequest(command: .unbind, hostname: "rt.example.test"), host: host)
+                #expect(unbound.ok, "\(unbound.error ?? "")")
+                #expect(try await raw.nextStreamError()?.condition == .systemShutdown)
+                try await setup.server.waitUntilUnbound("rt.example.test")
+                await raw.close()
+                let gone = ContinuousClock.now + .seconds(10)
+                while SystemCalls.ownerAndMode(of: socket) != nil, ContinuousClock.now < gone {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(SystemCalls.ownerAndMode(of: socket) == nil)
+            }
+        }
+    }
+}
+
 /// A raw XEP-0114 component stream, for the cases a well-behaved library never produces.
 final class RawComponent: Sendable {
     typealias Channel = NIOAsyncChannel<XMLStreamEvent, XMLStreamFrame>
@@ -209,6 +262,17 @@ final class RawComponent: Sendable {
     static func connect(port: Int) async throws -> RawComponent {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addXMLStreamHandler(contentNamespace: Namespace.componentAccept)
+                    return try Channel(wrappingChannelSynchronously: channel)
+                }
+            }
+        return RawComponent(channel: channel)
+    }
+
+    static func connect(unixSocket path: String) async throws -> RawComponent {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(unixDomainSocketPath: path) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addXMLStreamHandler(contentNamespace: Namespace.componentAccept)
                     return try Channel(wrappingChannelSynchronously: channel)
