@@ -123,7 +123,10 @@ struct ExternalSupervisedTests {
         return output
     }
 
-    static func components(port: Int, directory: TemporaryDirectory, strophe: String) throws -> String {
+    static func components(
+        port: Int, directory: TemporaryDirectory, strophe: String, slixHostname: String = "slix.example.test",
+        stropheHostname: String = "strophe.example.test"
+    ) throws -> String {
         let slixSecret = try directory.write("slix.secret", "slix-secret\n")
         let stropheSecret = try directory.write("strophe.secret", "strophe-secret\n")
         let script = Self.repository + "/Tests/ExternalPeers/slixmpp_external.py"
@@ -131,7 +134,7 @@ struct ExternalSupervisedTests {
         let wrapper = #"exec "$0" "${COMPONENT_LISTEN%:*}" "${COMPONENT_LISTEN##*:}" "$COMPONENT_HOSTNAME" "$COMPONENT_SECRET""#
         return """
             [[component]]
-            hostname = "slix.example.test"
+            hostname = "\(slixHostname)"
             plugin = "external"
             [component.options]
             listen = "127.0.0.1:\(port)"
@@ -141,7 +144,7 @@ struct ExternalSupervisedTests {
             grace_seconds = 30
 
             [[component]]
-            hostname = "strophe.example.test"
+            hostname = "\(stropheHostname)"
             plugin = "external"
             [component.options]
             listen = "127.0.0.1:\(port)"
