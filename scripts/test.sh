@@ -7,7 +7,8 @@
 #      client, the TOML loader and admin-socket lines (FUZZ_SECONDS per target, 20 by
 #      default, six targets: CI's fuzz time is set here and only here; 0 skips it).
 #      `swift test` itself replays every committed corpus input;
-#   4. Examples/CustomHost is built (the README's "write your own host" package);
+#   4. Examples/CustomHost is built (the README's "write your own host" package), and
+#      Examples/OutOfProcessComponent (a Swift component the stock host runs through `command`);
 #   5. the benchmark suite in smoke mode (proves it still runs; never judges a number, but
 #      fails when a selected target did not run).
 set -euo pipefail
@@ -34,6 +35,8 @@ fi
 
 echo "test.sh: Examples/CustomHost (a host binary of one's own) builds" >&2
 swift build --package-path Examples/CustomHost
+echo "test.sh: Examples/OutOfProcessComponent (run by the stock component-host) builds" >&2
+swift build --package-path Examples/OutOfProcessComponent
 
 echo "test.sh: benchmark suite (smoke)" >&2
 Benchmarks/run.sh --smoke

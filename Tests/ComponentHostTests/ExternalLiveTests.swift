@@ -188,6 +188,40 @@ struct ExternalLiveTests {
 }
 
 extension ExternalLiveTests {
+    @Test func aComponentThatStopsReadingHoldsUpOnlyItsOwnHostname() async throws {
+        try await LiveHostTests.Setup.with { setup in
+            let port = try FreePort.allocate()
+            let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port))
+            let host = try ComponentHost(
+                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+            try await LiveHostTests.whileRunning(host) {
+                try await Self.whileLocalRuns(Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test") {
+                    try await setup.server.waitUntilBound("gw.example.test")
+                    let stuck = try await RawComponent.connect(port: port)
+                    #expect(try await stuck.authenticate("raw.example.test", secret: "raw-secret") == nil)
+                    try await setup.server.waitUntilBound("raw.example.test")
+                    stuck.setReading(false)
+                    // 24 MiB for the component that does not read: far past the socket buffers
+                    // and its hostname's budget (4 MiB).
+                    let body = String(repeating: "x", count: 4096)
+                    for index in 0..<6_000 {
+                        try setup.server.inject(
+                            Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("raw.example.test"), id: "f\(index)", body: body).element)
+                    }
+                    // The other hostname, on the same upstream stream, still answers.
+                    for index in 0..<5 {
+                        #expect(Message(try await setup.ask("gw.example.test", "alive \(index)", id: "a\(index)"))?.body == "alive \(index)")
+                    }
+                    // The excess of the stuck hostname is answered, not silently dropped.
+                    let refused = try #require(try await setup.users.take(id: "f5999", timeout: .seconds(20)))
+                    #expect(refused["type"] == "error")
+                    #expect(Message(refused)?.error?.condition == .resourceConstraint)
+                    await stuck.close()
+                }
+            }
+        }
+    }
+
     @Test func runtimeBindOnAUnixSocketAndUnbindEndTheLocalStream() async throws {
         try await LiveHostTests.Setup.with { setup in
             let path = try Fixtures.write(in: setup.directory, setup.configuration(components: [("echo.example.test", "echo")]))
@@ -246,17 +280,35 @@ final class RawComponent: Sendable {
     let channel: Channel
     let events: AsyncStream<XMLStreamEvent>
     private let task: Task<Void, Never>
+    private final class Flag: Sendable {
+        let value = Atomic<Bool>(true)
+    }
+
+    private let reading = Flag()
 
     private init(channel: Channel) {
         self.channel = channel
         let (events, continuation) = AsyncStream.makeStream(of: XMLStreamEvent.self)
         self.events = events
+        let reading = self.reading
         self.task = Task {
             try? await channel.executeThenClose { inbound, _ in
-                for try await event in inbound { continuation.yield(event) }
+                for try await event in inbound {
+                    continuation.yield(event)
+                    // A component that stops reading: NIO stops reading the socket once its
+                    // buffer is full, the kernel's buffers fill, and the host cannot write.
+                    while !reading.value.load(ordering: .relaxed) {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                }
             }
             continuation.finish()
         }
+    }
+
+    /// Stops (or resumes) reading from the host.
+    func setReading(_ value: Bool) {
+        self.reading.value.store(value, ordering: .relaxed)
     }
 
     static func connect(port: Int) async throws -> RawComponent {
@@ -334,6 +386,7 @@ final class RawComponent: Sendable {
     }
 
     func close() async {
+        self.setReading(true)
         self.channel.channel.close(promise: nil)
         await self.task.value
     }

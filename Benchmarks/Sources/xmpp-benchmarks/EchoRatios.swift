@@ -12,6 +12,12 @@ extension Suite {
             for index in echo.indices where echo[index].placement == placement && echo[index].ran {
                 if let ceiling { echo[index].ratioToCeiling = echo[index].stanzasPerSecond / ceiling }
                 if let fastestPeer { echo[index].ratioToFastestPeer = echo[index].stanzasPerSecond / fastestPeer }
+                if let libstrophe, echo[index].target == "host-external-libstrophe" {
+                    echo[index].addedCPUMicrosecondsPerStanza =
+                        echo[index].cpuMicrosecondsPerStanza - libstrophe.cpuMicrosecondsPerStanza
+                    echo[index].addedP50Milliseconds = echo[index].p50Milliseconds - libstrophe.p50Milliseconds
+                    echo[index].addedP99Milliseconds = echo[index].p99Milliseconds - libstrophe.p99Milliseconds
+                }
                 if let libstrophe {
                     echo[index].ratioToLibstrophe = echo[index].stanzasPerSecond / libstrophe.stanzasPerSecond
                     // Not when libstrophe's CPU rounds to 0 ticks (a smoke run): JSON has no infinity.

@@ -68,6 +68,32 @@ final class ChildProcess: Sendable {
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
+    /// User + system CPU time of the process and its live descendants (the components a
+    /// host supervises), in seconds.
+    var treeCPUSeconds: Double {
+        var total = 0.0
+        var pending = [self.pid]
+        var seen = Set<Int32>()
+        while let pid = pending.popLast(), seen.insert(pid).inserted {
+            total += Self.cpuSeconds(pid: pid)
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            for task in tasks {
+                let children = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? ""
+                pending.append(contentsOf: children.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+            }
+        }
+        return total
+    }
+
+    static func cpuSeconds(pid: Int32) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// Context switches of every live thread, by thread id (`voluntary_ctxt_switches` and
     /// `nonvoluntary_ctxt_switches` of `/proc/PID/task/*/status`).
     var contextSwitches: ContextSwitches {

@@ -81,6 +81,12 @@ struct Suite {
         /// Echoes/s and CPU per echo divided by libstrophe's in the same placement.
         var ratioToLibstrophe: Double?
         var cpuRatioToLibstrophe: Double?
+        /// For `host-external-libstrophe`: what carrying libstrophe through component-host's
+        /// `external` plugin adds per echoed stanza to libstrophe connected directly (same
+        /// placement): CPU µs (host + libstrophe against libstrophe alone) and latency.
+        var addedCPUMicrosecondsPerStanza: Double?
+        var addedP50Milliseconds: Double?
+        var addedP99Milliseconds: Double?
     }
 
     struct BindFigures: Codable {
@@ -136,8 +142,11 @@ struct Suite {
         return try await ReferenceServer.start(configuration: configuration, group: group)
     }
 
-    /// A component-host configuration with `hostnames`, all on the echo plugin.
-    func hostConfiguration(name: String, server: ReferenceServer, legacy: Bool, hostnames: [String]) throws -> String {
+    /// A component-host configuration with `hostnames`, all on the echo plugin (or, with
+    /// `external`, on the `external` plugin running that command against a local listener).
+    func hostConfiguration(
+        name: String, server: ReferenceServer, legacy: Bool, hostnames: [String], external: [String]? = nil
+    ) throws -> String {
         var text = """
             [server]
             host = "127.0.0.1"
@@ -159,7 +168,23 @@ struct Suite {
 
             """
         for hostname in hostnames {
-            text += "\n[[component]]\nhostname = \"\(hostname)\"\nplugin = \"echo\"\n"
+            guard let external else {
+                text += "\n[[component]]\nhostname = \"\(hostname)\"\nplugin = \"echo\"\n"
+                continue
+            }
+            let command = external.map { "\"\($0)\"" }.joined(separator: ", ")
+            text += """
+
+                [[component]]
+                hostname = "\(hostname)"
+                plugin = "external"
+                [component.options]
+                listen = "127.0.0.1:\(try Self.freePort())"
+                secret_file = "\(self.directory)/password"
+                command = [\(command)]
+                restart = "always"
+
+                """
         }
         let path = self.directory + "/\(name).toml"
         try text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -184,8 +209,8 @@ struct Suite {
         func wanted(_ name: String) -> Bool { self.options.only.map { $0.contains(name) } ?? true }
         // Every name `--only` accepts; an unknown one is a target that did not run.
         let known: Set<String> = [
-            "reflector", "host-xep0225-tls", "host-xep0114", "libstrophe", "gloox", "slixmpp", "host-100-plugins",
-            "binds", "decode",
+            "reflector", "host-xep0225-tls", "host-xep0114", "libstrophe", "host-external-libstrophe", "gloox", "slixmpp",
+            "host-100-plugins", "binds", "decode",
         ]
         var notRun: [String: String] = [:]
         for name in (self.options.only ?? []).subtracting(known) {
@@ -219,6 +244,22 @@ struct Suite {
         launches.append(hostLaunch("host-xep0225-tls", transport: "XEP-0225+TLS", legacy: false, hostnames: ["host-xep0225.\(Self.domain)"]))
         launches.append(hostLaunch("host-xep0114", transport: "XEP-0114", legacy: true, hostnames: ["host-xep0114.\(Self.domain)"]))
         launches.append(legacyPeer("libstrophe", peers + "/strophe-echo"))
+        // The same libstrophe echo, started by component-host (`external` plugin) and carried
+        // upstream on its XEP-0225+TLS stream: the difference to the row above is the cost of
+        // the host as a connection manager.
+        launches.append((
+            "host-external-libstrophe", "local 0114→0225", ["external-libstrophe.\(Self.domain)"],
+            {
+                let wrapper = #"exec "$0" "${COMPONENT_LISTEN%:*}" "${COMPONENT_LISTEN##*:}" "$COMPONENT_HOSTNAME" "$COMPONENT_SECRET""#
+                let configuration = try self.hostConfiguration(
+                    name: "host-external-libstrophe", server: server, legacy: false,
+                    hostnames: ["external-libstrophe.\(Self.domain)"],
+                    external: ["/bin/sh", "-c", wrapper.replacingOccurrences(of: "\"", with: "\\\""), peers + "/strophe-echo"])
+                return try ChildProcess(
+                    name: "host-external-libstrophe", core: self.componentCore, executable: host,
+                    arguments: ["run", "--config", configuration], log: self.logs + "/host-external-libstrophe.log")
+            }
+        ))
         launches.append(legacyPeer("gloox", peers + "/gloox-echo"))
         launches.append(legacyPeer("slixmpp", "/usr/bin/python3", [peers + "/slixmpp_echo.py"]))
         launches.append(hostLaunch("host-100-plugins", transport: "XEP-0225+TLS", legacy: false, hostnames: multiHostnames))
@@ -320,9 +361,9 @@ struct Suite {
         // Warm-up (not recorded), then the closed-loop run with CPU accounting.
         _ = try await go(max(100, total / 10), .closedLoop(window: self.options.window), 0)
         let switchesBefore = process.contextSwitches
-        let cpuBefore = process.cpuSeconds
+        let cpuBefore = process.treeCPUSeconds
         let peak = try await go(total, .closedLoop(window: self.options.window), 1)
-        let cpuAfter = process.cpuSeconds
+        let cpuAfter = process.treeCPUSeconds
         let switchesAfter = process.contextSwitches
         let switches = switchesAfter.since(switchesBefore)
         // Half the peak rate, open loop, for as long as the peak run took.
@@ -396,6 +437,27 @@ struct Suite {
         }
         machine["kernel"] = ProcessInfo.processInfo.operatingSystemVersionString
         return machine
+    }
+}
+
+extension Suite {
+    /// A free loopback TCP port (bound to port 0, then released).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw BenchmarkError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw BenchmarkError("cannot find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 

@@ -41,6 +41,14 @@ enum Table {
         lines.append("CPU µs: CPU time (user+system, all threads) of the component process per echoed stanza;")
         lines.append("cs/echo: voluntary + nonvoluntary context switches of the component's threads per echoed stanza;")
         lines.append("½rate: open-loop run at half the peak rate, with its p99.")
+        lines.append("host-external-libstrophe: libstrophe started by component-host (`external` plugin), CPU µs = host + libstrophe.")
+        for row in report.echo where row.target == "host-external-libstrophe" && row.ran {
+            guard let cpu = row.addedCPUMicrosecondsPerStanza else { continue }
+            lines.append(
+                "  added by component-host per echo (\(row.placement)): \(fixed(cpu, 1)) µs CPU, "
+                    + "p50 +\(fixed(row.addedP50Milliseconds, 3)) ms, p99 +\(fixed(row.addedP99Milliseconds, 3)) ms "
+                    + "(\(Int(row.stanzasPerSecond)) echoes/s vs libstrophe direct)")
+        }
         if let placement = report.binds.first?.placement ?? report.decode?.placement {
             lines.append("")
             lines.append("binds and decode: " + (Placement(rawValue: placement)?.summary ?? placement))

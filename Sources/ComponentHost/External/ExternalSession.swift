@@ -124,7 +124,7 @@ final class ExternalSession: Sendable {
                 }
             }
         } catch {
-            logger.debug("local component stream ended", metadata: ["error": "\(error)"])
+            logger.info("local component stream ended", metadata: ["error": "\(error)"])
         }
         timeout.cancel()
         self.closed.store(true, ordering: .relaxed)
