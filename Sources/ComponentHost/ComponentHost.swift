@@ -87,7 +87,7 @@ public actor ComponentHost: Service {
             configuration: configuration.componentConfiguration, logger: logger, eventLoopGroup: eventLoopGroup)
         let connection = self.connection
         self.gateway = ExternalGateway(
-            eventLoopGroup: eventLoopGroup, logger: logger, isUpstreamConnected: { connection.status.isConnected })
+            eventLoop: connection.streamEventLoop, logger: logger, isUpstreamConnected: { connection.status.isConnected })
         for component in configuration.components {
             let handler = try Self.makeHosted(
                 component.hostname, plugin: component.plugin, options: component.options, registry: registry,

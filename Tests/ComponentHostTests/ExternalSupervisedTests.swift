@@ -235,6 +235,48 @@ struct ExternalSupervisedTests {
         }
     }
 
+    /// The real binary with a supervised slixmpp component: SIGTERM stops the child and
+    /// unbinds its hostname, and the host exits 0.
+    @Test func realBinarySIGTERMStopsChildrenAndUnbinds() async throws {
+        try await Upstream.with { upstream in
+            let strophe = try Self.compileStropheEcho(into: upstream.directory.path)
+            let port = try FreePort.allocate()
+            let path = try Fixtures.write(
+                in: upstream.directory,
+                upstream.configuration(try Self.components(port: port, directory: upstream.directory, strophe: strophe)))
+            let binary = try #require(CommandLineTests.binaryPath, "component-host not found next to the test bundle")
+            let process = TestProcess(
+                executable: binary, arguments: ["run", "--config", path], outputPath: upstream.directory.path + "/host.out")
+            try process.start()
+            try await withCleanup {
+                try await upstream.server.waitUntilBound("slix.example.test", timeout: .seconds(30))
+                try await upstream.server.waitUntilBound("strophe.example.test", timeout: .seconds(30))
+                #expect(Message(try await upstream.ask("slix.example.test", "real", id: "r1"))?.body == "real")
+                let children = Self.children(of: process.pid)
+                #expect(children.count == 2, "the host's children: \(children)")
+                kill(process.pid, SIGTERM)
+                let status = try await process.waitForExit(timeout: .seconds(30))
+                #expect(status == 0, "component-host exited \(status) after SIGTERM:\n\(process.output)")
+                for child in children {
+                    #expect(Foundation.kill(child, 0) == -1, "child \(child) outlived the host")
+                }
+                #expect(!upstream.server.boundHostnames.contains("slix.example.test"))
+                #expect(!upstream.server.boundHostnames.contains("strophe.example.test"))
+            } cleanup: {
+                process.kill()
+            }
+        }
+    }
+
+    /// The direct children of a process (`/proc/PID/task/*/children`).
+    static func children(of pid: Int32) -> [Int32] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.flatMap { task -> [Int32] in
+            let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? ""
+            return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+    }
+
     @Test func upstreamRestartKeepsLocalStreamsAndDeliversQueuedStanzasInOrder() async throws {
         try await Upstream.with { upstream in
             let port = try FreePort.allocate()

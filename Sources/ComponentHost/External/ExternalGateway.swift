@@ -28,17 +28,20 @@ final class ExternalGateway: Sendable {
     private let state = Mutex(State())
     private let spawns: AsyncStream<Spawn>
     private let spawner: AsyncStream<Spawn>.Continuation
-    private let eventLoopGroup: any EventLoopGroup
+    /// The host connection's event loop: listeners, sessions and their tasks run there.
+    private let eventLoop: any EventLoop
+    private let executor: LoopTaskExecutor
     private let logger: Logger
     private let limits: XMLStreamLimits
     private let isUpstreamConnected: @Sendable () -> Bool
 
     init(
-        eventLoopGroup: any EventLoopGroup, logger: Logger, limits: XMLStreamLimits = .default,
+        eventLoop: any EventLoop, logger: Logger, limits: XMLStreamLimits = .default,
         isUpstreamConnected: @escaping @Sendable () -> Bool
     ) {
         (self.spawns, self.spawner) = AsyncStream.makeStream(of: Spawn.self)
-        self.eventLoopGroup = eventLoopGroup
+        self.eventLoop = eventLoop
+        self.executor = LoopTaskExecutor(eventLoop)
         self.logger = logger
         self.limits = limits
         self.isUpstreamConnected = isUpstreamConnected
@@ -114,7 +117,7 @@ final class ExternalGateway: Sendable {
             for await spawn in self.spawns {
                 switch spawn {
                 case .listen(let address):
-                    group.addTask { await self.listen(on: address) }
+                    group.addTask(executorPreference: self.executor) { await self.listen(on: address) }
                 case .supervise(let handler, let supervisor):
                     let address = handler.options.listen
                     group.addTask {
@@ -144,7 +147,7 @@ final class ExternalGateway: Sendable {
         do {
             switch address {
             case .tcp(let host, let port):
-                server = try await ServerBootstrap(group: self.eventLoopGroup)
+                server = try await ServerBootstrap(group: self.eventLoop)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                     .bind(host: host, port: port, childChannelInitializer: initializer)
@@ -153,7 +156,7 @@ final class ExternalGateway: Sendable {
                 // name in the same directory, and only then appears at its path.
                 let temporary = SystemCalls.parentDirectory(of: path) + "/.external-\(UInt32.random(in: 0...UInt32.max)).sock"
                 try? SystemCalls.removeFile(path)
-                server = try await ServerBootstrap(group: self.eventLoopGroup)
+                server = try await ServerBootstrap(group: self.eventLoop)
                     .bind(unixDomainSocketPath: temporary, childChannelInitializer: initializer)
                 do {
                     try SystemCalls.changeMode(temporary, 0o600)
@@ -189,7 +192,7 @@ final class ExternalGateway: Sendable {
                     try await server.executeThenClose { inbound in
                         for try await connection in inbound {
                             accepted.take(connection)
-                            group.addTask {
+                            group.addTask(executorPreference: self.executor) {
                                 let session = ExternalSession(channel: connection)
                                 await withTaskCancellationHandler {
                                     await session.serve(gateway: self, address: address, logger: self.logger)
