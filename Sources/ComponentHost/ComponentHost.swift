@@ -518,6 +518,10 @@ public actor ComponentHost: Service {
                 }
             },
             send: { try await connection.send($0) },
+            pendingStanzas: {
+                let key = hostnameKey(hostname)
+                return connection.status.hostnames.first { hostnameKey($0.hostname) == key }?.queuedStanzas ?? 0
+            },
             isUpstreamConnected: { connection.status.isConnected },
             logger: logger)
     }

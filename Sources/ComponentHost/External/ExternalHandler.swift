@@ -198,6 +198,17 @@ actor ExternalLink {
         guard self.current == nil, self.reserved == nil, self.graceTask != nil else { return }
         self.graceTask = nil
         self.releaseWaiters()
+        // What waits in the hostname's mailbox is answered with errors while the hostname is
+        // still bound (an error from an unbound hostname could not be sent): give the
+        // handler up to 2 s to get through it before the unbind.
+        if let runtime = self.runtime {
+            let deadline = ContinuousClock.now + .seconds(2)
+            while runtime.pendingStanzas() > 0, ContinuousClock.now < deadline, self.current == nil, self.reserved == nil {
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        guard self.current == nil, self.reserved == nil, !self.stopped else { return }
         await self.unregister()
     }
 

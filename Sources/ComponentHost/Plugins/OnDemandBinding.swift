@@ -30,6 +30,8 @@ struct OnDemandRuntime: Sendable {
     var unbind: @Sendable () async -> Void
     /// Sends a stanza upstream (waiting in the hostname's bounded queue while it is not bound).
     var send: @Sendable (Stanza) async throws -> Void
+    /// Stanzas received for the hostname and not yet handled (its mailbox).
+    var pendingStanzas: @Sendable () -> Int
     /// Whether the host's upstream stream is up.
     var isUpstreamConnected: @Sendable () -> Bool
     /// A logger with the hostname's metadata.
