@@ -7,8 +7,9 @@
 #      client, the TOML loader and admin-socket lines (FUZZ_SECONDS per target, 20 by
 #      default, six targets: CI's fuzz time is set here and only here; 0 skips it).
 #      `swift test` itself replays every committed corpus input;
-#   4. Examples/CustomHost is built (the README's "write your own host" package), and
-#      Examples/OutOfProcessComponent (a Swift component the stock host runs through `command`);
+#   4. Examples/CustomHost is built (the README's "write your own host" package);
+#      Examples/OutOfProcessComponent (a Swift component the stock host runs through
+#      `command`) is built before the suite, which runs it (OUT_OF_PROCESS_COMPONENT);
 #   5. the benchmark suite in smoke mode (proves it still runs; never judges a number, but
 #      fails when a selected target did not run).
 set -euo pipefail
@@ -16,6 +17,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 swift build --build-tests
+# The out-of-process Swift example is built first: a test runs it under the stock host.
+echo "test.sh: Examples/OutOfProcessComponent (run by the stock component-host) builds" >&2
+swift build --package-path Examples/OutOfProcessComponent
+OUT_OF_PROCESS_COMPONENT="$(swift build --package-path Examples/OutOfProcessComponent --show-bin-path)/OutOfProcessComponent"
+export OUT_OF_PROCESS_COMPONENT
 # Every server a test starts carries XMPP_TEST_STARTED_BY=<this run> (XMPPTestSupport's
 # TestProcess); none may outlive the suite, however the suite ended.
 export XMPP_TEST_RUN="test-sh-$$-$(date +%s)"
@@ -35,8 +41,6 @@ fi
 
 echo "test.sh: Examples/CustomHost (a host binary of one's own) builds" >&2
 swift build --package-path Examples/CustomHost
-echo "test.sh: Examples/OutOfProcessComponent (run by the stock component-host) builds" >&2
-swift build --package-path Examples/OutOfProcessComponent
 
 echo "test.sh: benchmark suite (smoke)" >&2
 Benchmarks/run.sh --smoke

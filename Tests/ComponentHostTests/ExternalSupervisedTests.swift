@@ -268,6 +268,44 @@ struct ExternalSupervisedTests {
         }
     }
 
+    /// `Examples/OutOfProcessComponent`, built by scripts/test.sh before the suite, which
+    /// passes its path in `OUT_OF_PROCESS_COMPONENT`.
+    static let outOfProcessComponent = ProcessInfo.processInfo.environment["OUT_OF_PROCESS_COMPONENT"]
+
+    /// The Swift example component run by the stock host through `command`.
+    @Test(.enabled(if: Self.outOfProcessComponent != nil, "set OUT_OF_PROCESS_COMPONENT (scripts/test.sh does)"))
+    func theSwiftExampleRunsUnderTheStockHost() async throws {
+        let binary = try #require(Self.outOfProcessComponent)
+        try await Upstream.with { upstream in
+            let port = try FreePort.allocate()
+            let secret = try upstream.directory.write("rev.secret", "rev-secret\n")
+            let path = try Fixtures.write(
+                in: upstream.directory,
+                upstream.configuration(
+                    """
+                    [[component]]
+                    hostname = "rev.example.test"
+                    plugin = "external"
+                    [component.options]
+                    listen = "127.0.0.1:\(port)"
+                    secret_file = "\(secret)"
+                    command = ["\(binary)"]
+                    """))
+            let host = try ComponentHost(
+                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+            try await LiveHostTests.whileRunning(host) {
+                try await upstream.server.waitUntilBound("rev.example.test", timeout: .seconds(30))
+                #expect(Message(try await upstream.ask("rev.example.test", "hello", id: "e1"))?.body == "olleh")
+                try upstream.server.inject(
+                    IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("rev.example.test"), id: "e2",
+                        payload: Element("query", namespace: Namespace.discoInfo)).element)
+                let disco = try #require(try await upstream.users.take(id: "e2", timeout: .seconds(10)))
+                let identities = disco.firstChild("query", namespace: Namespace.discoInfo)?.children("identity", namespace: Namespace.discoInfo) ?? []
+                #expect(identities.contains { $0["name"] == "Reverser (out of process)" })
+            }
+        }
+    }
+
     /// The direct children of a process (`/proc/PID/task/*/children`).
     static func children(of pid: Int32) -> [Int32] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
