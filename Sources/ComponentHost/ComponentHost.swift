@@ -278,6 +278,7 @@ public actor ComponentHost: Service {
         }
         if let onDemand = entry.handler.snapshot.handler as? any OnDemandBinding {
             await onDemand.stop()
+            await Self.waitWhileBinding(entry.hostname, on: self.connection)
         }
         do {
             try await self.connection.unbind(entry.hostname)
@@ -509,6 +510,7 @@ public actor ComponentHost: Service {
             hostname: hostname, gateway: gateway,
             bind: { try connection.register(hostname, handler: hosted) },
             unbind: {
+                await Self.waitWhileBinding(hostname, on: connection)
                 do {
                     try await connection.unbind(hostname)
                 } catch let error as ComponentError where error.kind == .notBound {
@@ -540,6 +542,20 @@ public actor ComponentHost: Service {
             status.lastExit = snapshot.lastExit
         }
         return status
+    }
+
+    /// Waits (up to the request timeout) until a bind in flight for `hostname` is answered:
+    /// ComponentKit drops a binding unbound while its bind is in flight without telling the
+    /// server, which then keeps routing to it. A hostname bound on demand can be unbound
+    /// that soon (a component that connects and leaves at once).
+    static func waitWhileBinding(_ hostname: String, on connection: ComponentConnection) async {
+        let key = hostnameKey(hostname)
+        let deadline = ContinuousClock.now + connection.configuration.requestTimeout
+        while ContinuousClock.now < deadline,
+            connection.status.hostnames.first(where: { hostnameKey($0.hostname) == key })?.state == .binding
+        {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     /// The wrapping handler of a served hostname (tests, diagnostics).

@@ -83,6 +83,28 @@ struct ExternalPluginTests {
         #expect(words["command"] == .stringArray(["/bin/sleep", "5"]))
     }
 
+    @Test func statusShowsTheComponentAndItsProcess() throws {
+        var external = HostStatus.External(listen: "127.0.0.1:5347", connected: true)
+        external.pid = 4242
+        external.processState = "running"
+        external.restarts = 2
+        external.uptimeSeconds = 61
+        let status = HostStatus(
+            server: "127.0.0.1:5269", domain: "example.com", connected: true, protocolInUse: "XEP-0225", tlsVersion: nil,
+            saslMechanism: nil, lastError: nil,
+            components: [
+                HostStatus.Component(
+                    hostname: "gw.example.com", plugin: "external", options: [:], origin: "configuration", state: "bound",
+                    stanzasIn: 1, stanzasOut: 2, hangs: 0, external: external)
+            ])
+        let line = try #require(status.rendered.split(separator: "\n").first { $0.hasPrefix("gw.example.com") })
+        #expect(line.contains("local connected on 127.0.0.1:5347"))
+        #expect(line.contains("process running pid 4242 up 61s, 2 restart(s)"))
+        let json = String(decoding: try JSONEncoder().encode(status), as: UTF8.self)
+        #expect(json.contains("\"process_state\":\"running\""))
+        #expect(json.contains("\"uptime_seconds\":61"))
+    }
+
     // MARK: Handshake
 
     @Test func handshakeMachineChecksHostnameSecretAndConflict() {

@@ -39,7 +39,7 @@ final class ExternalHandler: OnDemandBinding, Sendable {
 
     func start(_ runtime: OnDemandRuntime) {
         self.runtime.withLock { $0 = runtime }
-        Task { await self.link.setRuntime(runtime) }
+        self.link.setRuntime(runtime)
         runtime.gateway.attach(self)
     }
 
@@ -109,7 +109,9 @@ actor ExternalLink {
     let logger: Logger
     /// Mirrors whether a session is attached, for readers outside the actor.
     nonisolated let connected = Atomic<Bool>(false)
-    private var runtime: OnDemandRuntime?
+    /// Set once by ``ExternalHandler/start(_:)``, before the listener can accept anything.
+    private nonisolated let runtimeBox = Mutex<OnDemandRuntime?>(nil)
+    private var runtime: OnDemandRuntime? { self.runtimeBox.withLock { $0 } }
     private var current: ExternalSession?
     /// A session whose handshake succeeded and whose `<handshake/>` answer is being written:
     /// it holds the hostname (a second one is a conflict) but gets no stanza yet.
@@ -128,8 +130,8 @@ actor ExternalLink {
         self.logger = logger
     }
 
-    func setRuntime(_ runtime: OnDemandRuntime) {
-        self.runtime = runtime
+    nonisolated func setRuntime(_ runtime: OnDemandRuntime) {
+        self.runtimeBox.withLock { $0 = runtime }
     }
 
     /// Whether a local component is connected now.
