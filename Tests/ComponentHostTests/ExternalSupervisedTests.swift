@@ -306,6 +306,76 @@ struct ExternalSupervisedTests {
         }
     }
 
+    /// Against a server with XEP-0114 only, the host carries the external component on its
+    /// own XEP-0114 connection for that hostname, opened when the component connects and
+    /// closed when it leaves.
+    @Test func overAXEP0114OnlyUpstreamTheHostOpensAConnectionPerComponent() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        var configuration = ReferenceServerConfiguration(
+            domain: Self.domain, tls: nil, sasl: .init(sasldbPath: directory.path + "/sasldb"))
+        configuration.requireTLS = false
+        configuration.legacyPort = 0
+        configuration.legacySecrets = ["raw.example.test": "upstream-secret"]
+        let server = try await ReferenceServer.start(configuration: configuration)
+        let users = UserStanzaInbox(server)
+        try await withCleanup {
+            let port = try FreePort.allocate()
+            let upstreamSecret = try directory.write("upstream.secret", "upstream-secret\n")
+            let localSecret = try directory.write("local.secret", "local-secret\n")
+            let password = try directory.write("password", "unused\n")
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: password)
+            let path = try directory.write(
+                "host.toml",
+                """
+                [server]
+                host = "127.0.0.1"
+                port = \(try #require(server.legacyPort))
+                domain = "\(Self.domain)"
+                protocol = "xep0114"
+                tls = "none"
+
+                [auth]
+                identity = "component.example.test"
+                password_file = "password"
+
+                [admin]
+                socket = "\(directory.path)/admin.sock"
+
+                [[component]]
+                hostname = "raw.example.test"
+                plugin = "external"
+                secret_file = "\(upstreamSecret)"
+                [component.options]
+                listen = "127.0.0.1:\(port)"
+                secret_file = "\(localSecret)"
+                grace_seconds = 0
+                """)
+            let host = try ComponentHost(
+                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host-0114"))
+            try await LiveHostTests.whileRunning(host) {
+                let listening = ContinuousClock.now + .seconds(10)
+                while !FreePort.isAccepting(port), ContinuousClock.now < listening {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(!server.boundHostnames.contains("raw.example.test"))
+                let raw = try await RawComponent.connect(port: port)
+                #expect(try await raw.authenticate("raw.example.test", secret: "local-secret") == nil)
+                try await server.waitUntilBound("raw.example.test")
+                try server.inject(
+                    Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("raw.example.test"), id: "l1", body: "in").element)
+                #expect(try await raw.nextElement()?["id"] == "l1")
+                try await raw.send(
+                    Message(type: .chat, from: try JID("raw.example.test"), to: try JID("alice@example.test/x"), id: "l2", body: "out").element)
+                #expect(Message(try #require(try await users.take(id: "l2", timeout: .seconds(10))))?.body == "out")
+                await raw.close()
+                try await server.waitUntilUnbound("raw.example.test")
+            }
+        } cleanup: {
+            await server.stop()
+        }
+    }
+
     /// The direct children of a process (`/proc/PID/task/*/children`).
     static func children(of pid: Int32) -> [Int32] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
