@@ -188,6 +188,33 @@ struct ExternalLiveTests {
 }
 
 extension ExternalLiveTests {
+    @Test func reloadWithChangedOptionsServesTheHostnameAnew() async throws {
+        try await LiveHostTests.Setup.with { setup in
+            let port = try FreePort.allocate()
+            let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port, grace: 5))
+            let host = try ComponentHost(
+                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+            try await LiveHostTests.whileRunning(host) {
+                try await Self.whileLocalRuns(Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test") {
+                    try await setup.server.waitUntilBound("gw.example.test")
+                    #expect(Message(try await setup.ask("gw.example.test", "before", id: "rl1"))?.body == "before")
+                    // The grace changes: the hostname is served anew (its component is asked to
+                    // reconnect, and does); an unchanged file changes nothing.
+                    _ = try setup.directory.write("host.toml", try Self.configuration(setup, port: port, grace: 7))
+                    let report = try await host.reload()
+                    #expect(report.failures.isEmpty)
+                    #expect(report.plan.changed == ["gw.example.test"])
+                    #expect(await host.status.components.first { $0.hostname == "gw.example.test" }?.options["grace_seconds"] == .double(7))
+                    try await setup.server.waitUntilBound("gw.example.test", timeout: .seconds(20))
+                    _ = try await ExternalSupervisedTests.waitFor(host, "gw.example.test", "reconnected") { $0.connected }
+                    #expect(Message(try await setup.ask("gw.example.test", "after", id: "rl2"))?.body == "after")
+                    let again = try await host.reload()
+                    #expect(again.plan.isEmpty)
+                }
+            }
+        }
+    }
+
     @Test func aComponentThatStopsReadingHoldsUpOnlyItsOwnHostname() async throws {
         try await LiveHostTests.Setup.with { setup in
             let port = try FreePort.allocate()
