@@ -204,7 +204,7 @@ let package = Package(
         // run them on every committed input without libFuzzer.
         .target(
             name: "FuzzOracles",
-            dependencies: ["XMPPCore", "XMPPStream"],
+            dependencies: ["XMPPCore", "XMPPStream", "XMPPSASL"],
             path: "Fuzz/Sources/FuzzOracles",
             swiftSettings: swiftSettings
         ),

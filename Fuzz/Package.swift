@@ -43,6 +43,7 @@ let package = Package(
             dependencies: [
                 .product(name: "XMPPCore", package: "swift-xmpp-component"),
                 .product(name: "XMPPStream", package: "swift-xmpp-component"),
+                .product(name: "XMPPSASL", package: "swift-xmpp-component"),
             ],
             swiftSettings: swiftSettings
         ),
