@@ -25,6 +25,7 @@ import xmppwire as xw  # noqa: E402
 from xmppwire import q, NS_CLIENT, NS_COMPONENT, NS_SASL, NS_TLS, NS_STREAMS  # noqa: E402
 
 NS_SASL_CB = "urn:xmpp:sasl-cb:0"
+NS_BALANCING = "urn:xmpp:component:balancing:0"
 
 TOTAL_BUDGET = 120  # seconds for the whole run
 
@@ -363,7 +364,7 @@ def run_all(env):
             ("", "bad-request", "empty hostname"),
             ("user@a.localhost", "bad-request", "hostname with a node"),
             ("bad host..x", "bad-request", "invalid hostname"),
-            ("a.localhost/worker1", "feature-not-implemented", "domain/resource"),
+            ("a.localhost/", "bad-request", "domain/ with an empty resource"),
             ("c.localhost", "not-allowed", "declared but not in component_xep0225_hostnames"),
             ("d.localhost", "not-allowed", "listed but not declared as component_xep0225 host"),
             ("localhost", "not-allowed", "the VirtualHost itself"),
@@ -374,6 +375,34 @@ def run_all(env):
         comp2 = xw.component_login(P, S, ID, SEC, CA, name="comp2")
         r = bind(comp2, "a.localhost")
         check("bind a.localhost from a second stream -> conflict", error_of(r)[1] == "conflict", repr(error_of(r)))
+        # XEP-0225's domain/resource form: instances of one domain, on one stream or several
+        r = bind(comp, "A.localhost/Worker1")
+        hn = r.find(q(NS_COMPONENT, "bind"))
+        check("bind a.localhost/Worker1 (an instance of a bound domain) -> result echoing a.localhost/Worker1",
+              r.get("type") == "result" and hn is not None
+              and hn.findtext(q(NS_COMPONENT, "hostname")) == "a.localhost/Worker1",
+              repr(error_of(r)))
+        r = bind(comp, "a.localhost/worker2")
+        check("a second instance of a.localhost on the same stream -> result", r.get("type") == "result",
+              repr(error_of(r)))
+        r = bind(comp2, "a.localhost/Worker1")
+        check("bind an instance another stream holds -> conflict", error_of(r)[1] == "conflict", repr(error_of(r)))
+        r = bind(comp2, "a.localhost/worker3")
+        check("an instance of a.localhost on a second stream -> result", r.get("type") == "result", repr(error_of(r)))
+        status = env.shell("module:info('component_xep0225', 'a.localhost')")
+        check("admin shell: a.localhost status counts its 4 instances and the default algorithm (affinity)",
+              "Bound by " + ID in status and "4 instances, affinity" in status, status.strip()[-300:])
+        r = comp.iq("<bind xmlns='%s'><hostname weight='0'>a.localhost/w0</hostname></bind>" % NS_COMPONENT)
+        check("bind with weight='0' -> bad-request", error_of(r)[1] == "bad-request", repr(error_of(r)))
+        r = comp.iq("<bind xmlns='%s'><hostname xmlns:b='%s' b:weight='x'>a.localhost/w0</hostname></bind>"
+                    % (NS_COMPONENT, NS_BALANCING))
+        check("bind with a non-numeric balancing weight -> bad-request", error_of(r)[1] == "bad-request",
+              repr(error_of(r)))
+        for c, host in ((comp, "a.localhost/Worker1"), (comp, "a.localhost/worker2"), (comp2, "a.localhost/worker3")):
+            r = bind(c, host, op="unbind")
+            check("unbind the instance %s -> result" % host, r.get("type") == "result", repr(error_of(r)))
+        r = bind(comp2, "a.localhost/worker3", op="unbind")
+        check("unbind an instance already unbound -> item-not-found", error_of(r)[1] == "item-not-found")
         r = comp2.iq("<unbind xmlns='%s'><hostname>a.localhost</hostname></unbind>" % NS_COMPONENT)
         check("unbind a hostname bound by another stream -> item-not-found", error_of(r)[1] == "item-not-found")
         state["comp2"] = comp2
