@@ -21,13 +21,14 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import prosody_env as pe  # noqa: E402
+import wire_scale  # noqa: E402
 import xmppwire as xw  # noqa: E402
 from xmppwire import q, NS_CLIENT, NS_COMPONENT, NS_SASL, NS_TLS, NS_STREAMS  # noqa: E402
 
 NS_SASL_CB = "urn:xmpp:sasl-cb:0"
 NS_BALANCING = "urn:xmpp:component:balancing:0"
 
-TOTAL_BUDGET = 120  # seconds for the whole run
+TOTAL_BUDGET = 240  # seconds for the whole run
 
 results = []
 
@@ -65,13 +66,30 @@ def main():
     watchdog.daemon = True
     watchdog.start()
     try:
-        env.prepare()
-        env.prosodyctl("register", pe.USER, pe.SERVER, pe.USER_PASS)
-        env.start()
-        print("Prosody %s on 127.0.0.1: xep0225 port %d, c2s port %d (dir %s)"
-              % (env.version(), env.port, env.c2s_port, env.dir), flush=True)
-        run_all(env)
-        if "--quick" not in sys.argv:
+        if "--scale-only" not in sys.argv:
+            env.prepare()
+            env.prosodyctl("register", pe.USER, pe.SERVER, pe.USER_PASS)
+            env.start()
+            print("Prosody %s on 127.0.0.1: xep0225 port %d, c2s port %d (dir %s)"
+                  % (env.version(), env.port, env.c2s_port, env.dir), flush=True)
+            run_all(env)
+        # several instances of one domain: their own server, so that the checks above
+        # and these do not share bindings
+        env3 = pe.ProsodyEnv(extra_components=wire_scale.SCALE_COMPONENTS,
+                             extra_global_config="statistics = \"internal\"\nstatistics_interval = \"manual\"")
+        try:
+            env3.prepare()
+            env3.prosodyctl("register", pe.USER, pe.SERVER, pe.USER_PASS)
+            env3.start()
+            print("Several instances of one domain (Prosody on xep0225 port %d, c2s port %d)"
+                  % (env3.port, env3.c2s_port), flush=True)
+            wire_scale.run_scale(env3, check, run_case)
+        finally:
+            env3.terminate()
+            if any(not ok for _, ok in results):
+                print(env3.log_tail(40))
+            env3.cleanup(keep=keep)
+        if "--quick" not in sys.argv and "--scale-only" not in sys.argv:
             # the deprecated option name on purpose (still accepted), and core's
             # disable_sasl_mechanisms
             env2 = pe.ProsodyEnv(extra_global_config="component_xep0225_allow_unencrypted = true\n"
