@@ -45,6 +45,8 @@ local xmlns_prosody_component = "xmpp:prosody.im/protocol/component";
 local xmlns_cmr = "urn:xmpp:cmr:0"; -- XEP-0354
 local xmlns_cxf = "urn:xmpp:cxf"; -- XEP-0051
 local xmlns_disco_info = "http://jabber.org/protocol/disco#info";
+local xmlns_sm = "urn:xmpp:sm:3"; -- XEP-0198, acknowledgements only
+local xmlns_stanzas = "urn:ietf:params:xml:ns:xmpp-stanzas";
 -- This project's balancing extension of XEP-0225 (shared with the SDK and its reference
 -- server): <hostname xmlns:b='urn:xmpp:component:balancing:0' b:weight='3'>, and the
 -- name of the 'affinity' algorithm.
@@ -118,6 +120,7 @@ local opt_max_pending_iqs = opt_number("component_xep0225_max_pending_iqs", nil,
 local opt_affinity_timeout = opt_number("component_xep0225_affinity_timeout", nil, 900, 10, 86400);
 local opt_max_affinity = opt_number("component_xep0225_max_affinity_entries", nil, 100000, 100, 10000000);
 local opt_transfer_timeout = opt_number("component_xep0225_transfer_timeout", nil, 10, 1, 300);
+local opt_max_unacked = opt_number("component_xep0225_max_unacked_stanzas", nil, 10000, 100, 1000000);
 
 local opt_require_encryption = module:get_option_boolean("component_xep0225_require_encryption");
 if opt_require_encryption == nil then
@@ -150,6 +153,8 @@ local m_auth_failures = module:metric("counter", "auth_failures", "", "Failed SA
 local m_dropped = module:metric("counter", "dropped", "", "Stanzas to a component domain dropped (never answered)",
 	{ "reason" });
 local m_cmr_changes = module:metric("counter", "routing_changes", "", "Routing algorithm changes (XEP-0354 set)");
+local m_rerouted = module:metric("counter", "rerouted", "",
+	"Unacknowledged stanzas (XEP-0198) routed again after their stream ended");
 
 -- Shared state, kept across a module reload by module:shared():
 -- `bindable[host] = true` for every host that declares this module;
@@ -441,7 +446,7 @@ local function bounce(host, stanza, err_type, condition, text, reason)
 end
 
 -- Writes a stanza to an instance's stream; false when the stream is over its send buffer.
-local function write_to(session, host, stanza)
+local function write_to(session, host, stanza, copy)
 	if queued_bytes(session) > opt_max_send_buffer then
 		if not session.send_buffer_full then
 			session.send_buffer_full = true; -- warn once per episode, not per stanza
@@ -456,7 +461,7 @@ local function write_to(session, host, stanza)
 		session.log("info", "Send buffer below the limit again, delivering to %s", host);
 	end
 	stanza.attr.xmlns = nil;
-	session.send(stanza);
+	session.send(stanza, not copy and host or nil);
 	return true;
 end
 
@@ -507,7 +512,7 @@ local function dispatch(host, stanza)
 			local session = inst.session;
 			if not done[session] then
 				done[session] = true;
-				if write_to(session, host, stanza) then delivered = true; end
+				if write_to(session, host, stanza, true) then delivered = true; end
 			end
 		end
 		if delivered then return true; end
@@ -911,6 +916,7 @@ local function send_features(session)
 	local features = st.stanza("stream:features");
 	if session.type == "component" then
 		features:tag("bind", { xmlns = xmlns_component }):tag("required"):up():up();
+		features:tag("sm", { xmlns = xmlns_sm }):up();
 	elseif not session.secure then
 		if session.conn and session.conn.starttls and get_tls_context(session.server_host) then
 			features:tag("starttls", { xmlns = xmlns_tls });
@@ -1127,6 +1133,106 @@ local function handle_unauthed(session, stanza)
 	return session:close({ condition = "not-authorized", text = "Authenticate first" });
 end
 
+-- XEP-0198 acknowledgements (no resumption) -----------------------------------------
+-- A component may enable stream management on its stream. The server then keeps every
+-- stanza it wrote to the stream until the component acknowledges it; when the stream
+-- ends (closed, killed, timed out), the stanzas routed to it that were never acknowledged
+-- are routed again: to another instance of their domain, or bounced when none is left.
+-- Nothing is lost silently; a stanza the component handled but had not yet acknowledged
+-- may arrive twice (at least once).
+
+local sm_request_every = 16; -- unacknowledged stanzas before the server asks for an <a/>
+
+local function sm_request(session)
+	local sm = session.sm;
+	if not sm or sm.requested or session.closing then return; end
+	sm.requested = true;
+	session.send(st.stanza("r", { xmlns = xmlns_sm }));
+end
+
+-- Called for every stanza written to a stream with stream management enabled.
+-- routed_host: the domain whose routing chose this stream (nil for the server's own
+-- answers and for copies delivered to every instance under 'all').
+local function sm_sent(session, stanza, routed_host)
+	local sm = session.sm;
+	sm.sent = sm.sent + 1;
+	sm.queue[sm.sent] = { stanza = stanza, host = routed_host };
+	local unacked = sm.sent - sm.acked;
+	if unacked > opt_max_unacked then
+		session.log("warn", "%d stanzas not acknowledged; closing the stream", unacked);
+		timer.add_task(0, function ()
+			session:close({ condition = "resource-constraint", text = "Too many unacknowledged stanzas" });
+		end);
+		return;
+	end
+	if unacked % sm_request_every == 0 then
+		sm_request(session);
+	elseif not sm.timer then
+		sm.timer = timer.add_task(1, function ()
+			sm.timer = nil;
+			if session.sm == sm and sm.sent > sm.acked then sm_request(session); end
+		end);
+	end
+end
+
+-- The stream is gone: route again what it never acknowledged.
+local function sm_reroute(session)
+	local sm = session.sm;
+	if not sm then return; end
+	session.sm = nil;
+	local rerouted, dropped = 0, 0;
+	for i = sm.acked + 1, sm.sent do
+		local item = sm.queue[i];
+		if item and item.host then
+			local stanza = item.stanza;
+			local stanza_type = stanza.attr.type;
+			if stanza.name == "iq" and (stanza_type == "result" or stanza_type == "error") then
+				dropped = dropped + 1; -- the answer to a request of the stream that is gone
+			else
+				rerouted = rerouted + 1;
+				dispatch(item.host, st.clone(stanza));
+			end
+		end
+	end
+	if rerouted > 0 or dropped > 0 then
+		session.log("info", "%d unacknowledged stanza(s) routed again, %d answer(s) to its own requests dropped",
+			rerouted, dropped);
+		m_rerouted:with_labels():add(rerouted);
+		m_dropped:with_labels("requester_gone"):add(dropped);
+	end
+end
+
+local function handle_sm(session, stanza)
+	local name, sm = stanza.name, session.sm;
+	if name == "enable" then
+		if sm then
+			session.send(st.stanza("failed", { xmlns = xmlns_sm }):tag("unexpected-request", { xmlns = xmlns_stanzas }));
+			return;
+		end
+		session.sm = { sent = 0, acked = 0, queue = {}, handled = 0 };
+		session.log("debug", "Stream management enabled (acknowledgements, no resumption)");
+		session.send(st.stanza("enabled", { xmlns = xmlns_sm })); -- no 'resume': not offered
+	elseif name == "r" and sm then
+		session.send(st.stanza("a", { xmlns = xmlns_sm, h = ("%d"):format(sm.handled) }));
+	elseif name == "a" and sm then
+		local h = tonumber(stanza.attr.h);
+		if not h or h ~= math.floor(h) or h < sm.acked or h > sm.sent then
+			session.log("info", "Acknowledgement h=%s out of range (%d..%d)", tostring(stanza.attr.h), sm.acked, sm.sent);
+			return session:close({ condition = "undefined-condition",
+				text = "Acknowledged more stanzas than were sent",
+				extra = st.stanza("handled-count-too-high", { xmlns = xmlns_sm, h = tostring(stanza.attr.h),
+					["send-count"] = ("%d"):format(sm.sent) }) });
+		end
+		for i = sm.acked + 1, h do sm.queue[i] = nil; end
+		sm.acked = h;
+		sm.requested = false;
+		if sm.sent - sm.acked >= sm_request_every then sm_request(session); end
+	else
+		return session:close({ condition = "unsupported-stanza-type",
+			text = "Enable stream management with <enable/> before <r/> or <a/>" });
+	end
+end
+
 -- XEP-0354: a component asks for, or sets, the routing algorithm of its own domain.
 local function handle_cmr(session, stanza, child, domain)
 	local reply_from = stanza.attr.to or domain;
@@ -1244,6 +1350,8 @@ local function transfer_answered(session, stanza)
 end
 
 local function handle_authed(session, stanza)
+	if stanza.attr.xmlns == xmlns_sm then return handle_sm(session, stanza); end
+	if session.sm then session.sm.handled = session.sm.handled + 1; end
 	if stanza.attr.xmlns ~= nil
 		or (stanza.name ~= "message" and stanza.name ~= "presence" and stanza.name ~= "iq") then
 		return session:close({ condition = "unsupported-stanza-type",
@@ -1419,10 +1527,15 @@ function listener.onconnect(conn)
 	session.id = "xep0225" .. tostring(session):match("%x+$"):lower();
 	session.log = logger.init(session.id);
 	session.close = session_close;
-	function session.send(data)
+	-- routed_host: see sm_sent
+	function session.send(data, routed_host)
+		local stanza = session.sm and st.is_stanza(data)
+			and (data.name == "message" or data.name == "presence" or data.name == "iq") and data or nil;
 		data = tostring(data);
 		session.queued = session.queued + #data;
-		return conn:write(data);
+		local ok, err = conn:write(data);
+		if stanza then sm_sent(session, stanza, routed_host); end
+		return ok, err;
 	end
 	if conn:ssl() then
 		session.secure = true; -- direct TLS; this listener is STARTTLS only, so not the normal path
@@ -1506,6 +1619,7 @@ function listener.ondisconnect(conn, err)
 	sessions[conn] = nil;
 	stop_auth_timer(session);
 	unbind_all(session, "stream closed");
+	sm_reroute(session);
 	if session.transfer then
 		local transfer = session.transfer;
 		session.transfer = nil;

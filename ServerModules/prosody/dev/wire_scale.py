@@ -59,7 +59,7 @@ def pump(conns, until=None, quiet=1.0, limit=30.0):
     def collect(c):
         while c.queue:
             kind, el = c.queue.pop(0)
-            if kind == "element":
+            if kind == "element" and not c.handle_sm(el):
                 got[c].append(el)
 
     for c in conns:
@@ -296,8 +296,13 @@ def run_scale(env, check, run_case):
     run_case("xep-0354", cmr)
 
     # ---- an instance dies mid-traffic --------------------------------------------------
-    def kill_mid_traffic():
+    def kill_mid_traffic(sm):
+        """3 000 messages from 6 users to kill.localhost (3 instances, affinity); the
+        instance k1 dies abruptly after 1 100 were sent, with a chunk routed to it unread."""
         conns = [instance("kill.localhost/k%d" % i) for i in range(3)]
+        if sm:
+            for c in conns:
+                c.enable_sm()
         victim = conns[1]
         n, chunk = 3000, 100
         got = {c: [] for c in conns}
@@ -308,7 +313,11 @@ def run_scale(env, check, run_case):
                 s.send("".join("<message to='svc@kill.localhost' id='kill-%d' type='chat'><body>m</body></message>"
                                % i for i in range(start, min(n, start + chunk)) if i % len(senders) == k))
             if start == 1000:
-                victim.close()  # abrupt: no </stream:stream>, unread data is dropped by the kernel
+                # Mid-traffic: this chunk is on its way to the victim (routed into its socket,
+                # not read) when it dies abruptly: no </stream:stream>, and the kernel drops
+                # what it had not read.
+                pump(senders, quiet=0.1, limit=0.3)
+                victim.close()
                 killed_at = start + chunk
             part = pump([c for c in conns if c is not victim or killed_at is None] + senders, quiet=0.02, limit=2)
             for c in part:
@@ -323,25 +332,144 @@ def run_scale(env, check, run_case):
             errs = len(errors) + sum(len([el for el in g[s] if (el.get("id") or "").startswith("kill-")])
                                      for s in senders)
             return len(seen) + errs >= n
-        rest = pump(survivors + senders, until=settled, quiet=3, limit=30)
+        rest = pump(survivors + senders, until=settled, quiet=3 if sm else 1, limit=30)
         for c in survivors:
             got[c] += ids(rest[c], "kill-")
         for s in senders:
             errors += [el for el in rest[s] if (el.get("id") or "").startswith("kill-")]
-        delivered = set(sum(got.values(), []))
+        every = sum(got.values(), [])
+        delivered = set(every)
         bounced = set(el.get("id") for el in errors)
         silent = n - len(delivered | bounced)
         after = [len([i for i in got[c] if int(i.split("-")[1]) >= killed_at]) for c in conns]
-        print("      kill mid-traffic: %d sent, %d delivered (per instance %s; after the kill %s), %d bounced "
-              "with an error, %d silent" % (n, len(delivered), [len(got[c]) for c in conns], after,
-                                           len(bounced), silent), flush=True)
-        check("killed instance: its share moves to the two others (all %d messages sent after the kill "
-              "reach k0 and k2)" % (n - killed_at), after[1] == 0 and after[0] + after[2] == n - killed_at,
-              repr(after))
-        check("killed instance: every message delivered or bounced with an error (%d delivered, %d bounced, "
-              "%d silent)" % (len(delivered), len(bounced), silent), silent == 0)
+        label = "with XEP-0198 acks" if sm else "without stream management"
+        print("      kill mid-traffic %s: %d sent, %d delivered (per instance %s; sent after the kill %s), "
+              "%d delivered twice, %d bounced with an error, %d silent"
+              % (label, n, len(delivered), [len(got[c]) for c in conns], after, len(every) - len(delivered),
+                 len(bounced), silent), flush=True)
+        if sm:
+            check("killed instance: its share moves to the two others (all %d messages sent after the kill "
+                  "reach k0 and k2)" % (n - killed_at), after[1] == 0 and after[0] + after[2] == n - killed_at,
+                  repr(after))
+            check("killed instance (XEP-0198 acks): every message delivered or bounced with an error "
+                  "(%d delivered, %d bounced, %d silent)" % (len(delivered), len(bounced), silent), silent == 0)
         close_all(survivors)
-    run_case("kill", kill_mid_traffic)
+    run_case("kill", lambda: kill_mid_traffic(sm=True))
+    # The same without acknowledgements, for the record: what was in flight to the victim
+    # is lost, and no server can tell (TCP does not say what the peer's process read).
+    run_case("kill without sm", lambda: kill_mid_traffic(sm=False))
+
+    def sm_basics():
+        c = xw.component_login(P, S, SCALE_IDENTITY, SEC, CA, name="sm")
+        check("XEP-0198: post-auth features offer <sm xmlns='urn:xmpp:sm:3'/>",
+              c.features.find(q(xw.NS_SM, "sm")) is not None)
+        enabled = c.enable_sm()
+        check("XEP-0198 <enable/> -> <enabled/> without resumption", enabled.get("resume") is None
+              and enabled.get("id") is None)
+        c.sm = False  # answer by hand below
+        c.send("<enable xmlns='%s'/>" % xw.NS_SM)
+        el = c.read()
+        check("a second <enable/> -> <failed><unexpected-request/>", el.tag == q(xw.NS_SM, "failed"), el.tag)
+        instance("kill.localhost/sm", conn=c)
+        c.send("<message from='kill.localhost' to='%s' id='sm-1'><body>x</body></message><r xmlns='%s'/>"
+               % (alice.jid, xw.NS_SM))
+        el = c.wait_for(lambda e: e.tag == q(xw.NS_SM, "a"))
+        check("XEP-0198 <r/> -> <a h='2'/> (the bind IQ and the message)", el.get("h") == "2", el.get("h"))
+        c.send("<a xmlns='%s' h='7'/>" % xw.NS_SM)  # only the bind result was sent to it
+        cond, _, _ = c.expect_stream_error()
+        check("XEP-0198 <a/> acknowledging more than was sent -> undefined-condition", cond == "undefined-condition",
+              str(cond))
+        c.close()
+        c = xw.component_login(P, S, SCALE_IDENTITY, SEC, CA, name="sm-early")
+        c.send("<r xmlns='%s'/>" % xw.NS_SM)
+        cond, _, _ = c.expect_stream_error()
+        check("XEP-0198 <r/> before <enable/> -> unsupported-stanza-type", cond == "unsupported-stanza-type", str(cond))
+        c.close()
+        pump([alice], quiet=0.3)
+    run_case("sm basics", sm_basics)
+
+    def last_instance_dies():
+        # The last instance of a domain dies with stanzas it never acknowledged: they
+        # bounce to their senders (the domain has nobody left), none is lost silently.
+        c = instance("kill.localhost/last")
+        c.enable_sm()
+        alice.send("".join("<message to='svc@kill.localhost' id='last-%d' type='chat'><body>m</body></message>" % i
+                           for i in range(50)))
+        time.sleep(0.3)  # routed into its socket, never read
+        c.close()
+        got = pump([alice], until=lambda g: len(ids(g[alice], "last-")) >= 50, quiet=3)
+        errs = [el for el in got[alice] if (el.get("id") or "").startswith("last-")]
+        conds = set(error_of(el) for el in errs)
+        check("the last instance dies with 50 unacknowledged messages: all 50 bounce to the sender "
+              "(wait/remote-server-timeout) (%d, %s)" % (len(errs), conds),
+              len(set(el.get("id") for el in errs)) == 50 and conds == {("wait", "remote-server-timeout")})
+    run_case("last instance", last_instance_dies)
+
+    # ---- transfers (XEP-0051) and see-other-host, from the admin shell -----------------
+    def shell_async(command):
+        out = []
+        t = threading.Thread(target=lambda: out.append(env.shell(command, timeout=60)), daemon=True)
+        t.start()
+        return t, out
+
+    def transfers():
+        x0 = instance("xfer.localhost/x0")
+        x1 = instance("xfer.localhost/x1")
+        t, out = shell_async("component_xep0225:transfer('xfer.localhost/x0', '127.0.0.1:5999')")
+        order = x0.wait_for(lambda el: el.tag == q(NS_CLIENT, "iq") and el.find(q(NS_CXF, "query")) is not None,
+                            timeout=20)
+        query = order.find(q(NS_CXF, "query"))
+        check("transfer: the instance's stream gets <iq type='set' from=server><query xmlns='urn:xmpp:cxf'>"
+              "<domain>localhost</domain><server>127.0.0.1:5999</server>",
+              order.get("type") == "set" and order.get("from") == S and order.get("to") == SCALE_IDENTITY
+              and query.findtext(q(NS_CXF, "domain")) == S and query.findtext(q(NS_CXF, "server")) == "127.0.0.1:5999",
+              ET.tostring(order).decode()[:300])
+        x0.send("<iq type='result' id='%s' from='xfer.localhost' to='%s'/>" % (order.get("id"), S))
+        t.join(30)
+        text = out[0] if out else ""
+        check("transfer: the shell command reports the component's answer (1 accepted)",
+              "1 stream(s) ordered to 127.0.0.1:5999: 1 accepted, 0 refused, 0 did not answer" in text,
+              text.strip()[-300:])
+        t, out = shell_async("component_xep0225:transfer('xfer.localhost', 'other.example:5270')")
+        answered = 0
+        for c, answer in ((x0, "refuse"), (x1, "silence")):
+            o = c.wait_for(lambda el: el.tag == q(NS_CLIENT, "iq") and el.find(q(NS_CXF, "query")) is not None,
+                           timeout=20)
+            if answer == "refuse":
+                c.send("<iq type='error' id='%s' from='xfer.localhost' to='%s'><error type='cancel'>"
+                       "<not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+                       % (o.get("id"), S))
+            answered += 1
+        t.join(40)
+        text = out[0] if out else ""
+        check("transfer of a domain reaches both instances' streams; one refuses, one does not answer (reported "
+              "after component_xep0225_transfer_timeout)",
+              answered == 2 and "2 stream(s) ordered to other.example:5270: 0 accepted, 1 refused, 1 did not answer"
+              in text and "not-acceptable" in text, text.strip()[-300:])
+        text = env.shell("component_xep0225:transfer('xfer.localhost', 'bad host')")
+        check("transfer to an invalid server address is refused by the command", "Give the new server" in text,
+              text.strip()[-200:])
+        text = env.shell("component_xep0225:transfer('nobody.localhost', '127.0.0.1:1')")
+        check("transfer of a name no stream matches is refused by the command", "No component stream matches" in text,
+              text.strip()[-200:])
+        text = env.shell("component_xep0225:redirect('xfer.localhost/x0', '[::1]:5270')")
+        try:
+            x0.read(timeout=10)
+            cond, seen = None, None
+        except xw.StreamError as e:
+            cond, seen = e.condition, e.element.findtext("{urn:ietf:params:xml:ns:xmpp-streams}see-other-host")
+        check("redirect: the stream ends with <see-other-host>[::1]:5270</see-other-host>",
+              cond == "see-other-host" and seen == "[::1]:5270", "%s %r %s" % (cond, seen, text.strip()[-200:]))
+        alice.send("".join("<message to='svc@xfer.localhost' id='xf-%d' type='chat'><body>m</body></message>" % i
+                           for i in range(10)))
+        got = pump([x1], until=lambda g: len(ids(g[x1], "xf-")) >= 10, quiet=2)
+        check("after the redirect the domain's traffic goes to the remaining instance (10/10)",
+              len(ids(got[x1], "xf-")) == 10, str(len(ids(got[x1], "xf-"))))
+        text = env.shell("component_xep0225:list()")
+        check("admin shell component_xep0225:list() shows the streams, their instances and each domain's algorithm",
+              "xfer.localhost/x1" in text and "rr.localhost: roundrobin" in text, text.strip()[-400:])
+        close_all([x1])
+    run_case("transfers", transfers)
 
     close_all([c for c in opened if not c.closed])
     close_all(senders)

@@ -76,7 +76,8 @@ def main():
         # several instances of one domain: their own server, so that the checks above
         # and these do not share bindings
         env3 = pe.ProsodyEnv(extra_components=wire_scale.SCALE_COMPONENTS,
-                             extra_global_config="statistics = \"internal\"\nstatistics_interval = \"manual\"")
+                             extra_global_config="component_xep0225_transfer_timeout = 2\n"
+                                                 "statistics = \"internal\"\nstatistics_interval = \"manual\"")
         try:
             env3.prepare()
             env3.prosodyctl("register", pe.USER, pe.SERVER, pe.USER_PASS)
