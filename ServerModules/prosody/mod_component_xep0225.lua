@@ -507,15 +507,19 @@ local function dispatch(host, stanza)
 	local algorithm = algorithm_of(host);
 	if algorithm == "all" and #group.list > 1
 		and (name == "presence" or (name == "message" and stanza_type ~= "error")) then
-		local done, delivered = {}, false;
+		local done, delivered, skipped = {}, false, 0;
 		for _, inst in ipairs(group.list) do
 			local session = inst.session;
 			if not done[session] then
 				done[session] = true;
-				if write_to(session, host, stanza, true) then delivered = true; end
+				if write_to(session, host, stanza, true) then delivered = true; else skipped = skipped + 1; end
 			end
 		end
-		if delivered then return true; end
+		if delivered then
+			-- the sender got its stanza delivered; the copies for streams that do not read are counted
+			if skipped > 0 then m_dropped:with_labels("send_buffer_full"):add(skipped); end
+			return true;
+		end
 		return bounce(host, stanza, "wait", "resource-constraint", "Component is not reading its stream", "send_buffer_full");
 	end
 	local inst = pick_instance(group, algorithm, stanza);

@@ -295,6 +295,26 @@ def run_scale(env, check, run_case):
         close_all(conns + [lk])
     run_case("xep-0354", cmr)
 
+    def instance_addressing():
+        a = instance("rr.localhost/p0")
+        b = instance("rr.localhost/p1")
+        # a stanza to domain/resource of a bound instance goes to that instance
+        alice.send("".join("<message to='rr.localhost/p1' id='to-p1-%d' type='chat'><body>m</body></message>" % i
+                           for i in range(10)))
+        got = pump([a, b], until=lambda g: len(ids(g[b], "to-p1-")) >= 10, quiet=2)
+        check("a stanza to domain/resource goes to that instance (10/10 to p1, 0 to p0)",
+              len(ids(got[b], "to-p1-")) == 10 and not ids(got[a], "to-p1-"))
+        # an instance may send from its own domain/resource, not from another stream's
+        a.send("<message from='rr.localhost/p0' to='%s' id='from-p0'><body>x</body></message>" % alice.jid)
+        got = pump([alice], until=lambda g: any(el.get("id") == "from-p0" for el in g[alice]), quiet=2)
+        check("an instance sends from its own domain/resource",
+              any(el.get("id") == "from-p0" and el.get("type") != "error" for el in got[alice]))
+        a.send("<message from='rr.localhost/p1' to='%s' id='from-p1'><body>x</body></message>" % alice.jid)
+        cond, _, _ = a.expect_stream_error()
+        check("'from' = an instance another stream holds -> invalid-from", cond == "invalid-from", str(cond))
+        close_all([a, b])
+    run_case("instance addressing", instance_addressing)
+
     # ---- an instance dies mid-traffic --------------------------------------------------
     def kill_mid_traffic(sm):
         """3 000 messages from 6 users to kill.localhost (3 instances, affinity); the
