@@ -45,6 +45,8 @@ Component "lock.localhost" "component_xep0225"
     component_xep0225_routing_locked = true
 Component "kill.localhost" "component_xep0225"
 Component "xfer.localhost" "component_xep0225"
+Component "bogus.localhost" "component_xep0225"
+    component_xep0225_routing = "fastest"
 """ % {"identity": SCALE_IDENTITY, "secret": pe.SECRET,
        "hostnames": ", ".join('"%s"' % d for d in SCALE_DOMAINS)}
 
@@ -314,6 +316,14 @@ def run_scale(env, check, run_case):
         check("'from' = an instance another stream holds -> invalid-from", cond == "invalid-from", str(cond))
         close_all([a, b])
     run_case("instance addressing", instance_addressing)
+
+    def unknown_algorithm():
+        text = env.shell("component_xep0225:routing('bogus.localhost')")
+        log = env.log_tail(10 ** 6)
+        check("component_xep0225_routing = \"fastest\" (unknown): logged as an error, the domain uses affinity",
+              'Unknown component_xep0225_routing "fastest" for bogus.localhost' in log
+              and "bogus.localhost: affinity" in text, text.strip()[-200:])
+    run_case("unknown algorithm", unknown_algorithm)
 
     # ---- an instance dies mid-traffic --------------------------------------------------
     def kill_mid_traffic(sm):
