@@ -269,6 +269,13 @@ class ProsodyEnv:
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def stdout_tail(self, n=20):
+        try:
+            with open(os.path.join(self.dir, "stdout.log"), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
     def log_tail(self, n=60):
         try:
             with open(os.path.join(self.dir, "prosody.log"), errors="replace") as f:

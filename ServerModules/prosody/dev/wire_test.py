@@ -86,10 +86,17 @@ def main():
                   % (env3.port, env3.c2s_port), flush=True)
             wire_scale.run_scale(env3, check, run_case)
         finally:
-            env3.terminate()
-            if any(not ok for _, ok in results):
+            alive = env3.proc is not None and env3.proc.poll() is None
+            rc3 = env3.terminate()
+            failed3 = any(not ok for _, ok in results)
+            if failed3:
+                print("---- prosody (several instances) log tail; it was %s (exit code %s) ----"
+                      % ("running" if alive else "no longer running", rc3))
                 print(env3.log_tail(40))
-            env3.cleanup(keep=keep)
+                print(env3.stdout_tail())
+            env3.cleanup(keep=keep or (failed3 and "--keep-on-fail" in sys.argv))
+            if keep or (failed3 and "--keep-on-fail" in sys.argv):
+                print("kept", env3.dir)
         if "--quick" not in sys.argv and "--scale-only" not in sys.argv:
             # the deprecated option name on purpose (still accepted), and core's
             # disable_sasl_mechanisms
