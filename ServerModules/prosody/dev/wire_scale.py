@@ -4,9 +4,7 @@ Run by wire_test.py against its own Prosody (SCALE_COMPONENTS below); every chec
 talks to the server over real sockets, with real c2s users.
 """
 
-import os
 import select
-import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -434,6 +432,13 @@ def run_scale(env, check, run_case):
               "(wait/remote-server-timeout) (%d, %s)" % (len(errs), conds),
               len(set(el.get("id") for el in errs)) == 50 and conds == {("wait", "remote-server-timeout")})
     run_case("last instance", last_instance_dies)
+
+    def metrics():
+        out = env.shell("stats:show('component_xep0225')")
+        for name in ("rerouted", "dropped", "routing_changes", "bound_hostnames"):
+            check("metric prosody_mod_component_xep0225/%s is exported" % name,
+                  "prosody_mod_component_xep0225/%s" % name in out, out.strip()[-400:])
+    run_case("metrics", metrics)
 
     # ---- transfers (XEP-0051) and see-other-host, from the admin shell -----------------
     def shell_async(command):
