@@ -161,7 +161,8 @@ local m_rerouted = module:metric("counter", "rerouted", "",
 -- `domains[host]` = the group of instances bound to that domain (see new_group);
 -- `pending_iqs[key]` = which stream sent an IQ request still waiting for its answer;
 -- `routing_config[host]` / `routing_locked[host]` = the domain's configured algorithm;
--- `routing_override[host]` = an algorithm set at run time (XEP-0354 set, or the shell).
+-- `routing_override[host]` = an algorithm set by an admin in the shell (until restart);
+-- a component's XEP-0354 set lives in the domain's group (until its last instance leaves).
 local bindable = module:shared("bindable");
 local domains = module:shared("domains");
 local pending_iqs = module:shared("pending_iqs");
@@ -216,7 +217,8 @@ end
 -- session.domains[domain] = { [hostname] = inst }.
 
 local function algorithm_of(host)
-	return routing_override[host] or routing_config[host] or default_algorithm;
+	local group = domains[host];
+	return group and group.override or routing_override[host] or routing_config[host] or default_algorithm;
 end
 
 local function set_host_status(host, level, text)
@@ -1264,7 +1266,7 @@ local function handle_cmr(session, stanza, child, domain)
 			return;
 		end
 		if algorithm_of(domain) ~= name then
-			routing_override[domain] = name;
+			domains[domain].override = name; -- the domain is held by this stream, so its group exists
 			m_cmr_changes:with_labels():add(1);
 			session.log("info", "Routing algorithm of %s set to %s (XEP-0354, from %s)", domain, name, stanza.attr.from);
 			update_host_status(domain);
@@ -1710,7 +1712,8 @@ function shell:list()
 	for _, host in ipairs(hosts_list) do
 		local group = domains[host];
 		print(("%s: %s, %d instance(s)%s"):format(host, algorithm_of(host), group and #group.list or 0,
-			routing_override[host] and " (set at run time)" or ""));
+			(group and group.override) and " (set by a component)"
+				or routing_override[host] and " (set in the shell)" or ""));
 	end
 	return true, ("%d component stream(s)"):format(n);
 end
@@ -1724,6 +1727,7 @@ function shell:routing(host, algorithm)
 	local name = algorithm_name(algorithm);
 	if not name then return false, "Unknown algorithm; known: " .. table.concat(algorithm_names, ", "); end
 	routing_override[host] = name;
+	if domains[host] then domains[host].override = nil; end -- the admin's choice wins over a component's
 	m_cmr_changes:with_labels():add(1);
 	module:log("info", "Routing algorithm of %s set to %s (admin shell)", host, name);
 	update_host_status(host);

@@ -283,6 +283,20 @@ def run_scale(env, check, run_case):
               repr(error_of(r)))
         r = c.iq("<cmr xmlns='%s' algorithm='%s'/>" % (NS_CMR, "roundrobin"), frm="rr.localhost")
         check("XEP-0354 set by short name (roundrobin) -> result", r.get("type") == "result", repr(error_of(r)))
+        r = c.iq("<cmr xmlns='%s' algorithm='weighted'/>" % NS_CMR, frm="rr.localhost")
+        close_all(conns)
+        # the set lasts while the domain has instances: once the last left, the configured
+        # algorithm is back (as in the reference server)
+        c = instance("rr.localhost/c9")
+        active, deadline = None, time.monotonic() + 10
+        while active != ["urn:xmpp:cmr:roundrobin"] and time.monotonic() < deadline:
+            r2 = c.iq("<query xmlns='%s'/>" % NS_CMR, type_="get", frm="rr.localhost")
+            active = [e.get("algorithm") for e in r2.find(q(NS_CMR, "query")).findall(q(NS_CMR, "active"))]
+            if active != ["urn:xmpp:cmr:roundrobin"]:
+                time.sleep(0.1)
+        check("XEP-0354 set lasts until the domain's last instance leaves; then the configured algorithm is back",
+              r.get("type") == "result" and active == ["urn:xmpp:cmr:roundrobin"], repr(active))
+        conns = [c]
         lk = instance("lock.localhost/l0")
         r = lk.iq("<cmr xmlns='%s' algorithm='urn:xmpp:cmr:all'/>" % NS_CMR, frm="lock.localhost")
         check("XEP-0354 set on a domain with component_xep0225_routing_locked -> not-allowed",
