@@ -349,7 +349,7 @@ def run_scale(env, check, run_case):
         n, chunk = 3000, 100
         got = {c: [] for c in conns}
         errors = []
-        killed_at = None
+        killed_at = t_moved = None
         for start in range(0, n, chunk):
             for k, s in enumerate(senders):
                 s.send("".join("<message to='svc@kill.localhost' id='kill-%d' type='chat'><body>m</body></message>"
@@ -359,7 +359,9 @@ def run_scale(env, check, run_case):
                 # not read) when it dies abruptly: no </stream:stream>, and the kernel drops
                 # what it had not read.
                 pump(senders, quiet=0.1, limit=0.3)
+                victim_users = set(int(i.split("-")[1]) % len(senders) for i in got[victim])
                 victim.close()
+                t_kill = time.monotonic()
                 killed_at = start + chunk
             part = pump([c for c in conns if c is not victim or killed_at is None] + senders, quiet=0.02, limit=2)
             for c in part:
@@ -367,6 +369,10 @@ def run_scale(env, check, run_case):
                     got[c] += ids(part[c], "kill-")
                 else:
                     errors += [el for el in part[c] if (el.get("id") or "").startswith("kill-")]
+            if killed_at is not None and t_moved is None and any(
+                    int(i.split("-")[1]) % len(senders) in victim_users and c is not victim
+                    for c in conns for i in ids(part.get(c, []), "kill-")):
+                t_moved = time.monotonic() - t_kill
         survivors = [conns[0], conns[2]]
 
         def settled(g):
@@ -386,9 +392,10 @@ def run_scale(env, check, run_case):
         after = [len([i for i in got[c] if int(i.split("-")[1]) >= killed_at]) for c in conns]
         label = "with XEP-0198 acks" if sm else "without stream management"
         print("      kill mid-traffic %s: %d sent, %d delivered (per instance %s; sent after the kill %s), "
-              "%d delivered twice, %d bounced with an error, %d silent"
-              % (label, n, len(delivered), [len(got[c]) for c in conns], after, len(every) - len(delivered),
-                 len(bounced), silent), flush=True)
+              "%d delivered twice, %d bounced with an error, %d silent; the victim's users reached the others "
+              "%s after the kill" % (label, n, len(delivered), [len(got[c]) for c in conns], after,
+                                     len(every) - len(delivered), len(bounced), silent,
+                                     "%.3f s" % t_moved if t_moved is not None else "never"), flush=True)
         if sm:
             check("killed instance: its share moves to the two others (all %d messages sent after the kill "
                   "reach k0 and k2)" % (n - killed_at), after[1] == 0 and after[0] + after[2] == n - killed_at,
