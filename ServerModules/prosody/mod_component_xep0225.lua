@@ -1801,8 +1801,101 @@ function shell:redirect(who, server)
 	return true, ("%d stream(s) sent to %s"):format(n, server);
 end
 
+-- Ad-hoc command for admins (XEP-0050) --------------------------------------------------
+-- On every VirtualHost where mod_adhoc is loaded: "Move component streams" (XEP-0051
+-- transfer, or see-other-host), the same as the shell's transfer/redirect.
+
+local adhoc_node = "xmpp:prosody.im/mod_component_xep0225#move";
+local adhoc_ok, adhoc_lib = pcall(module.require, module, "adhoc");
+local dataforms_new = require "util.dataforms".new;
+local adhoc_simple = require "util.adhoc".new_simple_form;
+
+local move_form = dataforms_new {
+	title = "Move component streams";
+	instructions = "Order XEP-0225 component streams to another server.";
+	{ name = "who", type = "text-single", required = true,
+		label = "Stream id, identity, domain or domain/resource" };
+	{ name = "server", type = "text-single", required = true, label = "New server (host or host:port)" };
+	{ name = "how", type = "list-single", label = "How", value = "transfer",
+		options = {
+			{ label = "XEP-0051 transfer (the component reconnects, then leaves)", value = "transfer" };
+			{ label = "see-other-host (the stream ends now)", value = "redirect" };
+		} };
+};
+
+local move_handler = adhoc_simple(move_form, function (fields, form_err, data)
+	if form_err then
+		return { status = "completed", error = { message = "Missing or invalid field(s): "
+			.. table.concat((function () local t = {}; for k in pairs(form_err) do t[#t + 1] = k; end; return t; end)(), ", ") } };
+	end
+	module:log("info", "%s moves component streams %q to %s (%s, ad-hoc command)", tostring(data.from), tostring(fields.who),
+		tostring(fields.server), tostring(fields.how));
+	local ok, result = true, nil;
+	if fields.how == "redirect" then
+		ok, result = shell.redirect(nil, fields.who, fields.server);
+	else
+		local p, err = shell.transfer(nil, fields.who, fields.server);
+		if p == false or p == nil then
+			ok, result = false, err;
+		elseif async.ready() then
+			-- stanzas from c2s are handled in the session's async runner: wait for the answers
+			result = async.wait_for(p);
+		else
+			result = "Transfer ordered; the answers are in the log";
+		end
+	end
+	if not ok then return { status = "completed", error = { message = tostring(result) } }; end
+	return { status = "completed", info = tostring(result) };
+end);
+
+local adhoc_descriptor = adhoc_ok and adhoc_lib.new("Move component streams", adhoc_node, move_handler, "admin");
+local adhoc_hosts = {}; -- VirtualHost -> module context holding the command there
+
+-- mod_adhoc collects commands from modules loaded on its own host; this global module
+-- adds its item through a per-host context, which fires item-added on that host.
+local function add_adhoc(host)
+	if not adhoc_descriptor or adhoc_hosts[host] then return; end
+	if not (hosts[host] and hosts[host].type == "local" and modulemanager.is_loaded(host, "adhoc")) then return; end
+	local context = module:context(host);
+	if context.default_permission and hosts[host].authz then
+		-- 13: the permission the descriptor's "admin" stands for, on this host (adhoc.lib
+		-- declared it for the hosts active when this module loaded only)
+		context:default_permission("prosody:admin", "adhoc:" .. adhoc_node);
+	end
+	context:add_item("adhoc-provider", adhoc_descriptor);
+	adhoc_hosts[host] = context;
+end
+
+-- VirtualHosts active now, activated later (after their modules are loaded: priority
+-- below modulemanager's), and mod_adhoc loaded or unloaded on one of them later.
+local watched_hosts = {};
+local function watch_host(host)
+	if not (hosts[host] and hosts[host].type == "local") then return; end
+	add_adhoc(host);
+	if watched_hosts[host] then return; end
+	watched_hosts[host] = true;
+	local context = module:context(host);
+	context:hook("module-loaded", function (event)
+		if event.module == "adhoc" then add_adhoc(host); end
+	end);
+	context:hook("module-unloaded", function (event)
+		if event.module == "adhoc" and adhoc_hosts[host] then
+			adhoc_hosts[host]:remove_item("adhoc-provider", adhoc_descriptor);
+			adhoc_hosts[host] = nil;
+		end
+	end);
+end
+for host in pairs(hosts) do watch_host(host); end
+module:hook_global("host-activated", watch_host, -10);
+
+
 -- A real unload (not a reload) ends every component stream.
 function module.unload()
+	-- the ad-hoc command goes on reload too (the reloaded code adds its own)
+	for host, context in pairs(adhoc_hosts) do
+		context:remove_item("adhoc-provider", adhoc_descriptor);
+		adhoc_hosts[host] = nil;
+	end
 	if module.reloading then return; end
 	if shell_env.component_xep0225 == shell then shell_env.component_xep0225 = nil; end
 	for _, session in pairs(sessions) do

@@ -54,7 +54,7 @@ log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{dir}/prosody
 plugin_paths = {{ "{module_dir}" }}
 interfaces = {{ "127.0.0.1" }}
 local_interfaces = {{ "127.0.0.1" }}
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; "admin_shell"; "admin_socket"; }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; "admin_shell"; "admin_socket"; "adhoc"; }}
 modules_disabled = {{ "s2s"; "s2s_auth_certs"; }}
 c2s_ports = {{ {c2s_port} }}
 c2s_interfaces = {{ "127.0.0.1" }}

@@ -21,6 +21,10 @@ NS_VERSION = "jabber:iq:version"
 AFFINITY = "urn:xmpp:component:balancing:affinity"
 
 SCALE_IDENTITY = "scale.localhost"
+OTHER_USER = "bob"  # registered by wire_test.py; alice is the admin
+NS_COMMANDS = "http://jabber.org/protocol/commands"
+NS_DATA = "jabber:x:data"
+MOVE_NODE = "xmpp:prosody.im/mod_component_xep0225#move"
 SCALE_DOMAINS = ["rr.localhost", "w.localhost", "all.localhost", "aff.localhost", "ma.localhost",
                  "lock.localhost", "kill.localhost", "xfer.localhost"]
 
@@ -526,6 +530,41 @@ def run_scale(env, check, run_case):
               "xfer.localhost/x1" in text and "rr.localhost: roundrobin" in text, text.strip()[-400:])
         close_all([x1])
     run_case("transfers", transfers)
+
+    def adhoc_move():
+        def execute(user):
+            return user.iq("<command xmlns='%s' node='%s' action='execute'/>" % (NS_COMMANDS, MOVE_NODE), to=S)
+        r = execute(alice)
+        cmd = r.find(q(NS_COMMANDS, "command"))
+        fields = [f.get("var") for f in cmd.iter(q(NS_DATA, "field"))] if cmd is not None else []
+        check("ad-hoc command (admin alice): 'Move component streams' answers with its form (who, server, how)",
+              r.get("type") == "result" and cmd.get("status") == "executing" and fields[:3] == ["who", "server", "how"],
+              "%s %r" % (r.get("type"), fields))
+        x5 = instance("xfer.localhost/x5")
+        alice.send("<iq type='set' id='move-1' to='%s'><command xmlns='%s' node='%s' sessionid='%s'>"
+                   "<x xmlns='%s' type='submit'><field var='who'><value>xfer.localhost/x5</value></field>"
+                   "<field var='server'><value>127.0.0.1:5998</value></field>"
+                   "<field var='how'><value>transfer</value></field></x></command></iq>"
+                   % (S, NS_COMMANDS, MOVE_NODE, cmd.get("sessionid"), NS_DATA))
+        order = x5.wait_for(lambda el: el.tag == q(NS_CLIENT, "iq") and el.find(q(NS_CXF, "query")) is not None,
+                            timeout=20)
+        x5.send("<iq type='result' id='%s' from='xfer.localhost' to='%s'/>" % (order.get("id"), S))
+        done = alice.wait_for(lambda el: el.get("id") == "move-1", timeout=20)
+        note = done.find(q(NS_COMMANDS, "command"))
+        text = note.findtext(q(NS_COMMANDS, "note")) if note is not None else None
+        check("ad-hoc command: the transfer is ordered and the component's answer reported (%r)" % text,
+              order.find(q(NS_CXF, "query")).findtext(q(NS_CXF, "server")) == "127.0.0.1:5998"
+              and note is not None and note.get("status") == "completed" and "1 accepted" in (text or ""))
+        bob = xw.c2s_login(env.c2s_port, S, OTHER_USER, pe.USER_PASS, CA, resource="b")
+        r = execute(bob)
+        check("ad-hoc command from a user who is not an admin -> forbidden", error_of(r)[1] == "forbidden",
+              repr(error_of(r)))
+        out = env.shell(">require'core.modulemanager'.reload('*', 'component_xep0225')")
+        r = execute(alice)
+        check("ad-hoc command still offered after a reload of the module",
+              r.get("type") == "result" and r.find(q(NS_COMMANDS, "command")) is not None, out.strip()[-200:])
+        close_all([x5, bob])
+    run_case("adhoc", adhoc_move)
 
     close_all([c for c in opened if not c.closed])
     close_all(senders)

@@ -77,10 +77,12 @@ def main():
         # and these do not share bindings
         env3 = pe.ProsodyEnv(extra_components=wire_scale.SCALE_COMPONENTS,
                              extra_global_config="component_xep0225_transfer_timeout = 2\n"
+                                                 "admins = { \"%s@%s\" }\n" % (pe.USER, pe.SERVER) +
                                                  "statistics = \"internal\"\nstatistics_interval = \"manual\"")
         try:
             env3.prepare()
             env3.prosodyctl("register", pe.USER, pe.SERVER, pe.USER_PASS)
+            env3.prosodyctl("register", wire_scale.OTHER_USER, pe.SERVER, pe.USER_PASS)  # not an admin
             env3.start()
             print("Several instances of one domain (Prosody on xep0225 port %d, c2s port %d)"
                   % (env3.port, env3.c2s_port), flush=True)
