@@ -8,6 +8,15 @@ public struct BoundInstance: Hashable, Sendable {
     public var hostname: String
     /// The weight given at bind time (1 when none was).
     public var weight: Int
+
+    /// Creates a description of an instance.
+    /// - Parameters:
+    ///   - hostname: The hostname as bound.
+    ///   - weight: Its weight.
+    public init(hostname: String, weight: Int) {
+        self.hostname = hostname
+        self.weight = weight
+    }
 }
 
 // Balancing and moving instances: the administrator's side of several instances per domain.
