@@ -213,7 +213,7 @@ final class ComponentRouter: Sendable {
             self.write(element, to: target, sender: sender, attempt: 0)
         case .deliverAll(let element, let targets):
             for target in targets {
-                self.write(element, to: target, sender: sender, attempt: 0)
+                self.write(element, to: target, sender: sender, attempt: 0, broadcast: true)
             }
         case .toUsers(let element):
             if let observer = self.userObserver.withLock({ $0 }) { observer.observe(element) }
@@ -243,33 +243,44 @@ final class ComponentRouter: Sendable {
     /// routing decision and the write, or failing the write) never silently eats it: its
     /// instances are released, and the stanza is routed again to the domain's other
     /// instances, or bounced to its sender with an error when none is left.
-    private func write(_ element: Element, to target: SessionID, sender: (any Channel)?, attempt: Int) {
+    private func write(
+        _ element: Element, to target: SessionID, sender: (any Channel)?, attempt: Int, broadcast: Bool = false
+    ) {
         guard let channel = self.state.withLock({ $0.sessions[target]?.channel }), channel.isActive else {
-            self.streamFailed(target, element: element, sender: sender, attempt: attempt)
+            self.streamFailed(target, element: element, sender: sender, attempt: attempt, broadcast: broadcast)
             return
         }
         let promise = channel.eventLoop.makePromise(of: Void.self)
         promise.futureResult.whenFailure { _ in
-            self.streamFailed(target, element: element, sender: sender, attempt: attempt)
+            self.streamFailed(target, element: element, sender: sender, attempt: attempt, broadcast: broadcast)
         }
         channel.writeAndFlush(XMLStreamFrame.element(element), promise: promise)
     }
 
-    private func streamFailed(_ target: SessionID, element: Element, sender: (any Channel)?, attempt: Int) {
-        let (released, decision) = self.state.withLock { state -> ([String], ComponentRoutingTable.Decision) in
-            var released: [String] = []
-            if state.sessions[target]?.channel.isActive != true {
-                released = state.table.release(session: target)
-                state.sessions[target] = nil
+    /// `broadcast`: the stanza was one copy of an ``RoutingAlgorithm/all`` delivery; the
+    /// other instances have theirs, so it is not routed again (it would be a duplicate).
+    private func streamFailed(
+        _ target: SessionID, element: Element, sender: (any Channel)?, attempt: Int, broadcast: Bool = false
+    ) {
+        // A stream that failed a write is broken (closed, or closing): it is released now,
+        // not when its close is noticed, so the stanzas routed meanwhile go elsewhere.
+        let (released, channel, decision) = self.state.withLock {
+            state -> ([String], (any Channel)?, ComponentRoutingTable.Decision) in
+            let released = state.table.release(session: target)
+            let channel = state.sessions.removeValue(forKey: target)?.channel
+            let domain = Stanza(element)?.to?.domainpart ?? ""
+            if broadcast, state.table.hasInstances(domain) {
+                return (released, channel, .drop)
             }
-            guard attempt < 3, released.count > 0 || state.sessions[target] == nil else {
+            guard attempt < 3 else {
                 let bounce = Stanza(element).flatMap {
                     state.table.bounce($0, StanzaError(.serviceUnavailable, text: "the component's stream is gone"))
                 }
-                return (released, bounce.map { sender == nil ? .toUsers($0) : .reply($0) } ?? .drop)
+                return (released, channel, bounce.map { sender == nil ? .toUsers($0) : .reply($0) } ?? .drop)
             }
-            return (released, state.table.reroute(element, fromUser: sender == nil))
+            return (released, channel, state.table.reroute(element, fromUser: sender == nil))
         }
+        channel?.close(promise: nil)
         self.publish(released.map { .unbound(hostname: $0) })
         switch decision {
         case .deliver(let element, let next):

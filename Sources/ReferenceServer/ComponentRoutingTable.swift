@@ -54,6 +54,11 @@ struct ComponentRoutingTable: Sendable {
     /// The bound hostnames as answered to their streams, sorted.
     var boundHostnames: [String] { self.domains.values.flatMap { $0.instances.map(\.hostname) }.sorted() }
 
+    /// Whether a domain has a live instance.
+    func hasInstances(_ domain: String) -> Bool {
+        self.domains[domain.lowercased()]?.isEmpty == false
+    }
+
     /// The routing algorithm in force for a domain.
     func algorithm(for domain: String) -> RoutingAlgorithm {
         self.domains[domain.lowercased()]?.algorithm ?? self.configuration.routingAlgorithm(for: domain)

@@ -273,6 +273,7 @@ struct ScaleOutTests {
             let sent = 3000
             let victim = Self.instances[1]
             let atKill = Locked(0)
+            let afterKill = Locked([Int]())
             try await withInstances(
                 server: server, tally: tally,
                 configure: { index, configuration in
@@ -298,9 +299,17 @@ struct ScaleOutTests {
                 while tally.total + bounced.value.count < sent, ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(10))
                 }
+                // Afterwards the survivors take the whole domain.
+                afterKill.update { $0 = Self.instances.map { tally.count($0) } }
+                try server.inject(contentsOf: userMessages(300, senders: 1).map { message in
+                    var message = message
+                    message["id"] = "after-\(message["id"] ?? "")"
+                    return message
+                })
+                try await tally.wait(total: afterKill.value.reduce(0, +) + 300)
             }
-            let delivered = tally.total
-            let distinct = Set(tally.allIDs)
+            let delivered = tally.total - 300
+            let distinct = Set(tally.allIDs.filter { !$0.hasPrefix("after-") })
             let lost = sent - distinct.union(bounced.value).count
             let counts = Self.instances.map { tally.count($0) }
             report(
@@ -309,9 +318,86 @@ struct ScaleOutTests {
             #expect(lost == 0, "stanzas neither delivered nor bounced")
             #expect(delivered == distinct.count, "duplicates")
             #expect(!server.boundHostnames.contains(victim))
-            // Its share moved: after the kill the survivors took everything.
-            #expect(counts[1] < sent / 3)
-            #expect(counts[0] + counts[2] + counts[1] + bounced.value.count == sent)
+            // Its share moved: after the kill the survivors took everything, half each.
+            let after = zip(counts, afterKill.value).map { $0 - $1 }
+            #expect(after == [150, 0, 150], "after the kill: \(after)")
+        }
+    }
+
+    @Test func twoInstancesOnOneConnectionSplitTheDomain() async throws {
+        try await withServers { servers in
+            let server = try await servers.start(ScaleFixture.shared.serverConfiguration(algorithm: .roundRobin))
+            let tally = InstanceTally()
+            let connection = ComponentConnection(
+                configuration: ScaleFixture.shared.clientConfiguration(port: server.port), logger: testLogger("two-on-one"))
+            for name in ["i1", "i2"] {
+                try connection.register("\(ScaleFixture.service)/\(name)", handler: tally.handler())
+            }
+            try await withRunningConnection(connection) { _ in
+                try await server.waitUntilBound("\(ScaleFixture.service)/i1")
+                try await server.waitUntilBound("\(ScaleFixture.service)/i2")
+                try server.inject(contentsOf: userMessages(600, senders: 20))
+                // And one stanza addressed to each instance.
+                try server.inject(contentsOf: userMessages(1, senders: 1, to: "\(ScaleFixture.service)/i2"))
+                try await tally.wait(total: 601)
+            }
+            let senders = ["i1", "i2"].map { tally.senders("\(ScaleFixture.service)/\($0)") }
+            report("scale two-on-one-connection messages=\(["i1", "i2"].map { tally.count("\(ScaleFixture.service)/\($0)") })")
+            #expect(senders.allSatisfy { !$0.isEmpty }, "both instances get users")
+            #expect(senders[0].subtracting(["user0@example.test/r"]).isDisjoint(with: senders[1]), "a user reached both instances")
+        }
+    }
+
+    @Test func whenTheLastInstanceDiesTheRestIsBouncedNotLost() async throws {
+        try await withServers { servers in
+            let server = try await servers.start(ScaleFixture.shared.serverConfiguration(algorithm: .roundRobin))
+            let tally = InstanceTally()
+            let bounced = Locked(Set<String>())
+            let userStanzas = server.userStanzas()
+            let watcher = Task {
+                for await element in userStanzas where element.name.localName == "message" && element["type"] == "error" {
+                    if let id = element["id"] { bounced.update { _ = $0.insert(id) } }
+                }
+            }
+            defer { watcher.cancel() }
+            let sent = 3000
+            try await withInstances(
+                server: server, tally: tally,
+                configure: { _, configuration in
+                    configuration.reconnect = ReconnectPolicy(initialDelay: .seconds(60), maximumDelay: .seconds(60))
+                }
+            ) { _ in
+                let messages = userMessages(sent, senders: 7)
+                async let injected: Void = {
+                    for batch in 0..<(sent / 10) {
+                        try server.inject(contentsOf: Array(messages[batch * 10..<(batch + 1) * 10]))
+                        await Task.yield()
+                    }
+                }()
+                while tally.total < sent / 4 {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+                for instance in Self.instances {
+                    try await server.disconnect(hostname: instance)
+                }
+                try await injected
+                // With every instance gone the domain bounces, as with none bound.
+                try server.inject(contentsOf: userMessages(100, senders: 1).map { message in
+                    var message = message
+                    message["id"] = "late-\(message["id"] ?? "")"
+                    return message
+                })
+                let deadline = ContinuousClock.now + .seconds(20)
+                while tally.total + bounced.value.count < sent + 100, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            }
+            let delivered = Set(tally.allIDs)
+            let lost = sent + 100 - delivered.union(bounced.value).count
+            report("scale kill-all sent=\(sent)+100 delivered=\(delivered.count) bounced=\(bounced.value.count) lost=\(lost)")
+            #expect(lost == 0)
+            #expect(bounced.value.filter { $0.hasPrefix("late-") }.count == 100, "the domain bounces once its last instance is gone")
+            #expect(delivered.isDisjoint(with: bounced.value), "a stanza both delivered and bounced")
         }
     }
 
