@@ -252,8 +252,8 @@ struct ConnectionStateMachine: Sendable {
     // MARK: Routing and sending
 
     /// Which hostname a stanza addressed to `key` belongs to: the instance itself, its
-    /// domain, or (for the bare domain and JIDs under it, when only instances of it are
-    /// registered) one of its instances.
+    /// domain, or (for the bare domain and JIDs under it, `domain/other` included, when only
+    /// instances of it are registered) one of its instances.
     ///
     /// When several instances of one domain share this connection, the server cannot say
     /// which one it chose: a stanza goes to the instance picked by a stable hash of its
@@ -262,8 +262,9 @@ struct ConnectionStateMachine: Sendable {
     func owner(of key: HostnameKey, spreadBy sender: String? = nil) -> HostnameKey? {
         if self.hostnames[key] != nil { return key }
         if key.resource != nil {
+            // `domain/other`: the domain's, or (only instances registered) like the domain.
             let domain = key.domainKey
-            return self.hostnames[domain] != nil ? domain : nil
+            if self.hostnames[domain] != nil { return domain }
         }
         let instances = self.hostnames.filter { $0.key.domain == key.domain }
         guard instances.count > 1, let sender else { return instances.keys.min() }

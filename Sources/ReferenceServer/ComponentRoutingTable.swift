@@ -234,15 +234,17 @@ struct ComponentRoutingTable: Sendable {
         guard let fromText = element["from"] else {
             return .streamError(StreamError(.improperAddressing, text: "a component stanza needs a 'from'"))
         }
-        guard let from = try? JID(fromText), let instances = self.domains[from.domainpart] else {
-            return .streamError(StreamError(.invalidFrom, text: "'\(fromText)' is not under a hostname bound on this stream"))
-        }
-        let own = instances.instances(of: session)
-        guard let sender = own.first(where: { from.localpart == nil && $0.id.resource == from.resourcepart }) ?? own.first
+        // The hot path (every stanza a component sends): no copy of the domain's state, and
+        // bookkeeping only where several instances make it matter.
+        guard let from = try? JID(fromText),
+            let sender = self.domains[from.domainpart]?.sender(session: session, from: from)
         else {
             return .streamError(StreamError(.invalidFrom, text: "'\(fromText)' is not under a hostname bound on this stream"))
         }
-        self.domains[from.domainpart]?.noteActivity(sender.id)
+        let shared = (self.domains[from.domainpart]?.instances.count ?? 0) > 1
+        if shared, self.domains[from.domainpart]?.algorithm == .mostActive {
+            self.domains[from.domainpart]!.noteActivity(sender)
+        }
         guard let toText = element["to"] else {
             if case .iq(let iq) = stanza, let decision = self.customizableMessageRouting(iq, from: from, to: nil) {
                 return decision
@@ -266,8 +268,8 @@ struct ComponentRoutingTable: Sendable {
             if let answer = self.serverDiscoInfo(iq, to: to) {
                 return .reply(answer)
             }
-            if iq.type.isRequest {
-                self.track(RequestKey(peer: to.description, id: iq.requestID, domain: from.domainpart), sender.id)
+            if iq.type.isRequest, shared {
+                self.track(RequestKey(peer: to.description, id: iq.requestID, domain: from.domainpart), sender)
             }
         }
         return self.route(stanza, to: to, bounce: { .reply($0) })
@@ -301,27 +303,33 @@ struct ComponentRoutingTable: Sendable {
 
     private mutating func route(_ stanza: Stanza, to: JID, bounce: (Element) -> Decision) -> Decision {
         let domain = to.domainpart
-        guard var instances = self.domains[domain], !instances.isEmpty else {
+        // The domain's state is read and changed in place (`self.domains[domain]!.…`), never
+        // copied out: a copy would duplicate its affinity table on every change.
+        guard let count = self.domains[domain]?.instances.count, count > 0 else {
             if self.configuration.isComponentHostname(domain) {
                 return self.bounce(stanza, StanzaError(.serviceUnavailable, text: "\(domain) is not connected"))
                     .map(bounce) ?? .drop
             }
             return .toUsers(stanza.element)
         }
+        if count == 1 {
+            return .deliver(stanza.element, to: self.domains[domain]!.instances[0].id.session)
+        }
         // Addressed to one instance (`domain/resource`).
-        if to.localpart == nil, let resource = to.resourcepart, let instance = instances.instance(resource: resource) {
+        if to.localpart == nil, let resource = to.resourcepart,
+            let instance = self.domains[domain]!.instance(resource: resource)
+        {
             return .deliver(stanza.element, to: instance.id.session)
         }
-        if case .iq(let iq) = stanza, !iq.type.isRequest {
+        if case .iq(let iq) = stanza, !iq.type.isRequest, !self.requests.isEmpty {
             // An answer goes to the instance that asked, while it lives.
             let key = RequestKey(peer: stanza.from?.description ?? "", id: iq.requestID, domain: domain)
-            if let id = self.requests.removeValue(forKey: key), let instance = instances.instance(id) {
+            if let id = self.requests.removeValue(forKey: key), let instance = self.domains[domain]!.instance(id) {
                 return .deliver(stanza.element, to: instance.id.session)
             }
         }
         let isRequest = if case .iq(let iq) = stanza { iq.type.isRequest } else { false }
-        let chosen = instances.select(from: stanza.from?.description, isIQRequest: isRequest)
-        self.domains[domain] = instances
+        let chosen = self.domains[domain]!.select(from: stanza.from?.description, isIQRequest: isRequest)
         var sessions: [SessionID] = []
         for instance in chosen where !sessions.contains(instance.id.session) {
             sessions.append(instance.id.session)

@@ -50,6 +50,18 @@ struct DomainInstances: Sendable {
         self.instances.filter { $0.id.session == session }
     }
 
+    /// Which of a stream's instances a stanza it sent comes from: the one `from` names
+    /// (`domain/resource`, or the bare domain), else the stream's first instance of the
+    /// domain; `nil` when the stream has none (the `from` is not its to use).
+    func sender(session: SessionID, from: JID) -> ID? {
+        var first: ID?
+        for instance in self.instances where instance.id.session == session {
+            if from.localpart == nil, instance.id.resource == from.resourcepart { return instance.id }
+            if first == nil { first = instance.id }
+        }
+        return first
+    }
+
     /// The instance with this resource (any session).
     func instance(resource: String?) -> Instance? {
         self.instances.first { $0.id.resource == resource }

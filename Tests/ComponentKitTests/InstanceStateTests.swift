@@ -40,6 +40,11 @@ struct InstanceStateTests {
             }
         }
         #expect(seen.count == 2, "both instances get senders: \(seen)")
+        // `domain/other` (no such instance) is served like the domain, not dropped.
+        guard case .deliver = machine.route(HostnameKey(address: "search.example/eu-9")!, from: "a@x/r") else {
+            Issue.record("domain/other was not served")
+            return
+        }
         // Sending from the bare domain leaves through a bound instance.
         #expect(machine.send(from: domain) == .write(self.eu1))
         #expect(machine.send(from: self.eu2) == .write(self.eu2))
