@@ -426,6 +426,13 @@ public actor ComponentHost: Service {
                 settings.append("component \(component.hostname) secret_file")
             }
         }
+        // The weight goes with the bind request: it changes with the next bind.
+        let oldWeights = Dictionary(old.components.map { (Self.key($0.hostname), $0.weight) }) { a, _ in a }
+        for component in new.components {
+            if let weight = oldWeights[Self.key(component.hostname)], weight != component.weight {
+                settings.append("component \(component.hostname) weight")
+            }
+        }
         return settings
     }
 

@@ -28,6 +28,21 @@ struct InstanceHostTests {
         }
     }
 
+    @Test func aChangedWeightNeedsARestart() throws {
+        var old = HostConfiguration.Component(hostname: "search.example.com/eu-1", plugin: "echo")
+        old.weight = 3
+        var new = old
+        new.weight = 5
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        var configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:])
+        configuration.components = [old]
+        var changed = configuration
+        changed.components = [new]
+        #expect(ComponentHost.restartRequired(old: configuration, new: changed) == ["component search.example.com/eu-1 weight"])
+        #expect(ComponentHost.restartRequired(old: configuration, new: configuration).isEmpty)
+    }
+
     @Test func instancesFromTheFileAndAtRunTimeBindWithTheirWeights() async throws {
         try await LiveHostTests.Setup.with { setup in
             var text = setup.configuration(components: [("search.example.test/eu-1", "echo"), ("search.example.test/eu-2", "echo")])
