@@ -125,32 +125,37 @@ nonisolated func runCommands(_ server: ReferenceServer) async {
         do {
             switch (words.first, words.count) {
             case ("instances", 1):
-                for instance in server.instances { print("\(instance.hostname) weight=\(instance.weight)") }
+                for instance in server.instances { say("\(instance.hostname) weight=\(instance.weight)") }
             case ("routing", 2):
-                print(server.routingAlgorithm(for: words[1]).shortName)
+                say(server.routingAlgorithm(for: words[1]).shortName)
             case ("routing", 3):
                 guard let algorithm = RoutingAlgorithm(name: words[2]) else {
-                    print("error: unknown algorithm '\(words[2])'")
+                    say("error: unknown algorithm '\(words[2])'")
                     continue
                 }
                 try server.setRoutingAlgorithm(algorithm, for: words[1])
-                print("ok")
+                say("ok")
             case ("transfer", 3), ("transfer", 4):
                 let answer = try await server.transfer(hostname: words[1], to: words[2], domain: words.count == 4 ? words[3] : nil)
-                print(answer.type == .result ? "ok" : "refused: \(answer.error.map { "\($0)" } ?? "error")")
+                say(answer.type == .result ? "ok" : "refused: \(answer.error.map { "\($0)" } ?? "error")")
             case ("disconnect", 2):
                 try await server.disconnect(hostname: words[1])
-                print("ok")
+                say("ok")
             case (nil, _):
                 continue
             default:
-                print("error: commands are instances | routing DOMAIN [ALGORITHM] | transfer HOSTNAME HOST[:PORT] [DOMAIN] | disconnect HOSTNAME")
+                say("error: commands are instances | routing DOMAIN [ALGORITHM] | transfer HOSTNAME HOST[:PORT] [DOMAIN] | disconnect HOSTNAME")
             }
         } catch {
-            print("error: \(error)")
+            say("error: \(error)")
         }
-        fflush(nil)
     }
+}
+
+/// Writes a line to standard output at once, without stdio: `fflush` would wait for the
+/// lock on stdin that the reader thread holds while it waits for the next line.
+nonisolated func say(_ line: String) {
+    _ = (line + "\n").withCString { Glibc.write(1, $0, strlen($0)) }
 }
 
 func randomSecret() -> String {
