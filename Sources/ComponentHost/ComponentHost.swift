@@ -87,7 +87,7 @@ public actor ComponentHost: Service {
             let handler = try Self.makeHosted(
                 component.hostname, plugin: component.plugin, options: component.options, registry: registry,
                 logger: logger, metrics: metrics)
-            try self.connection.register(component.hostname, handler: handler)
+            try self.connection.register(component.hostname, weight: component.weight, handler: handler)
             self.entries[Self.key(component.hostname)] = Entry(
                 hostname: component.hostname, origin: .configuration, handler: handler)
         }
@@ -327,6 +327,8 @@ public actor ComponentHost: Service {
     /// - Throws: ``PluginError`` when a plugin refuses: nothing changes.
     @discardableResult
     public func reload(from configuration: HostConfiguration) async throws -> ReloadReport {
+        // A server the connection was transferred to (XEP-0051) holds until a reload.
+        self.connection.forgetTransferTarget()
         let running = self.entries.mapValues { entry in
             let snapshot = entry.handler.snapshot
             return ReloadPlan.Running(
@@ -385,9 +387,9 @@ public actor ComponentHost: Service {
             self.entries[key] = Entry(hostname: hostname, origin: .configuration, handler: handler)
             do {
                 if self.isRunning && self.connection.status.isConnected {
-                    _ = try await self.connection.bind(hostname, handler: handler)
+                    _ = try await self.connection.bind(hostname, weight: component.weight, handler: handler)
                 } else {
-                    try self.connection.register(hostname, handler: handler)
+                    try self.connection.register(hostname, weight: component.weight, handler: handler)
                 }
             } catch {
                 if self.entries[key]?.handler === handler {
@@ -422,6 +424,13 @@ public actor ComponentHost: Service {
         for component in new.components where oldSecrets[Self.key(component.hostname)] != nil {
             if oldSecrets[Self.key(component.hostname)]! != component.secret {
                 settings.append("component \(component.hostname) secret_file")
+            }
+        }
+        // The weight goes with the bind request: it changes with the next bind.
+        let oldWeights = Dictionary(old.components.map { (Self.key($0.hostname), $0.weight) }) { a, _ in a }
+        for component in new.components {
+            if let weight = oldWeights[Self.key(component.hostname)], weight != component.weight {
+                settings.append("component \(component.hostname) weight")
             }
         }
         return settings

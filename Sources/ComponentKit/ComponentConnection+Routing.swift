@@ -43,7 +43,7 @@ extension ComponentConnection: StanzaRouting {
             return
         }
         let (decision, binding) = self.state.withLock { state -> (ConnectionStateMachine.RouteDecision, Binding?) in
-            let decision = state.machine.route(key)
+            let decision = state.machine.route(key, from: element["from"])
             guard case .deliver(let owner, _) = decision else { return (decision, nil) }
             return (decision, state.bindings[owner])
         }
@@ -90,16 +90,25 @@ extension ComponentConnection: StanzaRouting {
             }
             reply(response.element)
         }
-        let serverDomain = try? JID(self.configuration.serverDomain)
+        let serverDomain = try? JID(self.currentStream?.serverDomain ?? self.configuration.serverDomain)
         if let from = iq.element["from"], (try? JID(from)) != serverDomain {
             self.logger.warning("refusing a connection transfer not sent by the server", metadata: ["stanza.from": "\(from)"])
             answer(iq.errorResult(StanzaError(.forbidden, text: "only the server may transfer this connection")))
             return
         }
         let serverText = query.firstChild("server", namespace: query.name.namespace)?.text ?? ""
-        guard let target = ConnectTarget.parse(serverText, defaultPort: self.configuration.port) else {
+        guard var target = ConnectTarget.parse(serverText, defaultPort: self.configuration.port) else {
             answer(iq.errorResult(StanzaError(.badRequest, text: "no usable <server/> in the transfer request")))
             return
+        }
+        if let domainText = query.firstChild("domain", namespace: query.name.namespace)?.text.trimmingWhitespace(),
+            !domainText.isEmpty
+        {
+            guard let domain = try? JID(domainText), domain.localpart == nil, domain.resourcepart == nil else {
+                answer(iq.errorResult(StanzaError(.badRequest, text: "<domain/> is not a domain: '\(domainText)'")))
+                return
+            }
+            target.domain = domain.description
         }
         switch self.state.withLock({ $0.machine.transfer(to: target) }) {
         case .refusedLegacy:

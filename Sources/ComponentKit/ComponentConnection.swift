@@ -104,6 +104,18 @@ public final class ComponentConnection: Service, Sendable {
         _ = try self.addBinding(hostname, handler: handler)
     }
 
+    /// Registers an instance of a domain with a balancing weight (see
+    /// ``bind(_:weight:handler:)``); otherwise as ``register(_:handler:)``.
+    /// - Parameters:
+    ///   - hostname: The hostname (a domain, or `domain/resource`).
+    ///   - weight: The instance's weight, 1…1000, or `nil` for none.
+    ///   - handler: The handler for its stanzas.
+    /// - Throws: ``ComponentError`` when the hostname or weight is invalid or the hostname
+    ///   already registered.
+    public func register(_ hostname: String, weight: Int?, handler: some ComponentHandler) throws {
+        _ = try self.addBinding(hostname, handler: handler, weight: weight)
+    }
+
     /// Binds a hostname to a handler and waits until the server has bound it.
     ///
     /// On a XEP-0225 stream this is one `<bind/>` IQ; the hostname the server returns is
@@ -119,7 +131,27 @@ public final class ComponentConnection: Service, Sendable {
     ///   `resource-constraint`…), ``ComponentError/Kind/timeout``, ``ComponentError/Kind/alreadyBound``.
     @discardableResult
     public func bind(_ hostname: String, handler: some ComponentHandler) async throws -> String {
-        let binding = try self.addBinding(hostname, handler: handler)
+        try await self.bind(hostname, weight: nil, handler: handler)
+    }
+
+    /// Binds an instance of a domain with a balancing weight and waits until the server has
+    /// bound it; otherwise as ``bind(_:handler:)``.
+    ///
+    /// The weight goes to the server as the `weight` attribute, in this project's namespace
+    /// `urn:xmpp:component:balancing:0`, of the bind request's `<hostname/>`; a server that
+    /// balances a domain over several instances (`domain/resource`) with XEP-0354's
+    /// `weighted` algorithm gives each a share in proportion to it. Servers that do not know
+    /// the attribute ignore it.
+    /// - Parameters:
+    ///   - hostname: The hostname (a domain, or `domain/resource`).
+    ///   - weight: The instance's weight, 1…1000, or `nil` for none (the server's default, 1).
+    ///   - handler: The handler for its stanzas.
+    /// - Returns: The hostname the server bound.
+    /// - Throws: As ``bind(_:handler:)``; ``ComponentError/Kind/invalidConfiguration`` for a
+    ///   weight out of range.
+    @discardableResult
+    public func bind(_ hostname: String, weight: Int?, handler: some ComponentHandler) async throws -> String {
+        let binding = try self.addBinding(hostname, handler: handler, weight: weight)
         let timeout = self.configuration.requestTimeout
         return try await withThrowingTaskGroup(of: String.self) { group in
             group.addTask { try await binding.waitForOutcome() }
@@ -245,6 +277,13 @@ public final class ComponentConnection: Service, Sendable {
         transferWaiter?.resume(returning: nil)
     }
 
+    /// Forgets the server a XEP-0051 transfer moved the connection to: later reconnects go
+    /// to the configured server again (the host calls this when its configuration is
+    /// reloaded). A transfer target is otherwise sticky across reconnects.
+    public func forgetTransferTarget() {
+        self.state.withLock { $0.machine.forgetTransferTarget() }
+    }
+
     // MARK: Service
 
     /// Connects, binds the registered hostnames and serves until graceful shutdown or
@@ -329,7 +368,10 @@ public final class ComponentConnection: Service, Sendable {
 
     // MARK: Registering
 
-    private func addBinding(_ hostname: String, handler: some ComponentHandler) throws -> Binding {
+    private func addBinding(_ hostname: String, handler: some ComponentHandler, weight: Int? = nil) throws -> Binding {
+        if let weight, !(1...1000).contains(weight) {
+            throw ComponentError(.invalidConfiguration, "the weight of \(hostname) must be from 1 to 1000, not \(weight)")
+        }
         let jid: JID
         do {
             jid = try JID(hostname)
@@ -342,7 +384,7 @@ public final class ComponentConnection: Service, Sendable {
         }
         let budget = self.budget
         let binding = Binding(
-            key: key, requested: jid.description, handler: handler, budget: self.configuration.hostnameBudget,
+            key: key, requested: jid.description, handler: handler, weight: weight, budget: self.configuration.hostnameBudget,
             outbound: self.configuration.outboundQueue, released: { budget.release($0) })
         let (result, spawner, stream) = self.state.withLock {
             state -> (ConnectionStateMachine.AddResult, AsyncStream<Spawn>.Continuation?, ComponentStream?) in

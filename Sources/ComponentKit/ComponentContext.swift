@@ -8,8 +8,12 @@ public import XMPPCore
 /// `from` must be under a hostname bound on the connection, or sending fails with
 /// ``ComponentError/Kind/unboundSender`` before anything reaches the server.
 public struct ComponentContext: Sendable {
-    /// The bound hostname the current stanza was addressed to.
+    /// The bound hostname the current stanza was addressed to: a domain, or an instance of
+    /// it (`search.example.com/eu-1`).
     public let hostname: String
+    /// Which instance of its domain this handler serves: the resource of a `domain/resource`
+    /// hostname (`eu-1`), or `nil` for a bare domain.
+    public var instance: String? { HostnameKey(self.hostname)?.resource }
     /// A logger carrying `component.hostname` metadata.
     public let logger: Logger
 
@@ -76,6 +80,18 @@ public struct ComponentContext: Sendable {
     ///   - error: The error.
     public func reply(to iq: IQ, error: StanzaError) async throws {
         try await self.send(.iq(iq.errorResult(error)))
+    }
+
+    /// Answers an IQ `get` with a redirect (302) to another address, e.g. the instance of
+    /// this domain that holds the requester's state: the requester asks again there with
+    /// the same query and id. This is the request's one answer.
+    /// - Parameters:
+    ///   - iq: The request being answered; must be a `get`.
+    ///   - address: Where to ask instead.
+    /// - Throws: ``ComponentError`` (``ComponentError/Kind/invalidRedirect`` for a `set`, or
+    ///   when the request was already answered).
+    public func redirect(_ iq: IQ, to address: JID) async throws {
+        try await self.send(.iq(IQRedirect.answer(redirecting: iq, to: address)))
     }
 
     /// Sends an IQ request and waits for its answer.

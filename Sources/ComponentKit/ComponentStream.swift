@@ -27,6 +27,8 @@ final class ComponentStream: Sendable {
 
     let channel: any Channel
     let negotiated: NegotiatedStream
+    /// The server's XMPP domain on this stream (the configured one, or a transfer's `<domain/>`).
+    let serverDomain: String
     let kind: Kind
     /// When the stream last read anything (for liveness checks).
     let activity: StreamActivity
@@ -34,8 +36,9 @@ final class ComponentStream: Sendable {
 
     private init(
         channel: any Channel, negotiated: NegotiatedStream, kind: Kind, activity: StreamActivity,
-        router: StanzaRouterHandlerBox
+        router: StanzaRouterHandlerBox, serverDomain: String
     ) {
+        self.serverDomain = serverDomain
         self.channel = channel
         self.negotiated = negotiated
         self.kind = kind
@@ -101,6 +104,14 @@ final class ComponentStream: Sendable {
         logger: Logger,
         attempt: ConnectAttempt = ConnectAttempt()
     ) async throws -> Outcome {
+        // XEP-0051 <domain/>: the new server's domain is the stream's `to`, the SASL
+        // service name and the name its certificate must carry (verified as ever).
+        let configuration = target?.domain.map { domain in
+            var retargeted = configuration
+            retargeted.serverDomain = domain
+            retargeted.tlsServerName = nil
+            return retargeted
+        } ?? configuration
         try configuration.validate()
         // The address actually dialled (a transfer or see-other-host target included) decides
         // whether cleartext is allowed, not only the configured one.
@@ -173,7 +184,8 @@ final class ComponentStream: Sendable {
             switch try await outcomePromise.futureResult.get() {
             case .negotiated(let negotiated):
                 let stream = ComponentStream(
-                    channel: channel, negotiated: negotiated, kind: kind, activity: activity, router: routerBox)
+                    channel: channel, negotiated: negotiated, kind: kind, activity: activity, router: routerBox,
+                    serverDomain: configuration.serverDomain)
                 logger.info(
                     "component stream negotiated",
                     metadata: [

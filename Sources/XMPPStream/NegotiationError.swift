@@ -39,6 +39,9 @@ public struct NegotiationError: Error, CustomStringConvertible, Sendable, Hashab
     public let streamError: StreamError?
     /// The underlying error (e.g. the SASL or TLS error), if any.
     public let underlying: (any Error & Sendable)?
+    /// Whether the server's stream error arrived inside TLS (a verified TLS session was up):
+    /// a `see-other-host` is followed only then.
+    public internal(set) var streamErrorOverTLS = false
 
     /// Creates a negotiation error.
     /// - Parameters:

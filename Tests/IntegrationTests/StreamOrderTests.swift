@@ -141,9 +141,8 @@ struct StreamOrderTests {
                 events.reset()
                 if round % 2 == 0 {
                     // A reconnect: the server drops the link; both hostnames are bound again,
-                    // on the configured server (a transfer's target is not kept).
+                    // on the same server (a transfer's target is sticky until a reload).
                     (current == 0 ? first : second).disconnectComponents()
-                    current = 0
                 } else {
                     // A transfer to the other server: both hostnames are bound there.
                     let target = 1 - current

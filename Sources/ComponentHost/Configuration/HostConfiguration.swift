@@ -110,6 +110,10 @@ public struct HostConfiguration: Sendable {
         public var secret: Secret?
         /// The path of ``secret``.
         public var secretFile: String?
+        /// `weight`: this instance's share when the server balances the hostname's domain
+        /// over several instances (`domain/resource` hostnames) by weight; 1…1000, `nil`
+        /// when not set. Sent at bind time (see ``ComponentKit/ComponentConnection/bind(_:weight:handler:)``).
+        public var weight: Int?
 
         /// Creates an entry.
         /// - Parameters:
