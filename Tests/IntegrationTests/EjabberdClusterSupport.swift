@@ -389,12 +389,14 @@ struct ClusterFigures: CustomStringConvertible {
 struct HandOverGaps {
     /// Silent messages at a hand-over (between answers from two different instances).
     var atHandOver: [String] = []
+    /// Silent messages at the end of a session whose own server died (they died with it).
+    var withTheirServer: [String] = []
     /// Silent messages anywhere else.
     var elsewhere: [String] = []
 
-    init(_ sessions: [ClusterSession], domain: String, from start: ContinuousClock.Instant? = nil) {
+    init(_ sessions: [ClusterSession], domain: String, until end: ContinuousClock.Instant? = nil) {
         for session in sessions {
-            let messages = session.sentMessages.filter { message in message.domain == domain && start.map { message.at >= $0 } ?? true }
+            let messages = session.sentMessages.filter { message in message.domain == domain && end.map { message.at < $0 } ?? true }
             var previous: String?
             var run: [String] = []
             for message in messages {
@@ -414,7 +416,12 @@ struct HandOverGaps {
                 }
                 previous = current
             }
-            self.elsewhere += run
+            // A run at the end: lost with the session's own server if that died, else unexplained.
+            if session.lostAt.withLock({ $0 }) != nil {
+                self.withTheirServer += run
+            } else {
+                self.elsewhere += run
+            }
         }
     }
 }
