@@ -35,6 +35,10 @@ final class Mailbox: Sendable {
         var bytes = 0
         var waiter: CheckedContinuation<Void, Never>?
         var finished = false
+        /// Stanzas accepted since the mailbox was made.
+        var acceptedTotal = 0
+        /// Stanzas handled since the mailbox was made.
+        var consumedTotal = 0
     }
 
     private let state = Mutex(State())
@@ -60,6 +64,7 @@ final class Mailbox: Sendable {
             }
             state.stanzas += 1
             state.bytes += size
+            state.acceptedTotal += 1
             state.items.append(.stanza(element, size: size))
             return (.accepted, Self.takeWaiter(&state))
         }
@@ -136,8 +141,18 @@ final class Mailbox: Sendable {
         self.state.withLock { state in
             state.stanzas -= 1
             state.bytes -= size
+            state.consumedTotal += 1
         }
         self.released(size)
+    }
+
+    /// How many stanzas have been accepted so far: a mark for ``hasHandled(through:)``.
+    var acceptedMark: Int { self.state.withLock { $0.acceptedTotal } }
+
+    /// Whether every stanza accepted up to `mark` has been handled (or the mailbox is
+    /// finished and nothing will be).
+    func hasHandled(through mark: Int) -> Bool {
+        self.state.withLock { $0.consumedTotal >= mark || ($0.finished && $0.items.isEmpty && $0.stanzas == 0) }
     }
 
     private static func takeWaiter(_ state: inout State) -> CheckedContinuation<Void, Never>? {
