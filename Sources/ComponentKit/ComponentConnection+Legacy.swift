@@ -98,15 +98,15 @@ extension ComponentConnection {
     }
 
     /// Before a shutdown closes a hostname's XEP-0114 stream: waits (bounded) until its
-    /// handler has handled every stanza received so far, so that their answers go out on
-    /// the stream before `</stream:stream>`. XEP-0114 has no unbind: closing the stream is
-    /// the only way to stop the server routing to this connection, and nothing may be
-    /// written after the close, so an answer not written by then is lost without an error.
+    /// handler has handled every stanza received so far (including what keeps arriving
+    /// meanwhile, until a moment when none waits), so that their answers go out on the
+    /// stream before `</stream:stream>`. XEP-0114 has no unbind: closing the stream is the
+    /// only way to stop the server routing to this connection, and nothing may be written
+    /// after the close, so an answer not written by then is lost without an error.
     func answerReceived(_ binding: Binding, timeout: Duration = .seconds(5)) async {
-        let mark = binding.mailbox.acceptedMark
         let deadline = ContinuousClock.now + timeout
-        while !binding.mailbox.hasHandled(through: mark), ContinuousClock.now < deadline, !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(2))
+        while !binding.mailbox.isIdle, ContinuousClock.now < deadline, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(1))
         }
     }
 

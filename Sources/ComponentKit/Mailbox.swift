@@ -146,13 +146,10 @@ final class Mailbox: Sendable {
         self.released(size)
     }
 
-    /// How many stanzas have been accepted so far: a mark for ``hasHandled(through:)``.
-    var acceptedMark: Int { self.state.withLock { $0.acceptedTotal } }
-
-    /// Whether every stanza accepted up to `mark` has been handled (or the mailbox is
-    /// finished and nothing will be).
-    func hasHandled(through mark: Int) -> Bool {
-        self.state.withLock { $0.consumedTotal >= mark || ($0.finished && $0.items.isEmpty && $0.stanzas == 0) }
+    /// Whether every stanza accepted so far has been handled (none waits, none is being
+    /// handled), or the mailbox is finished and nothing more will be.
+    var isIdle: Bool {
+        self.state.withLock { $0.consumedTotal == $0.acceptedTotal || ($0.finished && $0.items.isEmpty) }
     }
 
     private static func takeWaiter(_ state: inout State) -> CheckedContinuation<Void, Never>? {
