@@ -31,12 +31,14 @@ struct EjabberdShutdownTests {
         let events = EventRecorder(connection)
         let handled = Atomic<Int>(0)
         let failedSends = Mutex<[String]>([])
-        // A handler slow enough that stanzas wait in its mailbox when the shutdown comes.
+        // The handler holds its first stanza until the shutdown has begun, so that the others
+        // wait in its mailbox when it comes.
+        let gate = Gate()
         try connection.register(
             "echo.localhost",
             handler: ClosureHandler { stanza, context in
                 guard case .message(let message) = stanza, message.type != .error else { return }
-                try await Task.sleep(for: .milliseconds(5))
+                await gate.wait()
                 do {
                     try await context.send(message.reply(body: message.body ?? ""))
                     handled.add(1, ordering: .relaxed)
@@ -52,7 +54,7 @@ struct EjabberdShutdownTests {
                     port: ejabberd.c2sPort, domain: "localhost", username: "alice", password: "alice-pass",
                     caFile: ejabberd.caCertificatePath, allowsChannelBinding: false))
             defer { Task { await alice.close() } }
-            let total = 200
+            let total = 100
             for number in 0..<total {
                 try await alice.send(Message(type: .chat, to: try JID("echo.localhost"), id: "d\(number)", body: "\(number)").element)
             }
@@ -64,7 +66,11 @@ struct EjabberdShutdownTests {
             }
             try #require(connection.status.hostnames.first?.stanzasIn == total, "\(connection.status)")
             let waitingAtShutdown = total - handled.load(ordering: .relaxed)
+            #expect(waitingAtShutdown == total)
             connection.shutdown()
+            // The shutdown has begun (the connection no longer accepts binds); let the handler go.
+            try await Task.sleep(for: .milliseconds(50))
+            gate.open()
             try await running.value
             var echoes = Set<String>()
             var bounces = 0
@@ -78,8 +84,34 @@ struct EjabberdShutdownTests {
             #expect(echoes.count == total, "lost: \((0..<total).map { "d\($0)" }.filter { !echoes.contains($0) }.prefix(20))")
             #expect(failedSends.withLock { $0 }.isEmpty, "\(failedSends.withLock { $0.prefix(5) })")
         } cleanup: {
+            gate.open()
             connection.shutdown()
             _ = try? await running.value
         }
+    }
+}
+
+/// Holds tasks until opened.
+private final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resume = self.state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if resume { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.open = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 }

@@ -192,6 +192,11 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
         self.startupDuration = startupDuration
     }
 
+    deinit {
+        // The nodes kill themselves when released; epmd too, if a test forgot stop().
+        self.epmd.kill()
+    }
+
     /// Writes every node's files (nothing runs yet but `epmd`).
     private static func prepare(_ configuration: Configuration) async throws -> Parts {
         let user = SystemUser.isRoot ? SystemUser.named("ejabberd") : nil
