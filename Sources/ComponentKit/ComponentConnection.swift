@@ -325,6 +325,8 @@ public final class ComponentConnection: Service, Sendable {
                     defer { spawner.finish() }
                     if legacy {
                         await self.waitForShutdownRequest()
+                        // Each hostname's supervisor answers what arrived, then closes its stream.
+                        await self.waitForLegacyStreamsToClose()
                     } else {
                         try await self.connectionLoop()
                     }
