@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "XMPPTLS", targets: ["XMPPTLS"]),
         .library(name: "XMPPSASL", targets: ["XMPPSASL"]),
         .library(name: "ComponentKit", targets: ["ComponentKit"]),
+        .library(name: "ComponentKitTesting", targets: ["ComponentKitTesting"]),
         .library(name: "ComponentHost", targets: ["ComponentHost"]),
         .executable(name: "component-host", targets: ["component-host"]),
         .library(name: "ReferenceServer", targets: ["ReferenceServer"]),
@@ -37,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.3.0"),
     ],
     targets: [
         // MARK: System libraries (Debian: libexpat1-dev, libssl-dev, libsasl2-dev)
@@ -101,6 +103,17 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Test support for plugin authors: a TestContext that records what a handler does.
+        .target(
+            name: "ComponentKitTesting",
+            dependencies: [
+                "ComponentKit",
+                "XMPPCore",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -241,12 +254,27 @@ let package = Package(
             name: "ComponentKitTests",
             dependencies: [
                 "ComponentKit",
+                "ComponentKitTesting",
                 "XMPPCore",
                 "XMPPStream",
                 "EchoComponent",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The examples' tests: only what a plugin author has (ComponentKitTesting, no @testable).
+        .testTarget(
+            name: "ExamplesTests",
+            dependencies: [
+                "ComponentKit",
+                "ComponentKitTesting",
+                "EchoComponent",
+                "KeyValueComponent",
+                "XMPPCore",
             ],
             swiftSettings: swiftSettings
         ),

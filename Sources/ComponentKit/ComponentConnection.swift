@@ -342,7 +342,9 @@ public final class ComponentConnection: Service, Sendable {
         }
         let budget = self.budget
         let binding = Binding(
-            key: key, requested: jid.description, handler: handler, budget: self.configuration.hostnameBudget,
+            key: key, requested: jid.description, handler: handler,
+            builtInFeatures: StanzaDispatcher.builtInFeatures(version: self.configuration.softwareVersion),
+            budget: self.configuration.hostnameBudget,
             outbound: self.configuration.outboundQueue, released: { budget.release($0) })
         let (result, spawner, stream) = self.state.withLock {
             state -> (ConnectionStateMachine.AddResult, AsyncStream<Spawn>.Continuation?, ComponentStream?) in

@@ -178,8 +178,7 @@ struct HostTests {
         try await host.bind("hang.example.com", plugin: "hang")
         let hosted = try #require(await host.hostedHandler(for: "hang.example.com"))
         let echo = try #require(await host.hostedHandler(for: "echo.example.com"))
-        let context = ComponentContext(
-            hostname: "hang.example.com", logger: Self.logger, connection: host.connection, replyTracker: nil)
+        let context = ComponentContext(hostname: "hang.example.com", logger: Self.logger, transport: host.connection)
         let message = Stanza.message(Message(type: .chat, from: try JID("u@example.com"), to: try JID("hang.example.com"), id: "m1", body: "hi"))
         let task = Task { try await hosted.handle(message, in: context) }
         while hosted.watchdog.inFlightCount == 0 { await Task.yield() }
@@ -212,7 +211,7 @@ struct HostTests {
         // for it to fail.
         try await withDeadline(.seconds(20), "a connection attempt") {
             for await event in events {
-                if case .connecting = event { return }
+                if event.kind == .connecting { return }
             }
         }
         let failed = ContinuousClock.now + .seconds(20)
