@@ -39,7 +39,11 @@ public struct TracingMiddleware: StanzaMiddleware {
         if case .iq(let iq) = stanza, iq.type.isRequest {
             isRequest = true
         }
-        try await tracer.withSpan("xmpp.\(localName)", ofKind: isRequest ? .server : .consumer) { span in
+        // A stanza error leaves the span as a value: `withSpan` marks a span failed when its
+        // body throws, and an error answer is not a failure of the component.
+        let answered: StanzaError? = try await tracer.withSpan(
+            "xmpp.\(localName)", ofKind: isRequest ? .server : .consumer
+        ) { span in
             span.attributes["xmpp.stanza.kind"] = localName
             span.attributes["xmpp.stanza.type"] = element["type"] ?? "-"
             span.attributes["xmpp.stanza.id"] = element["id"] ?? "-"
@@ -51,14 +55,14 @@ public struct TracingMiddleware: StanzaMiddleware {
             }
             do {
                 try await next(stanza, context)
+                return nil
             } catch let error as StanzaError {
                 span.attributes["xmpp.stanza.error"] = error.condition.rawValue
-                throw error
-            } catch {
-                span.recordError(error)
-                span.setStatus(SpanStatus(code: .error))
-                throw error
+                return error
             }
+        }
+        if let answered {
+            throw answered
         }
     }
 }
