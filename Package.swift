@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "ComponentKit", targets: ["ComponentKit"]),
         .library(name: "ComponentKitTesting", targets: ["ComponentKitTesting"]),
         .library(name: "ComponentHost", targets: ["ComponentHost"]),
+        .library(name: "StockPlugins", targets: ["StockPlugins"]),
         .executable(name: "component-host", targets: ["component-host"]),
         .library(name: "ReferenceServer", targets: ["ReferenceServer"]),
         .executable(name: "reference-server", targets: ["reference-server"]),
@@ -150,8 +151,6 @@ let package = Package(
                 "ComponentKit",
                 "XMPPCore",
                 "XMPPTLS",
-                "EchoComponent",
-                "KeyValueComponent",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -165,11 +164,25 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The plugins component-host ships (echo, kv), apart from the ComponentHost library.
+        .target(
+            name: "StockPlugins",
+            dependencies: [
+                "ComponentHost",
+                "ComponentKit",
+                "EchoComponent",
+                "KeyValueComponent",
+                "XMPPCore",
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Executable (thin CLI over ComponentHost)
         .executableTarget(
             name: "component-host",
             dependencies: [
                 "ComponentHost",
+                "StockPlugins",
                 "ComponentKit",
                 "ReferenceServer",
                 "XMPPCore",
@@ -304,6 +317,7 @@ let package = Package(
                 "XMPPSASL",
                 "XMPPCore",
                 "KeyValueComponent",
+                "StockPlugins",
                 "XMPPTestSupport",
                 "component-host",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
