@@ -114,7 +114,10 @@ let package = Package(
             dependencies: [
                 "ComponentKit",
                 "XMPPCore",
+                "XMPPStream",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

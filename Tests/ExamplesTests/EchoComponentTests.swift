@@ -55,3 +55,32 @@ struct EchoComponentTests {
         #expect(test.sentIQs.map(\.requestID) == ["d1", "u1"])
     }
 }
+
+/// The echo example over a whole connection, against the in-memory server.
+@Suite("Echo component over a connection")
+struct EchoComponentConnectionTests {
+    @Test(.timeLimit(.minutes(1)))
+    func echoesOverAConnectionAndAnswersPing() async throws {
+        let server = InMemoryServer()
+        let connection = server.makeConnection()
+        try connection.register("echo.example.com", handler: EchoComponent(prefix: "> "))
+        try await server.run(connection) {
+            let stream = try await server.stream(for: "echo.example.com")
+            let user = try JID("romeo@example.com/orchard")
+            try await stream.send(.message(Message(type: .chat, from: user, to: try JID("echo.example.com"), body: "hello")))
+            try await stream.send(
+                .iq(IQ(type: .get, from: user, to: try JID("echo.example.com"), id: "p1",
+                       payload: Element("ping", namespace: Namespace.ping))))
+            let first = await stream.nextStanza()
+            let second = await stream.nextStanza()
+            guard case .message(let reply) = first, case .iq(let pong) = second else {
+                Issue.record("expected a message then an IQ, got \(String(describing: first)), \(String(describing: second))")
+                return
+            }
+            #expect(reply.body == "> hello")
+            #expect(reply.to == user)
+            #expect(pong.type == .result)
+            #expect(pong.requestID == "p1")
+        }
+    }
+}
