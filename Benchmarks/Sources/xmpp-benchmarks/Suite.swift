@@ -362,7 +362,7 @@ struct Suite {
                 server.sendStreamError(.init(.systemShutdown))
             }
             for await event in events {
-                guard event.kind == .bound, let hostname = event.hostname, remaining.remove(hostname) != nil else { continue }
+                guard case .bound(let hostname) = event, remaining.remove(hostname) != nil else { continue }
                 if first == nil { first = clock.now }
                 last = clock.now
                 if remaining.isEmpty { break }
