@@ -7,7 +7,9 @@ public import XMPPCore
 /// ```swift
 /// var router = StanzaRouter(identity: .init(category: "component", type: "generic", name: "Key-value store"))
 /// router.iq(.get, "urn:example:kv", "query") { iq, context in
-///     guard let value = store[iq.payload?.firstChild("item")?["key"] ?? ""] else {
+///     guard let key = iq.payload?.firstChild("item", namespace: "urn:example:kv")?["key"],
+///         let value = store[key]
+///     else {
 ///         throw StanzaError(.itemNotFound)
 ///     }
 ///     return Element("query", namespace: "urn:example:kv", text: value)
