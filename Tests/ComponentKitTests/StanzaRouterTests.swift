@@ -120,6 +120,19 @@ struct StanzaRouterTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func aRouteMayAnswerByItselfAndReturnNil() async throws {
+        var router = StanzaRouter()
+        router.iq(.get, Self.ns) { iq, context in
+            try await context.reply(to: iq, error: StanzaError(.notAuthorized))
+            return nil
+        }
+        let test = TestContext(hostname: "svc.example.com")
+        let outcome = await test.deliver(.iq(try Self.request(.get)), to: router)
+        #expect(outcome.handlerError == nil)
+        #expect(test.sentIQs.map { $0.error?.condition } == [.notAuthorized])
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func aSecondAnswerIsRefused() async throws {
         var router = StanzaRouter()
         router.iq(.get, Self.ns) { iq, context in

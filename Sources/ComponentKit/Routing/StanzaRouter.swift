@@ -23,7 +23,9 @@ public import XMPPCore
 /// ## IQ requests
 ///
 /// An IQ route returns the result's payload (or `nil` for an empty result) and the router
-/// sends the `result`; it throws a ``XMPPCore/StanzaError`` to answer with that error.
+/// sends the `result`; it throws a ``XMPPCore/StanzaError`` to answer with that error. A
+/// route that answers by itself through the context (say, with an IQ redirect) returns
+/// `nil`; returning a payload as well would be a second answer, which is refused.
 /// The exactly-one-answer rule holds: a request with a payload the router has a route for,
 /// but not of this type (a `set` where only `get` is routed), is answered
 /// `feature-not-implemented`; a request no route matches goes to the ``fallback(_:)``, and
@@ -238,6 +240,8 @@ public struct StanzaRouter: ComponentHandler {
             if let type = RequestType(rawValue: iq.type.rawValue), let payload = iq.payload {
                 if let route = self.iqRoutes[IQKey(type: type, name: payload.name)] {
                     let result = try await route(iq, context)
+                    // A route that answered itself (a reply, an error, a redirect) returns nil.
+                    if result == nil, context.hasAnsweredRequest { return }
                     try await context.reply(to: iq, with: result)
                     return
                 }
