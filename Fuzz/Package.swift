@@ -98,6 +98,7 @@ let package = Package(
                 "FuzzSupport",
                 .product(name: "ComponentHost", package: "swift-xmpp-component"),
                 .product(name: "ComponentKit", package: "swift-xmpp-component"),
+                .product(name: "StockPlugins", package: "swift-xmpp-component"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -107,6 +108,7 @@ let package = Package(
                 "FuzzOracles",
                 "FuzzSupport",
                 .product(name: "ComponentHost", package: "swift-xmpp-component"),
+                .product(name: "StockPlugins", package: "swift-xmpp-component"),
             ],
             swiftSettings: swiftSettings
         ),

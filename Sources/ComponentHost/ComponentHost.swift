@@ -128,30 +128,31 @@ public actor ComponentHost: Service {
     private nonisolated func observe(_ events: AsyncStream<ComponentEvent>) async {
         var attempts = 0
         for await event in events {
-            switch event {
+            switch event.kind {
             case .connecting:
                 attempts += 1
                 if attempts > 1 { self.metrics.reconnects.increment() }
-            case .connected(let info):
+            case .connected:
                 self.metrics.connected.record(1)
                 self.logger.info(
                     "connected",
                     metadata: [
-                        "connection.protocol": "\(Self.protocolName(info.protocolMode))",
-                        "connection.tls": "\(info.tlsVersion ?? "none")",
-                        "connection.sasl": "\(info.saslMechanism ?? "none")",
+                        "connection.protocol": "\(event.info.map { Self.protocolName($0.protocolMode) } ?? "-")",
+                        "connection.tls": "\(event.info?.tlsVersion ?? "none")",
+                        "connection.sasl": "\(event.info?.saslMechanism ?? "none")",
                     ])
-            case .fellBackToLegacy(let reason):
-                self.logger.notice("falling back to XEP-0114", metadata: ["reason": "\(reason)"])
-            case .disconnected(let reason):
+            case .fellBackToLegacy:
+                self.logger.notice("falling back to XEP-0114", metadata: ["reason": "\(event.reason ?? "-")"])
+            case .disconnected:
                 self.metrics.connected.record(0)
                 self.metrics.disconnects.increment()
-                self.logger.info("disconnected", metadata: ["reason": "\(reason)"])
-            case .bindFailed(let hostname, let reason):
+                self.logger.info("disconnected", metadata: ["reason": "\(event.reason ?? "-")"])
+            case .bindFailed:
                 self.metrics.bindErrors.increment()
                 self.logger.warning(
-                    "bind failed", metadata: ["component.hostname": "\(hostname)", "reason": "\(reason)"])
-            case .bound, .unbound:
+                    "bind failed",
+                    metadata: ["component.hostname": "\(event.hostname ?? "-")", "reason": "\(event.reason ?? "-")"])
+            default:
                 break
             }
         }

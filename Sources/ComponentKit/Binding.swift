@@ -12,6 +12,8 @@ final class Binding: Sendable {
     let handler: any ComponentHandler
     /// The weight sent with the bind request (server-side balancing), if any.
     let weight: Int?
+    /// Delivers stanzas to ``handler`` with the hostname's installed features.
+    let dispatcher: StanzaDispatcher
     let mailbox: Mailbox
     /// Outgoing stanzas waiting for the hostname to be bound (again).
     let outbound: OutboundQueue
@@ -26,13 +28,15 @@ final class Binding: Sendable {
     private let outcome = Mutex<Result<String, any Error>?>(nil)
 
     init(
-        key: HostnameKey, requested: String, handler: any ComponentHandler, weight: Int? = nil, budget: HostnameBudget,
-        outbound: OutboundQueuePolicy, released: @escaping @Sendable (Int) -> Void
+        key: HostnameKey, requested: String, handler: any ComponentHandler, weight: Int? = nil,
+        builtInFeatures: [any ComponentFeature], budget: HostnameBudget, outbound: OutboundQueuePolicy,
+        released: @escaping @Sendable (Int) -> Void
     ) {
         self.key = key
         self.requested = requested
         self.handler = handler
         self.weight = weight
+        self.dispatcher = StanzaDispatcher(handler: handler, builtInFeatures: builtInFeatures)
         self.mailbox = Mailbox(budget: budget, released: released)
         self.outbound = OutboundQueue(policy: outbound)
         self.metrics = HostnameMetrics(hostname: requested)

@@ -28,7 +28,8 @@ extension ComponentConnection {
                     defer { group.cancelAll() }
                     return try await ComponentStream.connect(
                         configuration: self.configuration, kind: .xep0114(hostname: binding.requested),
-                        group: self.eventLoop, router: self, logger: self.logger, attempt: attempt)
+                        group: self.eventLoop, channelFactory: self.channelFactory, router: self, logger: self.logger,
+                        attempt: attempt)
                 }
                 guard case .connected(let stream) = outcome else { continue }
                 let hostname = binding.requested

@@ -81,7 +81,8 @@ extension ComponentConnection {
                 try await ComponentStream.connect(
                     configuration: self.configuration, target: target,
                     kind: .xep0225(allowsLegacyFallback: self.configuration.protocolMode == .auto),
-                    group: self.eventLoop, router: self, logger: self.logger, attempt: attempt)
+                    group: self.eventLoop, channelFactory: self.channelFactory, router: self, logger: self.logger,
+                    attempt: attempt)
             }
             group.addTask {
                 await self.waitForShutdownRequest()

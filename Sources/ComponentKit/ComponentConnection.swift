@@ -40,6 +40,8 @@ public final class ComponentConnection: Service, Sendable {
     let metrics: ComponentMetrics
     /// Bytes waiting in all mailboxes: past the configured total, reading pauses.
     let budget: ConnectionBudget
+    /// Opens each stream's channel (TCP unless a test says otherwise).
+    let channelFactory: any ComponentChannelFactory
 
     struct State: Sendable {
         var machine: ConnectionStateMachine
@@ -73,11 +75,15 @@ public final class ComponentConnection: Service, Sendable {
     ///   - logger: The logger for connection events (secrets are never logged).
     ///   - eventLoopGroup: The NIO event loops; the connection uses one of them for its
     ///     whole life. The shared singleton by default.
+    ///   - channelFactory: How each stream's channel is opened: TCP by default; the
+    ///     `ComponentKitTesting` product's `InMemoryServer` for tests with no socket.
     public init(
         configuration: ComponentConfiguration,
         logger: Logger = Logger(label: "ComponentKit"),
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        channelFactory: any ComponentChannelFactory = TCPChannelFactory()
     ) {
+        self.channelFactory = channelFactory
         self.configuration = configuration
         var logger = logger
         logger[metadataKey: "component.identity"] = "\(configuration.identity)"
@@ -386,7 +392,9 @@ public final class ComponentConnection: Service, Sendable {
         }
         let budget = self.budget
         let binding = Binding(
-            key: key, requested: jid.description, handler: handler, weight: weight, budget: self.configuration.hostnameBudget,
+            key: key, requested: jid.description, handler: handler, weight: weight,
+            builtInFeatures: StanzaDispatcher.builtInFeatures(version: self.configuration.softwareVersion),
+            budget: self.configuration.hostnameBudget,
             outbound: self.configuration.outboundQueue, released: { budget.release($0) })
         let (result, spawner, stream) = self.state.withLock {
             state -> (ConnectionStateMachine.AddResult, AsyncStream<Spawn>.Continuation?, ComponentStream?) in

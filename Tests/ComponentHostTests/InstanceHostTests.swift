@@ -2,6 +2,7 @@ import ComponentKit
 import Foundation
 import Logging
 import ReferenceServer
+import StockPlugins
 import Testing
 import XMPPCore
 import XMPPTestSupport
@@ -16,13 +17,13 @@ struct InstanceHostTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let text = Fixtures.configuration(extra: "\n[[component]]\nhostname = \"search.example.com/eu-1\"\nplugin = \"echo\"\nweight = 3\n")
-        let configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:])
+        let configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:], registry: .stock)
         #expect(configuration.components.map(\.hostname).last == "search.example.com/eu-1")
         #expect(configuration.components.map(\.weight) == [nil, nil, 3])
         for (bad, message) in [("0", "expected at least 1, found 0"), ("1001", "expected an integer from 1 to 1000, found 1001")] {
             let broken = text.replacingOccurrences(of: "weight = 3", with: "weight = \(bad)")
             let error = #expect(throws: ConfigurationError.self) {
-                try HostConfiguration.load(path: try Fixtures.write(in: directory, broken), environment: [:])
+                try HostConfiguration.load(path: try Fixtures.write(in: directory, broken), environment: [:], registry: .stock)
             }
             #expect(error.map { "\($0)" }?.hasSuffix("component[2].weight: \(message)") == true, "\(error.map { "\($0)" } ?? "")")
         }
@@ -35,7 +36,7 @@ struct InstanceHostTests {
         new.weight = 5
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
-        var configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:])
+        var configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:], registry: .stock)
         configuration.components = [old]
         var changed = configuration
         changed.components = [new]
@@ -50,8 +51,8 @@ struct InstanceHostTests {
                 of: "hostname = \"search.example.test/eu-1\"\nplugin = \"echo\"\n",
                 with: "hostname = \"search.example.test/eu-1\"\nplugin = \"echo\"\nweight = 3\n")
             let path = try Fixtures.write(in: setup.directory, text)
-            let configuration = try HostConfiguration.load(path: path, environment: [:])
-            let host = try ComponentHost(configuration: configuration, logger: Logger(label: "instances"))
+            let configuration = try HostConfiguration.load(path: path, environment: [:], registry: .stock)
+            let host = try ComponentHost(configuration: configuration, registry: .stock, logger: Logger(label: "instances"))
             try await LiveHostTests.whileRunning(host) {
                 try await setup.server.waitUntilBound("search.example.test/eu-1")
                 try await setup.server.waitUntilBound("search.example.test/eu-2")

@@ -90,7 +90,7 @@ struct ReferenceServerBinaryTests {
             commands.write(Data("transfer search.component.example.test/eu-1 127.0.0.1:1 user@bad\n".utf8))
             _ = try await Self.waitForOutput(process, "refused: ")
             commands.write(Data("disconnect search.component.example.test/eu-1\n".utf8))
-            try await events.wait("the dropped stream", until: { if case .disconnected = $0 { return true } else { return false } })
+            try await events.wait("the dropped stream", until: { $0.kind == .disconnected })
         }
     }
 }

@@ -204,7 +204,7 @@ struct StreamOrderTests {
                 try await Task.sleep(for: .milliseconds(10))
             }
             #expect(answers.all()["probe"]?["type"] == "chat")
-            let disconnects = events.all.filter { if case .disconnected = $0 { return true } else { return false } }
+            let disconnects = events.all.filter { $0.kind == .disconnected }
             #expect(disconnects.isEmpty, "the stream ended: \(disconnects)")
         }
         }
