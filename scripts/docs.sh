@@ -13,11 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Dependencies first; a module is documented when its target exists in this checkout.
+# Dependencies first; a module is documented when it has sources in this checkout.
 modules=(XMPPCore XMPPStream XMPPTLS XMPPSASL ComponentKit ComponentKitTesting ComponentHost)
 arguments=()
 for module in "${modules[@]}"; do
-  if [ -d "Sources/$module" ]; then
+  if compgen -G "Sources/$module/*.swift" > /dev/null; then
     arguments+=(--target "$module")
   fi
 done
