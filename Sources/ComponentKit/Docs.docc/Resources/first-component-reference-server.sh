@@ -7,8 +7,9 @@ swift run --package-path "$SDK" reference-server --legacy-port off --state-dir r
 #   XEP-0114 port:  off
 #   CA certificate: run/reference/server-ca.pem
 #   SASL identity:  component.localhost
-#   SASL password:  7QhZ…
+#   SASL password:  eThZYLDSiyay88o97BdY
 #   may bind:       component.localhost, *.component.localhost
+#   XEP-0114:       legacy.localhost with secret DAZ5oZbwb9chNBeKuwXt
 
-# Terminal 2: the password, in a file only you can read.
-(umask 077 && echo 'THE PASSWORD IT PRINTED' > run/reference/password)
+# Terminal 2: the password it printed, in a file only you can read.
+(umask 077 && echo 'eThZYLDSiyay88o97BdY' > run/reference/password)
