@@ -34,4 +34,4 @@ fi
 start=$(date +%s)
 swift package "$@" generate-documentation --enable-experimental-combined-documentation \
   "${arguments[@]}" "${output[@]}" --warnings-as-errors
-echo "docs: ${#arguments[@]} arguments ($(( ${#arguments[@]} / 2 )) modules) documented without warnings in $(( $(date +%s) - start ))s"
+echo "docs: $(( ${#arguments[@]} / 2 )) modules documented without warnings in $(( $(date +%s) - start ))s"
