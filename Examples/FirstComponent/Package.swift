@@ -29,7 +29,7 @@ let package = Package(
                 .product(name: "XMPPCore", package: "swift-xmpp-component"),
             ]
         ),
-        // A host process with the greeter plugin beside the stock ones.
+        // A host process that runs the greeter plugin.
         .executableTarget(
             name: "greeter-host",
             dependencies: [

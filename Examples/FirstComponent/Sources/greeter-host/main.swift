@@ -3,8 +3,9 @@ import Foundation
 import Greeter
 import Logging
 
-// greeter-host host.toml: component-host's plugins plus "greeter", with the same
-// configuration file, admin socket, signals and reloads as `component-host run`.
+// greeter-host host.toml: the host with the "greeter" plugin, with the same configuration
+// file, admin socket, signals and reloads as `component-host run`. (The stock plugins, echo
+// and kv, are in the StockPlugins product: `PluginRegistry.stock.adding(…)` adds yours to them.)
 let arguments = CommandLine.arguments
 guard arguments.count == 2 else {
     print("usage: greeter-host host.toml")
