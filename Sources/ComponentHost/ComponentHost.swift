@@ -7,7 +7,7 @@ public import NIOPosix
 public import ServiceLifecycle
 import XMPPCore
 
-/// Runs plugins on a ``ComponentKit/ComponentConnection`` as a configuration describes,
+/// Runs plugins on a ``/ComponentKit/ComponentConnection`` as a configuration describes,
 /// and changes what runs while it runs: ``reload(from:)`` (SIGHUP), ``bind(_:plugin:options:persist:)``
 /// and ``unbind(_:persist:)`` (the admin socket).
 ///
@@ -69,7 +69,7 @@ public actor ComponentHost: Service {
     ///   - metrics: Where metrics go; created once per host.
     ///   - watchdogThreshold: How long a handler may spend on one stanza before it is reported hung.
     ///   - eventLoopGroup: The NIO event loops.
-    /// - Throws: ``PluginError`` when a plugin refuses its options; ``ComponentKit/ComponentError``
+    /// - Throws: ``PluginError`` when a plugin refuses its options; ``/ComponentKit/ComponentError``
     ///   for an invalid hostname.
     public init(
         configuration: HostConfiguration, registry: PluginRegistry = .standard, logger: Logger,
@@ -210,7 +210,7 @@ public actor ComponentHost: Service {
     ///   - persist: Whether to append a `[[component]]` entry to the configuration file.
     /// - Returns: The hostname's status.
     /// - Throws: ``PluginError`` (unknown plugin, bad options), ``HostError`` (already
-    ///   served, no file to persist to), ``ComponentKit/ComponentError`` (refused by the server).
+    ///   served, no file to persist to), ``/ComponentKit/ComponentError`` (refused by the server).
     @discardableResult
     public func bind(
         _ hostname: String, plugin: String, options: [String: PluginOptionValue] = [:], persist: Bool = false
@@ -262,7 +262,7 @@ public actor ComponentHost: Service {
     ///   - hostname: The hostname.
     ///   - persist: Whether to remove its `[[component]]` entry from the configuration file
     ///     (otherwise a hostname from the file comes back on the next reload or restart).
-    /// - Throws: ``HostError`` when the hostname is not served; ``ComponentKit/ComponentError``
+    /// - Throws: ``HostError`` when the hostname is not served; ``/ComponentKit/ComponentError``
     ///   when the server refuses (the hostname then stays bound).
     public func unbind(_ hostname: String, persist: Bool = false) async throws {
         let key = Self.key(hostname)
@@ -481,7 +481,7 @@ public actor ComponentHost: Service {
 
     // MARK: Helpers
 
-    /// The key of a hostname: ``ComponentKit/HostnameKey``'s spelling (the same key the
+    /// The key of a hostname: ``/ComponentKit/HostnameKey``'s spelling (the same key the
     /// connection and the reload plan use).
     static func key(_ hostname: String) -> String {
         hostnameKey(hostname)
@@ -514,7 +514,7 @@ public actor ComponentHost: Service {
 }
 
 /// One spelling per hostname for the host's tables, its reload plan and its metrics:
-/// ``ComponentKit/HostnameKey``'s (domain lowercased without a trailing dot, resource kept).
+/// ``/ComponentKit/HostnameKey``'s (domain lowercased without a trailing dot, resource kept).
 func hostnameKey(_ hostname: String) -> String {
     HostnameKey(hostname)?.description ?? hostname.lowercased()
 }

@@ -299,7 +299,7 @@ public final class ComponentConnection: Service, Sendable {
     /// method's task group: when it returns, nothing of the connection is left running.
     /// - Throws: ``ComponentError/Kind/invalidConfiguration`` at once for a configuration
     ///   that cannot work safely (``ComponentConfiguration/validate()``, or a policy that
-    ///   refuses cleartext to this address); a ``XMPPStream/NegotiationError`` or connection
+    ///   refuses cleartext to this address); a ``/XMPPStream/NegotiationError`` or connection
     ///   error when ``ReconnectPolicy/maxAttempts`` consecutive attempts failed.
     public func run() async throws {
         // A configuration that cannot work safely fails now, not on every reconnect.

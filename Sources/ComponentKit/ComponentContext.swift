@@ -9,7 +9,7 @@ public import XMPPCore
 /// ``ComponentError/Kind/unboundSender`` before anything reaches the server.
 ///
 /// A connection makes the contexts its handlers receive. For tests, make one over your own
-/// ``ComponentTransport`` with ``init(hostname:logger:transport:features:)``, or use
+/// ``ComponentTransport`` with ``init(hostname:logger:transport:handler:features:)``, or use
 /// `TestContext` from the `ComponentKitTesting` product.
 public struct ComponentContext: Sendable {
     /// The bound hostname the current stanza was addressed to: a domain, or an instance of
@@ -140,7 +140,7 @@ public struct ComponentContext: Sendable {
     /// Sends an IQ request and waits for its answer.
     ///
     /// The answer is accepted only from the address the request went to. An answer of
-    /// type `error` is returned, not thrown: read ``XMPPCore/StanzaView/error``.
+    /// type `error` is returned, not thrown: read ``/XMPPCore/StanzaView/error``.
     /// - Parameters:
     ///   - iq: A `get` or `set`; an `id` is assigned when missing, `from` defaults to ``hostname``.
     ///   - timeout: How long to wait; the configuration's default when `nil`.

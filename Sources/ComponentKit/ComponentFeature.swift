@@ -36,7 +36,7 @@ public protocol ComponentFeature: Sendable {
     ///     installed feature).
     /// - Returns: The answer (`iq.result(…)` or `iq.errorResult(…)`), or `nil` when this
     ///   feature does not handle the request.
-    /// - Throws: A ``XMPPCore/StanzaError`` to answer with that error.
+    /// - Throws: A ``/XMPPCore/StanzaError`` to answer with that error.
     func answer(_ iq: IQ, in context: ComponentContext) async throws -> IQ?
 }
 

@@ -11,7 +11,7 @@ public import XMPPCore
 /// or declare ``execution`` as ``HandlerExecution/globalExecutor``.
 ///
 /// IQ requests (`get`/`set`) get exactly one answer. Send it with the context before
-/// returning (``ComponentContext/reply(to:with:)``), or throw a ``XMPPCore/StanzaError`` to
+/// returning (``ComponentContext/reply(to:with:)``), or throw a ``/XMPPCore/StanzaError`` to
 /// answer with that error. If the handler returns without answering, the installed
 /// features answer the queries they know (the handler's ``features``, then the built-ins:
 /// service discovery, ping, software version) and everything else gets

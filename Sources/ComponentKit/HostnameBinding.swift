@@ -3,7 +3,7 @@ import XMPPCore
 /// XEP-0225 hostname binding: the `<bind/>` and `<unbind/>` IQ payloads.
 enum HostnameBinding {
     /// A bind request; `weight` (this project's balancing extension) is written as the
-    /// `weight` attribute of `<hostname/>` in ``XMPPCore/Namespace/componentBalancing``.
+    /// `weight` attribute of `<hostname/>` in ``/XMPPCore/Namespace/componentBalancing``.
     static func bindRequest(id: String, hostname: String, weight: Int? = nil) -> IQ {
         var payload = self.payload("bind", hostname: hostname)
         if let weight, case .element(var element) = payload.children[0] {

@@ -5,7 +5,7 @@ public import XMPPCore
 /// exactly-one-answer rule for IQ requests.
 ///
 /// For each stanza: the handler runs with a fresh ``ComponentContext``; a
-/// ``XMPPCore/StanzaError`` it throws answers an IQ request with that error, any other
+/// ``/XMPPCore/StanzaError`` it throws answers an IQ request with that error, any other
 /// error with `internal-server-error`; a request it leaves unanswered is offered to each
 /// installed ``ComponentFeature`` (the handler's ``ComponentHandler/features``, then the
 /// built-ins), and gets `service-unavailable` when none answers. A second answer the
@@ -20,7 +20,7 @@ public struct StanzaDispatcher: Sendable {
         /// error's, or `service-unavailable`); `nil` when the handler answered, or the
         /// stanza was not a request.
         public var answer: IQ?
-        /// An error the handler threw other than a ``XMPPCore/StanzaError`` (logged, and
+        /// An error the handler threw other than a ``/XMPPCore/StanzaError`` (logged, and
         /// counted by the connection), if any.
         public var handlerError: (any Error)?
 

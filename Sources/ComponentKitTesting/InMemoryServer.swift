@@ -6,7 +6,7 @@ import Synchronization
 public import XMPPCore
 import XMPPStream
 
-/// An XMPP server in memory, for tests of a whole ``ComponentKit/ComponentConnection``
+/// An XMPP server in memory, for tests of a whole ``/ComponentKit/ComponentConnection``
 /// with no socket: each stream is a `NIOAsyncTestingChannel`, and the server speaks
 /// XEP-0114 (stream header, handshake digest checked against ``secret``, stanzas) on it.
 ///

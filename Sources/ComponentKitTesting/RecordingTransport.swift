@@ -2,7 +2,7 @@ import ComponentKit
 import Synchronization
 import XMPPCore
 
-/// The ``ComponentKit/ComponentTransport`` behind a ``TestContext``.
+/// The ``/ComponentKit/ComponentTransport`` behind a ``TestContext``.
 final class RecordingTransport: ComponentTransport {
     struct State: Sendable {
         var sent: [Stanza] = []

@@ -3,7 +3,7 @@ public import Logging
 import Synchronization
 public import XMPPCore
 
-/// A context for testing a ``ComponentKit/ComponentHandler`` with no server and no
+/// A context for testing a ``/ComponentKit/ComponentHandler`` with no server and no
 /// socket: it records what the handler sends, requests, binds and unbinds, and lets the
 /// test answer the handler's IQ requests.
 ///
@@ -21,16 +21,16 @@ public import XMPPCore
 /// ```
 ///
 /// ``deliver(_:to:)`` runs a stanza through the handler exactly as a connection does
-/// (``ComponentKit/StanzaDispatcher``): an IQ request gets exactly one answer, from the
-/// handler, a thrown ``XMPPCore/StanzaError``, the installed features (disco, ping,
+/// (``/ComponentKit/StanzaDispatcher``): an IQ request gets exactly one answer, from the
+/// handler, a thrown ``/XMPPCore/StanzaError``, the installed features (disco, ping,
 /// version and the handler's own), or `service-unavailable`, and that answer is recorded
 /// in ``sent`` like anything else the handler sends.
 ///
-/// The handler's IQ requests (``ComponentKit/ComponentContext/request(_:timeout:redirects:)``)
+/// The handler's IQ requests (``/ComponentKit/ComponentContext/request(_:timeout:redirects:)``)
 /// wait for an answer: set a ``respond(with:)`` closure before delivering, or take them
 /// one at a time with ``nextRequest()`` and answer each with ``PendingRequest/answer(_:)``.
-/// A request nobody answers fails with a ``ComponentKit/ComponentError`` of kind
-/// ``ComponentKit/ComponentError/Kind/timeout`` after ``requestTimeout``.
+/// A request nobody answers fails with a ``/ComponentKit/ComponentError`` of kind
+/// ``/ComponentKit/ComponentError/Kind/timeout`` after ``requestTimeout``.
 public final class TestContext: Sendable {
     /// The hostname the handler is bound to.
     public let hostname: String
@@ -102,7 +102,7 @@ public final class TestContext: Sendable {
 
     /// A context for calling a handler (or code using a context) directly. It does not
     /// enforce the exactly-one-answer rule: use ``deliver(_:to:)`` for that.
-    /// - Parameter handler: The handler whose disco information ``ComponentKit/ComponentContext/discoInfo`` lists.
+    /// - Parameter handler: The handler whose disco information ``/ComponentKit/ComponentContext/discoInfo`` lists.
     public func context(for handler: (any ComponentHandler)? = nil) -> ComponentContext {
         ComponentContext(
             hostname: self.hostname, logger: self.logger, transport: self.transport, handler: handler,
@@ -163,14 +163,14 @@ public final class TestContext: Sendable {
     }
 
     /// Makes binds fail (or succeed again, with `nil`).
-    /// - Parameter error: The error ``ComponentKit/ComponentContext/bind(_:handler:)`` throws.
+    /// - Parameter error: The error ``/ComponentKit/ComponentContext/bind(_:handler:)`` throws.
     public func failBinds(with error: (any Error & Sendable)?) {
         self.transport.state.withLock { $0.bindError = error }
     }
 
     /// Makes sends fail (or succeed again, with `nil`), e.g. to test what a handler does
     /// when the connection is down.
-    /// - Parameter error: The error ``ComponentKit/ComponentContext/send(_:)`` throws.
+    /// - Parameter error: The error ``/ComponentKit/ComponentContext/send(_:)-(Stanza)`` throws.
     public func failSends(with error: (any Error & Sendable)?) {
         self.transport.state.withLock { $0.sendError = error }
     }

@@ -5,7 +5,7 @@ public import XMPPCore
 /// payload namespace, never the content (bodies and payloads can hold secrets).
 ///
 /// One line when the stanza arrives (at ``level``) and one when the handler is done, with
-/// `stanza.outcome` = `done` or `threw` and the error; a thrown ``XMPPCore/StanzaError``
+/// `stanza.outcome` = `done` or `threw` and the error; a thrown ``/XMPPCore/StanzaError``
 /// is logged at ``level`` (it is an answer), any other error at `error`.
 ///
 /// ```swift

@@ -6,7 +6,7 @@ public import XMPPCore
 /// A middleware calls `next` to go on to the next middleware (and finally the handler), or
 /// does not (to refuse or answer a stanza itself). It may change the stanza or the context
 /// it passes on, time or log the call, and catch what it throws. Wrap a handler with
-/// ``ComponentHandler/using(_:)``:
+/// ``ComponentHandler/using(_:)-(StanzaMiddleware...)``:
 ///
 /// ```swift
 /// struct RefuseStrangers: StanzaMiddleware {
@@ -39,7 +39,7 @@ public protocol StanzaMiddleware: Sendable {
     ) async throws
 }
 
-/// A handler wrapped in middleware (see ``ComponentHandler/using(_:)``): every stanza goes
+/// A handler wrapped in middleware (see ``ComponentHandler/using(_:)-(StanzaMiddleware...)``): every stanza goes
 /// through ``middleware`` in order, then to ``handler``. Discovery information, features,
 /// binding events and the execution choice are the handler's.
 public struct MiddlewareHandler: ComponentHandler {

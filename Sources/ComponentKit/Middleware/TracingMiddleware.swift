@@ -5,7 +5,7 @@ public import XMPPCore
 /// `xmpp.presence`, of kind `server` for an IQ request and `consumer` otherwise, with the
 /// stanza's type, id, addresses and payload namespace as attributes (never its content).
 ///
-/// A ``XMPPCore/StanzaError`` the handler throws is recorded as `xmpp.stanza.error` (an
+/// A ``/XMPPCore/StanzaError`` the handler throws is recorded as `xmpp.stanza.error` (an
 /// answer, not a failure of the component); any other error is recorded on the span and
 /// sets its status to error. Spans go to the tracer given, or to the one the application
 /// bootstrapped (`InstrumentationSystem.bootstrap`), which is a no-op by default.

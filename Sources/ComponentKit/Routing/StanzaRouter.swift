@@ -23,7 +23,7 @@ public import XMPPCore
 /// ## IQ requests
 ///
 /// An IQ route returns the result's payload (or `nil` for an empty result) and the router
-/// sends the `result`; it throws a ``XMPPCore/StanzaError`` to answer with that error. A
+/// sends the `result`; it throws a ``/XMPPCore/StanzaError`` to answer with that error. A
 /// route that answers by itself through the context (say, with an IQ redirect) returns
 /// `nil`; returning a payload as well would be a second answer, which is refused.
 /// The exactly-one-answer rule holds: a request with a payload the router has a route for,
@@ -46,7 +46,7 @@ public import XMPPCore
 /// again replaces it). Everything goes through ``middleware`` (outermost first) before
 /// reaching a route.
 public struct StanzaRouter: ComponentHandler {
-    /// An IQ route: answers a request with the result's payload, or throws a ``XMPPCore/StanzaError``.
+    /// An IQ route: answers a request with the result's payload, or throws a ``/XMPPCore/StanzaError``.
     public typealias IQRoute = @Sendable (IQ, ComponentContext) async throws -> Element?
     /// A message route.
     public typealias MessageRoute = @Sendable (Message, ComponentContext) async throws -> Void
@@ -125,7 +125,7 @@ public struct StanzaRouter: ComponentHandler {
     ///   - localName: The payload's element name; `query` by default.
     ///   - advertise: Whether to list `namespace` in disco#info; `true` by default.
     ///   - route: Returns the result's payload (`nil`: an empty result) or throws a
-    ///     ``XMPPCore/StanzaError``.
+    ///     ``/XMPPCore/StanzaError``.
     public mutating func iq(
         _ type: RequestType, _ namespace: String, _ localName: String = "query", advertise: Bool = true,
         _ route: @escaping IQRoute
