@@ -24,7 +24,9 @@ let package = Package(
         .library(name: "XMPPTLS", targets: ["XMPPTLS"]),
         .library(name: "XMPPSASL", targets: ["XMPPSASL"]),
         .library(name: "ComponentKit", targets: ["ComponentKit"]),
+        .library(name: "ComponentKitTesting", targets: ["ComponentKitTesting"]),
         .library(name: "ComponentHost", targets: ["ComponentHost"]),
+        .library(name: "StockPlugins", targets: ["StockPlugins"]),
         .executable(name: "component-host", targets: ["component-host"]),
         .library(name: "ReferenceServer", targets: ["ReferenceServer"]),
         .executable(name: "reference-server", targets: ["reference-server"]),
@@ -37,6 +39,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        // `swift package generate-documentation` (scripts/docs.sh); a plugin, linked into nothing.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // MARK: System libraries (Debian: libexpat1-dev, libssl-dev, libsasl2-dev)
@@ -101,6 +106,20 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Test support for plugin authors: a TestContext that records what a handler does.
+        .target(
+            name: "ComponentKitTesting",
+            dependencies: [
+                "ComponentKit",
+                "XMPPCore",
+                "XMPPStream",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -137,8 +156,6 @@ let package = Package(
                 "ComponentKit",
                 "XMPPCore",
                 "XMPPTLS",
-                "EchoComponent",
-                "KeyValueComponent",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -152,11 +169,25 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The plugins component-host ships (echo, kv), apart from the ComponentHost library.
+        .target(
+            name: "StockPlugins",
+            dependencies: [
+                "ComponentHost",
+                "ComponentKit",
+                "EchoComponent",
+                "KeyValueComponent",
+                "XMPPCore",
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Executable (thin CLI over ComponentHost)
         .executableTarget(
             name: "component-host",
             dependencies: [
                 "ComponentHost",
+                "StockPlugins",
                 "ComponentKit",
                 "ReferenceServer",
                 "XMPPCore",
@@ -204,7 +235,7 @@ let package = Package(
         // run them on every committed input without libFuzzer.
         .target(
             name: "FuzzOracles",
-            dependencies: ["XMPPCore", "XMPPStream"],
+            dependencies: ["XMPPCore", "XMPPStream", "XMPPSASL"],
             path: "Fuzz/Sources/FuzzOracles",
             swiftSettings: swiftSettings
         ),
@@ -241,12 +272,27 @@ let package = Package(
             name: "ComponentKitTests",
             dependencies: [
                 "ComponentKit",
+                "ComponentKitTesting",
                 "XMPPCore",
                 "XMPPStream",
                 "EchoComponent",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The examples' tests: only what a plugin author has (ComponentKitTesting, no @testable).
+        .testTarget(
+            name: "ExamplesTests",
+            dependencies: [
+                "ComponentKit",
+                "ComponentKitTesting",
+                "EchoComponent",
+                "KeyValueComponent",
+                "XMPPCore",
             ],
             swiftSettings: swiftSettings
         ),
@@ -276,6 +322,7 @@ let package = Package(
                 "XMPPSASL",
                 "XMPPCore",
                 "KeyValueComponent",
+                "StockPlugins",
                 "XMPPTestSupport",
                 "component-host",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

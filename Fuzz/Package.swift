@@ -43,6 +43,7 @@ let package = Package(
             dependencies: [
                 .product(name: "XMPPCore", package: "swift-xmpp-component"),
                 .product(name: "XMPPStream", package: "swift-xmpp-component"),
+                .product(name: "XMPPSASL", package: "swift-xmpp-component"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -97,6 +98,7 @@ let package = Package(
                 "FuzzSupport",
                 .product(name: "ComponentHost", package: "swift-xmpp-component"),
                 .product(name: "ComponentKit", package: "swift-xmpp-component"),
+                .product(name: "StockPlugins", package: "swift-xmpp-component"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -106,6 +108,7 @@ let package = Package(
                 "FuzzOracles",
                 "FuzzSupport",
                 .product(name: "ComponentHost", package: "swift-xmpp-component"),
+                .product(name: "StockPlugins", package: "swift-xmpp-component"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -19,6 +19,7 @@ let package = Package(
             name: "CustomHost",
             dependencies: [
                 .product(name: "ComponentHost", package: "swift-xmpp-component"),
+                .product(name: "StockPlugins", package: "swift-xmpp-component"),
                 .product(name: "ComponentKit", package: "swift-xmpp-component"),
                 .product(name: "XMPPCore", package: "swift-xmpp-component"),
                 .product(name: "Logging", package: "swift-log"),

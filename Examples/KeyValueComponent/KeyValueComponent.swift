@@ -3,7 +3,8 @@ import Synchronization
 public import XMPPCore
 
 /// A tiny key-value store on its own hostname: shows state, message commands, IQ
-/// queries in a custom namespace, and service discovery.
+/// queries in a custom namespace, and service discovery, routed with a
+/// ``ComponentKit/StanzaRouter``.
 ///
 /// Messages (chat or normal) are commands, answered with a message:
 ///
@@ -81,34 +82,39 @@ public struct KeyValueComponent: ComponentHandler {
 
     /// The store: shared by every hostname this handler is bound to.
     public let store: Store
+    private let router: StanzaRouter
 
     /// Creates a component with an empty store.
     /// - Parameter limits: The store's limits.
     public init(limits: Limits = Limits()) {
-        self.store = Store(limits: limits)
+        let store = Store(limits: limits)
+        self.store = store
+        var router = StanzaRouter(identity: .init(category: "component", type: "generic", name: "Key-value store"))
+        // `urn:example:kv` is advertised in disco#info because it has routes.
+        router.iq(.get, Self.namespace) { iq, _ in
+            guard let query = iq.payload else { throw StanzaError(.badRequest) }
+            return try store.answer(query, isSet: false, from: iq.from)
+        }
+        router.iq(.set, Self.namespace) { iq, _ in
+            guard let query = iq.payload else { throw StanzaError(.badRequest) }
+            return try store.answer(query, isSet: true, from: iq.from)
+        }
+        router.message { message, context in
+            guard let body = message.body else { return }
+            try await context.send(message.reply(body: store.command(body, from: message.from)))
+        }
+        self.router = router
     }
 
-    /// Advertises `urn:example:kv` and a `store/generic`-style identity.
+    /// Advertises `urn:example:kv` and a `component/generic` identity named "Key-value store".
     public var discoInfo: DiscoInfo {
-        DiscoInfo(
-            identities: [.init(category: "component", type: "generic", name: "Key-value store")],
-            features: [Self.namespace])
+        self.router.discoInfo
     }
 
     /// Answers command messages and `urn:example:kv` IQs; leaves other IQs to the
     /// built-ins (disco, ping, version) or `service-unavailable`.
     public func handle(_ stanza: Stanza, in context: ComponentContext) async throws {
-        switch stanza {
-        case .message(let message):
-            guard message.type != .error, let body = message.body else { return }
-            try await context.send(message.reply(body: self.store.command(body, from: message.from)))
-        case .iq(let iq):
-            guard iq.type.isRequest, let query = iq.payload, query.name.namespace == Self.namespace else { return }
-            let answer = try self.store.answer(query, isSet: iq.type == .set, from: iq.from)
-            try await context.reply(to: iq, with: answer)
-        case .presence:
-            return
-        }
+        try await self.router.handle(stanza, in: context)
     }
 
     /// The store itself, with the command and query logic (no I/O: tests call it directly).

@@ -17,6 +17,8 @@ local base64 = require "util.encodings".base64;
 local nameprep = require "util.encodings".stringprep.nameprep;
 local idna_to_ascii = require "util.encodings".idna.to_ascii;
 local jid_prepped_split = require "util.jid".prepped_split;
+local jid_split = require "util.jid".split;
+local jid_prep = require "util.jid".prep;
 local uuid_generate = require "util.uuid".generate;
 local logger = require "util.logger";
 local timer = require "util.timer";
@@ -25,9 +27,13 @@ local errors = require "util.error";
 local time_now = require "util.time".now;
 local configmanager = require "core.configmanager";
 local certmanager = require "core.certmanager";
+local modulemanager = require "core.modulemanager";
+local promise = require "util.promise";
 
 local hosts = prosody.hosts;
 local core_process_stanza = prosody.core_process_stanza;
+local core_post_stanza = prosody.core_post_stanza;
+local full_sessions = prosody.full_sessions;
 local rawgetopt = configmanager.rawget;
 
 local xmlns_tls = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -36,6 +42,37 @@ local xmlns_sasl_cb = "urn:xmpp:sasl-cb:0"; -- XEP-0440
 local xmlns_xmpp_streams = "urn:ietf:params:xml:ns:xmpp-streams";
 local xmlns_component = "urn:xmpp:component:0";
 local xmlns_prosody_component = "xmpp:prosody.im/protocol/component";
+local xmlns_cmr = "urn:xmpp:cmr:0"; -- XEP-0354
+local xmlns_cxf = "urn:xmpp:cxf"; -- XEP-0051
+local xmlns_disco_info = "http://jabber.org/protocol/disco#info";
+local xmlns_sm = "urn:xmpp:sm:3"; -- XEP-0198, acknowledgements only
+local xmlns_stanzas = "urn:ietf:params:xml:ns:xmpp-stanzas";
+-- This project's balancing extension of XEP-0225 (shared with the SDK and its reference
+-- server): <hostname xmlns:b='urn:xmpp:component:balancing:0' b:weight='3'>, and the
+-- name of the 'affinity' algorithm.
+local xmlns_balancing = "urn:xmpp:component:balancing:0";
+
+-- Routing algorithms for a domain bound by several instances: XEP-0354's four, plus
+-- 'affinity' (one remote full JID stays on one instance), which is this module's own.
+local algorithm_urns = {
+	affinity = "urn:xmpp:component:balancing:affinity";
+	all = "urn:xmpp:cmr:all";
+	mostactive = "urn:xmpp:cmr:mostactive";
+	roundrobin = "urn:xmpp:cmr:roundrobin";
+	weighted = "urn:xmpp:cmr:weighted";
+};
+local algorithm_names = { "affinity", "all", "mostactive", "roundrobin", "weighted" };
+local default_algorithm = "affinity";
+
+-- "roundrobin" or "urn:xmpp:cmr:roundrobin" -> "roundrobin"; nil for anything else.
+local function algorithm_name(text)
+	if type(text) ~= "string" then return nil; end
+	if algorithm_urns[text] then return text; end
+	for name, urn in pairs(algorithm_urns) do
+		if urn == text then return name; end
+	end
+	return nil;
+end
 
 local log = module._log;
 
@@ -76,6 +113,14 @@ local opt_max_send_buffer = opt_number("component_xep0225_max_send_buffer_size",
 	64*1024, 1024*1024*1024);
 local opt_keepalives = module:get_option_boolean("component_xep0225_tcp_keepalives",
 	module:get_option_boolean("tcp_keepalives", true));
+-- Several instances of one domain (domain/resource binds) and their balancing.
+local opt_max_instances = opt_number("component_xep0225_max_instances", nil, 64, 1, 10000);
+local opt_iq_timeout = opt_number("component_xep0225_iq_timeout", nil, 300, 10, 86400);
+local opt_max_pending_iqs = opt_number("component_xep0225_max_pending_iqs", nil, 10000, 10, 1000000);
+local opt_affinity_timeout = opt_number("component_xep0225_affinity_timeout", nil, 900, 10, 86400);
+local opt_max_affinity = opt_number("component_xep0225_max_affinity_entries", nil, 100000, 100, 10000000);
+local opt_transfer_timeout = opt_number("component_xep0225_transfer_timeout", nil, 10, 1, 300);
+local opt_max_unacked = opt_number("component_xep0225_max_unacked_stanzas", nil, 10000, 100, 1000000);
 
 local opt_require_encryption = module:get_option_boolean("component_xep0225_require_encryption");
 if opt_require_encryption == nil then
@@ -105,11 +150,28 @@ local m_unbinds = module:metric("counter", "unbinds", "", "Hostname unbinds (exp
 local m_bounces = module:metric("counter", "bounces", "", "Stanzas bounced instead of delivered", { "reason" });
 local m_auth_failures = module:metric("counter", "auth_failures", "", "Failed SASL authentications");
 
--- Shared state. `bindable[host] = true` for every host that declares this module;
--- `bound[host] = session` for every hostname currently bound to a stream.
--- module:shared() keeps them across a module reload.
+local m_dropped = module:metric("counter", "dropped", "", "Stanzas to a component domain dropped (never answered)",
+	{ "reason" });
+local m_cmr_changes = module:metric("counter", "routing_changes", "", "Routing algorithm changes (XEP-0354 set)");
+local m_rerouted = module:metric("counter", "rerouted", "",
+	"Unacknowledged stanzas (XEP-0198) routed again after their stream ended");
+
+-- Shared state, kept across a module reload by module:shared():
+-- `bindable[host] = true` for every host that declares this module;
+-- `domains[host]` = the group of instances bound to that domain (see new_group);
+-- `pending_iqs[key]` = which stream sent an IQ request still waiting for its answer;
+-- `routing_config[host]` / `routing_locked[host]` = the domain's configured algorithm;
+-- `routing_override[host]` = an algorithm set by an admin in the shell (until restart);
+-- a component's XEP-0354 set lives in the domain's group (until its last instance leaves).
 local bindable = module:shared("bindable");
-local bound = module:shared("bound");
+local domains = module:shared("domains");
+local pending_iqs = module:shared("pending_iqs");
+local routing_config = module:shared("routing_config");
+local routing_locked = module:shared("routing_locked");
+local routing_override = module:shared("routing_override");
+local counters = module:shared("counters"); -- activity sequence, stamped-id sequence
+counters.activity = counters.activity or 0;
+counters.stamp = counters.stamp or 0;
 local sessions = module:shared("sessions"); -- conn -> session
 local host_modules = {}; -- host -> the per-host module object from add_host (for set_status)
 -- After a reload of the global module alone, per-host instances loaded before it stay.
@@ -129,7 +191,7 @@ module:hook("stats-update", function ()
 		if session.type == "component" then authed = authed + 1; else unauthed = unauthed + 1; end
 		queued = queued + (session.queued or 0);
 	end
-	for _ in pairs(bound) do n_bound = n_bound + 1; end
+	for _, group in pairs(domains) do n_bound = n_bound + #group.list; end
 	m_streams:with_labels("unauthenticated"):set(unauthed);
 	m_streams:with_labels("authenticated"):set(authed);
 	m_queued:with_labels():set(queued);
@@ -143,7 +205,21 @@ local function error_reply(stanza, err_type, condition, text, by)
 	return st.error_reply(stanza, err_type, condition, text, by);
 end
 
--- Per-host part: routing for `Component "H" "component_xep0225"` ---------------------
+-- Instances ---------------------------------------------------------------------------
+-- A domain may be bound as `domain` and as any number of `domain/resource`, on one stream
+-- or on several. Each binding is an instance:
+--   inst = { session, domain, resource (or nil), hostname ("domain" or "domain/resource"),
+--            weight, current (smooth weighted round robin), activity, bound }
+-- A group keeps a domain's instances in bind order:
+--   group = { host, list = { inst... }, by_name = { [hostname] = inst }, rr (cursor),
+--             affinity = { [remote JID] = { inst, local_session, seen } }, n_affinity }
+-- A session keeps its own: session.instances[hostname] = inst and
+-- session.domains[domain] = { [hostname] = inst }.
+
+local function algorithm_of(host)
+	local group = domains[host];
+	return group and group.override or routing_override[host] or routing_config[host] or default_algorithm;
+end
 
 local function set_host_status(host, level, text)
 	local host_module = host_modules[host];
@@ -151,6 +227,184 @@ local function set_host_status(host, level, text)
 		host_module:set_status(level, text);
 	end
 end
+
+local function update_host_status(host)
+	local group = domains[host];
+	local n = group and #group.list or 0;
+	if n == 0 then
+		return set_host_status(host, "warn", "Not bound");
+	end
+	local identities, seen = {}, {};
+	for _, inst in ipairs(group.list) do
+		local identity = tostring(inst.session.identity);
+		if not seen[identity] then seen[identity] = true; identities[#identities + 1] = identity; end
+	end
+	local text = "Bound by " .. table.concat(identities, ", ");
+	if n > 1 or group.list[1].resource then
+		text = text .. (" (%d instance%s, %s)"):format(n, n == 1 and "" or "s", algorithm_of(host));
+	end
+	set_host_status(host, "info", text);
+end
+
+local function session_holds(session, host)
+	local held = session.domains and session.domains[host];
+	return held ~= nil and next(held) ~= nil;
+end
+
+-- Is the stream able to take stanzas for this instance?
+local function inst_live(inst)
+	local session = inst.session;
+	return inst.bound and not session.closing and not session.destroyed;
+end
+
+local function add_instance(session, host, resource, weight)
+	local group = domains[host];
+	if not group then
+		group = { host = host, list = {}, by_name = {}, rr = 0, affinity = {}, n_affinity = 0 };
+		domains[host] = group;
+	end
+	local hostname = resource and (host .. "/" .. resource) or host;
+	local inst = {
+		session = session, domain = host, resource = resource, hostname = hostname,
+		weight = weight or 1, current = 0, activity = 0, bound = true,
+	};
+	group.list[#group.list + 1] = inst;
+	group.by_name[hostname] = inst;
+	session.instances[hostname] = inst;
+	local held = session.domains[host];
+	if not held then held = {}; session.domains[host] = held; end
+	held[hostname] = inst;
+	m_binds:with_labels():add(1);
+	update_host_status(host);
+	session.log("info", "Bound %s%s", hostname, weight and (" (weight " .. weight .. ")") or "");
+	return inst;
+end
+
+-- Removes an instance at once: nothing more is routed to it, and the remote JIDs that
+-- were held on it (affinity) are spread over the other instances from the next stanza on.
+local function remove_instance(inst, why)
+	if not inst.bound then return; end
+	inst.bound = false;
+	local session, host, hostname = inst.session, inst.domain, inst.hostname;
+	if session.instances then session.instances[hostname] = nil; end
+	local held = session.domains and session.domains[host];
+	if held then
+		held[hostname] = nil;
+		if next(held) == nil then session.domains[host] = nil; end
+	end
+	local group = domains[host];
+	if group then
+		group.by_name[hostname] = nil;
+		for i = #group.list, 1, -1 do
+			if group.list[i] == inst then table.remove(group.list, i); end
+		end
+		if #group.list == 0 then
+			domains[host] = nil;
+		else
+			for remote, entry in pairs(group.affinity) do
+				if entry.inst == inst then
+					group.affinity[remote] = nil;
+					group.n_affinity = group.n_affinity - 1;
+				end
+			end
+		end
+	end
+	m_unbinds:with_labels():add(1);
+	update_host_status(host);
+	session.log("info", "Unbound %s%s", hostname, why and (" (" .. why .. ")") or "");
+end
+
+local function unbind_all(session, why)
+	if not session.instances then return; end
+	for _, inst in pairs(session.instances) do
+		remove_instance(inst, why);
+	end
+	session.instances = {};
+	session.domains = {};
+end
+
+-- Choosing an instance -----------------------------------------------------------------
+
+local function next_round_robin(group)
+	local list = group.list;
+	group.rr = group.rr % #list + 1;
+	return list[group.rr];
+end
+
+-- Smooth weighted round robin (as nginx): over every run of sum(weights) picks, each
+-- instance is chosen exactly `weight` times, interleaved.
+local function next_weighted(group)
+	local best, total = nil, 0;
+	for _, inst in ipairs(group.list) do
+		inst.current = inst.current + inst.weight;
+		total = total + inst.weight;
+		if not best or inst.current > best.current then best = inst; end
+	end
+	best.current = best.current - total;
+	return best;
+end
+
+-- The instance whose stream sent a stanza from the domain most recently (the first
+-- bound while none has sent anything).
+local function most_active(group)
+	local best;
+	for _, inst in ipairs(group.list) do
+		if not best or inst.activity > best.activity then best = inst; end
+	end
+	return best;
+end
+
+-- One remote full JID stays on one instance while both live: a local client until its
+-- session ends, any other address until it has been idle for
+-- component_xep0225_affinity_timeout or sends unavailable presence. New ones are spread
+-- round-robin.
+local function affinity_pick(group, from)
+	local entry = group.affinity[from];
+	if entry then
+		if entry.inst.bound and full_sessions[from] == entry.local_session then
+			entry.seen = time_now();
+			return entry.inst;
+		end
+		group.affinity[from] = nil;
+		group.n_affinity = group.n_affinity - 1;
+	end
+	local inst = next_round_robin(group);
+	if group.n_affinity < opt_max_affinity then
+		group.affinity[from] = { inst = inst, local_session = full_sessions[from], seen = time_now() };
+		group.n_affinity = group.n_affinity + 1;
+	elseif not group.affinity_full_logged then
+		group.affinity_full_logged = true;
+		module:log("warn", "More than %d remote JIDs held on instances of %s; new ones are not held (component_xep0225_max_affinity_entries)",
+			opt_max_affinity, group.host);
+	end
+	return inst;
+end
+
+local function pick_instance(group, algorithm, stanza)
+	local list = group.list;
+	if #list == 1 then return list[1]; end
+	if algorithm == "affinity" then
+		return affinity_pick(group, stanza.attr.from or "");
+	elseif algorithm == "weighted" then
+		return next_weighted(group);
+	elseif algorithm == "mostactive" then
+		return most_active(group);
+	end
+	return next_round_robin(group); -- roundrobin, and the single choice under 'all'
+end
+
+-- IQ requests from instances, so that their answers return to the stream that asked ---
+
+local function pending_key(jid, id)
+	return jid .. "\0" .. id;
+end
+
+local function forget_pending(key, entry)
+	pending_iqs[key] = nil;
+	entry.session.n_pending = (entry.session.n_pending or 1) - 1;
+end
+
+-- Delivery -----------------------------------------------------------------------------
 
 -- Bytes queued for a stream. The counter grows with every write and is reset when
 -- net.server_epoll reports the buffer drained; above the cap it is replaced by the real
@@ -180,6 +434,134 @@ local function queued_bytes(session)
 	return session.queued;
 end
 
+local function bounce(host, stanza, err_type, condition, text, reason)
+	m_bounces:with_labels(reason):add(1);
+	local reply = error_reply(stanza, err_type, condition, text, host);
+	if not reply then return true; end -- never answer errors or results
+	if condition == "remote-server-timeout" then
+		reply:tag("not-connected", { xmlns = xmlns_prosody_component }):up();
+	end
+	if hosts[host] then
+		core_post_stanza(hosts[host], reply);
+	end
+	return true;
+end
+
+-- Writes a stanza to an instance's stream; false when the stream is over its send buffer.
+local function write_to(session, host, stanza, copy)
+	if queued_bytes(session) > opt_max_send_buffer then
+		if not session.send_buffer_full then
+			session.send_buffer_full = true; -- warn once per episode, not per stanza
+			session.log("warn", "More than %d bytes wait to be written (component not reading?); bouncing stanzas to %s",
+				opt_max_send_buffer, host);
+		end
+		session.log("debug", "Send buffer full, bouncing: %s", stanza:top_tag());
+		return false;
+	end
+	if session.send_buffer_full then
+		session.send_buffer_full = nil;
+		session.log("info", "Send buffer below the limit again, delivering to %s", host);
+	end
+	stanza.attr.xmlns = nil;
+	session.send(stanza, not copy and host or nil);
+	return true;
+end
+
+local function deliver(session, host, stanza)
+	if write_to(session, host, stanza) then return true; end
+	return bounce(host, stanza, "wait", "resource-constraint", "Component is not reading its stream", "send_buffer_full");
+end
+
+-- Everything addressed to a bound domain (or any JID under it) comes here.
+local function dispatch(host, stanza)
+	local group = domains[host];
+	if not group or #group.list == 0 then
+		module:log("debug", "Hostname not bound, bouncing: %s", stanza:top_tag());
+		return bounce(host, stanza, "wait", "remote-server-timeout", "Component unavailable", "unbound");
+	end
+	local name, stanza_type, to = stanza.name, stanza.attr.type, stanza.attr.to;
+
+	-- 1. The answer to a request an instance sent goes back to that instance's stream.
+	if name == "iq" and (stanza_type == "result" or stanza_type == "error") and to and stanza.attr.id then
+		local key = pending_key(to, stanza.attr.id);
+		local entry = pending_iqs[key];
+		if entry then
+			forget_pending(key, entry);
+			local session = entry.session;
+			if session.closing or session.destroyed or not session_holds(session, host) then
+				m_dropped:with_labels("requester_gone"):add(1);
+				module:log("debug", "Dropping the answer to a request whose stream is gone: %s", stanza:top_tag());
+				return true;
+			end
+			if entry.orig_id then stanza.attr.id = entry.orig_id; end
+			return deliver(session, host, stanza);
+		end
+	end
+
+	-- 2. Addressed to one instance (domain/resource).
+	local node, _, resource = jid_split(to);
+	if not node and resource then
+		local inst = group.by_name[host .. "/" .. resource];
+		if inst then return deliver(inst.session, host, stanza); end
+	end
+
+	-- 3. The domain's algorithm.
+	local algorithm = algorithm_of(host);
+	if algorithm == "all" and #group.list > 1
+		and (name == "presence" or (name == "message" and stanza_type ~= "error")) then
+		local done, delivered, skipped = {}, false, 0;
+		for _, inst in ipairs(group.list) do
+			local session = inst.session;
+			if not done[session] then
+				done[session] = true;
+				if write_to(session, host, stanza, true) then delivered = true; else skipped = skipped + 1; end
+			end
+		end
+		if delivered then
+			-- the sender got its stanza delivered; the copies for streams that do not read are counted
+			if skipped > 0 then m_dropped:with_labels("send_buffer_full"):add(skipped); end
+			return true;
+		end
+		return bounce(host, stanza, "wait", "resource-constraint", "Component is not reading its stream", "send_buffer_full");
+	end
+	local inst = pick_instance(group, algorithm, stanza);
+	if algorithm == "affinity" and name == "presence" and stanza_type == "unavailable" then
+		local from = stanza.attr.from;
+		local entry = from and group.affinity[from];
+		if entry then
+			group.affinity[from] = nil;
+			group.n_affinity = group.n_affinity - 1;
+		end
+	end
+	return deliver(inst.session, host, stanza);
+end
+
+-- Forgets answers that never came and affinities of JIDs that are gone.
+module:add_timer(60, function ()
+	local now = time_now();
+	for key, entry in pairs(pending_iqs) do
+		if now - entry.t > opt_iq_timeout then forget_pending(key, entry); end
+	end
+	for _, group in pairs(domains) do
+		for remote, entry in pairs(group.affinity) do
+			local stale;
+			if entry.local_session then
+				stale = full_sessions[remote] ~= entry.local_session;
+			else
+				stale = now - entry.seen > opt_affinity_timeout;
+			end
+			if stale or not entry.inst.bound then
+				group.affinity[remote] = nil;
+				group.n_affinity = group.n_affinity - 1;
+			end
+		end
+		if group.n_affinity < opt_max_affinity then group.affinity_full_logged = nil; end
+	end
+	return 60;
+end);
+
+-- Per-host part: routing for `Component "H" "component_xep0225"` ---------------------
+
 function module.add_host(module)
 	if module:get_host_type() ~= "component" then
 		error("mod_component_xep0225 must be loaded as a component: Component \"" .. module.host
@@ -188,48 +570,20 @@ function module.add_host(module)
 	local host = module.host;
 	bindable[host] = true;
 	host_modules[host] = module;
-	if bound[host] then
-		module:set_status("info", "Bound by " .. tostring(bound[host].identity));
-	else
-		module:set_status("warn", "Not bound");
-	end
 
-	local function bounce(event, err_type, condition, text, reason)
-		local stanza = event.stanza;
-		local reply = error_reply(stanza, err_type, condition, text, host);
-		m_bounces:with_labels(reason):add(1);
-		if not reply then return true; end -- never answer errors or results
-		if condition == "remote-server-timeout" then
-			reply:tag("not-connected", { xmlns = xmlns_prosody_component }):up();
-		end
-		module:send(reply);
-		return true;
+	local configured = module:get_option_string("component_xep0225_routing", default_algorithm);
+	local algorithm = algorithm_name(configured);
+	if not algorithm then
+		module:log("error", "Unknown component_xep0225_routing %q for %s; using %s (known: %s)", configured, host,
+			default_algorithm, table.concat(algorithm_names, ", "));
+		algorithm = default_algorithm;
 	end
+	routing_config[host] = algorithm;
+	routing_locked[host] = module:get_option_boolean("component_xep0225_routing_locked", false);
+	update_host_status(host);
 
 	local function handle_stanza(event)
-		local session = bound[host];
-		local stanza = event.stanza;
-		if session and not session.closing then
-			if queued_bytes(session) > opt_max_send_buffer then
-				if not session.send_buffer_full then
-					session.send_buffer_full = true; -- warn once per episode, not per stanza
-					session.log("warn", "More than %d bytes wait to be written (component not reading?); bouncing stanzas to %s",
-						opt_max_send_buffer, host);
-				end
-				session.log("debug", "Send buffer full, bouncing: %s", stanza:top_tag());
-				return bounce(event, "wait", "resource-constraint", "Component is not reading its stream",
-					"send_buffer_full");
-			end
-			if session.send_buffer_full then
-				session.send_buffer_full = nil;
-				session.log("info", "Send buffer below the limit again, delivering to %s", host);
-			end
-			stanza.attr.xmlns = nil;
-			session.send(stanza);
-			return true;
-		end
-		module:log("debug", "Hostname not bound, bouncing: %s", stanza:top_tag());
-		return bounce(event, "wait", "remote-server-timeout", "Component unavailable", "unbound");
+		return dispatch(host, event.stanza);
 	end
 
 	for _, kind in ipairs({ "iq", "message", "presence" }) do
@@ -246,8 +600,11 @@ function module.add_host(module)
 		end
 		bindable[host] = nil;
 		host_modules[host] = nil;
-		local holder = bound[host];
-		if holder then
+		routing_config[host], routing_locked[host], routing_override[host] = nil, nil, nil;
+		local group = domains[host];
+		local closing = {};
+		for _, inst in ipairs(group and group.list or {}) do closing[inst.session] = true; end
+		for holder in pairs(closing) do
 			holder.log("info", "%s is no longer served here (module unloaded), closing the stream", host);
 			holder:close({ condition = "host-gone", text = host .. " is no longer served by this server" });
 		end
@@ -264,19 +621,6 @@ end
 local listener = {};
 local stream_callbacks = { default_ns = "jabber:client" };
 local runner_callbacks = {};
-
-local function unbind_all(session)
-	if not session.bound then return; end
-	for host in pairs(session.bound) do
-		if bound[host] == session then
-			bound[host] = nil;
-			m_unbinds:with_labels():add(1);
-			set_host_status(host, "warn", "Not bound");
-			session.log("info", "Unbound %s", host);
-		end
-	end
-	session.bound = {};
-end
 
 local function stop_auth_timer(session)
 	if session.auth_timer then
@@ -495,7 +839,9 @@ local function sasl_success(session, data)
 	session.host = identity;
 	session.type = "component";
 	session.component_xep0225 = true;
-	session.bound = {};
+	session.instances = {}; -- hostname -> instance (see add_instance)
+	session.domains = {}; -- domain -> { hostname -> instance }
+	session.n_pending = 0; -- IQ requests waiting for an answer (see track_request)
 	session.log("info", "Authenticated as %s (%s) from %s", identity, session.sasl_mechanism or "?", session.ip or "?");
 	module:fire_event("component-xep0225-authentication-success", {
 		session = session; ip = session.ip; identity = identity; mechanism = session.sasl_mechanism;
@@ -576,6 +922,7 @@ local function send_features(session)
 	local features = st.stanza("stream:features");
 	if session.type == "component" then
 		features:tag("bind", { xmlns = xmlns_component }):tag("required"):up():up();
+		features:tag("sm", { xmlns = xmlns_sm }):up();
 	elseif not session.secure then
 		if session.conn and session.conn.starttls and get_tls_context(session.server_host) then
 			features:tag("starttls", { xmlns = xmlns_tls });
@@ -622,7 +969,8 @@ local function valid_domain(host)
 	return true;
 end
 
--- Returns the prepped hostname, or nil plus (type, condition, text) for the error.
+-- Returns the prepped domain and resource (nil for a plain domain), or nil plus
+-- (type, condition, text) for the error.
 local function parse_hostname(child)
 	local text = child:get_child_text("hostname");
 	if not text or text == "" then
@@ -635,10 +983,26 @@ local function parse_hostname(child)
 	if not valid_domain(host) then
 		return nil, "modify", "bad-request", "Invalid hostname";
 	end
-	if resource then
-		return nil, "cancel", "feature-not-implemented", "Binding domain/resource is not supported";
+	if resource == "" then
+		return nil, "modify", "bad-request", "Invalid hostname";
 	end
-	return host;
+	return host, resource;
+end
+
+-- The weight of an instance for 'weighted' routing: the 'weight' attribute of <hostname/>
+-- in urn:xmpp:component:balancing:0 (also accepted without a namespace), an integer from
+-- 1 to 1000; nil when absent, false when invalid.
+local max_weight = 1000;
+local function parse_weight(child)
+	local hostname = child:get_child("hostname");
+	local text = hostname and (hostname.attr[xmlns_balancing .. "\1weight"] or hostname.attr.weight);
+	if text == nil then return nil; end
+	local weight = tonumber(text);
+	if not weight or weight ~= math.floor(weight) or weight < 1 or weight > max_weight
+		or not tostring(text):match("^%s*%d+%s*$") then
+		return false;
+	end
+	return math.floor(weight);
 end
 
 local function allowed_hostnames(identity)
@@ -655,9 +1019,15 @@ local function allowed_hostnames(identity)
 end
 
 local function handle_bind(session, stanza, child)
-	local host, err_type, condition, text = parse_hostname(child);
+	local host, resource_or_type, condition, text = parse_hostname(child);
 	if not host then
-		return iq_error(session, stanza, err_type, condition, text);
+		return iq_error(session, stanza, resource_or_type, condition, text);
+	end
+	local resource = resource_or_type;
+	local weight = parse_weight(child);
+	if weight == false then
+		return iq_error(session, stanza, "modify", "bad-request",
+			"The weight must be an integer from 1 to " .. max_weight);
 	end
 	if not allowed_hostnames(session.identity)[host] then
 		session.log("info", "Refused bind of %s: not in component_xep0225_hostnames of %s", host, session.identity);
@@ -667,36 +1037,39 @@ local function handle_bind(session, stanza, child)
 		session.log("warn", "Refused bind of %s: not declared as Component \"%s\" \"component_xep0225\"", host, host);
 		return iq_error(session, stanza, "cancel", "not-allowed", "Hostname is not a component_xep0225 host");
 	end
-	local holder = bound[host];
-	if holder and holder ~= session then
+	local hostname = resource and (host .. "/" .. resource) or host;
+	local group = domains[host];
+	local holder = group and group.by_name[hostname];
+	if holder and holder.session ~= session then
 		return iq_error(session, stanza, "cancel", "conflict", "Hostname is bound by another stream");
 	end
-	if not holder then
-		bound[host] = session;
-		session.bound[host] = true;
-		m_binds:with_labels():add(1);
-		set_host_status(host, "info", "Bound by " .. session.identity);
-		session.log("info", "Bound %s", host);
+	if holder then
+		if weight and holder.weight ~= weight then -- re-binding may change the weight
+			holder.weight, holder.current = weight, 0;
+			session.log("info", "Weight of %s is now %d", hostname, weight);
+		end
+	else
+		if group and #group.list >= opt_max_instances then
+			session.log("warn", "Refused bind of %s: %s already has %d instances (component_xep0225_max_instances)",
+				hostname, host, #group.list);
+			return iq_error(session, stanza, "wait", "resource-constraint", "Too many instances of this domain");
+		end
+		add_instance(session, host, resource, weight);
 	end
-	session.send(st.reply(stanza):tag("bind", { xmlns = xmlns_component }):text_tag("hostname", host));
+	session.send(st.reply(stanza):tag("bind", { xmlns = xmlns_component }):text_tag("hostname", hostname));
 end
 
 local function handle_unbind(session, stanza, child)
-	local host, err_type, condition, text = parse_hostname(child);
+	local host, resource_or_type, condition, text = parse_hostname(child);
 	if not host then
-		if condition == "feature-not-implemented" then
-			return iq_error(session, stanza, "cancel", "item-not-found", "Hostname is not bound on this stream");
-		end
-		return iq_error(session, stanza, err_type, condition, text);
+		return iq_error(session, stanza, resource_or_type, condition, text);
 	end
-	if bound[host] ~= session or not session.bound[host] then
+	local resource = resource_or_type;
+	local inst = session.instances[resource and (host .. "/" .. resource) or host];
+	if not inst then
 		return iq_error(session, stanza, "cancel", "item-not-found", "Hostname is not bound on this stream");
 	end
-	bound[host] = nil;
-	session.bound[host] = nil;
-	m_unbinds:with_labels():add(1);
-	set_host_status(host, "warn", "Not bound");
-	session.log("info", "Unbound %s", host);
+	remove_instance(inst, "unbind");
 	session.send(st.reply(stanza));
 end
 
@@ -766,7 +1139,225 @@ local function handle_unauthed(session, stanza)
 	return session:close({ condition = "not-authorized", text = "Authenticate first" });
 end
 
+-- XEP-0198 acknowledgements (no resumption) -----------------------------------------
+-- A component may enable stream management on its stream. The server then keeps every
+-- stanza it wrote to the stream until the component acknowledges it; when the stream
+-- ends (closed, killed, timed out), the stanzas routed to it that were never acknowledged
+-- are routed again: to another instance of their domain, or bounced when none is left.
+-- Nothing is lost silently; a stanza the component handled but had not yet acknowledged
+-- may arrive twice (at least once).
+
+local sm_request_every = 16; -- unacknowledged stanzas before the server asks for an <a/>
+
+local function sm_request(session)
+	local sm = session.sm;
+	if not sm or sm.requested or session.closing then return; end
+	sm.requested = true;
+	session.send(st.stanza("r", { xmlns = xmlns_sm }));
+end
+
+-- Called for every stanza written to a stream with stream management enabled.
+-- routed_host: the domain whose routing chose this stream (nil for the server's own
+-- answers and for copies delivered to every instance under 'all').
+local function sm_sent(session, stanza, routed_host)
+	local sm = session.sm;
+	sm.sent = sm.sent + 1;
+	sm.queue[sm.sent] = { stanza = stanza, host = routed_host };
+	local unacked = sm.sent - sm.acked;
+	if unacked > opt_max_unacked then
+		session.log("warn", "%d stanzas not acknowledged; closing the stream", unacked);
+		timer.add_task(0, function ()
+			session:close({ condition = "resource-constraint", text = "Too many unacknowledged stanzas" });
+		end);
+		return;
+	end
+	if unacked % sm_request_every == 0 then
+		sm_request(session);
+	elseif not sm.timer then
+		sm.timer = timer.add_task(1, function ()
+			sm.timer = nil;
+			if session.sm == sm and sm.sent > sm.acked then sm_request(session); end
+		end);
+	end
+end
+
+-- The stream is gone: route again what it never acknowledged.
+local function sm_reroute(session)
+	local sm = session.sm;
+	if not sm then return; end
+	session.sm = nil;
+	local rerouted, dropped = 0, 0;
+	for i = sm.acked + 1, sm.sent do
+		local item = sm.queue[i];
+		if item and item.host then
+			local stanza = item.stanza;
+			local stanza_type = stanza.attr.type;
+			if stanza.name == "iq" and (stanza_type == "result" or stanza_type == "error") then
+				dropped = dropped + 1; -- the answer to a request of the stream that is gone
+			else
+				rerouted = rerouted + 1;
+				dispatch(item.host, st.clone(stanza));
+			end
+		end
+	end
+	if rerouted > 0 or dropped > 0 then
+		session.log("info", "%d unacknowledged stanza(s) routed again, %d answer(s) to its own requests dropped",
+			rerouted, dropped);
+		m_rerouted:with_labels():add(rerouted);
+		m_dropped:with_labels("requester_gone"):add(dropped);
+	end
+end
+
+local function handle_sm(session, stanza)
+	local name, sm = stanza.name, session.sm;
+	if name == "enable" then
+		if sm then
+			session.send(st.stanza("failed", { xmlns = xmlns_sm }):tag("unexpected-request", { xmlns = xmlns_stanzas }));
+			return;
+		end
+		session.sm = { sent = 0, acked = 0, queue = {}, handled = 0 };
+		session.log("debug", "Stream management enabled (acknowledgements, no resumption)");
+		session.send(st.stanza("enabled", { xmlns = xmlns_sm })); -- no 'resume': not offered
+	elseif name == "r" and sm then
+		session.send(st.stanza("a", { xmlns = xmlns_sm, h = ("%d"):format(sm.handled) }));
+	elseif name == "a" and sm then
+		local h = tonumber(stanza.attr.h);
+		if not h or h ~= math.floor(h) or h < sm.acked or h > sm.sent then
+			session.log("info", "Acknowledgement h=%s out of range (%d..%d)", tostring(stanza.attr.h), sm.acked, sm.sent);
+			return session:close({ condition = "undefined-condition",
+				text = "Acknowledged more stanzas than were sent",
+				extra = st.stanza("handled-count-too-high", { xmlns = xmlns_sm, h = tostring(stanza.attr.h),
+					["send-count"] = ("%d"):format(sm.sent) }) });
+		end
+		for i = sm.acked + 1, h do sm.queue[i] = nil; end
+		sm.acked = h;
+		sm.requested = false;
+		if sm.sent - sm.acked >= sm_request_every then sm_request(session); end
+	else
+		return session:close({ condition = "unsupported-stanza-type",
+			text = "Enable stream management with <enable/> before <r/> or <a/>" });
+	end
+end
+
+-- XEP-0354: a component asks for, or sets, the routing algorithm of its own domain.
+local function handle_cmr(session, stanza, child, domain)
+	local reply_from = stanza.attr.to or domain;
+	if stanza.attr.type == "get" and child.name == "query" then
+		local reply = st.reply(stanza);
+		reply.attr.from = reply_from;
+		reply:tag("query", { xmlns = xmlns_cmr })
+			:tag("active", { algorithm = algorithm_urns[algorithm_of(domain)] }):up();
+		for _, name in ipairs(algorithm_names) do
+			reply:tag("available", { algorithm = algorithm_urns[name] }):up();
+		end
+		session.send(reply);
+		return;
+	elseif stanza.attr.type == "set" and child.name == "cmr" then
+		local name = algorithm_name(child.attr.algorithm);
+		local err;
+		if not name then
+			err = error_reply(stanza, "modify", "bad-request", "Unknown routing algorithm");
+		elseif routing_locked[domain] then
+			err = error_reply(stanza, "cancel", "not-allowed", "The routing algorithm of " .. domain .. " is fixed by the server's configuration");
+		end
+		if err then
+			err.attr.from = reply_from;
+			session.send(err);
+			return;
+		end
+		if algorithm_of(domain) ~= name then
+			domains[domain].override = name; -- the domain is held by this stream, so its group exists
+			m_cmr_changes:with_labels():add(1);
+			session.log("info", "Routing algorithm of %s set to %s (XEP-0354, from %s)", domain, name, stanza.attr.from);
+			update_host_status(domain);
+		end
+		local reply = st.reply(stanza);
+		reply.attr.from = reply_from;
+		session.send(reply);
+		return;
+	end
+	local err = error_reply(stanza, "modify", "bad-request", "Use <query/> with type='get' or <cmr/> with type='set'");
+	if err then err.attr.from = reply_from; session.send(err); end
+end
+
+-- The server's disco#info as mod_disco builds it for that host, plus urn:xmpp:cmr:0,
+-- which only component streams of this module can use (a global module cannot add a
+-- feature to a VirtualHost's mod_disco).
+local function handle_server_disco_info(session, stanza)
+	local vhost = stanza.attr.to;
+	local query = st.stanza("query", { xmlns = xmlns_disco_info });
+	local done = {};
+	for _, identity in ipairs(modulemanager.get_items("identity", vhost) or {}) do
+		local key = identity.category .. "\0" .. identity.type;
+		if not done[key] then query:tag("identity", identity):up(); done[key] = true; end
+	end
+	for _, feature in ipairs(modulemanager.get_items("feature", vhost) or {}) do
+		if not done[feature] then query:tag("feature", { var = feature }):up(); done[feature] = true; end
+	end
+	if not done[xmlns_cmr] then query:tag("feature", { var = xmlns_cmr }):up(); end
+	for _, extension in ipairs(modulemanager.get_items("extension", vhost) or {}) do
+		if not done[extension] then query:add_child(extension); done[extension] = true; end
+	end
+	session.send(st.reply(stanza):add_child(query));
+end
+
+-- Remembers which stream sent an IQ request, so that its answer comes back to it even
+-- when another instance of the domain would be chosen. Requests to the server itself
+-- (a host or a local account's bare JID) are answered straight to this stream and need
+-- no entry. A request id another live stream is waiting on for the same address is
+-- replaced by a unique one, restored in the answer.
+local function track_request(session, stanza, from_host)
+	local id = stanza.attr.id;
+	if not id then return true; end
+	local _, to_host, to_resource = jid_split(stanza.attr.to);
+	local to_host_session = to_host and hosts[to_host];
+	if to_host_session and to_host_session.type == "local" and not to_resource then return true; end
+	local from = jid_prep(stanza.attr.from);
+	if not from then return true; end
+	if session.n_pending >= opt_max_pending_iqs then
+		iq_error(session, stanza, "wait", "resource-constraint", "Too many requests waiting for an answer on this stream");
+		return false;
+	end
+	local key = pending_key(from, id);
+	local existing = pending_iqs[key];
+	local orig_id;
+	if existing then
+		if existing.session == session then
+			forget_pending(key, existing); -- the same stream reusing an id: the newer request wins
+		else
+			counters.stamp = counters.stamp + 1;
+			orig_id = id;
+			id = "x225-" .. counters.stamp .. "-" .. id;
+			stanza.attr.id = id;
+			key = pending_key(from, id);
+		end
+	end
+	pending_iqs[key] = { session = session, domain = from_host, orig_id = orig_id, t = time_now() };
+	session.n_pending = session.n_pending + 1;
+	return true;
+end
+
+-- The component's answer to a transfer order sent by the admin shell (see shell.transfer).
+local function transfer_answered(session, stanza)
+	local transfer = session.transfer;
+	if not transfer or stanza.name ~= "iq" or stanza.attr.id ~= transfer.id then return false; end
+	local stanza_type = stanza.attr.type;
+	if stanza_type ~= "result" and stanza_type ~= "error" then return false; end
+	session.transfer = nil;
+	if stanza_type == "result" then
+		session.log("info", "Transfer to %s accepted by the component", transfer.server);
+		transfer.done("accepted");
+	else
+		local _, condition = stanza:get_error();
+		session.log("info", "Transfer to %s refused by the component: %s", transfer.server, tostring(condition));
+		transfer.done("refused", condition);
+	end
+	return true;
+end
+
 local function handle_authed(session, stanza)
+	if stanza.attr.xmlns == xmlns_sm then return handle_sm(session, stanza); end
+	if session.sm then session.sm.handled = session.sm.handled + 1; end
 	if stanza.attr.xmlns ~= nil
 		or (stanza.name ~= "message" and stanza.name ~= "presence" and stanza.name ~= "iq") then
 		return session:close({ condition = "unsupported-stanza-type",
@@ -783,17 +1374,56 @@ local function handle_authed(session, stanza)
 		if child.name == "unbind" then return handle_unbind(session, stanza, child); end
 		return iq_error(session, stanza, "cancel", "feature-not-implemented");
 	end
+	if transfer_answered(session, stanza) then return; end
 
 	local from = stanza.attr.from;
 	if not from then
 		return session:close({ condition = "improper-addressing", text = "Stanzas from a component need a 'from' address" });
 	end
-	local _, from_host = jid_prepped_split(from);
-	if not from_host or not session.bound[from_host] or bound[from_host] ~= session then
+	local from_node, from_host, from_resource = jid_prepped_split(from);
+	local held = from_host and session.domains[from_host];
+	if not held or next(held) == nil then
 		return session:close({ condition = "invalid-from",
 			text = "'from' <" .. tostring(from) .. "> is not under a hostname bound on this stream" });
 	end
-	if not stanza.attr.to then
+	-- 'domain/resource' names an instance: only its own stream may use it.
+	local own_instance;
+	if not from_node and from_resource then
+		local group = domains[from_host];
+		local inst = group and group.by_name[from_host .. "/" .. from_resource];
+		if inst and inst.session ~= session then
+			return session:close({ condition = "invalid-from",
+				text = "'from' <" .. tostring(from) .. "> is an instance bound by another stream" });
+		end
+		own_instance = inst;
+	end
+	-- Activity, for 'mostactive': the instance named in 'from', else every instance of
+	-- the domain on this stream.
+	counters.activity = counters.activity + 1;
+	if own_instance then
+		own_instance.activity = counters.activity;
+	else
+		for _, inst in pairs(held) do inst.activity = counters.activity; end
+	end
+
+	local to = stanza.attr.to;
+	if stanza.name == "iq" then
+		local payload = stanza.tags[1];
+		local stanza_type = stanza.attr.type;
+		if payload and payload.attr.xmlns == xmlns_cmr
+			and (to == nil or to == session.server_host or jid_prep(to) == from_host) then
+			return handle_cmr(session, stanza, payload, from_host);
+		end
+		if stanza_type == "get" and to == session.server_host and payload
+			and payload.attr.xmlns == xmlns_disco_info and payload.name == "query"
+			and (payload.attr.node == nil or payload.attr.node == "") then
+			return handle_server_disco_info(session, stanza);
+		end
+		if to and (stanza_type == "get" or stanza_type == "set") then
+			if not track_request(session, stanza, from_host) then return; end
+		end
+	end
+	if not to then
 		iq_error(session, stanza, "modify", "bad-request", "Stanzas from a component need a 'to' address");
 		return;
 	end
@@ -903,10 +1533,15 @@ function listener.onconnect(conn)
 	session.id = "xep0225" .. tostring(session):match("%x+$"):lower();
 	session.log = logger.init(session.id);
 	session.close = session_close;
-	function session.send(data)
+	-- routed_host: see sm_sent
+	function session.send(data, routed_host)
+		local stanza = session.sm and st.is_stanza(data)
+			and (data.name == "message" or data.name == "presence" or data.name == "iq") and data or nil;
 		data = tostring(data);
 		session.queued = session.queued + #data;
-		return conn:write(data);
+		local ok, err = conn:write(data);
+		if stanza then sm_sent(session, stanza, routed_host); end
+		return ok, err;
 	end
 	if conn:ssl() then
 		session.secure = true; -- direct TLS; this listener is STARTTLS only, so not the normal path
@@ -989,7 +1624,13 @@ function listener.ondisconnect(conn, err)
 	if not session then return; end
 	sessions[conn] = nil;
 	stop_auth_timer(session);
-	unbind_all(session);
+	unbind_all(session, "stream closed");
+	sm_reroute(session);
+	if session.transfer then
+		local transfer = session.transfer;
+		session.transfer = nil;
+		transfer.done("unanswered");
+	end
 	session.log("info", "Disconnected (%s)", tostring(err or "closed"));
 	session.conn = nil;
 	session.closing = true;
@@ -1018,9 +1659,245 @@ module:provides("net", {
 	-- no default_port: the operator sets component_xep0225_ports
 });
 
+-- Admin shell: list instances, change a domain's routing, move components elsewhere ----
+-- (prosodyctl shell "component_xep0225:list()", see README.md)
+
+-- The authenticated streams a shell argument names: a stream id, an identity, a domain
+-- (every stream holding an instance of it) or one instance (domain/resource).
+local function streams_named(who)
+	local found, n = {}, 0;
+	if type(who) ~= "string" or who == "" then return found, 0; end
+	local prepped = jid_prep(who) or who;
+	local node, host, resource = jid_split(prepped);
+	for _, session in pairs(sessions) do
+		if session.type == "component" and not session.closing then
+			local match = session.id == who or session.identity == prepped
+				or (session.instances and session.instances[prepped] ~= nil)
+				or (host ~= nil and not node and not resource and session_holds(session, host));
+			if match and not found[session] then found[session] = true; n = n + 1; end
+		end
+	end
+	return found, n;
+end
+
+-- host, host:port, [v6] or [v6]:port; nothing that could break out of the element.
+local function valid_server(server)
+	return type(server) == "string" and #server > 0 and #server <= 1024
+		and not server:find("[%s<>&'\"]") and server:match("^[%w%.%-%[%]:]+$") ~= nil;
+end
+
+local shell_env = module:shared("/*/admin_shell/env");
+local shell = {};
+shell_env.component_xep0225 = shell;
+
+-- luacheck: ignore 212/self
+function shell:list()
+	local print = self.session and self.session.print or print;
+	local n = 0;
+	for _, session in pairs(sessions) do
+		if session.type == "component" then
+			n = n + 1;
+			local names = {};
+			for hostname, inst in pairs(session.instances or {}) do
+				names[#names + 1] = hostname .. (inst.weight ~= 1 and (" (weight " .. inst.weight .. ")") or "");
+			end
+			table.sort(names);
+			print(("%s  %s from %s  %s%s"):format(session.id, tostring(session.identity), tostring(session.ip),
+				#names > 0 and table.concat(names, ", ") or "(nothing bound)", session.closing and "  [closing]" or ""));
+		end
+	end
+	local hosts_list = {};
+	for host in pairs(bindable) do hosts_list[#hosts_list + 1] = host; end
+	table.sort(hosts_list);
+	for _, host in ipairs(hosts_list) do
+		local group = domains[host];
+		print(("%s: %s, %d instance(s)%s"):format(host, algorithm_of(host), group and #group.list or 0,
+			(group and group.override) and " (set by a component)"
+				or routing_override[host] and " (set in the shell)" or ""));
+	end
+	return true, ("%d component stream(s)"):format(n);
+end
+
+-- Shows or sets (as an admin, even where component_xep0225_routing_locked) a domain's
+-- algorithm until the next restart.
+function shell:routing(host, algorithm)
+	host = type(host) == "string" and nameprep(host) or nil;
+	if not host or not bindable[host] then return false, "Not a component_xep0225 host: " .. tostring(host); end
+	if algorithm == nil then return true, host .. ": " .. algorithm_of(host); end
+	local name = algorithm_name(algorithm);
+	if not name then return false, "Unknown algorithm; known: " .. table.concat(algorithm_names, ", "); end
+	routing_override[host] = name;
+	if domains[host] then domains[host].override = nil; end -- the admin's choice wins over a component's
+	m_cmr_changes:with_labels():add(1);
+	module:log("info", "Routing algorithm of %s set to %s (admin shell)", host, name);
+	update_host_status(host);
+	return true, host .. ": " .. name;
+end
+
+-- XEP-0051: orders the streams named by `who` to reconnect to `server` (host[:port]).
+-- Returns a promise that the shell waits on: resolved once every stream answered or
+-- component_xep0225_transfer_timeout passed. A stream that accepts reconnects elsewhere,
+-- binds there and then closes this stream; one that refuses or does not answer stays.
+function shell:transfer(who, server, domain)
+	if not valid_server(server) then return false, "Give the new server as host or host:port"; end
+	local targets, n = streams_named(who);
+	if n == 0 then return false, "No component stream matches " .. tostring(who); end
+	return promise.new(function (resolve)
+		local outcome = { accepted = 0, refused = 0, unanswered = 0 };
+		local refusals = {};
+		local waiting = n;
+		local finished = false;
+		local function finish()
+			if finished then return; end
+			finished = true;
+			local text = ("%d stream(s) ordered to %s: %d accepted, %d refused, %d did not answer"):format(
+				n, server, outcome.accepted, outcome.refused, outcome.unanswered);
+			if #refusals > 0 then text = text .. " (" .. table.concat(refusals, ", ") .. ")"; end
+			resolve(text);
+		end
+		for session in pairs(targets) do
+			counters.stamp = counters.stamp + 1;
+			local id = "cxf-" .. counters.stamp;
+			local transfer = { id = id, server = server };
+			function transfer.done(result, condition)
+				if transfer.finished then return; end
+				transfer.finished = true;
+				outcome[result] = outcome[result] + 1;
+				if condition then refusals[#refusals + 1] = session.id .. ": " .. tostring(condition); end
+				waiting = waiting - 1;
+				if waiting == 0 then finish(); end
+			end
+			session.transfer = transfer;
+			session.log("info", "Ordering the component to %s (XEP-0051)", server);
+			session.send(st.iq({ type = "set", id = id, from = session.server_host, to = session.identity })
+				:tag("query", { xmlns = xmlns_cxf })
+					:text_tag("domain", domain or session.server_host)
+					:text_tag("server", server));
+		end
+		timer.add_task(opt_transfer_timeout, function ()
+			for session in pairs(targets) do
+				local transfer = session.transfer;
+				if transfer and not transfer.finished then
+					session.transfer = nil;
+					transfer.done("unanswered");
+				end
+			end
+			finish();
+		end);
+	end);
+end
+
+-- RFC 6120 see-other-host: closes the streams named by `who` at once, telling the
+-- component where to connect instead. Their instances leave the domain immediately.
+function shell:redirect(who, server)
+	if not valid_server(server) then return false, "Give the new server as host or host:port"; end
+	local targets, n = streams_named(who);
+	if n == 0 then return false, "No component stream matches " .. tostring(who); end
+	for session in pairs(targets) do
+		session.log("info", "Redirecting the component to %s (see-other-host)", server);
+		session:close(st.stanza("stream:error")
+			:tag("see-other-host", { xmlns = xmlns_xmpp_streams }):text(server):up());
+	end
+	return true, ("%d stream(s) sent to %s"):format(n, server);
+end
+
+-- Ad-hoc command for admins (XEP-0050) --------------------------------------------------
+-- On every VirtualHost where mod_adhoc is loaded: "Move component streams" (XEP-0051
+-- transfer, or see-other-host), the same as the shell's transfer/redirect.
+
+local adhoc_node = "xmpp:prosody.im/mod_component_xep0225#move";
+local adhoc_ok, adhoc_lib = pcall(module.require, module, "adhoc");
+local dataforms_new = require "util.dataforms".new;
+local adhoc_simple = require "util.adhoc".new_simple_form;
+
+local move_form = dataforms_new {
+	title = "Move component streams";
+	instructions = "Order XEP-0225 component streams to another server.";
+	{ name = "who", type = "text-single", required = true,
+		label = "Stream id, identity, domain or domain/resource" };
+	{ name = "server", type = "text-single", required = true, label = "New server (host or host:port)" };
+	{ name = "how", type = "list-single", label = "How", value = "transfer",
+		options = {
+			{ label = "XEP-0051 transfer (the component reconnects, then leaves)", value = "transfer" };
+			{ label = "see-other-host (the stream ends now)", value = "redirect" };
+		} };
+};
+
+local move_handler = adhoc_simple(move_form, function (fields, form_err, data)
+	if form_err then
+		return { status = "completed", error = { message = "Missing or invalid field(s): "
+			.. table.concat((function () local t = {}; for k in pairs(form_err) do t[#t + 1] = k; end; return t; end)(), ", ") } };
+	end
+	module:log("info", "%s moves component streams %q to %s (%s, ad-hoc command)", tostring(data.from), tostring(fields.who),
+		tostring(fields.server), tostring(fields.how));
+	local ok, result = true, nil;
+	if fields.how == "redirect" then
+		ok, result = shell.redirect(nil, fields.who, fields.server);
+	else
+		local p, err = shell.transfer(nil, fields.who, fields.server);
+		if p == false or p == nil then
+			ok, result = false, err;
+		elseif async.ready() then
+			-- stanzas from c2s are handled in the session's async runner: wait for the answers
+			result = async.wait_for(p);
+		else
+			result = "Transfer ordered; the answers are in the log";
+		end
+	end
+	if not ok then return { status = "completed", error = { message = tostring(result) } }; end
+	return { status = "completed", info = tostring(result) };
+end);
+
+local adhoc_descriptor = adhoc_ok and adhoc_lib.new("Move component streams", adhoc_node, move_handler, "admin");
+local adhoc_hosts = {}; -- VirtualHost -> module context holding the command there
+
+-- mod_adhoc collects commands from modules loaded on its own host; this global module
+-- adds its item through a per-host context, which fires item-added on that host.
+local function add_adhoc(host)
+	if not adhoc_descriptor or adhoc_hosts[host] then return; end
+	if not (hosts[host] and hosts[host].type == "local" and modulemanager.is_loaded(host, "adhoc")) then return; end
+	local context = module:context(host);
+	if context.default_permission and hosts[host].authz then
+		-- 13: the permission the descriptor's "admin" stands for, on this host (adhoc.lib
+		-- declared it for the hosts active when this module loaded only)
+		context:default_permission("prosody:admin", "adhoc:" .. adhoc_node);
+	end
+	context:add_item("adhoc-provider", adhoc_descriptor);
+	adhoc_hosts[host] = context;
+end
+
+-- VirtualHosts active now, activated later (after their modules are loaded: priority
+-- below modulemanager's), and mod_adhoc loaded or unloaded on one of them later.
+local watched_hosts = {};
+local function watch_host(host)
+	if not (hosts[host] and hosts[host].type == "local") then return; end
+	add_adhoc(host);
+	if watched_hosts[host] then return; end
+	watched_hosts[host] = true;
+	local context = module:context(host);
+	context:hook("module-loaded", function (event)
+		if event.module == "adhoc" then add_adhoc(host); end
+	end);
+	context:hook("module-unloaded", function (event)
+		if event.module == "adhoc" and adhoc_hosts[host] then
+			adhoc_hosts[host]:remove_item("adhoc-provider", adhoc_descriptor);
+			adhoc_hosts[host] = nil;
+		end
+	end);
+end
+for host in pairs(hosts) do watch_host(host); end
+module:hook_global("host-activated", watch_host, -10);
+
+
 -- A real unload (not a reload) ends every component stream.
 function module.unload()
+	-- the ad-hoc command goes on reload too (the reloaded code adds its own)
+	for host, context in pairs(adhoc_hosts) do
+		context:remove_item("adhoc-provider", adhoc_descriptor);
+		adhoc_hosts[host] = nil;
+	end
 	if module.reloading then return; end
+	if shell_env.component_xep0225 == shell then shell_env.component_xep0225 = nil; end
 	for _, session in pairs(sessions) do
 		session:close({ condition = "undefined-condition", text = "The XEP-0225 service was unloaded" });
 	end

@@ -7,7 +7,7 @@ public import NIOPosix
 public import ServiceLifecycle
 import XMPPCore
 
-/// Runs plugins on a ``ComponentKit/ComponentConnection`` as a configuration describes,
+/// Runs plugins on a ``/ComponentKit/ComponentConnection`` as a configuration describes,
 /// and changes what runs while it runs: ``reload(from:)`` (SIGHUP), ``bind(_:plugin:options:persist:)``
 /// and ``unbind(_:persist:)`` (the admin socket).
 ///
@@ -71,7 +71,7 @@ public actor ComponentHost: Service {
     ///   - metrics: Where metrics go; created once per host.
     ///   - watchdogThreshold: How long a handler may spend on one stanza before it is reported hung.
     ///   - eventLoopGroup: The NIO event loops.
-    /// - Throws: ``PluginError`` when a plugin refuses its options; ``ComponentKit/ComponentError``
+    /// - Throws: ``PluginError`` when a plugin refuses its options; ``/ComponentKit/ComponentError``
     ///   for an invalid hostname.
     public init(
         configuration: HostConfiguration, registry: PluginRegistry = .standard, logger: Logger,
@@ -95,9 +95,10 @@ public actor ComponentHost: Service {
             if let onDemand = handler.snapshot.handler as? any OnDemandBinding {
                 onDemand.start(
                     Self.onDemandRuntime(
-                        component.hostname, hosted: handler, connection: connection, gateway: self.gateway, logger: logger))
+                        component.hostname, weight: component.weight, hosted: handler, connection: connection,
+                        gateway: self.gateway, logger: logger))
             } else {
-                try self.connection.register(component.hostname, handler: handler)
+                try self.connection.register(component.hostname, weight: component.weight, handler: handler)
             }
             self.entries[Self.key(component.hostname)] = Entry(
                 hostname: component.hostname, origin: .configuration, handler: handler)
@@ -140,30 +141,31 @@ public actor ComponentHost: Service {
     private nonisolated func observe(_ events: AsyncStream<ComponentEvent>) async {
         var attempts = 0
         for await event in events {
-            switch event {
+            switch event.kind {
             case .connecting:
                 attempts += 1
                 if attempts > 1 { self.metrics.reconnects.increment() }
-            case .connected(let info):
+            case .connected:
                 self.metrics.connected.record(1)
                 self.logger.info(
                     "connected",
                     metadata: [
-                        "connection.protocol": "\(Self.protocolName(info.protocolMode))",
-                        "connection.tls": "\(info.tlsVersion ?? "none")",
-                        "connection.sasl": "\(info.saslMechanism ?? "none")",
+                        "connection.protocol": "\(event.info.map { Self.protocolName($0.protocolMode) } ?? "-")",
+                        "connection.tls": "\(event.info?.tlsVersion ?? "none")",
+                        "connection.sasl": "\(event.info?.saslMechanism ?? "none")",
                     ])
-            case .fellBackToLegacy(let reason):
-                self.logger.notice("falling back to XEP-0114", metadata: ["reason": "\(reason)"])
-            case .disconnected(let reason):
+            case .fellBackToLegacy:
+                self.logger.notice("falling back to XEP-0114", metadata: ["reason": "\(event.reason ?? "-")"])
+            case .disconnected:
                 self.metrics.connected.record(0)
                 self.metrics.disconnects.increment()
-                self.logger.info("disconnected", metadata: ["reason": "\(reason)"])
-            case .bindFailed(let hostname, let reason):
+                self.logger.info("disconnected", metadata: ["reason": "\(event.reason ?? "-")"])
+            case .bindFailed:
                 self.metrics.bindErrors.increment()
                 self.logger.warning(
-                    "bind failed", metadata: ["component.hostname": "\(hostname)", "reason": "\(reason)"])
-            case .bound, .unbound:
+                    "bind failed",
+                    metadata: ["component.hostname": "\(event.hostname ?? "-")", "reason": "\(event.reason ?? "-")"])
+            default:
                 break
             }
         }
@@ -221,7 +223,7 @@ public actor ComponentHost: Service {
     ///   - persist: Whether to append a `[[component]]` entry to the configuration file.
     /// - Returns: The hostname's status.
     /// - Throws: ``PluginError`` (unknown plugin, bad options), ``HostError`` (already
-    ///   served, no file to persist to), ``ComponentKit/ComponentError`` (refused by the server).
+    ///   served, no file to persist to), ``/ComponentKit/ComponentError`` (refused by the server).
     @discardableResult
     public func bind(
         _ hostname: String, plugin: String, options: [String: PluginOptionValue] = [:], persist: Bool = false
@@ -269,7 +271,7 @@ public actor ComponentHost: Service {
     ///   - hostname: The hostname.
     ///   - persist: Whether to remove its `[[component]]` entry from the configuration file
     ///     (otherwise a hostname from the file comes back on the next reload or restart).
-    /// - Throws: ``HostError`` when the hostname is not served; ``ComponentKit/ComponentError``
+    /// - Throws: ``HostError`` when the hostname is not served; ``/ComponentKit/ComponentError``
     ///   when the server refuses (the hostname then stays bound).
     public func unbind(_ hostname: String, persist: Bool = false) async throws {
         let key = Self.key(hostname)
@@ -339,6 +341,8 @@ public actor ComponentHost: Service {
     /// - Throws: ``PluginError`` when a plugin refuses: nothing changes.
     @discardableResult
     public func reload(from configuration: HostConfiguration) async throws -> ReloadReport {
+        // A server the connection was transferred to (XEP-0051) holds until a reload.
+        self.connection.forgetTransferTarget()
         let running = self.entries.mapValues { entry in
             let snapshot = entry.handler.snapshot
             return ReloadPlan.Running(
@@ -382,7 +386,7 @@ public actor ComponentHost: Service {
                         hostname: hostname, plugin: component.plugin, options: component.options, handler: prepared[key]!,
                         metrics: self.metrics.hostname(hostname))
                     self.entries[key] = Entry(hostname: hostname, origin: .configuration, handler: handler)
-                    try await self.serve(hostname, handler: handler)
+                    try await self.serve(hostname, weight: component.weight, handler: handler)
                 } catch {
                     failures[hostname] = "\(error)"
                 }
@@ -411,7 +415,7 @@ public actor ComponentHost: Service {
                 metrics: self.metrics.hostname(hostname))
             self.entries[key] = Entry(hostname: hostname, origin: .configuration, handler: handler)
             do {
-                try await self.serve(hostname, handler: handler)
+                try await self.serve(hostname, weight: component.weight, handler: handler)
             } catch {
                 if self.entries[key]?.handler === handler {
                     self.entries.removeValue(forKey: key)
@@ -445,6 +449,13 @@ public actor ComponentHost: Service {
         for component in new.components where oldSecrets[Self.key(component.hostname)] != nil {
             if oldSecrets[Self.key(component.hostname)]! != component.secret {
                 settings.append("component \(component.hostname) secret_file")
+            }
+        }
+        // The weight goes with the bind request: it changes with the next bind.
+        let oldWeights = Dictionary(old.components.map { (Self.key($0.hostname), $0.weight) }) { a, _ in a }
+        for component in new.components {
+            if let weight = oldWeights[Self.key(component.hostname)], weight != component.weight {
+                settings.append("component \(component.hostname) weight")
             }
         }
         return settings
@@ -487,28 +498,30 @@ public actor ComponentHost: Service {
     /// Starts serving a hostname: binds it now (or registers it, to be bound when a stream
     /// is up), or, for a plugin bound on demand (``ExternalPlugin``), lets the handler bind
     /// it when it is ready.
-    private func serve(_ hostname: String, handler: HostedHandler) async throws {
+    private func serve(_ hostname: String, weight: Int? = nil, handler: HostedHandler) async throws {
         if let onDemand = handler.snapshot.handler as? any OnDemandBinding {
-            onDemand.start(self.onDemandRuntime(hostname, hosted: handler))
+            onDemand.start(self.onDemandRuntime(hostname, weight: weight, hosted: handler))
         } else if self.isRunning && self.connection.status.isConnected {
-            _ = try await self.connection.bind(hostname, handler: handler)
+            _ = try await self.connection.bind(hostname, weight: weight, handler: handler)
         } else {
-            try self.connection.register(hostname, handler: handler)
+            try self.connection.register(hostname, weight: weight, handler: handler)
         }
     }
 
     /// What a handler bound on demand may do with the host's connection.
-    private nonisolated func onDemandRuntime(_ hostname: String, hosted: HostedHandler) -> OnDemandRuntime {
-        Self.onDemandRuntime(hostname, hosted: hosted, connection: self.connection, gateway: self.gateway, logger: self.logger)
+    private nonisolated func onDemandRuntime(_ hostname: String, weight: Int?, hosted: HostedHandler) -> OnDemandRuntime {
+        Self.onDemandRuntime(
+            hostname, weight: weight, hosted: hosted, connection: self.connection, gateway: self.gateway, logger: self.logger)
     }
 
     private static func onDemandRuntime(
-        _ hostname: String, hosted: HostedHandler, connection: ComponentConnection, gateway: ExternalGateway, logger: Logger
+        _ hostname: String, weight: Int?, hosted: HostedHandler, connection: ComponentConnection, gateway: ExternalGateway,
+        logger: Logger
     ) -> OnDemandRuntime {
         let logger = Self.pluginLogger(logger, hostname, hosted.snapshot.plugin)
         return OnDemandRuntime(
             hostname: hostname, gateway: gateway,
-            bind: { try connection.register(hostname, handler: hosted) },
+            bind: { try connection.register(hostname, weight: weight, handler: hosted) },
             unbind: {
                 await Self.waitWhileBinding(hostname, on: connection)
                 do {
@@ -569,7 +582,7 @@ public actor ComponentHost: Service {
 
     // MARK: Helpers
 
-    /// The key of a hostname: ``ComponentKit/HostnameKey``'s spelling (the same key the
+    /// The key of a hostname: ``/ComponentKit/HostnameKey``'s spelling (the same key the
     /// connection and the reload plan use).
     static func key(_ hostname: String) -> String {
         hostnameKey(hostname)
@@ -602,7 +615,7 @@ public actor ComponentHost: Service {
 }
 
 /// One spelling per hostname for the host's tables, its reload plan and its metrics:
-/// ``ComponentKit/HostnameKey``'s (domain lowercased without a trailing dot, resource kept).
+/// ``/ComponentKit/HostnameKey``'s (domain lowercased without a trailing dot, resource kept).
 func hostnameKey(_ hostname: String) -> String {
     HostnameKey(hostname)?.description ?? hostname.lowercased()
 }

@@ -1,12 +1,11 @@
 import ComponentKit
-import CoreMetrics
-import Logging
 import Synchronization
 import XMPPCore
 
-/// The handler the host registers for a hostname: forwards to the plugin's handler (which
-/// a reload can replace without unbinding), times IQ handling, counts stanzas started,
-/// and lets the ``HandlerWatchdog`` see what is in progress.
+/// The handler the host registers for a hostname: the plugin's handler (which a reload can
+/// replace without unbinding) behind the host's middleware: ``HandlerMetricsMiddleware``
+/// (stanzas started, IQ latency) and ``HandlerWatchdogMiddleware`` (what is in progress,
+/// for the ``HandlerWatchdog``).
 final class HostedHandler: ComponentHandler, Sendable {
     struct Current: Sendable {
         var plugin: String
@@ -14,16 +13,30 @@ final class HostedHandler: ComponentHandler, Sendable {
         var handler: any ComponentHandler
     }
 
+    /// The end of the middleware chain: whichever plugin handler is current.
+    private struct Swappable: ComponentHandler {
+        let owner: HostedHandler
+
+        func handle(_ stanza: Stanza, in context: ComponentContext) async throws {
+            try await self.owner.snapshot.handler.handle(stanza, in: context)
+        }
+    }
+
     let hostname: String
     let watchdog = HandlerWatchdog()
     let metrics: HostMetrics.Hostname
     private let current: Mutex<Current>
-    private let started = Atomic<Int>(0)
+    private let started = HandlerMetricsMiddleware.Counter()
+    private let middleware: [any StanzaMiddleware]
 
     init(hostname: String, plugin: String, options: PluginOptions, handler: any ComponentHandler, metrics: HostMetrics.Hostname) {
         self.hostname = hostname
         self.metrics = metrics
         self.current = Mutex(Current(plugin: plugin, options: options, handler: handler))
+        self.middleware = [
+            HandlerMetricsMiddleware(started: self.started, metrics: metrics),
+            HandlerWatchdogMiddleware(watchdog: self.watchdog, metrics: metrics),
+        ]
     }
 
     /// The plugin, its options and its handler.
@@ -43,11 +56,15 @@ final class HostedHandler: ComponentHandler, Sendable {
 
     /// Stanzas that reached ``handle(_:in:)``.
     var stanzasStarted: Int {
-        self.started.load(ordering: .relaxed)
+        self.started.value.load(ordering: .relaxed)
     }
 
     var discoInfo: DiscoInfo {
         self.snapshot.handler.discoInfo
+    }
+
+    var features: [any ComponentFeature] {
+        self.snapshot.handler.features
     }
 
     /// The plugin's choice (read when the hostname's handler loop starts).
@@ -56,21 +73,7 @@ final class HostedHandler: ComponentHandler, Sendable {
     }
 
     func handle(_ stanza: Stanza, in context: ComponentContext) async throws {
-        self.started.add(1, ordering: .relaxed)
-        let handler = self.snapshot.handler
-        let token = self.watchdog.begin(Self.describe(stanza))
-        let start = ContinuousClock.now
-        defer {
-            if let took = self.watchdog.end(token) {
-                context.logger.notice(
-                    "hung handler finished", metadata: ["stanza.duration": "\(took)"])
-                self.metrics.hung.record(0)
-            }
-            if case .iq(let iq) = stanza, iq.type.isRequest {
-                self.metrics.iqLatency.recordNanoseconds(Self.nanoseconds(ContinuousClock.now - start))
-            }
-        }
-        try await handler.handle(stanza, in: context)
+        try await MiddlewareHandler(self.middleware, handler: Swappable(owner: self)).handle(stanza, in: context)
     }
 
     func hostnameBound(_ hostname: String, in context: ComponentContext) async {
@@ -79,21 +82,5 @@ final class HostedHandler: ComponentHandler, Sendable {
 
     func hostnameUnbound(_ hostname: String) async {
         await self.snapshot.handler.hostnameUnbound(hostname)
-    }
-
-    static func describe(_ stanza: Stanza) -> String {
-        let id = stanza.id.map { " id=\($0)" } ?? ""
-        switch stanza {
-        case .message(let message): return "message \(message.type.rawValue)\(id)"
-        case .presence: return "presence\(id)"
-        case .iq(let iq):
-            let payload = iq.payload.map { " \($0.name.namespace)" } ?? ""
-            return "iq \(iq.type.rawValue)\(payload)\(id)"
-        }
-    }
-
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

@@ -39,7 +39,7 @@ public struct ReloadPlan: Hashable, Sendable {
 
     /// Plans a reload.
     /// - Parameters:
-    ///   - running: What is served now, keyed by ``ComponentKit/HostnameKey`` spelling (domain
+    ///   - running: What is served now, keyed by ``/ComponentKit/HostnameKey`` spelling (domain
     ///     lowercased, resource kept).
     ///   - desired: The new file's entries.
     public init(running: [String: Running], desired: [HostConfiguration.Component]) {

@@ -10,6 +10,10 @@ final class Binding: Sendable {
     /// The hostname as requested (a domain or `domain/resource`).
     let requested: String
     let handler: any ComponentHandler
+    /// The weight sent with the bind request (server-side balancing), if any.
+    let weight: Int?
+    /// Delivers stanzas to ``handler`` with the hostname's installed features.
+    let dispatcher: StanzaDispatcher
     let mailbox: Mailbox
     /// Outgoing stanzas waiting for the hostname to be bound (again).
     let outbound: OutboundQueue
@@ -24,12 +28,15 @@ final class Binding: Sendable {
     private let outcome = Mutex<Result<String, any Error>?>(nil)
 
     init(
-        key: HostnameKey, requested: String, handler: any ComponentHandler, budget: HostnameBudget,
-        outbound: OutboundQueuePolicy, released: @escaping @Sendable (Int) -> Void
+        key: HostnameKey, requested: String, handler: any ComponentHandler, weight: Int? = nil,
+        builtInFeatures: [any ComponentFeature], budget: HostnameBudget, outbound: OutboundQueuePolicy,
+        released: @escaping @Sendable (Int) -> Void
     ) {
         self.key = key
         self.requested = requested
         self.handler = handler
+        self.weight = weight
+        self.dispatcher = StanzaDispatcher(handler: handler, builtInFeatures: builtInFeatures)
         self.mailbox = Mailbox(budget: budget, released: released)
         self.outbound = OutboundQueue(policy: outbound)
         self.metrics = HostnameMetrics(hostname: requested)

@@ -28,7 +28,8 @@ extension ComponentConnection {
                     defer { group.cancelAll() }
                     return try await ComponentStream.connect(
                         configuration: self.configuration, kind: .xep0114(hostname: binding.requested),
-                        group: self.eventLoop, router: self, logger: self.logger, attempt: attempt)
+                        group: self.eventLoop, channelFactory: self.channelFactory, router: self, logger: self.logger,
+                        attempt: attempt)
                 }
                 guard case .connected(let stream) = outcome else { continue }
                 let hostname = binding.requested
@@ -57,6 +58,9 @@ extension ComponentConnection {
                     group.cancelAll()
                 }
                 if stream.channel.isActive {
+                    if self.isShuttingDown {
+                        await self.answerReceived(binding)
+                    }
                     await stream.closeGracefully()
                 }
                 await self.onLoop {
@@ -91,6 +95,31 @@ extension ComponentConnection {
                 backoff.reset()
             }
             await self.sleepUnlessShutdown(backoff.next())
+        }
+    }
+
+    /// Before a shutdown closes a hostname's XEP-0114 stream: waits (bounded) until its
+    /// handler has handled every stanza received so far (including what keeps arriving
+    /// meanwhile, until a moment when none waits), so that their answers go out on the
+    /// stream before `</stream:stream>`. XEP-0114 has no unbind: closing the stream is the
+    /// only way to stop the server routing to this connection, and nothing may be written
+    /// after the close, so an answer not written by then is lost without an error.
+    func answerReceived(_ binding: Binding, timeout: Duration = .seconds(5)) async {
+        let deadline = ContinuousClock.now + timeout
+        while !binding.mailbox.isIdle, ContinuousClock.now < deadline, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    /// During a shutdown in XEP-0114 mode: waits (bounded) until every hostname's stream is
+    /// closed, so that the handler loops, which answer what arrived before the close, are
+    /// not cancelled before.
+    func waitForLegacyStreamsToClose(timeout: Duration = .seconds(12)) async {
+        let deadline = ContinuousClock.now + timeout
+        while self.allBindings().contains(where: { $0.legacyStream != nil }), ContinuousClock.now < deadline,
+            !Task.isCancelled
+        {
+            try? await Task.sleep(for: .milliseconds(5))
         }
     }
 

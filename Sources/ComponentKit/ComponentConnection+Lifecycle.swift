@@ -37,6 +37,13 @@ extension ComponentConnection {
                 // Permanent: retrying cannot help.
                 self.recordError(error.message)
                 throw error
+            } catch let error as NegotiationError
+                where error.streamError?.condition == .seeOtherHost && self.followSeeOtherHost(error.streamError!, overTLS: error.streamErrorOverTLS)
+            {
+                // Sent elsewhere while negotiating: followed at once, like after negotiation
+                // (only from inside TLS; more than three in a row back off below).
+                self.recordError(error.message)
+                self.emit(.disconnected(reason: "the server ended the stream: \(error.streamError!)"))
             } catch {
                 failures += 1
                 self.metrics.connectFailures.increment()
@@ -74,7 +81,8 @@ extension ComponentConnection {
                 try await ComponentStream.connect(
                     configuration: self.configuration, target: target,
                     kind: .xep0225(allowsLegacyFallback: self.configuration.protocolMode == .auto),
-                    group: self.eventLoop, router: self, logger: self.logger, attempt: attempt)
+                    group: self.eventLoop, channelFactory: self.channelFactory, router: self, logger: self.logger,
+                    attempt: attempt)
             }
             group.addTask {
                 await self.waitForShutdownRequest()
@@ -172,6 +180,7 @@ extension ComponentConnection {
     /// On the loop: a stream is up; bind every pending hostname on it.
     private func streamOpened(_ stream: ComponentStream) {
         guard stream.channel.isActive else { return }
+        self.pending.setServerDomain(stream.serverDomain)
         let bindings = self.state.withLock { state -> [Binding] in
             state.stream = stream
             return state.machine.streamOpened(hasTLS: stream.negotiated.tls != nil).compactMap { state.bindings[$0] }
@@ -191,7 +200,7 @@ extension ComponentConnection {
             state.stream === stream && state.machine.bindStarted(binding.key, requestID: id)
         }
         guard proceed else { return }
-        let request = HostnameBinding.bindRequest(id: id, hostname: binding.requested)
+        let request = HostnameBinding.bindRequest(id: id, hostname: binding.requested, weight: binding.weight)
         self.sendRequest(request, via: .stream(stream), timeout: self.configuration.requestTimeout) { result in
             self.bindAnswered(binding, requestID: id, on: stream, result: result)
         }
@@ -296,25 +305,7 @@ extension ComponentConnection {
             reason = "the server ended the stream: \(error)"
             switch error.condition {
             case .seeOtherHost:
-                if let text = error.seeOtherHost,
-                    let target = ConnectTarget.parse(text, defaultPort: self.configuration.port)
-                {
-                    let decision = self.state.withLock {
-                        $0.machine.seeOtherHost(target, fromStreamWithTLS: stream.negotiated.tls != nil)
-                    }
-                    switch decision {
-                    case .follow(let target):
-                        self.logger.notice("the server sent us to another host", metadata: ["target": "\(target)"])
-                        self.requestImmediateReconnect()
-                    case .backOff:
-                        self.logger.warning(
-                            "too many see-other-host redirects in a row; backing off to the configured server",
-                            metadata: ["target": "\(target)"])
-                    case .refusedWithoutTLS:
-                        self.logger.warning(
-                            "not following see-other-host from a stream without TLS", metadata: ["target": "\(target)"])
-                    }
-                }
+                _ = self.followSeeOtherHost(error, overTLS: stream.negotiated.tls != nil)
             case .conflict:
                 // Another instance holds our identity: back off hard instead of fighting over it.
                 penalty = self.configuration.reconnect.maximumDelay
@@ -326,6 +317,27 @@ extension ComponentConnection {
         }
         self.emit(.disconnected(reason: reason))
         return penalty
+    }
+
+    /// A `see-other-host` stream error (during negotiation or after it): decides whether to
+    /// connect there next, at once. Returns `true` when it is followed.
+    func followSeeOtherHost(_ error: StreamError, overTLS: Bool) -> Bool {
+        guard let text = error.seeOtherHost, let target = ConnectTarget.parse(text, defaultPort: self.configuration.port)
+        else { return false }
+        let decision = self.state.withLock { $0.machine.seeOtherHost(target, fromStreamWithTLS: overTLS) }
+        switch decision {
+        case .follow(let target):
+            self.logger.notice("the server sent us to another host", metadata: ["target": "\(target)"])
+            self.requestImmediateReconnect()
+            return true
+        case .backOff:
+            self.logger.warning(
+                "too many see-other-host redirects in a row; backing off to the configured server",
+                metadata: ["target": "\(target)"])
+        case .refusedWithoutTLS:
+            self.logger.warning("not following see-other-host from a stream without TLS", metadata: ["target": "\(target)"])
+        }
+        return false
     }
 
     /// On the loop: every hostname goes back to pending (or away, on shutdown); pending
@@ -374,6 +386,8 @@ extension ComponentConnection {
             self.logger.warning("the transfer target is not a XEP-0225 server; staying on the current server")
             return nil
         }
+        // Sticky: later reconnects go to the new server until the configuration is reloaded.
+        self.state.withLock { $0.machine.transferSucceeded(target) }
         // Stop taking work on the old stream: its hostnames are bound again on the new one.
         await self.onLoop { self.streamClosed(old) }
         await old.closeGracefully()
@@ -403,7 +417,7 @@ extension ComponentConnection {
             }
             guard let from else { continue }
             let ping = PingFeature.request(
-                from: try? JID(from), to: try? JID(self.configuration.serverDomain), id: self.pending.makeID())
+                from: try? JID(from), to: try? JID(stream.serverDomain), id: self.pending.makeID())
             do {
                 _ = try await self.rawRequest(ping, via: .stream(stream), timeout: policy.pingTimeout)
             } catch let error as ComponentError where error.kind == .timeout {

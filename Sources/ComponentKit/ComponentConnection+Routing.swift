@@ -30,10 +30,7 @@ extension ComponentConnection: StanzaRouting {
                 return
             }
         }
-        if localName == "iq", type == "set", let iq = IQ(element), let query = iq.payload,
-            query.name.localName == "query",
-            query.name.namespace == Namespace.connectionTransfer || query.name.namespace == Namespace.connectionTransferVariant
-        {
+        if localName == "iq", type == "set", let iq = IQ(element), let query = ConnectionTransfer.query(in: iq) {
             self.handleTransferRequest(iq, query: query, reply: reply)
             return
         }
@@ -43,7 +40,7 @@ extension ComponentConnection: StanzaRouting {
             return
         }
         let (decision, binding) = self.state.withLock { state -> (ConnectionStateMachine.RouteDecision, Binding?) in
-            let decision = state.machine.route(key)
+            let decision = state.machine.route(key, from: element["from"])
             guard case .deliver(let owner, _) = decision else { return (decision, nil) }
             return (decision, state.bindings[owner])
         }
@@ -75,41 +72,6 @@ extension ComponentConnection: StanzaRouting {
                 reply: reply)
         case .closed:
             self.metrics.dropped.increment()
-        }
-    }
-
-    /// XEP-0051: the server orders the connection to another server. Only the server we
-    /// are connected to may do so (`from` absent or the server's domain), and only over TLS.
-    private func handleTransferRequest(_ iq: IQ, query: Element, reply: (Element) -> Void) {
-        func answer(_ response: IQ) {
-            var response = response
-            if response.element["from"] == nil {
-                response.element["from"] = self.state.withLock { state in
-                    state.machine.hostnames.values.compactMap(\.boundHostname).min()
-                } ?? self.configuration.identity
-            }
-            reply(response.element)
-        }
-        let serverDomain = try? JID(self.configuration.serverDomain)
-        if let from = iq.element["from"], (try? JID(from)) != serverDomain {
-            self.logger.warning("refusing a connection transfer not sent by the server", metadata: ["stanza.from": "\(from)"])
-            answer(iq.errorResult(StanzaError(.forbidden, text: "only the server may transfer this connection")))
-            return
-        }
-        let serverText = query.firstChild("server", namespace: query.name.namespace)?.text ?? ""
-        guard let target = ConnectTarget.parse(serverText, defaultPort: self.configuration.port) else {
-            answer(iq.errorResult(StanzaError(.badRequest, text: "no usable <server/> in the transfer request")))
-            return
-        }
-        switch self.state.withLock({ $0.machine.transfer(to: target) }) {
-        case .refusedLegacy:
-            answer(iq.errorResult(StanzaError(.featureNotImplemented, text: "transfer of XEP-0114 streams is not supported")))
-        case .refusedWithoutTLS:
-            self.logger.warning("refusing a connection transfer on a stream without TLS", metadata: ["target": "\(target)"])
-            answer(iq.errorResult(StanzaError(.notAcceptable, text: "a transfer is followed only from a stream protected by TLS")))
-        case .accept(let target):
-            answer(iq.result())
-            self.requestTransfer(to: target)
         }
     }
 
@@ -166,7 +128,7 @@ extension ComponentConnection: StanzaRouting {
                         hostname = bound
                         logger = self.handlerLogger(bound)
                     }
-                    let context = ComponentContext(hostname: hostname, logger: logger, connection: self, replyTracker: nil)
+                    let context = binding.dispatcher.context(hostname: hostname, logger: logger, transport: self)
                     await binding.handler.hostnameBound(hostname, in: context)
                 case .unbound(let hostname):
                     await binding.handler.hostnameUnbound(hostname)
@@ -182,60 +144,10 @@ extension ComponentConnection: StanzaRouting {
             }
             return
         }
-        var request: IQ?
-        if case .iq(let iq) = stanza, iq.type.isRequest {
-            request = iq
-        }
-        let tracker = request.map { IQReplyTracker(requestID: $0.requestID) }
-        let context = ComponentContext(hostname: hostname, logger: logger, connection: self, replyTracker: tracker)
-        do {
-            try await binding.handler.handle(stanza, in: context)
-        } catch let error as StanzaError {
-            if let request, let tracker, tracker.markAnswered() {
-                await self.answer(request.errorResult(error), logger: logger)
-            }
-        } catch is CancellationError where Task.isCancelled {
-            // The connection is stopping and cancelled the handler: nothing to answer with.
-            return
-        } catch {
+        let outcome = await binding.dispatcher.dispatch(stanza, hostname: hostname, logger: logger, transport: self)
+        if outcome.handlerError != nil {
             self.metrics.handlerErrors.increment()
-            logger.error(
-                "handler threw", metadata: ["error": "\(error)", "stanza.id": "\(stanza.id ?? "-")"])
-            if let request, let tracker, tracker.markAnswered() {
-                await self.answer(
-                    request.errorResult(StanzaError(.internalServerError)), logger: logger)
-            }
         }
-        guard let request, let tracker, !tracker.isAnswered else { return }
-        let answer =
-            self.builtInAnswer(to: request, binding: binding, hostname: hostname)
-            ?? request.errorResult(StanzaError(.serviceUnavailable))
-        if tracker.markAnswered() {
-            await self.answer(answer, logger: logger)
-        }
-    }
-
-    private func answer(_ iq: IQ, logger: Logger) async {
-        do {
-            try await self.send(element: iq.element)
-        } catch {
-            logger.warning("could not send an IQ answer", metadata: ["error": "\(error)", "stanza.id": "\(iq.requestID)"])
-        }
-    }
-
-    /// The built-in features' answer to an unanswered request: XEP-0030 and XEP-0092 for
-    /// the hostname itself, XEP-0199 for anything under it.
-    private func builtInAnswer(to iq: IQ, binding: Binding, hostname: String) -> IQ? {
-        if let ping = PingFeature.answer(iq) {
-            return ping
-        }
-        let to = iq.element["to"] ?? ""
-        let addressedToHostname = !to.contains("@") && !to.contains("/") || to == hostname
-        guard addressedToHostname else { return nil }
-        if let disco = ServiceDiscoveryFeature.answer(iq, info: binding.handler.discoInfo) {
-            return disco
-        }
-        return self.configuration.softwareVersion.answer(iq)
     }
 
     private static func lenientIQ(_ element: Element) -> IQ? {

@@ -191,7 +191,7 @@ extension ComponentConnection {
 
     // MARK: IQ requests
 
-    /// Sends an IQ request and waits for its answer (see ``ComponentContext/request(_:timeout:)``).
+    /// Sends an IQ request and waits for its answer (see ``ComponentContext/request(_:timeout:redirects:)``).
     ///
     /// A redirect (an error with code 302 carrying the redirected query, see ``IQRedirect``)
     /// is followed only when `redirects` allows it: by default only to the same domain with

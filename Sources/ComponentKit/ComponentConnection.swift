@@ -40,6 +40,8 @@ public final class ComponentConnection: Service, Sendable {
     let metrics: ComponentMetrics
     /// Bytes waiting in all mailboxes: past the configured total, reading pauses.
     let budget: ConnectionBudget
+    /// Opens each stream's channel (TCP unless a test says otherwise).
+    let channelFactory: any ComponentChannelFactory
 
     struct State: Sendable {
         var machine: ConnectionStateMachine
@@ -73,11 +75,15 @@ public final class ComponentConnection: Service, Sendable {
     ///   - logger: The logger for connection events (secrets are never logged).
     ///   - eventLoopGroup: The NIO event loops; the connection uses one of them for its
     ///     whole life. The shared singleton by default.
+    ///   - channelFactory: How each stream's channel is opened: TCP by default; the
+    ///     `ComponentKitTesting` product's `InMemoryServer` for tests with no socket.
     public init(
         configuration: ComponentConfiguration,
         logger: Logger = Logger(label: "ComponentKit"),
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        channelFactory: any ComponentChannelFactory = TCPChannelFactory()
     ) {
+        self.channelFactory = channelFactory
         self.configuration = configuration
         var logger = logger
         logger[metadataKey: "component.identity"] = "\(configuration.identity)"
@@ -104,6 +110,18 @@ public final class ComponentConnection: Service, Sendable {
         _ = try self.addBinding(hostname, handler: handler)
     }
 
+    /// Registers an instance of a domain with a balancing weight (see
+    /// ``bind(_:weight:handler:)``); otherwise as ``register(_:handler:)``.
+    /// - Parameters:
+    ///   - hostname: The hostname (a domain, or `domain/resource`).
+    ///   - weight: The instance's weight, 1…1000, or `nil` for none.
+    ///   - handler: The handler for its stanzas.
+    /// - Throws: ``ComponentError`` when the hostname or weight is invalid or the hostname
+    ///   already registered.
+    public func register(_ hostname: String, weight: Int?, handler: some ComponentHandler) throws {
+        _ = try self.addBinding(hostname, handler: handler, weight: weight)
+    }
+
     /// Binds a hostname to a handler and waits until the server has bound it.
     ///
     /// On a XEP-0225 stream this is one `<bind/>` IQ; the hostname the server returns is
@@ -119,7 +137,27 @@ public final class ComponentConnection: Service, Sendable {
     ///   `resource-constraint`…), ``ComponentError/Kind/timeout``, ``ComponentError/Kind/alreadyBound``.
     @discardableResult
     public func bind(_ hostname: String, handler: some ComponentHandler) async throws -> String {
-        let binding = try self.addBinding(hostname, handler: handler)
+        try await self.bind(hostname, weight: nil, handler: handler)
+    }
+
+    /// Binds an instance of a domain with a balancing weight and waits until the server has
+    /// bound it; otherwise as ``bind(_:handler:)``.
+    ///
+    /// The weight goes to the server as the `weight` attribute, in this project's namespace
+    /// `urn:xmpp:component:balancing:0`, of the bind request's `<hostname/>`; a server that
+    /// balances a domain over several instances (`domain/resource`) with XEP-0354's
+    /// `weighted` algorithm gives each a share in proportion to it. Servers that do not know
+    /// the attribute ignore it.
+    /// - Parameters:
+    ///   - hostname: The hostname (a domain, or `domain/resource`).
+    ///   - weight: The instance's weight, 1…1000, or `nil` for none (the server's default, 1).
+    ///   - handler: The handler for its stanzas.
+    /// - Returns: The hostname the server bound.
+    /// - Throws: As ``bind(_:handler:)``; ``ComponentError/Kind/invalidConfiguration`` for a
+    ///   weight out of range.
+    @discardableResult
+    public func bind(_ hostname: String, weight: Int?, handler: some ComponentHandler) async throws -> String {
+        let binding = try self.addBinding(hostname, handler: handler, weight: weight)
         let timeout = self.configuration.requestTimeout
         return try await withThrowingTaskGroup(of: String.self) { group in
             group.addTask { try await binding.waitForOutcome() }
@@ -245,6 +283,13 @@ public final class ComponentConnection: Service, Sendable {
         transferWaiter?.resume(returning: nil)
     }
 
+    /// Forgets the server a XEP-0051 transfer moved the connection to: later reconnects go
+    /// to the configured server again (the host calls this when its configuration is
+    /// reloaded). A transfer target is otherwise sticky across reconnects.
+    public func forgetTransferTarget() {
+        self.state.withLock { $0.machine.forgetTransferTarget() }
+    }
+
     // MARK: Service
 
     /// Connects, binds the registered hostnames and serves until graceful shutdown or
@@ -254,7 +299,7 @@ public final class ComponentConnection: Service, Sendable {
     /// method's task group: when it returns, nothing of the connection is left running.
     /// - Throws: ``ComponentError/Kind/invalidConfiguration`` at once for a configuration
     ///   that cannot work safely (``ComponentConfiguration/validate()``, or a policy that
-    ///   refuses cleartext to this address); a ``XMPPStream/NegotiationError`` or connection
+    ///   refuses cleartext to this address); a ``/XMPPStream/NegotiationError`` or connection
     ///   error when ``ReconnectPolicy/maxAttempts`` consecutive attempts failed.
     public func run() async throws {
         // A configuration that cannot work safely fails now, not on every reconnect.
@@ -286,6 +331,8 @@ public final class ComponentConnection: Service, Sendable {
                     defer { spawner.finish() }
                     if legacy {
                         await self.waitForShutdownRequest()
+                        // Each hostname's supervisor answers what arrived, then closes its stream.
+                        await self.waitForLegacyStreamsToClose()
                     } else {
                         try await self.connectionLoop()
                     }
@@ -329,7 +376,10 @@ public final class ComponentConnection: Service, Sendable {
 
     // MARK: Registering
 
-    private func addBinding(_ hostname: String, handler: some ComponentHandler) throws -> Binding {
+    private func addBinding(_ hostname: String, handler: some ComponentHandler, weight: Int? = nil) throws -> Binding {
+        if let weight, !(1...1000).contains(weight) {
+            throw ComponentError(.invalidConfiguration, "the weight of \(hostname) must be from 1 to 1000, not \(weight)")
+        }
         let jid: JID
         do {
             jid = try JID(hostname)
@@ -342,7 +392,9 @@ public final class ComponentConnection: Service, Sendable {
         }
         let budget = self.budget
         let binding = Binding(
-            key: key, requested: jid.description, handler: handler, budget: self.configuration.hostnameBudget,
+            key: key, requested: jid.description, handler: handler, weight: weight,
+            builtInFeatures: StanzaDispatcher.builtInFeatures(version: self.configuration.softwareVersion),
+            budget: self.configuration.hostnameBudget,
             outbound: self.configuration.outboundQueue, released: { budget.release($0) })
         let (result, spawner, stream) = self.state.withLock {
             state -> (ConnectionStateMachine.AddResult, AsyncStream<Spawn>.Continuation?, ComponentStream?) in

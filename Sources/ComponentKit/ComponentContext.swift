@@ -7,30 +7,77 @@ public import XMPPCore
 /// A stanza sent without `from` gets the context's ``hostname``. An outgoing stanza's
 /// `from` must be under a hostname bound on the connection, or sending fails with
 /// ``ComponentError/Kind/unboundSender`` before anything reaches the server.
+///
+/// A connection makes the contexts its handlers receive. For tests, make one over your own
+/// ``ComponentTransport`` with ``init(hostname:logger:transport:handler:features:)``, or use
+/// `TestContext` from the `ComponentKitTesting` product.
 public struct ComponentContext: Sendable {
-    /// The bound hostname the current stanza was addressed to.
+    /// The bound hostname the current stanza was addressed to: a domain, or an instance of
+    /// it (`search.example.com/eu-1`).
     public let hostname: String
+    /// Which instance of its domain this handler serves: the resource of a `domain/resource`
+    /// hostname (`eu-1`), or `nil` for a bare domain.
+    public var instance: String? { HostnameKey(self.hostname)?.resource }
     /// A logger carrying `component.hostname` metadata.
     public let logger: Logger
 
-    let connection: ComponentConnection
+    /// What the context sends, requests and binds through (the connection, in production).
+    let transport: any ComponentTransport
     let replyTracker: IQReplyTracker?
+    let installed: InstalledFeatures?
 
-    init(hostname: String, logger: Logger, connection: ComponentConnection, replyTracker: IQReplyTracker?) {
+    init(
+        hostname: String, logger: Logger, transport: any ComponentTransport, replyTracker: IQReplyTracker?,
+        installed: InstalledFeatures?
+    ) {
         self.hostname = hostname
         self.logger = logger
-        self.connection = connection
+        self.transport = transport
         self.replyTracker = replyTracker
+        self.installed = installed
+    }
+
+    /// Creates a context over a transport, for tests and for code that drives handlers
+    /// itself (a ``StanzaDispatcher`` makes the per-stanza contexts of a delivery).
+    /// - Parameters:
+    ///   - hostname: The bound hostname the stanzas are addressed to.
+    ///   - logger: The handler's logger.
+    ///   - transport: What the context sends, requests and binds through.
+    ///   - handler: The handler whose ``ComponentHandler/discoInfo`` and
+    ///     ``ComponentHandler/features`` ``discoInfo`` lists, if any.
+    ///   - features: The built-in features to list in ``discoInfo``.
+    public init(
+        hostname: String, logger: Logger, transport: any ComponentTransport, handler: (any ComponentHandler)? = nil,
+        features: [any ComponentFeature] = []
+    ) {
+        self.init(
+            hostname: hostname, logger: logger, transport: transport, replyTracker: nil,
+            installed: handler.map { InstalledFeatures(handler: $0, builtIns: features) })
+    }
+
+    /// The hostname's service-discovery information as installed: the handler's identities
+    /// and features, plus every installed ``ComponentFeature``'s (built-ins included).
+    /// What ``ServiceDiscoveryFeature`` answers disco#info with.
+    public var discoInfo: DiscoInfo {
+        self.installed?.discoInfo ?? DiscoInfo()
+    }
+
+    /// Whether the IQ request being handled has been answered already (always `false`
+    /// outside the handling of a request). Middleware reads it after `next`.
+    public var hasAnsweredRequest: Bool {
+        self.replyTracker?.isAnswered ?? false
     }
 
     /// Sends a stanza.
     /// - Parameter stanza: The stanza; `from` defaults to ``hostname``.
     /// - Throws: ``ComponentError`` when the stanza is invalid, its sender unbound, or the
-    ///   connection cannot carry it.
+    ///   connection cannot carry it; ``ComponentError/Kind/invalidStanza`` when it is a
+    ///   second answer to the IQ request being handled.
     public func send(_ stanza: Stanza) async throws {
-        var element = stanza.element
+        var stanza = stanza
+        let element = stanza.element
         if element["from"] == nil {
-            element["from"] = self.hostname
+            stanza.setFrom(self.hostname)
         }
         if let tracker = self.replyTracker, element.name.localName == "iq",
             element["id"] == tracker.requestID,
@@ -41,7 +88,7 @@ public struct ComponentContext: Sendable {
                     .invalidStanza, "IQ '\(tracker.requestID)' was already answered; an IQ gets exactly one answer")
             }
         }
-        try await self.connection.send(element: element)
+        try await self.transport.send(stanza)
     }
 
     /// Sends a message.
@@ -56,7 +103,7 @@ public struct ComponentContext: Sendable {
         try await self.send(.presence(presence))
     }
 
-    /// Sends an IQ (typically an answer; use ``request(_:timeout:)`` to ask and wait).
+    /// Sends an IQ (typically an answer; use ``request(_:timeout:redirects:)`` to ask and wait).
     /// - Parameter iq: The IQ; `from` defaults to ``hostname``.
     public func send(_ iq: IQ) async throws {
         try await self.send(.iq(iq))
@@ -87,10 +134,22 @@ public struct ComponentContext: Sendable {
         _ = self.replyTracker?.markAnswered()
     }
 
+    /// Answers an IQ `get` with a redirect (302) to another address, e.g. the instance of
+    /// this domain that holds the requester's state: the requester asks again there with
+    /// the same query and id. This is the request's one answer.
+    /// - Parameters:
+    ///   - iq: The request being answered; must be a `get`.
+    ///   - address: Where to ask instead.
+    /// - Throws: ``ComponentError`` (``ComponentError/Kind/invalidRedirect`` for a `set`, or
+    ///   when the request was already answered).
+    public func redirect(_ iq: IQ, to address: JID) async throws {
+        try await self.send(.iq(IQRedirect.answer(redirecting: iq, to: address)))
+    }
+
     /// Sends an IQ request and waits for its answer.
     ///
     /// The answer is accepted only from the address the request went to. An answer of
-    /// type `error` is returned, not thrown: read ``XMPPCore/StanzaView/error``.
+    /// type `error` is returned, not thrown: read ``/XMPPCore/StanzaView/error``.
     /// - Parameters:
     ///   - iq: A `get` or `set`; an `id` is assigned when missing, `from` defaults to ``hostname``.
     ///   - timeout: How long to wait; the configuration's default when `nil`.
@@ -103,7 +162,7 @@ public struct ComponentContext: Sendable {
         if iq.element["from"] == nil {
             iq.element["from"] = self.hostname
         }
-        return try await self.connection.request(iq, timeout: timeout, redirects: redirects)
+        return try await self.transport.request(iq, timeout: timeout, redirects: redirects)
     }
 
     /// Binds another hostname on the same connection.
@@ -112,12 +171,29 @@ public struct ComponentContext: Sendable {
     ///   - handler: The handler for its stanzas.
     /// - Returns: The hostname the server bound.
     public func bind(_ hostname: String, handler: some ComponentHandler) async throws -> String {
-        try await self.connection.bind(hostname, handler: handler)
+        try await self.transport.bind(hostname, handler: handler)
     }
 
     /// Unbinds a hostname.
     /// - Parameter hostname: The hostname.
     public func unbind(_ hostname: String) async throws {
-        try await self.connection.unbind(hostname)
+        try await self.transport.unbind(hostname)
+    }
+}
+
+extension Stanza {
+    /// Sets `from` on the underlying element.
+    mutating func setFrom(_ from: String) {
+        switch self {
+        case .message(var message):
+            message.element["from"] = from
+            self = .message(message)
+        case .presence(var presence):
+            presence.element["from"] = from
+            self = .presence(presence)
+        case .iq(var iq):
+            iq.element["from"] = from
+            self = .iq(iq)
+        }
     }
 }

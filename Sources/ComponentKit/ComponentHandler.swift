@@ -11,10 +11,11 @@ public import XMPPCore
 /// or declare ``execution`` as ``HandlerExecution/globalExecutor``.
 ///
 /// IQ requests (`get`/`set`) get exactly one answer. Send it with the context before
-/// returning (``ComponentContext/reply(to:with:)``), or throw a ``XMPPCore/StanzaError`` to
-/// answer with that error. If the handler returns without answering, the built-in features
-/// answer the queries they know (service discovery, ping, software version) and
-/// everything else gets `service-unavailable`. Any other error thrown is logged and an
+/// returning (``ComponentContext/reply(to:with:)``), or throw a ``/XMPPCore/StanzaError`` to
+/// answer with that error. If the handler returns without answering, the installed
+/// features answer the queries they know (the handler's ``features``, then the built-ins:
+/// service discovery, ping, software version) and everything else gets
+/// `service-unavailable`. Any other error thrown is logged and an
 /// IQ request is answered with `internal-server-error`; the connection carries on.
 ///
 /// ```swift
@@ -33,8 +34,14 @@ public protocol ComponentHandler: Sendable {
     func handle(_ stanza: Stanza, in context: ComponentContext) async throws
 
     /// The service-discovery identity and features this handler offers on its hostnames
-    /// (XEP-0030). The built-in features add their own (`disco#info`, ping, version).
+    /// (XEP-0030). The installed features add their own (`disco#info`, ping, version, and
+    /// those of ``features``).
     var discoInfo: DiscoInfo { get }
+
+    /// Extra protocol features installed on this handler's hostnames, asked (in order,
+    /// before the built-ins) to answer the IQ requests the handler leaves unanswered, and
+    /// advertised in disco#info. None by default.
+    var features: [any ComponentFeature] { get }
 
     /// Called when a hostname becomes bound to this handler (again, after a reconnect).
     /// - Parameters:
@@ -66,6 +73,9 @@ public enum HandlerExecution: Hashable, Sendable {
 extension ComponentHandler {
     /// A generic component identity and no extra features.
     public var discoInfo: DiscoInfo { DiscoInfo() }
+
+    /// No extra features.
+    public var features: [any ComponentFeature] { [] }
 
     /// Does nothing.
     public func hostnameBound(_ hostname: String, in context: ComponentContext) async {}

@@ -4,11 +4,19 @@ public struct ConnectTarget: Hashable, Sendable, CustomStringConvertible {
     public var host: String
     /// The TCP port.
     public var port: Int
+    /// The XMPP domain of the server there, when it is not the configured one (XEP-0051
+    /// `<domain/>`): the stream's `to`, the SASL service name and the TLS name verified.
+    public var domain: String?
 
     /// Creates a target.
-    public init(host: String, port: Int) {
+    /// - Parameters:
+    ///   - host: The host name or IP address.
+    ///   - port: The TCP port.
+    ///   - domain: The server's XMPP domain there, or `nil` for the configured one.
+    public init(host: String, port: Int, domain: String? = nil) {
         self.host = host
         self.port = port
+        self.domain = domain
     }
 
     /// Parses `host`, `host:port`, `1.2.3.4:5`, `[2001:db8::1]` or `[2001:db8::1]:5270`

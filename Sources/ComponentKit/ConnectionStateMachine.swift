@@ -60,6 +60,9 @@ struct ConnectionStateMachine: Sendable {
     private(set) var hostnames: [HostnameKey: Hostname] = [:]
     /// Where the next connection goes when it is not the configured server.
     private(set) var redirectTarget: ConnectTarget?
+    /// The server a XEP-0051 transfer moved the connection to: every later reconnect goes
+    /// there (sticky) until the configuration is reloaded (``forgetTransferTarget()``).
+    private(set) var transferTarget: ConnectTarget?
     /// `see-other-host` redirects followed since a stream last bound a hostname.
     private(set) var redirectsInARow = 0
     /// At most this many `see-other-host` in a row are followed at once; past it the
@@ -249,14 +252,35 @@ struct ConnectionStateMachine: Sendable {
     // MARK: Routing and sending
 
     /// Which hostname a stanza addressed to `key` belongs to: the instance itself, its
-    /// domain, or (for the bare domain) an instance of it that the server chose.
-    func owner(of key: HostnameKey) -> HostnameKey? {
+    /// domain, or (for the bare domain and JIDs under it, `domain/other` included, when only
+    /// instances of it are registered) one of its instances.
+    ///
+    /// When several instances of one domain share this connection, the server cannot say
+    /// which one it chose: a stanza goes to the instance picked by a stable hash of its
+    /// sender (`spreadBy`), among those bound (or binding), so that one remote JID stays on
+    /// one instance while the set of instances is unchanged. Without a sender, the first.
+    func owner(of key: HostnameKey, spreadBy sender: String? = nil) -> HostnameKey? {
         if self.hostnames[key] != nil { return key }
         if key.resource != nil {
+            // `domain/other`: the domain's, or (only instances registered) like the domain.
             let domain = key.domainKey
-            return self.hostnames[domain] != nil ? domain : nil
+            if self.hostnames[domain] != nil { return domain }
         }
-        return self.hostnames.keys.filter { $0.domain == key.domain }.min()
+        let instances = self.hostnames.filter { $0.key.domain == key.domain }
+        guard instances.count > 1, let sender else { return instances.keys.min() }
+        let live = instances.filter { $0.value.phase != .pending }.keys.sorted()
+        guard !live.isEmpty else { return instances.keys.min() }
+        return live[Int(Self.stableHash(sender) % UInt64(live.count))]
+    }
+
+    /// FNV-1a over the UTF-8 bytes: the same on every run (unlike `Hasher`).
+    static func stableHash(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x100_0000_01b3
+        }
+        return hash
     }
 
     enum RouteDecision: Hashable, Sendable {
@@ -271,8 +295,8 @@ struct ConnectionStateMachine: Sendable {
 
     /// Where an inbound stanza goes. A hostname whose bind is still in flight receives
     /// what the server routes to it: the server is the authority on what it routes.
-    func route(_ key: HostnameKey) -> RouteDecision {
-        guard let owner = self.owner(of: key), let hostname = self.hostnames[owner] else { return .notServed }
+    func route(_ key: HostnameKey, from sender: String? = nil) -> RouteDecision {
+        guard let owner = self.owner(of: key, spreadBy: sender), let hostname = self.hostnames[owner] else { return .notServed }
         switch hostname.phase {
         case .binding, .bound: return .deliver(owner, mayAnswer: true)
         case .unbinding: return .deliver(owner, mayAnswer: false)
@@ -292,7 +316,17 @@ struct ConnectionStateMachine: Sendable {
     /// What to do with a stanza sent from `key`. From the moment an unbind is sent,
     /// nothing more leaves from that hostname: it queues, and fails if the unbind succeeds.
     func send(from key: HostnameKey) -> SendDecision {
-        guard let owner = self.owner(of: key), let hostname = self.hostnames[owner] else { return .unknownSender }
+        var owner = self.owner(of: key)
+        if key.resource == nil, self.hostnames[key] == nil {
+            // From the bare domain (or a JID under it) with only instances registered: any
+            // bound instance of the domain carries it.
+            let bound = self.hostnames.filter {
+                if case .bound = $0.value.phase { return $0.key.domain == key.domain }
+                return false
+            }
+            owner = bound.keys.min() ?? owner
+        }
+        guard let owner, let hostname = self.hostnames[owner] else { return .unknownSender }
         if case .bound = hostname.phase, self.legacy || self.streamUp {
             return .write(owner)
         }
@@ -401,8 +435,20 @@ struct ConnectionStateMachine: Sendable {
             self.redirectTarget = nil
             return .backOff
         }
+        var target = target
+        if target.domain == nil { target.domain = self.transferTarget?.domain }
         self.redirectTarget = target
         return .follow(target)
+    }
+
+    /// A transfer succeeded: later reconnects go to `target`.
+    mutating func transferSucceeded(_ target: ConnectTarget) {
+        self.transferTarget = target
+    }
+
+    /// The configuration was reloaded: reconnects go to the configured server again.
+    mutating func forgetTransferTarget() {
+        self.transferTarget = nil
     }
 
     /// A transfer (XEP-0051) failed: keep the target for the next reconnect.
@@ -413,7 +459,7 @@ struct ConnectionStateMachine: Sendable {
     /// Where to connect next (consumes a one-shot redirect).
     mutating func nextTarget(configured: ConnectTarget) -> ConnectTarget {
         defer { self.redirectTarget = nil }
-        return self.redirectTarget ?? configured
+        return self.redirectTarget ?? self.transferTarget ?? configured
     }
 
     enum TransferDecision: Hashable, Sendable {

@@ -2,8 +2,15 @@ import XMPPCore
 
 /// XEP-0225 hostname binding: the `<bind/>` and `<unbind/>` IQ payloads.
 enum HostnameBinding {
-    static func bindRequest(id: String, hostname: String) -> IQ {
-        IQ(type: .set, id: id, payload: self.payload("bind", hostname: hostname))
+    /// A bind request; `weight` (this project's balancing extension) is written as the
+    /// `weight` attribute of `<hostname/>` in ``/XMPPCore/Namespace/componentBalancing``.
+    static func bindRequest(id: String, hostname: String, weight: Int? = nil) -> IQ {
+        var payload = self.payload("bind", hostname: hostname)
+        if let weight, case .element(var element) = payload.children[0] {
+            element.setAttribute(QualifiedName(Namespace.componentBalancing, "weight"), String(weight))
+            payload.children[0] = .element(element)
+        }
+        return IQ(type: .set, id: id, payload: payload)
     }
 
     static func unbindRequest(id: String, hostname: String) -> IQ {

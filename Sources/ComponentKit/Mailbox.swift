@@ -35,6 +35,10 @@ final class Mailbox: Sendable {
         var bytes = 0
         var waiter: CheckedContinuation<Void, Never>?
         var finished = false
+        /// Stanzas accepted since the mailbox was made.
+        var acceptedTotal = 0
+        /// Stanzas handled since the mailbox was made.
+        var consumedTotal = 0
     }
 
     private let state = Mutex(State())
@@ -60,6 +64,7 @@ final class Mailbox: Sendable {
             }
             state.stanzas += 1
             state.bytes += size
+            state.acceptedTotal += 1
             state.items.append(.stanza(element, size: size))
             return (.accepted, Self.takeWaiter(&state))
         }
@@ -136,8 +141,15 @@ final class Mailbox: Sendable {
         self.state.withLock { state in
             state.stanzas -= 1
             state.bytes -= size
+            state.consumedTotal += 1
         }
         self.released(size)
+    }
+
+    /// Whether every stanza accepted so far has been handled (none waits, none is being
+    /// handled), or the mailbox is finished and nothing more will be.
+    var isIdle: Bool {
+        self.state.withLock { $0.consumedTotal == $0.acceptedTotal || ($0.finished && $0.items.isEmpty) }
     }
 
     private static func takeWaiter(_ state: inout State) -> CheckedContinuation<Void, Never>? {

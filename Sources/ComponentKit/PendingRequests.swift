@@ -17,12 +17,17 @@ final class PendingRequests: Sendable {
     }
 
     private let entries = Mutex<[String: Entry]>([:])
-    private let serverDomain: JID?
+    private let serverDomain: Mutex<JID?>
     private let counter = Atomic<UInt64>(0)
     private let prefix: String
 
+    /// The server's domain changed (a transfer with `<domain/>`): answers from it are the server's.
+    func setServerDomain(_ domain: String) {
+        self.serverDomain.withLock { $0 = try? JID(domain) }
+    }
+
     init(serverDomain: String) {
-        self.serverDomain = try? JID(serverDomain)
+        self.serverDomain = Mutex(try? JID(serverDomain))
         let random = UInt32.random(in: 0...UInt32.max)
         self.prefix = "ck" + String(random, radix: 36)
     }
@@ -84,7 +89,7 @@ final class PendingRequests: Sendable {
             guard let entry = entries[id] else { return nil }
             if let expected = entry.expectedFrom {
                 guard let from, from == expected else { return nil }
-            } else if let from, from != self.serverDomain {
+            } else if let from, from != self.serverDomain.withLock({ $0 }) {
                 return nil
             }
             return entries.removeValue(forKey: id)

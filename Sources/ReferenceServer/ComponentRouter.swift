@@ -170,26 +170,33 @@ final class ComponentRouter: Sendable {
     /// one `flush` per target stream (load generation).
     func inject(contentsOf elements: [Element]) throws(ReferenceServerError) {
         let routed = try self.state.withLock { state throws(ReferenceServerError) in
-            var routed: [(ComponentRoutingTable.Decision, (any Channel)?)] = []
+            var routed: [(ComponentRoutingTable.Decision, SessionID?, (any Channel)?)] = []
             routed.reserveCapacity(elements.count)
             for element in elements {
                 let decision = try state.table.routeFromUser(element)
                 if case .deliver(_, let target) = decision {
-                    routed.append((decision, state.sessions[target]?.channel))
+                    routed.append((decision, target, state.sessions[target]?.channel))
                 } else {
-                    routed.append((decision, nil))
+                    routed.append((decision, nil, nil))
                 }
             }
             return routed
         }
         var touched: [any Channel] = []
-        for (decision, channel) in routed {
-            guard case .deliver(let element, _) = decision else {
+        for (decision, target, channel) in routed {
+            guard case .deliver(let element, _) = decision, let target else {
                 _ = self.execute(decision, sender: nil)
                 continue
             }
-            guard let channel else { continue }
-            channel.write(XMLStreamFrame.element(element), promise: nil)
+            guard let channel, channel.isActive else {
+                self.streamFailed(target, element: element, sender: nil, attempt: 0)
+                continue
+            }
+            let promise = channel.eventLoop.makePromise(of: Void.self)
+            promise.futureResult.whenFailure { _ in
+                self.streamFailed(target, element: element, sender: nil, attempt: 0)
+            }
+            channel.write(XMLStreamFrame.element(element), promise: promise)
             if !touched.contains(where: { $0 === channel }) { touched.append(channel) }
         }
         for channel in touched { channel.flush() }
@@ -203,9 +210,10 @@ final class ComponentRouter: Sendable {
     private func execute(_ decision: ComponentRoutingTable.Decision, sender: (any Channel)?) -> StreamError? {
         switch decision {
         case .deliver(let element, let target):
-            let channel = self.state.withLock { $0.sessions[target]?.channel }
-            if let channel {
-                channel.writeAndFlush(XMLStreamFrame.element(element), promise: nil)
+            self.write(element, to: target, sender: sender, attempt: 0)
+        case .deliverAll(let element, let targets):
+            for target in targets {
+                self.write(element, to: target, sender: sender, attempt: 0, broadcast: true)
             }
         case .toUsers(let element):
             if let observer = self.userObserver.withLock({ $0 }) { observer.observe(element) }
@@ -231,6 +239,59 @@ final class ComponentRouter: Sendable {
         return nil
     }
 
+    /// Writes a stanza to a component stream. A stream that is gone (closed between the
+    /// routing decision and the write, or failing the write) never silently eats it: its
+    /// instances are released, and the stanza is routed again to the domain's other
+    /// instances, or bounced to its sender with an error when none is left.
+    private func write(
+        _ element: Element, to target: SessionID, sender: (any Channel)?, attempt: Int, broadcast: Bool = false
+    ) {
+        guard let channel = self.state.withLock({ $0.sessions[target]?.channel }), channel.isActive else {
+            self.streamFailed(target, element: element, sender: sender, attempt: attempt, broadcast: broadcast)
+            return
+        }
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        promise.futureResult.whenFailure { _ in
+            self.streamFailed(target, element: element, sender: sender, attempt: attempt, broadcast: broadcast)
+        }
+        channel.writeAndFlush(XMLStreamFrame.element(element), promise: promise)
+    }
+
+    /// `broadcast`: the stanza was one copy of an ``RoutingAlgorithm/all`` delivery; the
+    /// other instances have theirs, so it is not routed again (it would be a duplicate).
+    private func streamFailed(
+        _ target: SessionID, element: Element, sender: (any Channel)?, attempt: Int, broadcast: Bool = false
+    ) {
+        // A stream that failed a write is broken (closed, or closing): it is released now,
+        // not when its close is noticed, so the stanzas routed meanwhile go elsewhere.
+        let (released, channel, decision) = self.state.withLock {
+            state -> ([String], (any Channel)?, ComponentRoutingTable.Decision) in
+            let released = state.table.release(session: target)
+            let channel = state.sessions.removeValue(forKey: target)?.channel
+            let domain = Stanza(element)?.to?.domainpart ?? ""
+            if broadcast, state.table.hasInstances(domain) {
+                return (released, channel, .drop)
+            }
+            guard attempt < 3 else {
+                let bounce = Stanza(element).flatMap {
+                    state.table.bounce($0, StanzaError(.serviceUnavailable, text: "the component's stream is gone"))
+                }
+                return (released, channel, bounce.map { sender == nil ? .toUsers($0) : .reply($0) } ?? .drop)
+            }
+            return (released, channel, state.table.reroute(element, fromUser: sender == nil))
+        }
+        channel?.close(promise: nil)
+        self.publish(released.map { .unbound(hostname: $0) })
+        switch decision {
+        case .deliver(let element, let next):
+            self.write(element, to: next, sender: sender, attempt: attempt + 1)
+        case .deliverAll(let element, let targets):
+            for next in targets { self.write(element, to: next, sender: sender, attempt: attempt + 1) }
+        default:
+            _ = self.execute(decision, sender: sender)
+        }
+    }
+
     /// Sets (or clears) the simulated users' answer to IQ requests components send them.
     func setUserIQResponder(_ responder: (@Sendable (IQ) -> Element?)?) {
         self.state.withLock { $0.userIQResponder = responder }
@@ -238,10 +299,20 @@ final class ComponentRouter: Sendable {
 
     /// The channel of the stream that bound `hostname`'s domain, if any.
     func channel(boundTo hostname: String) -> (any Channel)? {
-        guard let domain = (try? JID(hostname))?.domainpart else { return nil }
-        return self.state.withLock { state in
-            state.table.session(boundTo: domain).flatMap { state.sessions[$0]?.channel }
+        self.state.withLock { state in
+            state.table.session(boundTo: hostname).flatMap { state.sessions[$0]?.channel }
         }
+    }
+
+    /// Every bound instance: its hostname, stream id and weight.
+    var instances: [(hostname: String, session: SessionID, weight: Int)] { self.state.withLock { $0.table.instances } }
+
+    /// The routing algorithm in force for a domain.
+    func algorithm(for domain: String) -> RoutingAlgorithm { self.state.withLock { $0.table.algorithm(for: domain) } }
+
+    /// Sets a domain's routing algorithm; `false` when it has no instance.
+    func setAlgorithm(_ algorithm: RoutingAlgorithm, for domain: String) -> Bool {
+        self.state.withLock { $0.table.setAlgorithm(algorithm, for: domain) }
     }
 
     // MARK: Observation

@@ -93,12 +93,15 @@ public final class ReferenceServer: Sendable {
         let timeout = TimeAmount.nanoseconds(
             configuration.authenticationTimeout.components.seconds * 1_000_000_000
                 + configuration.authenticationTimeout.components.attoseconds / 1_000_000_000)
-        let machineConfiguration = ServerComponentNegotiationStateMachine.Configuration(
+        var negotiation = ServerComponentNegotiationStateMachine.Configuration(
             serverDomain: configuration.domain,
             tlsAvailable: tlsContext != nil,
             requireTLS: configuration.requireTLS,
             maxAuthenticationFailures: configuration.maxAuthenticationFailures
         )
+        negotiation.seeOtherHost = configuration.seeOtherHost
+        negotiation.seeOtherHostBeforeTLS = configuration.seeOtherHostBeforeTLS
+        let machineConfiguration = negotiation
         let limits = configuration.streamLimits
 
         let modern = try await ServerBootstrap(group: group)

@@ -66,8 +66,22 @@ public struct ReferenceServerConfiguration: Sendable {
     /// XEP-0225: per SASL identity, the hostnames it may bind: exact names, or `*.domain`
     /// for any name below `domain` (at any depth, not `domain` itself). Case-insensitive.
     public var allowedHostnames: [String: [String]] = [:]
+    /// Per domain (case-insensitive), how stanzas are spread over its instances when several
+    /// `domain/resource` hostnames are bound (see ``RoutingAlgorithm``); a domain not listed
+    /// uses ``defaultRoutingAlgorithm``. A component may change its own domain's algorithm
+    /// at run time (XEP-0354 `<cmr/>`) until its last instance leaves.
+    public var routingAlgorithms: [String: RoutingAlgorithm] = [:]
+    /// The algorithm of domains not in ``routingAlgorithms``: ``RoutingAlgorithm/affinity``.
+    public var defaultRoutingAlgorithm: RoutingAlgorithm = .affinity
     /// XEP-0114: the shared secret of each hostname that may connect on ``legacyPort``.
     public var legacySecrets: [String: String] = [:]
+    /// When set, the server is drained: every XEP-0225 stream is sent to this server
+    /// (`host[:port]`) with a `see-other-host` stream error once STARTTLS is done, before
+    /// SASL. `nil` (the default) serves streams.
+    public var seeOtherHost: String?
+    /// Sends ``seeOtherHost`` at the first stream header, before TLS (for tests: a client
+    /// must not follow a redirect it cannot trust).
+    public var seeOtherHostBeforeTLS = false
     /// Limits on what components may send.
     public var streamLimits: XMLStreamLimits = .default
     /// How long a stream may stay unauthenticated before it is closed (`connection-timeout`).
@@ -103,6 +117,12 @@ public struct ReferenceServerConfiguration: Sendable {
         return self.allowedHostnames.values.contains { patterns in
             patterns.contains { Self.matches(pattern: $0, hostname: hostname) }
         }
+    }
+
+    /// The routing algorithm configured for a domain.
+    /// - Parameter domain: A bare domain.
+    public func routingAlgorithm(for domain: String) -> RoutingAlgorithm {
+        self.routingAlgorithms.first { $0.key.lowercased() == domain.lowercased() }?.value ?? self.defaultRoutingAlgorithm
     }
 
     /// The XEP-0114 secret of a hostname, or `nil`.

@@ -33,6 +33,13 @@ public struct ServerComponentNegotiationStateMachine: Sendable {
         public var requireTLS: Bool
         /// Failed SASL attempts that end the stream.
         public var maxAuthenticationFailures: Int
+        /// When set, every stream is sent to this server (`host[:port]`) with a
+        /// `see-other-host` stream error once TLS is up (at the header after STARTTLS), as a
+        /// server being drained does; `nil` (the default) serves streams.
+        public var seeOtherHost: String?
+        /// Sends ``seeOtherHost`` at the first header instead, before TLS (a client must not
+        /// follow it: tests of the "no downgrade" rule).
+        public var seeOtherHostBeforeTLS = false
 
         /// Creates a configuration.
         /// - Parameters:
@@ -153,6 +160,11 @@ public struct ServerComponentNegotiationStateMachine: Sendable {
             return self.fail(StreamError(.unsupportedVersion, text: "version='1.0' is required"), header: reply)
         }
         self.streamID = reply.id
+        if let target = self.configuration.seeOtherHost,
+            phase == .secured || (phase == .initial && (self.configuration.seeOtherHostBeforeTLS || !self.configuration.tlsAvailable))
+        {
+            return self.fail(StreamError(.seeOtherHost, text: "this server is drained", seeOtherHost: target), header: reply)
+        }
         let offer: Offer
         switch phase {
         case .initial where self.configuration.tlsAvailable:

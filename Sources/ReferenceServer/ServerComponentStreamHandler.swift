@@ -8,9 +8,9 @@ import XMPPTLS
 /// Drives a ``ServerComponentNegotiationStateMachine`` on one XEP-0225 connection and,
 /// once negotiated, hands elements to the ``ComponentRouter``.
 ///
-/// Sits after ``XMPPStream/XMLStreamHandler``: reads ``XMPPStream/XMLStreamEvent``s,
-/// writes ``XMPPStream/XMLStreamFrame``s. Owns the `SASLServer` of the running exchange
-/// (one per `<auth/>`), puts an ``XMPPTLS/OpenSSLHandler`` at the head of the pipeline for
+/// Sits after ``/XMPPStream/XMLStreamHandler``: reads ``/XMPPStream/XMLStreamEvent``s,
+/// writes ``/XMPPStream/XMLStreamFrame``s. Owns the `SASLServer` of the running exchange
+/// (one per `<auth/>`), puts an ``/XMPPTLS/OpenSSLHandler`` at the head of the pipeline for
 /// STARTTLS and arms the authentication timer.
 final class ServerComponentStreamHandler: ChannelInboundHandler {
     typealias InboundIn = XMLStreamEvent

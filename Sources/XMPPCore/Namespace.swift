@@ -41,4 +41,10 @@ public enum Namespace {
     public static let connectionTransfer = "urn:xmpp:cxf"
     /// XEP-0051 Connection Transfer, the variant spelled in two listings of the document.
     public static let connectionTransferVariant = "urn:xmpp:cxfr"
+    /// XEP-0354 Customizable Message Routing: the feature, `<query/>` and `<cmr/>`.
+    public static let customizableMessageRouting = "urn:xmpp:cmr:0"
+    /// This project's balancing extension of XEP-0225: the `weight` attribute of a bind
+    /// request's `<hostname/>` (`<hostname xmlns:b='urn:xmpp:component:balancing:0'
+    /// b:weight='3'>search.example.com/eu-1</hostname>`), an integer 1…1000, default 1.
+    public static let componentBalancing = "urn:xmpp:component:balancing:0"
 }

@@ -50,9 +50,9 @@ public enum NegotiationOutcome: Sendable, Hashable {
 /// features) or the XEP-0114 handshake.
 ///
 /// Sits after ``XMLStreamHandler``. It carries out the machine's actions: sends headers
-/// and elements, inserts an ``XMPPTLS/OpenSSLHandler`` at the head of the pipeline for
+/// and elements, inserts an ``/XMPPTLS/OpenSSLHandler`` at the head of the pipeline for
 /// STARTTLS (restarting the parser and refusing any cleartext that followed `<proceed/>`),
-/// runs the ``XMPPSASL/SASLClient``, and restarts the stream after `<success/>`. The
+/// runs the ``/XMPPSASL/SASLClient``, and restarts the stream after `<success/>`. The
 /// ``outcome`` future completes when negotiation ends; afterwards the handler passes
 /// ``XMLStreamEvent``s through unchanged.
 public final class ComponentNegotiationHandler: ChannelDuplexHandler, RemovableChannelHandler {

@@ -320,7 +320,9 @@ public struct ComponentNegotiationStateMachine: Sendable {
                 reason: "the server answered the jabber:client stream with \(error)",
                 error: NegotiationError.from(error, hostname: self.configuration.defaultHostname, legacy: false))
         }
-        return self.fail(NegotiationError.from(error, hostname: self.configuration.defaultHostname, legacy: false))
+        var failure = NegotiationError.from(error, hostname: self.configuration.defaultHostname, legacy: false)
+        failure.streamErrorOverTLS = self.tlsActive
+        return self.fail(failure)
     }
 
     private mutating func legacyOrFail(phase: Phase, reason: String, error: NegotiationError) -> Action {

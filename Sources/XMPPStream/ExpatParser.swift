@@ -293,7 +293,7 @@ final class ExpatParser {
 ///
 /// Direct-mapped: a hash picks one slot; a miss overwrites it. Keys longer than
 /// ``maxKeyLength`` are not cached. Names in `jabber:component:accept` are mapped to the
-/// canonical `jabber:client` here (see ``XMPPCore/Element``).
+/// canonical `jabber:client` here (see ``/XMPPCore/Element``).
 ///
 /// Every element and attribute name goes through ``name(_:)``, so the lookup is kept
 /// cheap: the hash reads three 8-byte words (start, middle, end) and the length instead

@@ -6,29 +6,70 @@ public import XMPPCore
 /// Each error names what went wrong in words an operator can act on; ``kind`` is for code.
 public struct NegotiationError: Error, CustomStringConvertible, Sendable, Hashable {
     /// The kinds of negotiation failure.
-    public enum Kind: Hashable, Sendable {
+    ///
+    /// A struct rather than an enum, so that adding a kind does not break code that
+    /// switches over them: compare with `==` or match with `case .timeout:` (a `switch`
+    /// needs a `default`).
+    public struct Kind: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: Hashable, Sendable {
+            case tlsNotOffered
+            case serverRequiresTLS
+            case tlsRefusedByServer
+            case noSASLMechanisms
+            case authenticationFailed
+            case noComponentBinding
+            case streamError(StreamError.Condition)
+            case handshakeRejected
+            case unexpectedElement(QualifiedName)
+            case invalidStreamHeader
+            case closedDuringNegotiation
+        }
+
+        private let base: Base
+
+        private init(_ base: Base) {
+            self.base = base
+        }
+
         /// TLS is required but the server offered no STARTTLS; nothing was sent in cleartext.
-        case tlsNotOffered
+        public static let tlsNotOffered = Kind(.tlsNotOffered)
+
         /// The server requires STARTTLS but the configuration disables TLS.
-        case serverRequiresTLS
+        public static let serverRequiresTLS = Kind(.serverRequiresTLS)
+
         /// The server answered `<starttls/>` with `<failure/>`.
-        case tlsRefusedByServer
+        public static let tlsRefusedByServer = Kind(.tlsRefusedByServer)
+
         /// The server offered no SASL mechanisms where authentication was due.
-        case noSASLMechanisms
+        public static let noSASLMechanisms = Kind(.noSASLMechanisms)
+
         /// SASL authentication failed (see ``NegotiationError/underlying``).
-        case authenticationFailed
+        public static let authenticationFailed = Kind(.authenticationFailed)
+
         /// Authenticated, but the server's features carry no XEP-0225 `<bind xmlns='urn:xmpp:component:0'/>`.
-        case noComponentBinding
+        public static let noComponentBinding = Kind(.noComponentBinding)
+
         /// The server sent a stream error.
-        case streamError(StreamError.Condition)
+        /// - Parameter value: The condition.
+        public static func streamError(_ value: StreamError.Condition) -> Kind { Kind(.streamError(value)) }
+
         /// The legacy handshake was refused (`not-authorized`): the secret is wrong for the hostname.
-        case handshakeRejected
+        public static let handshakeRejected = Kind(.handshakeRejected)
+
         /// The server sent an element that has no place at this point of the negotiation.
-        case unexpectedElement(QualifiedName)
+        /// - Parameter value: The value.
+        public static func unexpectedElement(_ value: QualifiedName) -> Kind { Kind(.unexpectedElement(value)) }
+
         /// The server's stream header is unusable (wrong namespace, version or missing id).
-        case invalidStreamHeader
+        public static let invalidStreamHeader = Kind(.invalidStreamHeader)
+
         /// The stream or connection closed before negotiation finished.
-        case closedDuringNegotiation
+        public static let closedDuringNegotiation = Kind(.closedDuringNegotiation)
+
+        /// The kind's name, for logs.
+        public var description: String {
+            "\(self.base)"
+        }
     }
 
     /// What went wrong.
@@ -39,6 +80,9 @@ public struct NegotiationError: Error, CustomStringConvertible, Sendable, Hashab
     public let streamError: StreamError?
     /// The underlying error (e.g. the SASL or TLS error), if any.
     public let underlying: (any Error & Sendable)?
+    /// Whether the server's stream error arrived inside TLS (a verified TLS session was up):
+    /// a `see-other-host` is followed only then.
+    public internal(set) var streamErrorOverTLS = false
 
     /// Creates a negotiation error.
     /// - Parameters:

@@ -14,7 +14,7 @@ public struct StreamHeader: Hashable, Sendable {
 
     /// Creates a header.
     /// - Parameters:
-    ///   - contentNamespace: The default namespace, e.g. ``XMPPCore/Namespace/componentAccept``.
+    ///   - contentNamespace: The default namespace, e.g. ``/XMPPCore/Namespace/componentAccept``.
     ///   - to: The `to` attribute.
     ///   - from: The `from` attribute.
     ///   - id: The stream id (`id` attribute).

@@ -11,7 +11,7 @@ import XMPPCore
 ///
 /// The header declares the content namespace as the default namespace and binds the
 /// `stream` prefix; elements are then written through
-/// ``XMPPCore/Element/serialize(into:streamNamespace:streamPrefixInScope:)``, so stanzas
+/// ``/XMPPCore/Element/serialize(into:streamNamespace:streamPrefixInScope:)``, so stanzas
 /// carry no namespace declaration and `<stream:features>`/`<stream:error>` use the prefix.
 public struct XMLStreamEncoder: Sendable {
     /// The default namespace of the stream being written (taken from the last header).

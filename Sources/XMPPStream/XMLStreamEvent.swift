@@ -8,7 +8,7 @@ public enum XMLStreamEvent: Hashable, Sendable {
     /// `<proceed/>`, `<handshake/>`, `<stream:error/>`…
     ///
     /// Elements in `jabber:component:accept` are reported in the canonical
-    /// ``XMPPCore/Namespace/client`` (see ``XMPPCore/Element``).
+    /// ``/XMPPCore/Namespace/client`` (see ``/XMPPCore/Element``).
     case element(Element)
     /// The peer closed the stream with `</stream:stream>`.
     case streamClosed

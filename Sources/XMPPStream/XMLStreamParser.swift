@@ -29,7 +29,7 @@ public import XMPPCore
 ///
 /// ## Errors
 ///
-/// Every rejection is a ``XMPPCore/StreamError`` to send to the peer before closing:
+/// Every rejection is a ``/XMPPCore/StreamError`` to send to the peer before closing:
 /// - `restricted-xml`: DOCTYPE (hence entity declarations and "billion laughs"), entity
 ///   declarations, comments, processing instructions and references to undefined
 ///   entities — RFC 6120 §11.1 forbids all entity references but the five predefined
@@ -46,7 +46,7 @@ public import XMPPCore
 ///
 /// Expat is given at most 64 KiB at a time and ``XMLStreamLimits/maxStanzaSize`` bounds
 /// what it may hold for one element, so its memory stays bounded whatever the peer
-/// sends; the bytes queued by ``feed(_:)`` are bounded by what the caller feeds before
+/// sends; the bytes queued by ``feed(_:)-(UnsafeRawBufferPointer)`` are bounded by what the caller feeds before
 /// draining the events.
 public final class XMLStreamParser {
     private enum State {
@@ -108,7 +108,7 @@ public final class XMLStreamParser {
     ///
     /// - Returns: The next event, or `nil` when every queued byte has been parsed without
     ///   completing one (feed more).
-    /// - Throws: The ``XMPPCore/StreamError`` to send to the peer; the parser stays failed.
+    /// - Throws: The ``/XMPPCore/StreamError`` to send to the peer; the parser stays failed.
     public func nextEvent() throws(StreamError) -> XMLStreamEvent? {
         while true {
             if self.eventIndex < self.expat.builder.events.count {
@@ -202,7 +202,7 @@ public final class XMLStreamParser {
     /// RFC 6120 §5.4.3.3: the new stream must arrive over TLS, so any byte received after
     /// the tag of the last event is an injection attempt. If there is none, this is
     /// ``restart()``.
-    /// - Throws: A `policy-violation` ``XMPPCore/StreamError`` if bytes were pending; the
+    /// - Throws: A `policy-violation` ``/XMPPCore/StreamError`` if bytes were pending; the
     ///   parser is then failed and the pending bytes discarded.
     public func restartRejectingPendingInput() throws(StreamError) {
         let pending = self.pendingInputCount

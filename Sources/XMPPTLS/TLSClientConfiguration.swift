@@ -2,7 +2,7 @@
 public struct TLSClientConfiguration: Sendable, Hashable {
     /// The host name sent as SNI and checked against the server certificate (`SSL_set1_host`).
     ///
-    /// ``OpenSSLHandler/init(context:serverName:)`` can override it per connection.
+    /// ``OpenSSLHandler/init(context:serverName:shutdownTimeout:)`` can override it per connection.
     public var serverName: String
     /// The certificates that anchor verification of the server certificate.
     public var trustRoots: TLSTrustRoots

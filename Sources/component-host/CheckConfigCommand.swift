@@ -1,5 +1,6 @@
 import ArgumentParser
 import ComponentHost
+import StockPlugins
 import Foundation
 
 /// `component-host check-config --config host.toml`
@@ -12,7 +13,7 @@ struct CheckConfigCommand: ParsableCommand {
     @OptionGroup var config: ConfigOptions
 
     func run() throws {
-        let (text, valid) = Self.report(path: self.config.config, registry: .standard)
+        let (text, valid) = Self.report(path: self.config.config, registry: .stock)
         if valid {
             print(text)
         } else {

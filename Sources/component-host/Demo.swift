@@ -1,4 +1,5 @@
 import ComponentHost
+import StockPlugins
 import ComponentKit
 import Foundation
 import Logging
@@ -61,9 +62,9 @@ struct Demo {
         ).write(toFile: configPath, atomically: true, encoding: .utf8)
         self.write("  host config       \(configPath)")
 
-        let configuration = try HostConfiguration.load(path: configPath)
+        let configuration = try HostConfiguration.load(path: configPath, registry: .stock)
         let logger = Logger(label: "component-host")
-        let host = try ComponentHost(configuration: configuration, registry: .standard, logger: logger)
+        let host = try ComponentHost(configuration: configuration, registry: .stock, logger: logger)
         let admin = AdminServer(path: adminSocket, host: host, logger: logger)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: [host, admin], gracefulShutdownSignals: [], logger: logger))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ComponentHost
+import StockPlugins
 
 /// `component-host plugins`
 struct PluginsCommand: ParsableCommand {
@@ -9,7 +10,7 @@ struct PluginsCommand: ParsableCommand {
     )
 
     func run() {
-        print(Self.listing(.standard))
+        print(Self.listing(.stock))
     }
 
     /// Each plugin: name, description, options with type, default and help.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ComponentHost
+import StockPlugins
 import Logging
 
 /// `component-host run --config host.toml`
@@ -16,7 +17,7 @@ struct RunCommand: AsyncParsableCommand {
     var watchdogSeconds: Int = 10
 
     func run() async throws {
-        let application = try self.buildApplication(registry: .standard)
+        let application = try self.buildApplication(registry: .stock)
         Bootstrap.logging(format: self.logFormat(application.configuration), level: self.logLevel(application.configuration))
         var bootstrapped = application
         bootstrapped.logger = Logger(label: "component-host")

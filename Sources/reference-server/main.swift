@@ -1,11 +1,20 @@
 // reference-server: a development XMPP server for XEP-0225 / XEP-0114 components.
 //
 //   reference-server [--port N] [--legacy-port N] [--domain D] [--state-dir DIR]
+//                    [--routing DOMAIN=ALGORITHM]... [--default-routing ALGORITHM]
 //
 // Generates a development CA + certificate and a sasldb with one identity in the state
-// directory, prints how to connect, and runs until SIGINT or SIGTERM.
+// directory, prints how to connect, and runs until SIGINT or SIGTERM. ALGORITHM: all, mostactive, roundrobin,
+// weighted or affinity (the default for a domain with several instances).
+//
+// Commands on standard input, one a line (an administrator's control surface):
+//   instances                              the bound instances and their weights
+//   routing DOMAIN [ALGORITHM]             show or change a domain's algorithm
+//   transfer HOSTNAME HOST[:PORT] [DOMAIN] XEP-0051: move that stream to another server
+//   disconnect HOSTNAME                    drop the stream that bound HOSTNAME
 
 import Dispatch
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -25,6 +34,8 @@ struct Options {
     var legacyPort: Int? = 5275
     var domain = "localhost"
     var stateDirectory = "./reference-server-state"
+    var routing: [String: RoutingAlgorithm] = [:]
+    var defaultRouting: RoutingAlgorithm = .affinity
 
     static func parse(_ arguments: [String]) -> Options {
         var options = Options()
@@ -48,8 +59,23 @@ struct Options {
                 }
             case "--domain": options.domain = value(argument)
             case "--state-dir": options.stateDirectory = value(argument)
+            case "--routing":
+                let text = value(argument)
+                let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let algorithm = RoutingAlgorithm(name: parts[1]) else {
+                    fail("--routing needs DOMAIN=ALGORITHM (all, mostactive, roundrobin, weighted, affinity), not '\(text)'")
+                }
+                options.routing[parts[0]] = algorithm
+            case "--default-routing":
+                let text = value(argument)
+                guard let algorithm = RoutingAlgorithm(name: text) else {
+                    fail("--default-routing needs all, mostactive, roundrobin, weighted or affinity, not '\(text)'")
+                }
+                options.defaultRouting = algorithm
             case "-h", "--help":
-                print("usage: reference-server [--port N] [--legacy-port N|off] [--domain D] [--state-dir DIR]")
+                print(
+                    "usage: reference-server [--port N] [--legacy-port N|off] [--domain D] [--state-dir DIR] "
+                        + "[--routing DOMAIN=ALGORITHM]... [--default-routing ALGORITHM]")
                 exit(0)
             default: fail("unknown argument \(argument)")
             }
@@ -82,6 +108,56 @@ nonisolated func signalSources(
     }
 }
 
+/// Standard input's lines, read on a thread of their own.
+nonisolated func standardInputLines() -> AsyncStream<String> {
+    AsyncStream { continuation in
+        Thread.detachNewThread {
+            while let line = readLine() { continuation.yield(line) }
+            continuation.finish()
+        }
+    }
+}
+
+/// The administrator's commands (see the top of this file); answers on standard output.
+nonisolated func runCommands(_ server: ReferenceServer) async {
+    for await line in standardInputLines() {
+        let words = line.split(separator: " ").map(String.init)
+        do {
+            switch (words.first, words.count) {
+            case ("instances", 1):
+                for instance in server.instances { say("\(instance.hostname) weight=\(instance.weight)") }
+            case ("routing", 2):
+                say(server.routingAlgorithm(for: words[1]).shortName)
+            case ("routing", 3):
+                guard let algorithm = RoutingAlgorithm(name: words[2]) else {
+                    say("error: unknown algorithm '\(words[2])'")
+                    continue
+                }
+                try server.setRoutingAlgorithm(algorithm, for: words[1])
+                say("ok")
+            case ("transfer", 3), ("transfer", 4):
+                let answer = try await server.transfer(hostname: words[1], to: words[2], domain: words.count == 4 ? words[3] : nil)
+                say(answer.type == .result ? "ok" : "refused: \(answer.error.map { "\($0)" } ?? "error")")
+            case ("disconnect", 2):
+                try await server.disconnect(hostname: words[1])
+                say("ok")
+            case (nil, _):
+                continue
+            default:
+                say("error: commands are instances | routing DOMAIN [ALGORITHM] | transfer HOSTNAME HOST[:PORT] [DOMAIN] | disconnect HOSTNAME")
+            }
+        } catch {
+            say("error: \(error)")
+        }
+    }
+}
+
+/// Writes a line to standard output at once, without stdio: `fflush` would wait for the
+/// lock on stdin that the reader thread holds while it waits for the next line.
+nonisolated func say(_ line: String) {
+    _ = (line + "\n").withCString { Glibc.write(1, $0, strlen($0)) }
+}
+
 func randomSecret() -> String {
     var generator = SystemRandomNumberGenerator()
     let alphabet = Array("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
@@ -111,6 +187,8 @@ do {
     configuration.legacyPort = options.legacyPort
     configuration.allowedHostnames = [identity: [identity, "*.\(identity)"]]
     configuration.legacySecrets = ["legacy.\(options.domain)": legacySecret]
+    configuration.routingAlgorithms = options.routing
+    configuration.defaultRoutingAlgorithm = options.defaultRouting
 
     let server = try await ReferenceServer.start(configuration: configuration, logger: logger)
     print("""
@@ -129,7 +207,9 @@ do {
     signal(SIGTERM, SIG_IGN)
     let (stopSignal, continuation) = AsyncStream<Int32>.makeStream()
     let sources = signalSources([SIGINT, SIGTERM], continuation)
+    let commands = Task { await runCommands(server) }
     for await _ in stopSignal { break }
+    commands.cancel()
     sources.forEach { $0.cancel() }
     print("stopping")
     server.sendStreamError(StreamError(.systemShutdown))

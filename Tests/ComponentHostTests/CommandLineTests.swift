@@ -1,5 +1,6 @@
 import ArgumentParser
 import ComponentHost
+import StockPlugins
 import Foundation
 import Testing
 import XMPPTestSupport
@@ -60,14 +61,14 @@ struct CommandLineTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let path = try Fixtures.write(in: directory, Fixtures.configuration())
-        let ok = CheckConfigCommand.report(path: path, registry: .standard, environment: [:])
+        let ok = CheckConfigCommand.report(path: path, registry: .stock, environment: [:])
         #expect(ok.valid)
         #expect(ok.text.contains("echo.example.com → echo"))
         let broken = try directory.write("broken.toml", "[server]\nhost = 3\n")
-        let bad = CheckConfigCommand.report(path: broken, registry: .standard, environment: [:])
+        let bad = CheckConfigCommand.report(path: broken, registry: .stock, environment: [:])
         #expect(!bad.valid)
         #expect(bad.text == "\(broken):2: server.host: expected a string, found an integer")
-        #expect(PluginsCommand.listing(.standard).contains("    max_keys (integer, default 1000): The most keys the store holds."))
+        #expect(PluginsCommand.listing(.stock).contains("    max_keys (integer, default 1000): The most keys the store holds."))
     }
 
     /// Runs the built `component-host` as a subprocess.

@@ -2,6 +2,7 @@ import ComponentKit
 import Foundation
 import Testing
 @testable import ComponentHost
+@testable import StockPlugins
 
 @Suite("Configuration")
 struct ConfigurationTests {
@@ -9,7 +10,7 @@ struct ConfigurationTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let path = try Fixtures.write(in: directory, Fixtures.configuration(extra: "[component.options]\nmax_keys = 3"))
-        let configuration = try HostConfiguration.load(path: path, environment: [:])
+        let configuration = try HostConfiguration.load(path: path, environment: [:], registry: .stock)
         #expect(configuration.server.host == "127.0.0.1")
         #expect(configuration.server.port == 1)
         #expect(configuration.server.protocolMode == .xep0225)
@@ -33,17 +34,17 @@ struct ConfigurationTests {
         defer { directory.cleanup() }
         let text = Fixtures.configuration().replacingOccurrences(
             of: "[admin]", with: "[limits]\nhostname_stanzas = 100\nhostname_bytes = 1048576\nconnection_bytes = 8388608\n\n[admin]")
-        let configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:])
+        let configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:], registry: .stock)
         let kit = configuration.componentConfiguration
         #expect(kit.hostnameBudget == HostnameBudget(maxStanzas: 100, maxBytes: 1 << 20))
         #expect(kit.connectionBudget == ConnectionBudgetPolicy(maxBytes: 8 << 20))
         // Defaults when absent.
-        let plain = try HostConfiguration.load(path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:])
+        let plain = try HostConfiguration.load(path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:], registry: .stock)
         #expect(plain.componentConfiguration.hostnameBudget == HostnameBudget())
 
         let small = Fixtures.configuration().replacingOccurrences(of: "[admin]", with: "[limits]\nhostname_bytes = 1000\n\n[admin]")
         let error = #expect(throws: ConfigurationError.self) {
-            try HostConfiguration.load(path: try Fixtures.write(in: directory, small), environment: [:])
+            try HostConfiguration.load(path: try Fixtures.write(in: directory, small), environment: [:], registry: .stock)
         }
         #expect(error.map { "\($0)" }?.hasSuffix("limits.hostname_bytes: expected at least 65536, found 1000") == true)
     }
@@ -54,7 +55,7 @@ struct ConfigurationTests {
         let example = try String(contentsOfFile: Self.repositoryRoot + "/Examples/config/host.toml", encoding: .utf8)
         let path = try Fixtures.write(
             in: directory, example.replacingOccurrences(of: "/etc/component-host/password", with: "password"))
-        let configuration = try HostConfiguration.load(path: path, environment: [:])
+        let configuration = try HostConfiguration.load(path: path, environment: [:], registry: .stock)
         #expect(configuration.metricsListen == HostConfiguration.ListenAddress(host: "127.0.0.1", port: 9464))
         #expect(configuration.components.count == 2)
     }
@@ -62,11 +63,11 @@ struct ConfigurationTests {
     @Test func passwordFromEnvironment() throws {
         let text = Fixtures.configuration().replacingOccurrences(
             of: "password_file = \"password\"", with: "password_env = \"HOST_PASSWORD\"")
-        let configuration = try HostConfiguration.parse(text, environment: ["HOST_PASSWORD": "from-env"])
+        let configuration = try HostConfiguration.parse(text, environment: ["HOST_PASSWORD": "from-env"], registry: .stock)
         #expect(configuration.auth.password.value == "from-env")
         #expect(configuration.auth.passwordSource == .environment("HOST_PASSWORD"))
         let error = #expect(throws: ConfigurationError.self) {
-            try HostConfiguration.parse(text, environment: [:])
+            try HostConfiguration.parse(text, environment: [:], registry: .stock)
         }
         #expect(error?.key == "auth.password_env")
         #expect(error?.message == "the environment variable HOST_PASSWORD is not set or empty")
@@ -77,7 +78,7 @@ struct ConfigurationTests {
         defer { directory.cleanup() }
         try directory.write("kv.secret", "kv-secret\n")
         let path = try Fixtures.write(in: directory, Fixtures.configuration(extra: "secret_file = \"kv.secret\""))
-        let configuration = try HostConfiguration.load(path: path, environment: [:])
+        let configuration = try HostConfiguration.load(path: path, environment: [:], registry: .stock)
         #expect(configuration.components[1].secret?.value == "kv-secret")
         #expect(try configuration.componentConfiguration.secret(for: "kv.example.com").value == "kv-secret")
         // XEP-0225 is enabled: the SASL password is not a XEP-0114 secret (issue #13 item 1).
@@ -117,7 +118,7 @@ struct ConfigurationTests {
         let text = Fixtures.configuration().replacingOccurrences(of: find, with: replace)
         let path = try Fixtures.write(in: directory, text)
         let error = #expect(throws: ConfigurationError.self) {
-            try HostConfiguration.load(path: path, environment: [:])
+            try HostConfiguration.load(path: path, environment: [:], registry: .stock)
         }
         let description = error.map { "\($0)" }?
             .replacingOccurrences(of: directory.path + "/", with: "")
@@ -132,13 +133,13 @@ struct ConfigurationTests {
         let text = Fixtures.configuration().replacingOccurrences(of: "prefix = \"> \"", with: "prefix = false")
         let path = try Fixtures.write(in: directory, text)
         do {
-            _ = try HostConfiguration.load(path: path, environment: [:])
+            _ = try HostConfiguration.load(path: path, environment: [:], registry: .stock)
             Issue.record("expected an error")
         } catch {
             #expect(!"\(error)".contains(Fixtures.password))
         }
         let good = try HostConfiguration.load(
-            path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:])
+            path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:], registry: .stock)
         #expect(!"\(good)".contains(Fixtures.password))
         #expect(!good.explanation.contains(Fixtures.password))
         #expect("\(good.auth.password)" == "<redacted>")
@@ -150,7 +151,7 @@ struct ConfigurationTests {
             .replacingOccurrences(of: "protocol = \"xep0225\"", with: "protocol = \"xep0114\"")
             .replacingOccurrences(of: "tls = \"starttls\"", with: "tls = \"none\"\nallow_plaintext_handshake = true")
             .replacingOccurrences(of: "password_file = \"password\"", with: "password_env = \"P\"")
-        let configuration = try HostConfiguration.parse(text, path: "host.toml", environment: ["P": "x"])
+        let configuration = try HostConfiguration.parse(text, path: "host.toml", environment: ["P": "x"], registry: .stock)
         let explanation = configuration.explanation
         #expect(explanation.contains("server:     xmpp.example.com:1, XMPP domain example.com"))
         #expect(explanation.contains("protocol:   XEP-0114 only"))
@@ -161,7 +162,7 @@ struct ConfigurationTests {
         #expect(configuration.warnings.count == 1)
         #expect(explanation.contains("warning: XEP-0114 handshakes go in cleartext to xmpp.example.com"))
         let loopback = try HostConfiguration.parse(
-            text.replacingOccurrences(of: "xmpp.example.com", with: "127.0.0.1"), environment: ["P": "x"])
+            text.replacingOccurrences(of: "xmpp.example.com", with: "127.0.0.1"), environment: ["P": "x"], registry: .stock)
         #expect(loopback.warnings.isEmpty)
     }
 

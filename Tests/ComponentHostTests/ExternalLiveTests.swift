@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ReferenceServer
+import StockPlugins
 import Synchronization
 import Testing
 import XMPPCore
@@ -85,7 +86,8 @@ struct ExternalLiveTests {
         let port = try FreePort.allocate()
         let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port))
         let host = try ComponentHost(
-            configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+            configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+            logger: Logger(label: "host"))
         try await LiveHostTests.whileRunning(host) {
             try await setup.server.waitUntilBound("echo.example.test")
             // Not bound upstream before its component connects.
@@ -100,16 +102,21 @@ struct ExternalLiveTests {
                 #expect(Message(try await setup.ask("gw.example.test", "hello", id: "m1"))?.body == "hello")
                 // Disco of the external hostname is answered by the external component.
                 try setup.server.inject(
-                    IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("gw.example.test"), id: "disco1",
-                        payload: Element("query", namespace: Namespace.discoInfo)).element)
+                    IQ(
+                        type: .get, from: try JID("alice@example.test/x"), to: try JID("gw.example.test"), id: "disco1",
+                        payload: Element("query", namespace: Namespace.discoInfo)
+                    ).element)
                 let disco = try #require(try await setup.users.take(id: "disco1", timeout: .seconds(10)))
                 #expect(disco["type"] == "result")
-                let identity = disco.firstChild("query", namespace: Namespace.discoInfo)?.firstChild("identity", namespace: Namespace.discoInfo)
+                let identity = disco.firstChild("query", namespace: Namespace.discoInfo)?.firstChild(
+                    "identity", namespace: Namespace.discoInfo)
                 #expect(identity?["name"] == "Local gateway")
                 // An IQ the component does not know gets its service-unavailable, once.
                 try setup.server.inject(
-                    IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("gw.example.test"), id: "iq2",
-                        payload: Element("query", namespace: "urn:example:unknown")).element)
+                    IQ(
+                        type: .get, from: try JID("alice@example.test/x"), to: try JID("gw.example.test"), id: "iq2",
+                        payload: Element("query", namespace: "urn:example:unknown")
+                    ).element)
                 let unknown = try #require(try await setup.users.take(id: "iq2", timeout: .seconds(10)))
                 #expect(unknown["type"] == "error")
                 #expect(try await setup.users.take(id: "iq2", timeout: .milliseconds(300)) == nil)
@@ -134,17 +141,26 @@ struct ExternalLiveTests {
                 #expect(try await raw.authenticate("raw.example.test", secret: "raw-secret") == nil)
                 try await setup.server.waitUntilBound("raw.example.test")
                 try setup.server.inject(
-                    Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("raw.example.test"), id: "r1", body: "to raw").element)
+                    Message(
+                        type: .chat, from: try JID("alice@example.test/x"), to: try JID("raw.example.test"), id: "r1",
+                        body: "to raw"
+                    ).element)
                 let received = try await raw.nextElement()
                 #expect(received?["id"] == "r1")
                 #expect(Message(try #require(received))?.body == "to raw")
                 // Its own stanza goes upstream unchanged.
                 try await raw.send(
-                    Message(type: .chat, from: try JID("raw.example.test"), to: try JID("alice@example.test/x"), id: "r2", body: "from raw").element)
+                    Message(
+                        type: .chat, from: try JID("raw.example.test"), to: try JID("alice@example.test/x"), id: "r2",
+                        body: "from raw"
+                    ).element)
                 #expect(Message(try #require(try await setup.users.take(id: "r2", timeout: .seconds(10))))?.body == "from raw")
                 // A spoofed `from` ends that stream only.
                 try await raw.send(
-                    Message(type: .chat, from: try JID("gw.example.test"), to: try JID("alice@example.test/x"), id: "r3", body: "spoof").element)
+                    Message(
+                        type: .chat, from: try JID("gw.example.test"), to: try JID("alice@example.test/x"), id: "r3",
+                        body: "spoof"
+                    ).element)
                 #expect(try await raw.nextStreamError()?.condition == .invalidFrom)
                 await raw.close()
                 try await setup.server.waitUntilUnbound("raw.example.test")
@@ -162,9 +178,12 @@ struct ExternalLiveTests {
             let port = try FreePort.allocate()
             let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port, grace: 20))
             let host = try ComponentHost(
-                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+                configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+                logger: Logger(label: "host"))
             try await LiveHostTests.whileRunning(host) {
-                try await Self.whileLocalRuns(Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test") {
+                try await Self.whileLocalRuns(
+                    Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test"
+                ) {
                     try await setup.server.waitUntilBound("gw.example.test")
                     #expect(Message(try await setup.ask("gw.example.test", "first", id: "g1"))?.body == "first")
                 }
@@ -172,11 +191,16 @@ struct ExternalLiveTests {
                 #expect(setup.server.boundHostnames.contains("gw.example.test"))
                 for index in 0..<5 {
                     try setup.server.inject(
-                        Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("gw.example.test"), id: "w\(index)", body: "wait \(index)").element)
+                        Message(
+                            type: .chat, from: try JID("alice@example.test/x"), to: try JID("gw.example.test"), id: "w\(index)",
+                            body: "wait \(index)"
+                        ).element)
                 }
                 #expect(try await setup.users.take(id: "w0", timeout: .milliseconds(500)) == nil)
                 // The component returns: everything queued arrives, in order, nothing lost.
-                try await Self.whileLocalRuns(Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test") {
+                try await Self.whileLocalRuns(
+                    Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test"
+                ) {
                     for index in 0..<5 {
                         let answer = try #require(try await setup.users.take(id: "w\(index)", timeout: .seconds(10)))
                         #expect(Message(answer)?.body == "wait \(index)")
@@ -193,9 +217,12 @@ extension ExternalLiveTests {
             let port = try FreePort.allocate()
             let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port, grace: 5))
             let host = try ComponentHost(
-                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+                configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+                logger: Logger(label: "host"))
             try await LiveHostTests.whileRunning(host) {
-                try await Self.whileLocalRuns(Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test") {
+                try await Self.whileLocalRuns(
+                    Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test"
+                ) {
                     try await setup.server.waitUntilBound("gw.example.test")
                     #expect(Message(try await setup.ask("gw.example.test", "before", id: "rl1"))?.body == "before")
                     // The grace changes: the hostname is served anew (its component is asked to
@@ -204,7 +231,9 @@ extension ExternalLiveTests {
                     let report = try await host.reload()
                     #expect(report.failures.isEmpty)
                     #expect(report.plan.changed == ["gw.example.test"])
-                    #expect(await host.status.components.first { $0.hostname == "gw.example.test" }?.options["grace_seconds"] == .double(7))
+                    #expect(
+                        await host.status.components.first { $0.hostname == "gw.example.test" }?.options["grace_seconds"]
+                            == .double(7))
                     try await setup.server.waitUntilBound("gw.example.test", timeout: .seconds(20))
                     _ = try await ExternalSupervisedTests.waitFor(host, "gw.example.test", "reconnected") { $0.connected }
                     #expect(Message(try await setup.ask("gw.example.test", "after", id: "rl2"))?.body == "after")
@@ -220,9 +249,12 @@ extension ExternalLiveTests {
             let port = try FreePort.allocate()
             let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port))
             let host = try ComponentHost(
-                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+                configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+                logger: Logger(label: "host"))
             try await LiveHostTests.whileRunning(host) {
-                try await Self.whileLocalRuns(Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test") {
+                try await Self.whileLocalRuns(
+                    Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test"
+                ) {
                     try await setup.server.waitUntilBound("gw.example.test")
                     let stuck = try await RawComponent.connect(port: port)
                     #expect(try await stuck.authenticate("raw.example.test", secret: "raw-secret") == nil)
@@ -233,11 +265,16 @@ extension ExternalLiveTests {
                     let body = String(repeating: "x", count: 4096)
                     for index in 0..<6_000 {
                         try setup.server.inject(
-                            Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("raw.example.test"), id: "f\(index)", body: body).element)
+                            Message(
+                                type: .chat, from: try JID("alice@example.test/x"), to: try JID("raw.example.test"),
+                                id: "f\(index)", body: body
+                            ).element)
                     }
                     // The other hostname, on the same upstream stream, still answers.
                     for index in 0..<5 {
-                        #expect(Message(try await setup.ask("gw.example.test", "alive \(index)", id: "a\(index)"))?.body == "alive \(index)")
+                        #expect(
+                            Message(try await setup.ask("gw.example.test", "alive \(index)", id: "a\(index)"))?.body
+                                == "alive \(index)")
                     }
                     // The excess of the stuck hostname is answered, not silently dropped.
                     let refused = try #require(try await setup.users.take(id: "f5999", timeout: .seconds(20)))
@@ -253,7 +290,8 @@ extension ExternalLiveTests {
         try await LiveHostTests.Setup.with { setup in
             let path = try Fixtures.write(in: setup.directory, setup.configuration(components: [("echo.example.test", "echo")]))
             let host = try ComponentHost(
-                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+                configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+                logger: Logger(label: "host"))
             let socket = setup.directory.path + "/gw.sock"
             let secretFile = try setup.directory.write("rt.secret", "rt-secret\n")
             try await LiveHostTests.whileRunning(host) {
@@ -286,7 +324,8 @@ extension ExternalLiveTests {
                 #expect(await host.status.components.first { $0.hostname == "rt.example.test" }?.external?.connected == true)
 
                 // Unbind: the local stream is ended, the hostname unbound, the socket removed.
-                let unbound = await AdminServer.respond(to: AdminRequest(command: .unbind, hostname: "rt.example.test"), host: host)
+                let unbound = await AdminServer.respond(
+                    to: AdminRequest(command: .unbind, hostname: "rt.example.test"), host: host)
                 #expect(unbound.ok, "\(unbound.error ?? "")")
                 #expect(try await raw.nextStreamError()?.condition == .systemShutdown)
                 try await setup.server.waitUntilUnbound("rt.example.test")
@@ -377,7 +416,10 @@ final class RawComponent: Sendable {
                 streamID = header.id
                 if let id = streamID {
                     try? await self.write([
-                        .element(Element("handshake", namespace: Namespace.componentAccept, text: ComponentHandshake.digest(streamID: id, secret: secret)))
+                        .element(
+                            Element(
+                                "handshake", namespace: Namespace.componentAccept,
+                                text: ComponentHandshake.digest(streamID: id, secret: secret)))
                     ])
                 }
             case .element(let element):

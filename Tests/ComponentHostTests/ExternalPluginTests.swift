@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ReferenceServer
+import StockPlugins
 import Synchronization
 import Testing
 import XMPPCore
@@ -30,7 +31,9 @@ struct ExternalPluginTests {
         try check("localhost:5347")
         try check("[::1]:5347")
         try check("unix:/run/component-host/gw.sock")
-        for refused in ["0.0.0.0:5347", "10.0.0.1:5347", "[::]:5347", "example.com:5347", "unix:relative.sock", "127.0.0.1", "127.0.0.1:0"] {
+        for refused in [
+            "0.0.0.0:5347", "10.0.0.1:5347", "[::]:5347", "example.com:5347", "unix:relative.sock", "127.0.0.1", "127.0.0.1:0",
+        ] {
             let error = #expect(throws: PluginError.self, "\(refused)") { try check(refused) }
             #expect(error?.option == "listen")
         }
@@ -62,14 +65,14 @@ struct ExternalPluginTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let error = #expect(throws: ConfigurationError.self) {
-            _ = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:])
+            _ = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:], registry: .stock)
         }
         #expect(error?.description.contains("listen") == true)
         #expect(error?.description.contains("loopback") == true)
         // The same entry on loopback loads, with its command as an array.
         let good = try HostConfiguration.load(
             path: try Fixtures.write(in: directory, text.replacingOccurrences(of: "0.0.0.0:5347", with: "127.0.0.1:5347")),
-            environment: [:])
+            environment: [:], registry: .stock)
         let gw = try #require(good.components.first { $0.hostname == "gw.example.com" })
         #expect(gw.options.strings("command") == ["/usr/bin/python3", "main.py"])
         #expect(gw.options.string("restart") == "on-failure")
@@ -110,8 +113,9 @@ struct ExternalPluginTests {
     @Test func handshakeMachineChecksHostnameSecretAndConflict() {
         let secrets: @Sendable (String) -> String? = { $0 == "gw.example.com" ? "s3cret" : nil }
         var unknown = ExternalAcceptStateMachine(secrets: secrets, makeStreamID: { "id1" })
-        guard case .fail(let error, _) = unknown.streamOpened(
-            StreamHeader(contentNamespace: Namespace.componentAccept, to: "other.example.com", version: nil))
+        guard
+            case .fail(let error, _) = unknown.streamOpened(
+                StreamHeader(contentNamespace: Namespace.componentAccept, to: "other.example.com", version: nil))
         else {
             Issue.record("an unknown hostname must fail")
             return
@@ -128,8 +132,9 @@ struct ExternalPluginTests {
         #expect(denied.condition == .notAuthorized)
 
         var right = ExternalAcceptStateMachine(secrets: secrets, makeStreamID: { "id1" })
-        guard case .sendHeader(let header) = right.streamOpened(
-            StreamHeader(contentNamespace: Namespace.componentAccept, to: "gw.example.com", version: nil))
+        guard
+            case .sendHeader(let header) = right.streamOpened(
+                StreamHeader(contentNamespace: Namespace.componentAccept, to: "gw.example.com", version: nil))
         else {
             Issue.record("a known hostname gets a header")
             return
@@ -137,7 +142,8 @@ struct ExternalPluginTests {
         #expect(header.id == "id1")
         #expect(header.from == "gw.example.com")
         let good = ComponentHandshake.digest(streamID: "id1", secret: "s3cret")
-        #expect(right.received(Element("handshake", namespace: Namespace.client, text: good)) == .claim(hostname: "gw.example.com"))
+        #expect(
+            right.received(Element("handshake", namespace: Namespace.client, text: good)) == .claim(hostname: "gw.example.com"))
         var conflicted = right
         guard case .fail(let conflict, _) = conflicted.conflicted() else {
             Issue.record("a conflict must fail")
@@ -148,8 +154,9 @@ struct ExternalPluginTests {
         #expect(right.hostname == "gw.example.com")
 
         var wrongNamespace = ExternalAcceptStateMachine(secrets: secrets)
-        guard case .fail(let namespace, _) = wrongNamespace.streamOpened(
-            StreamHeader(contentNamespace: Namespace.client, to: "gw.example.com"))
+        guard
+            case .fail(let namespace, _) = wrongNamespace.streamOpened(
+                StreamHeader(contentNamespace: Namespace.client, to: "gw.example.com"))
         else {
             Issue.record("jabber:client must fail")
             return

@@ -1,6 +1,7 @@
 import ComponentKit
 import Foundation
 import Logging
+import StockPlugins
 import Testing
 import XMPPCore
 import XMPPTestSupport
@@ -19,7 +20,8 @@ struct ExternalProsodyTests {
     static func moduleDirectory(in directory: TemporaryDirectory) throws -> String {
         let source = ExternalSupervisedTests.repository + "/ServerModules/prosody/mod_component_xep0225.lua"
         let target = directory.path + "/modules"
-        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
+        try FileManager.default.createDirectory(
+            atPath: target, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
         try FileManager.default.copyItem(atPath: source, toPath: target + "/mod_component_xep0225.lua")
         _ = chmod(target + "/mod_component_xep0225.lua", 0o644)
         _ = chmod(directory.path, 0o755)
@@ -70,7 +72,8 @@ struct ExternalProsodyTests {
             """
         let path = try directory.write("host.toml", text)
         let host = try ComponentHost(
-            configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host-prosody"))
+            configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+            logger: Logger(label: "host-prosody"))
         try await LiveHostTests.whileRunning(host) {
             for hostname in hostnames {
                 _ = try await ExternalSupervisedTests.waitFor(host, hostname, "connected and bound") { $0.connected }
@@ -88,14 +91,16 @@ struct ExternalProsodyTests {
                     port: prosody.c2sPort, domain: "localhost", username: "alice", password: "alice-pass",
                     caFile: prosody.caCertificatePath))
             for hostname in hostnames {
-                try await alice.send(Message(type: .chat, to: try JID(hostname), id: "m-\(hostname)", body: "hello \(hostname)").element)
+                try await alice.send(
+                    Message(type: .chat, to: try JID(hostname), id: "m-\(hostname)", body: "hello \(hostname)").element)
                 let echo = try await alice.next { $0.name.localName == "message" && $0["id"] == "m-\(hostname)" }
                 #expect(Message(echo)?.body == "hello \(hostname)")
                 #expect(echo["from"] == hostname)
             }
             // disco#info of the slixmpp hostname: its own identity, not the host's.
             let disco = try await alice.request(
-                IQ(type: .get, to: try JID("slix.localhost"), id: "d1", payload: Element("query", namespace: Namespace.discoInfo)))
+                IQ(type: .get, to: try JID("slix.localhost"), id: "d1", payload: Element("query", namespace: Namespace.discoInfo))
+            )
             #expect(disco.type == .result)
             let identities = disco.payload?.children("identity", namespace: Namespace.discoInfo) ?? []
             #expect(identities.contains { $0["name"] == "slixmpp gateway" })

@@ -2,6 +2,7 @@ import ComponentKit
 import Foundation
 import Logging
 import ReferenceServer
+import StockPlugins
 import Synchronization
 import Testing
 import XMPPCore
@@ -36,7 +37,8 @@ struct ExternalSupervisedTests {
             try SASLDatabase.setPassword(
                 path: sasldb, user: LiveHostTests.identity, realm: Self.domainName, password: Fixtures.password)
             var configuration = ReferenceServerConfiguration(
-                domain: Self.domainName, tls: files.serverConfiguration, sasl: .init(sasldbPath: sasldb, scramIterationCount: nil))
+                domain: Self.domainName, tls: files.serverConfiguration, sasl: .init(sasldbPath: sasldb, scramIterationCount: nil)
+            )
             configuration.allowedHostnames = [LiveHostTests.identity: ["*.example.test"]]
             let server = try await ReferenceServer.start(configuration: configuration)
             configuration.port = server.port
@@ -80,7 +82,11 @@ struct ExternalSupervisedTests {
 
         static func with<Result>(_ body: (Upstream) async throws -> Result) async throws -> Result {
             let upstream = try await Upstream()
-            return try await withCleanup { try await body(upstream) } cleanup: { await upstream.stop() }
+            return try await withCleanup {
+                try await body(upstream)
+            } cleanup: {
+                await upstream.stop()
+            }
         }
 
         /// The host's configuration: the given `[[component]]` text after the server part.
@@ -169,7 +175,8 @@ struct ExternalSupervisedTests {
             if let status = await Self.external(host, hostname), condition(status) { return status }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw HostTestFailure("\(hostname): \(what) did not happen in time (\(String(describing: await Self.external(host, hostname))))")
+        throw HostTestFailure(
+            "\(hostname): \(what) did not happen in time (\(String(describing: await Self.external(host, hostname))))")
     }
 
     @Test func slixmppAndLibstropheComponentsAreSupervisedAndServeUsers() async throws {
@@ -180,7 +187,8 @@ struct ExternalSupervisedTests {
                 in: upstream.directory,
                 upstream.configuration(try Self.components(port: port, directory: upstream.directory, strophe: strophe)))
             let host = try ComponentHost(
-                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+                configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+                logger: Logger(label: "host"))
             var pids: [Int32] = []
             try await LiveHostTests.whileRunning(host) {
                 try await upstream.server.waitUntilBound("slix.example.test", timeout: .seconds(30))
@@ -190,11 +198,15 @@ struct ExternalSupervisedTests {
                 #expect(Message(try await upstream.ask("strophe.example.test", "hi strophe", id: "t1"))?.body == "hi strophe")
                 // IQs both ways: the user asks disco#info, answered by slixmpp (not the host).
                 try upstream.server.inject(
-                    IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("slix.example.test"), id: "d1",
-                        payload: Element("query", namespace: Namespace.discoInfo)).element)
+                    IQ(
+                        type: .get, from: try JID("alice@example.test/x"), to: try JID("slix.example.test"), id: "d1",
+                        payload: Element("query", namespace: Namespace.discoInfo)
+                    ).element)
                 let disco = try #require(try await upstream.users.take(id: "d1", timeout: .seconds(10)))
                 #expect(disco["type"] == "result")
-                let identities = disco.firstChild("query", namespace: Namespace.discoInfo)?.children("identity", namespace: Namespace.discoInfo) ?? []
+                let identities =
+                    disco.firstChild("query", namespace: Namespace.discoInfo)?.children(
+                        "identity", namespace: Namespace.discoInfo) ?? []
                 #expect(identities.contains { $0["name"] == "slixmpp gateway" })
                 // ... and the component sends the user an IQ.
                 #expect(Message(try await upstream.ask("slix.example.test", "iq", id: "q1"))?.body == "iq")
@@ -203,8 +215,11 @@ struct ExternalSupervisedTests {
                 #expect(ping["from"] == "slix.example.test")
 
                 // Status: pid, state, restarts.
-                let before = try await Self.waitFor(host, "slix.example.test", "running") { $0.processState == "running" && $0.connected }
-                let strophePid = try #require(try await Self.waitFor(host, "strophe.example.test", "running") { $0.pid != nil }.pid)
+                let before = try await Self.waitFor(host, "slix.example.test", "running") {
+                    $0.processState == "running" && $0.connected
+                }
+                let strophePid = try #require(
+                    try await Self.waitFor(host, "strophe.example.test", "running") { $0.pid != nil }.pid)
                 let slixPid = try #require(before.pid)
                 #expect(before.restarts == 0)
 
@@ -215,13 +230,18 @@ struct ExternalSupervisedTests {
                 #expect(upstream.server.boundHostnames.contains("slix.example.test"))
                 for index in 0..<10 {
                     try upstream.server.inject(
-                        Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("slix.example.test"), id: "k\(index)", body: "kept \(index)").element)
+                        Message(
+                            type: .chat, from: try JID("alice@example.test/x"), to: try JID("slix.example.test"), id: "k\(index)",
+                            body: "kept \(index)"
+                        ).element)
                 }
                 for index in 0..<10 {
                     let answer = try #require(try await upstream.users.take(id: "k\(index)", timeout: .seconds(30)))
                     #expect(Message(answer)?.body == "kept \(index)")
                 }
-                let after = try await Self.waitFor(host, "slix.example.test", "restarted") { $0.processState == "running" && $0.pid != nil }
+                let after = try await Self.waitFor(host, "slix.example.test", "restarted") {
+                    $0.processState == "running" && $0.pid != nil
+                }
                 #expect(after.restarts == 1)
                 #expect(after.pid != slixPid)
                 pids = [try #require(after.pid), strophePid]
@@ -292,15 +312,20 @@ struct ExternalSupervisedTests {
                     command = ["\(binary)"]
                     """))
             let host = try ComponentHost(
-                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+                configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+                logger: Logger(label: "host"))
             try await LiveHostTests.whileRunning(host) {
                 try await upstream.server.waitUntilBound("rev.example.test", timeout: .seconds(30))
                 #expect(Message(try await upstream.ask("rev.example.test", "hello", id: "e1"))?.body == "olleh")
                 try upstream.server.inject(
-                    IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("rev.example.test"), id: "e2",
-                        payload: Element("query", namespace: Namespace.discoInfo)).element)
+                    IQ(
+                        type: .get, from: try JID("alice@example.test/x"), to: try JID("rev.example.test"), id: "e2",
+                        payload: Element("query", namespace: Namespace.discoInfo)
+                    ).element)
                 let disco = try #require(try await upstream.users.take(id: "e2", timeout: .seconds(10)))
-                let identities = disco.firstChild("query", namespace: Namespace.discoInfo)?.children("identity", namespace: Namespace.discoInfo) ?? []
+                let identities =
+                    disco.firstChild("query", namespace: Namespace.discoInfo)?.children(
+                        "identity", namespace: Namespace.discoInfo) ?? []
                 #expect(identities.contains { $0["name"] == "Reverser (out of process)" })
             }
         }
@@ -352,7 +377,8 @@ struct ExternalSupervisedTests {
                 grace_seconds = 0
                 """)
             let host = try ComponentHost(
-                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host-0114"))
+                configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+                logger: Logger(label: "host-0114"))
             try await LiveHostTests.whileRunning(host) {
                 let listening = ContinuousClock.now + .seconds(10)
                 while !FreePort.isAccepting(port), ContinuousClock.now < listening {
@@ -363,10 +389,14 @@ struct ExternalSupervisedTests {
                 #expect(try await raw.authenticate("raw.example.test", secret: "local-secret") == nil)
                 try await server.waitUntilBound("raw.example.test")
                 try server.inject(
-                    Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("raw.example.test"), id: "l1", body: "in").element)
+                    Message(
+                        type: .chat, from: try JID("alice@example.test/x"), to: try JID("raw.example.test"), id: "l1", body: "in"
+                    ).element)
                 #expect(try await raw.nextElement()?["id"] == "l1")
                 try await raw.send(
-                    Message(type: .chat, from: try JID("raw.example.test"), to: try JID("alice@example.test/x"), id: "l2", body: "out").element)
+                    Message(
+                        type: .chat, from: try JID("raw.example.test"), to: try JID("alice@example.test/x"), id: "l2", body: "out"
+                    ).element)
                 #expect(Message(try #require(try await users.take(id: "l2", timeout: .seconds(10))))?.body == "out")
                 await raw.close()
                 try await server.waitUntilUnbound("raw.example.test")
@@ -401,7 +431,8 @@ struct ExternalSupervisedTests {
                     secret_file = "\(secret)"
                     """))
             let host = try ComponentHost(
-                configuration: try HostConfiguration.load(path: path, environment: [:]), logger: Logger(label: "host"))
+                configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+                logger: Logger(label: "host"))
             try await LiveHostTests.whileRunning(host) {
                 let listening = ContinuousClock.now + .seconds(10)
                 while !FreePort.isAccepting(port), ContinuousClock.now < listening {
@@ -411,7 +442,10 @@ struct ExternalSupervisedTests {
                 #expect(try await raw.authenticate("raw.example.test", secret: "raw-secret") == nil)
                 try await upstream.server.waitUntilBound("raw.example.test")
                 try await raw.send(
-                    Message(type: .chat, from: try JID("raw.example.test"), to: try JID("alice@example.test/x"), id: "before", body: "b").element)
+                    Message(
+                        type: .chat, from: try JID("raw.example.test"), to: try JID("alice@example.test/x"), id: "before",
+                        body: "b"
+                    ).element)
                 #expect(try await upstream.users.take(id: "before", timeout: .seconds(10)) != nil)
 
                 await upstream.kill()
@@ -419,7 +453,10 @@ struct ExternalSupervisedTests {
                 // The upstream is down; the local stream stays up and what it sends waits.
                 for index in 0..<20 {
                     try await raw.send(
-                        Message(type: .chat, from: try JID("raw.example.test"), to: try JID("alice@example.test/x"), id: "q\(index)", body: "\(index)").element)
+                        Message(
+                            type: .chat, from: try JID("raw.example.test"), to: try JID("alice@example.test/x"), id: "q\(index)",
+                            body: "\(index)"
+                        ).element)
                 }
                 #expect(await Self.external(host, "raw.example.test")?.connected == true)
                 try await upstream.start()
@@ -432,7 +469,10 @@ struct ExternalSupervisedTests {
                 #expect(order == (0..<20).map(String.init))
                 // And the new upstream reaches the component on the same local stream.
                 try upstream.server.inject(
-                    Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("raw.example.test"), id: "after", body: "a").element)
+                    Message(
+                        type: .chat, from: try JID("alice@example.test/x"), to: try JID("raw.example.test"), id: "after",
+                        body: "a"
+                    ).element)
                 #expect(try await raw.nextElement()?["id"] == "after")
                 await raw.close()
             }

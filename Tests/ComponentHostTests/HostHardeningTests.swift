@@ -9,6 +9,7 @@ import ServiceLifecycle
 import Testing
 import XMPPCore
 @testable import ComponentHost
+@testable import StockPlugins
 
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +30,7 @@ struct HostHardeningTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let path = try Fixtures.write(in: directory, Self.server("protocol = \"xep0114\"\ntls = \"starttls\""))
-        let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.load(path: path, environment: [:]) }
+        let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.load(path: path, environment: [:], registry: .stock) }
         #expect(error?.description.contains("server.tls") == true, "\(String(describing: error))")
         #expect(error?.description.contains("direct") == true)
     }
@@ -38,7 +39,7 @@ struct HostHardeningTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let path = try Fixtures.write(in: directory, Self.server("protocol = \"auto\"\ntls = \"direct\""))
-        let configuration = try HostConfiguration.load(path: path, environment: [:])
+        let configuration = try HostConfiguration.load(path: path, environment: [:], registry: .stock)
         let component = configuration.componentConfiguration
         #expect(throws: ComponentError.self) { try component.secret(for: "echo.example.com") }
         #expect(!configuration.explanation.contains("has no effect"))
@@ -52,12 +53,12 @@ struct HostHardeningTests {
         let remote = Self.server("protocol = \"xep0225\"\ntls = \"none\"")
             .replacingOccurrences(of: "host = \"127.0.0.1\"", with: "host = \"xmpp.example.com\"")
         let refused = try Fixtures.write(in: directory, remote)
-        let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.load(path: refused, environment: [:]) }
+        let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.load(path: refused, environment: [:], registry: .stock) }
         #expect(error?.description.contains("allow_insecure_plaintext") == true, "\(String(describing: error))")
 
         let allowed = try Fixtures.write(
             in: directory, remote.replacingOccurrences(of: "tls = \"none\"", with: "tls = \"none\"\nallow_insecure_plaintext = true"))
-        let configuration = try HostConfiguration.load(path: allowed, environment: [:])
+        let configuration = try HostConfiguration.load(path: allowed, environment: [:], registry: .stock)
         #expect(configuration.componentConfiguration.allowInsecurePlaintext)
         #expect(configuration.warnings.contains { $0.contains("SCRAM") || $0.contains("cleartext") })
     }
@@ -69,13 +70,13 @@ struct HostHardeningTests {
         defer { directory.cleanup() }
         let text = Fixtures.configuration().replacingOccurrences(
             of: "password_file = \"password\"", with: "password_file = \"password\"\nrequire_channel_binding = true")
-        let configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:])
+        let configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:], registry: .stock)
         #expect(configuration.componentConfiguration.requireChannelBinding)
         #expect(configuration.explanation.contains("channel binding required"))
 
         let cleartext = text.replacingOccurrences(of: "tls = \"starttls\"", with: "tls = \"none\"")
         let error = #expect(throws: ConfigurationError.self) {
-            try HostConfiguration.load(path: try Fixtures.write(in: directory, cleartext), environment: [:])
+            try HostConfiguration.load(path: try Fixtures.write(in: directory, cleartext), environment: [:], registry: .stock)
         }
         #expect(error?.description.contains("auth.require_channel_binding") == true, "\(String(describing: error))")
     }
@@ -133,9 +134,9 @@ struct HostHardeningTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let path = try Fixtures.write(in: directory, Fixtures.configuration())
-        #expect(try HostConfiguration.load(path: path, environment: [:]).warnings.isEmpty)
+        #expect(try HostConfiguration.load(path: path, environment: [:], registry: .stock).warnings.isEmpty)
         chmod("\(directory.path)/password", 0o644)
-        let warnings = try HostConfiguration.load(path: path, environment: [:]).warnings
+        let warnings = try HostConfiguration.load(path: path, environment: [:], registry: .stock).warnings
         #expect(warnings.contains { $0.contains("\(directory.path)/password") && $0.contains("chmod 600") }, "\(warnings)")
     }
 
@@ -150,9 +151,9 @@ struct HostHardeningTests {
         let text = Fixtures.configuration().replacingOccurrences(
             of: "password_file = \"password\"", with: "password_credential = \"xmpp-password\"")
         let path = try directory.write("host.toml", text)
-        let configuration = try HostConfiguration.load(path: path, environment: ["CREDENTIALS_DIRECTORY": credentials])
+        let configuration = try HostConfiguration.load(path: path, environment: ["CREDENTIALS_DIRECTORY": credentials], registry: .stock)
         #expect(configuration.auth.password.value == "from-credential")
-        let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.load(path: path, environment: [:]) }
+        let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.load(path: path, environment: [:], registry: .stock) }
         #expect(error?.description.contains("CREDENTIALS_DIRECTORY") == true, "\(String(describing: error))")
     }
 
@@ -269,7 +270,7 @@ struct HostHardeningTests {
     }
 
     @Test func kvPluginOptionsForTheLimits() throws {
-        let options = try PluginRegistry.standard.validate(
+        let options = try PluginRegistry.stock.validate(
             plugin: "kv",
             options: ["max_key_bytes": .integer(32), "max_value_bytes": .integer(100), "writers": .string("admin@example.com, ops@example.com")])
         let limits = try KeyValuePlugin.limits(options)
@@ -278,7 +279,7 @@ struct HostHardeningTests {
         #expect(limits.writers == [try JID("admin@example.com"), try JID("ops@example.com")])
         #expect(throws: PluginError.self) {
             try KeyValuePlugin.limits(
-                try PluginRegistry.standard.validate(plugin: "kv", options: ["writers": .string("not a jid@@")]))
+                try PluginRegistry.stock.validate(plugin: "kv", options: ["writers": .string("not a jid@@")]))
         }
     }
 }
@@ -288,11 +289,11 @@ extension HostHardeningTests {
     /// parse_key) on a control character, so `check-config` or a SIGHUP reload crashed.
     @Test func controlCharactersAreASyntaxErrorNotACrash() {
         for text in ["[\u{01}s]\n", "[server]\nhost = \"a\u{00}b\"\n", "x\u{7F} = 1\n"] {
-            let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.parse(text, path: "host.toml") }
+            let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.parse(text, path: "host.toml", registry: .stock) }
             #expect(error?.description.contains("control character") == true, "\(String(describing: error))")
         }
         for text in ["[# wh.cin1\n", "[[ {a = 1}]]\n", "[\nho: Sa= 1\n", "[\u{34C}\n"] {
-            let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.parse(text, path: "host.toml") }
+            let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.parse(text, path: "host.toml", registry: .stock) }
             #expect(error?.description.contains("table header") == true, "\(String(describing: error))")
         }
     }

@@ -5,12 +5,13 @@ import Testing
 import XMPPTestSupport
 import XMPPCore
 @testable import ComponentHost
+@testable import StockPlugins
 
 @Suite("Host (no server)", .timeLimit(.minutes(1)))
 struct HostTests {
     static let logger = Logger(label: "test")
 
-    static func host(in directory: TemporaryDirectory, extra: String = "", registry: PluginRegistry = .standard)
+    static func host(in directory: TemporaryDirectory, extra: String = "", registry: PluginRegistry = .stock)
         throws -> ComponentHost
     {
         let path = try Fixtures.write(in: directory, Fixtures.configuration(socket: "\(directory.path)/admin.sock", extra: extra))
@@ -157,13 +158,13 @@ struct HostTests {
         #expect(await host.status.components.contains { $0.hostname == "weather.example.com" })
 
         try await host.bind("kv2.example.com", plugin: "kv", options: ["max_keys": .integer(3)], persist: true)
-        let persisted = try HostConfiguration.load(path: "\(directory.path)/host.toml", environment: [:])
+        let persisted = try HostConfiguration.load(path: "\(directory.path)/host.toml", environment: [:], registry: .stock)
         #expect(persisted.components.map(\.hostname) == ["echo.example.com", "kv.example.com", "kv2.example.com"])
         #expect(persisted.components[2].options.integer("max_keys") == 3)
         #expect(try directory.read("host.toml").hasPrefix(original))  // comments and layout kept
 
         try await host.unbind("kv.example.com", persist: true)
-        let after = try HostConfiguration.load(path: "\(directory.path)/host.toml", environment: [:])
+        let after = try HostConfiguration.load(path: "\(directory.path)/host.toml", environment: [:], registry: .stock)
         #expect(after.components.map(\.hostname) == ["echo.example.com", "kv2.example.com"])
         await #expect(throws: HostError.self) { try await host.unbind("kv.example.com") }
         await #expect(throws: HostError.self) { try await host.bind("echo.example.com", plugin: "echo") }
@@ -173,13 +174,12 @@ struct HostTests {
     @Test func hungHandlerIsDetectedAndReported() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
-        let registry = PluginRegistry.standard.adding([HangingPlugin.self])
+        let registry = PluginRegistry.stock.adding([HangingPlugin.self])
         let host = try Self.host(in: directory, registry: registry)
         try await host.bind("hang.example.com", plugin: "hang")
         let hosted = try #require(await host.hostedHandler(for: "hang.example.com"))
         let echo = try #require(await host.hostedHandler(for: "echo.example.com"))
-        let context = ComponentContext(
-            hostname: "hang.example.com", logger: Self.logger, connection: host.connection, replyTracker: nil)
+        let context = ComponentContext(hostname: "hang.example.com", logger: Self.logger, transport: host.connection)
         let message = Stanza.message(Message(type: .chat, from: try JID("u@example.com"), to: try JID("hang.example.com"), id: "m1", body: "hi"))
         let task = Task { try await hosted.handle(message, in: context) }
         while hosted.watchdog.inFlightCount == 0 { await Task.yield() }
@@ -212,7 +212,7 @@ struct HostTests {
         // for it to fail.
         try await withDeadline(.seconds(20), "a connection attempt") {
             for await event in events {
-                if case .connecting = event { return }
+                if event.kind == .connecting { return }
             }
         }
         let failed = ContinuousClock.now + .seconds(20)

@@ -11,6 +11,7 @@ import XMPPTLS
 import XMPPTestSupport
 
 @testable import ComponentHost
+@testable import StockPlugins
 
 /// The host against the reference server: reload (the code SIGHUP runs, and a real SIGHUP
 /// to the real binary), a broken reload, a failing plugin isolated from the others.
@@ -107,8 +108,8 @@ struct LiveHostTests {
     private func reload(_ setup: Setup) async throws {
         let path = try Fixtures.write(
             in: setup.directory, setup.configuration(components: [("echo.example.test", "echo"), ("kv.example.test", "kv")]))
-        let configuration = try HostConfiguration.load(path: path, environment: [:])
-        let host = try ComponentHost(configuration: configuration, logger: Logger(label: "live-host"))
+        let configuration = try HostConfiguration.load(path: path, environment: [:], registry: .stock)
+        let host = try ComponentHost(configuration: configuration, registry: .stock, logger: Logger(label: "live-host"))
         try await Self.whileRunning(host) {
             try await setup.server.waitUntilBound("echo.example.test")
             try await setup.server.waitUntilBound("kv.example.test")
@@ -139,7 +140,7 @@ struct LiveHostTests {
 
     private func failingPlugin(_ setup: Setup) async throws {
         let path = try Fixtures.write(in: setup.directory, setup.configuration(components: [("echo.example.test", "echo")]))
-        let registry = PluginRegistry.standard.adding([FailingPlugin.self])
+        let registry = PluginRegistry.stock.adding([FailingPlugin.self])
         let configuration = try HostConfiguration.load(path: path, environment: [:], registry: registry)
         let host = try ComponentHost(configuration: configuration, registry: registry, logger: Logger(label: "live-failing"))
         try await Self.whileRunning(host) {

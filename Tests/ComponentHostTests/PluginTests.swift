@@ -4,12 +4,15 @@ import Logging
 import Testing
 import XMPPCore
 @testable import ComponentHost
+@testable import StockPlugins
 
 @Suite("Plugins")
 struct PluginTests {
     @Test func registryListsStandardPlugins() {
-        #expect(PluginRegistry.standard.plugins.map(\.name) == ["echo", "external", "kv"])
-        #expect(PluginRegistry.standard["kv"]?.options.map(\.name) == ["max_keys", "read_only", "max_key_bytes", "max_value_bytes", "writers"])
+        #expect(PluginRegistry.stock.plugins.map(\.name) == ["echo", "external", "kv"])
+        // The example plugins live in StockPlugins: the host library carries only the built-in `external`.
+        #expect(PluginRegistry.standard.plugins.map(\.name) == ["external"])
+        #expect(PluginRegistry.stock["kv"]?.options.map(\.name) == ["max_keys", "read_only", "max_key_bytes", "max_value_bytes", "writers"])
     }
 
     @Test func duplicateNamesAreRefused() {
@@ -20,7 +23,7 @@ struct PluginTests {
     }
 
     @Test func validationFillsDefaultsAndChecksTypes() throws {
-        let registry = PluginRegistry.standard
+        let registry = PluginRegistry.stock
         let options = try registry.validate(plugin: "kv", options: ["max_keys": .integer(5)])
         #expect(options.values == [
             "max_keys": .integer(5), "read_only": .boolean(false), "max_key_bytes": .integer(256),
@@ -57,7 +60,7 @@ struct PluginTests {
     }
 
     @Test func commandLineAssignmentsAreTypedByTheDeclarations() throws {
-        let registry = PluginRegistry.standard
+        let registry = PluginRegistry.stock
         let values = try registry.parseAssignments(plugin: "kv", ["max_keys=7", "read_only=TRUE"])
         #expect(values == ["max_keys": .integer(7), "read_only": .boolean(true)])
         #expect(try registry.parseAssignments(plugin: "echo", ["prefix=a=b"]) == ["prefix": .string("a=b")])
@@ -69,7 +72,7 @@ struct PluginTests {
 
     @Test func pluginRefusalIsAPluginError() {
         let error = #expect(throws: PluginError.self) {
-            try PluginRegistry.standard.makeHandler(
+            try PluginRegistry.stock.makeHandler(
                 plugin: "kv", options: PluginOptions(["max_keys": .integer(0), "read_only": .boolean(false)]),
                 context: PluginContext(hostname: "kv.example.com", logger: .init(label: "test")))
         }

@@ -6,6 +6,7 @@ import XMPPCore
 import XMPPStream
 
 @testable import ComponentKit
+import ComponentKitTesting
 
 @Suite("ComponentKit building blocks")
 struct ComponentKitUnitTests {
@@ -194,12 +195,13 @@ struct ComponentKitUnitTests {
         #expect(await mailbox.next() == nil)
     }
 
-    @Test func discoInfoMergesBuiltInsAndHandlerFeatures() throws {
+    @Test func discoInfoMergesBuiltInsAndHandlerFeatures() async throws {
         let request = IQ(
             type: .get, from: try JID("u@example.com/r"), to: try JID("echo.example.com"), id: "d1",
             payload: Element("query", namespace: Namespace.discoInfo))
         let info = DiscoInfo(identities: [.init(category: "gateway", type: "irc", name: "IRC")], features: ["urn:x:a", Namespace.ping])
-        let answer = try #require(ServiceDiscoveryFeature.answer(request, info: info))
+        let test = TestContext(hostname: "echo.example.com")
+        let answer = try #require(await test.answer(to: request, from: ClosureHandler(discoInfo: info) { _, _ in }))
         #expect(answer.type == .result)
         let query = try #require(answer.payload)
         let features = query.children("feature", namespace: Namespace.discoInfo).compactMap { $0["var"] }

@@ -143,9 +143,9 @@ struct BackpressureTests {
             // The keepalive sees a stream that answers (reading never paused): no reconnect
             // within 3 × its idle interval, with A still blocked. (The ping timeout is 5 s so
             // that one scheduling stall of a loaded machine cannot decide the outcome.)
-            let connects = events.all.filter { if case .connected = $0 { return true } else { return false } }.count
+            let connects = events.all.filter { $0.kind == .connected }.count
             try await Task.sleep(for: .seconds(3) + .milliseconds(500))
-            let disconnects = events.all.filter { if case .disconnected = $0 { return true } else { return false } }
+            let disconnects = events.all.filter { $0.kind == .disconnected }
             #expect(disconnects.isEmpty, "the stream was declared dead: \(disconnects)")
             #expect(connects == 1)
 
@@ -256,7 +256,7 @@ struct BackpressureTests {
             print("connection budget: \(received) of \(count) stanzas taken in, \(queued) bytes queued (budget 256 KiB)")
             #expect(received > 0)
             #expect(received < 1_000, "the SDK kept reading past its budget: \(received) stanzas taken in")
-            let disconnects = events.all.filter { if case .disconnected = $0 { return true } else { return false } }
+            let disconnects = events.all.filter { $0.kind == .disconnected }
             #expect(disconnects.isEmpty, "the paused stream was declared dead: \(disconnects)")
 
             // Released: everything arrives, in order, exactly once; nothing was refused.

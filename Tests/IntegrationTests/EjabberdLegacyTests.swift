@@ -79,7 +79,7 @@ struct EjabberdLegacyTests {
         try await withRunningConnection(connection) { connection in
             try await events.waitBound(["echo.localhost", "count.localhost"])
             let fallback = events.all.compactMap { event -> String? in
-                if case .fellBackToLegacy(let reason) = event { return reason } else { return nil }
+                event.kind == .fellBackToLegacy ? event.reason : nil
             }
             #expect(fallback.count == 1, "events: \(events.all)")
             // ejabberd 23.01 answers a jabber:client stream on its service port with a
@@ -165,7 +165,7 @@ struct EjabberdLegacyTests {
             }
             try await connection.unbind("count.localhost")
             try await events.wait("count.localhost unbound") {
-                if case .unbound(let hostname) = $0 { return hostname == "count.localhost" } else { return false }
+                $0.kind == .unbound && $0.hostname == "count.localhost"
             }
             #expect(connection.status.hostnames.map(\.hostname) == ["echo.localhost"])
 
@@ -202,7 +202,7 @@ struct EjabberdLegacyTests {
             #expect(error?.description.contains("secret is wrong") == true)
             #expect(error?.description.contains("not-the-right-one") == false)
             // The fallback happened on the way (auto mode): the bind above went over XEP-0114.
-            #expect(events.all.contains { if case .fellBackToLegacy = $0 { return true } else { return false } })
+            #expect(events.all.contains { $0.kind == .fellBackToLegacy })
             // A hostname ejabberd does not serve on this listener: ejabberd 23.01 accepts the
             // stream and refuses the handshake with not-authorized (it logs "Domain … is
             // unconfigured"), so the SDK can only report a rejected handshake.
@@ -241,7 +241,7 @@ struct EjabberdLegacyTests {
             }
             ejabberd.kill()
             await alice.close()
-            try await events.wait("unbound after the kill") { if case .unbound = $0 { return true } else { return false } }
+            try await events.wait("unbound after the kill") { $0.kind == .unbound }
             events.reset()
             try await ejabberd.launch()
             try await events.waitBound(["echo.localhost", "count.localhost"], timeout: .seconds(60))

@@ -90,7 +90,7 @@ final class EventRecorder: Sendable {
     func waitBound(_ hostnames: [String], timeout: Duration = .seconds(20)) async throws {
         for hostname in hostnames {
             try await self.wait(timeout: timeout, "\(hostname) bound") { event in
-                if case .bound(let bound) = event { return bound == hostname }
+                if event.kind == .bound { return event.hostname == hostname }
                 return false
             }
         }

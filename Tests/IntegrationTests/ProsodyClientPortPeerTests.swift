@@ -53,8 +53,8 @@ struct ProsodyClientPortPeerTests {
         #expect(description.contains("urn:ietf:params:xml:ns:xmpp-bind"))
         #expect(!description.contains(Self.password))
         // STARTTLS was offered, so auto never falls back to XEP-0114 here.
-        #expect(!events.all.contains { if case .fellBackToLegacy = $0 { return true } else { return false } })
-        #expect(!events.all.contains { if case .bound = $0 { return true } else { return false } })
+        #expect(!events.all.contains { $0.kind == .fellBackToLegacy })
+        #expect(!events.all.contains { $0.kind == .bound })
         // Prosody's own log confirms the authentication of the account (sessionmanager, info).
         #expect(prosody.log.contains("Authenticated as \(Self.identity)@localhost"))
 

@@ -57,7 +57,7 @@ struct ProsodyLegacyTests {
 
         try await withRunningConnection(connection) { connection in
             try await events.waitBound(["echo.localhost", "count.localhost"])
-            #expect(events.all.contains { if case .fellBackToLegacy = $0 { return true } else { return false } })
+            #expect(events.all.contains { $0.kind == .fellBackToLegacy })
             let status = connection.status
             #expect(status.connection?.protocolMode == .xep0114)
             #expect(status.hostnames.map(\.hostname) == ["count.localhost", "echo.localhost"])
@@ -154,7 +154,7 @@ struct ProsodyLegacyTests {
             }
             prosody.kill()
             await alice.close()
-            try await events.wait("unbound after the kill") { if case .unbound = $0 { return true } else { return false } }
+            try await events.wait("unbound after the kill") { $0.kind == .unbound }
             events.reset()
             try await prosody.restart()
             try await events.waitBound(["echo.localhost"], timeout: .seconds(30))

@@ -93,7 +93,7 @@ struct ProsodyResilienceTests {
             currentAlice.update { $0 = nil }
             let killed = ContinuousClock.now
             prosody.kill()
-            try await events.wait("the disconnect") { if case .unbound = $0 { return true } else { return false } }
+            try await events.wait("the disconnect") { $0.kind == .unbound }
             let noticed = ContinuousClock.now
             await firstReader.value
             await first.close()

@@ -94,7 +94,7 @@ struct ProsodyXEP0225Tests {
     }
 
     private func fellBack(_ events: EventRecorder) -> Bool {
-        events.all.contains { if case .fellBackToLegacy = $0 { return true } else { return false } }
+        events.all.contains { $0.kind == .fellBackToLegacy }
     }
 
     @Test func twoHostnamesOneStreamRuntimeBindAndUnbind() async throws {
@@ -117,7 +117,7 @@ struct ProsodyXEP0225Tests {
             #expect(status.hostnames.allSatisfy { $0.state == .bound })
             #expect(!self.fellBack(events))
             // Both hostnames on one stream: one connected event.
-            #expect(events.all.filter { if case .connected = $0 { return true } else { return false } }.count == 1)
+            #expect(events.all.filter { $0.kind == .connected }.count == 1)
 
             let alice = try await Self.alice(prosody)
             for hostname in ["a.localhost", "b.localhost"] {
@@ -214,7 +214,7 @@ struct ProsodyXEP0225Tests {
             // connection reconnects and binds both hostnames again.
             events.reset()
             try await prosody.restart()
-            try await events.wait("unbound after the restart") { if case .unbound = $0 { return true } else { return false } }
+            try await events.wait("unbound after the restart") { $0.kind == .unbound }
             try await events.waitBound(["a.localhost", "b.localhost"], timeout: .seconds(30))
             let alice = try await Self.alice(prosody)
             for (hostname, prefix) in [("a.localhost", "again: "), ("b.localhost", "b: ")] {

@@ -82,7 +82,7 @@ struct ResilienceTests {
                 live.set(nil)
                 let killed = ContinuousClock.now
                 await first.kill()
-                try await events.wait("the disconnect") { if case .disconnected = $0 { return true } else { return false } }
+                try await events.wait("the disconnect") { $0.kind == .disconnected }
                 let noticed = ContinuousClock.now
                 try await Task.sleep(for: .milliseconds(700))
                 let restarted = ContinuousClock.now
@@ -266,7 +266,7 @@ struct ResilienceTests {
                 try await sink.wait("an echo after the refusal") { $0.contains { $0["id"] == "echo-after-evil" } }
                 #expect(second.boundHostnames.isEmpty)
                 #expect(first.boundHostnames == ["a.example.test"])
-                #expect(!events.all.contains { if case .connecting = $0 { return true } else { return false } })
+                #expect(!events.all.contains { $0.kind == .connecting })
             }
         }
     }
@@ -294,7 +294,7 @@ struct ResilienceTests {
                     toComponentBound: "a.example.test")
                 try await sink.wait("the acknowledgement") { $0.contains { $0["id"] == "nowhere" } }
                 try await events.wait("the transfer attempt") {
-                    if case .connecting(_, let port) = $0 { return port == deadPort } else { return false }
+                    $0.kind == .connecting && $0.port == deadPort
                 }
                 await sending.value
                 try await sink.wait("every stanza delivered on the first server", timeout: .seconds(20)) { elements in
@@ -338,13 +338,13 @@ struct ResilienceTests {
                     try await Task.sleep(for: .milliseconds(50))
                 }
                 try #require(server.answeredPings >= pingsBefore + 3, "the keepalive did not ping an idle stream")
-                #expect(!events.all.contains { if case .disconnected = $0 { return true } else { return false } })
+                #expect(!events.all.contains { $0.kind == .disconnected })
 
                 // The server stops reading and answering, without closing anything.
                 await server.setReadingPaused(true)
                 let paused = ContinuousClock.now
                 try await events.wait(timeout: .seconds(30), "the dead link noticed") {
-                    if case .disconnected = $0 { return true } else { return false }
+                    $0.kind == .disconnected
                 }
                 let noticed = ContinuousClock.now - paused
                 // The server reads again (and so notices the old stream is gone); the component is back.
@@ -376,21 +376,18 @@ struct ResilienceTests {
                 events.reset()
                 await server.setReadingPaused(true)
                 try await events.wait(timeout: .seconds(30), "the re-bind refused with conflict") {
-                    if case .bindFailed(let hostname, let reason) = $0 {
-                        return hostname == "a.example.test" && reason.contains("conflict")
-                    }
-                    return false
+                    $0.kind == .bindFailed && $0.hostname == "a.example.test" && ($0.reason ?? "").contains("conflict")
                 }
                 // Still registered, and tried again while the server holds the old stream.
                 #expect(connection.status.hostnames.map(\.hostname) == ["a.example.test"])
                 let retried = ContinuousClock.now + .seconds(30)
-                while events.all.count(where: { if case .bindFailed = $0 { return true } else { return false } }) < 2,
+                while events.all.count(where: { $0.kind == .bindFailed }) < 2,
                     ContinuousClock.now < retried
                 {
                     try await Task.sleep(for: .milliseconds(20))
                 }
                 #expect(
-                    events.all.count { if case .bindFailed = $0 { return true } else { return false } } >= 2,
+                    events.all.count { $0.kind == .bindFailed } >= 2,
                     "the refused re-bind was not tried again: \(events.all)")
                 // The server finally reads the old stream's close and releases the hostname.
                 await server.setReadingPaused(false)
@@ -398,7 +395,7 @@ struct ResilienceTests {
                 try await server.waitUntilBound("a.example.test")
                 try server.inject(self.message("after-conflict", to: "a.example.test"))
                 try await sink.wait("an echo after the re-bind") { $0.contains { $0["id"] == "echo-after-conflict" } }
-                let retries = events.all.count { if case .bindFailed = $0 { return true } else { return false } }
+                let retries = events.all.count { $0.kind == .bindFailed }
                 report("re-bind conflict (server still holding the half-open stream): \(retries) refused re-binds, then bound again")
             }
         }
@@ -578,7 +575,7 @@ struct ResilienceTests {
                 try await second.waitUntilBound("a.example.test", timeout: .seconds(30))
                 try await second.waitUntilBound("b.example.test", timeout: .seconds(30))
                 #expect(first.boundHostnames.isEmpty)
-                #expect(events.all.contains { if case .connecting(_, let port) = $0 { return port == second.port } else { return false } })
+                #expect(events.all.contains { $0.kind == .connecting && $0.port == second.port })
             }
         }
     }
@@ -593,7 +590,7 @@ struct ResilienceTests {
                 try await events.waitBound(["a.example.test"])
                 events.reset()
                 first.sendStreamError(StreamError(.systemShutdown))
-                try await events.wait("the disconnect") { if case .disconnected = $0 { return true } else { return false } }
+                try await events.wait("the disconnect") { $0.kind == .disconnected }
                 await first.kill()
                 #expect(connection.status.lastError?.contains("system-shutdown") == true)
                 try await Task.sleep(for: .seconds(1))
@@ -617,14 +614,14 @@ struct ResilienceTests {
                 events.reset()
                 server.sendStreamError(StreamError(.conflict, text: "replaced by a newer connection"))
                 try await events.wait("the disconnect") {
-                    if case .disconnected(let reason) = $0 { return reason.contains("conflict") } else { return false }
+                    $0.kind == .disconnected && ($0.reason ?? "").contains("conflict")
                 }
                 #expect(connection.status.lastError?.contains("conflict") == true)
                 // No reconnect storm: nothing for 2 s (the hard backoff is the 4 s maximum delay),
                 // where a plain disconnect would reconnect within 50–100 ms. (A slow machine only
                 // makes a reconnect later: this window fails on a regression, never on load.)
                 try await Task.sleep(for: .seconds(2))
-                let attempts = events.all.count { if case .connecting = $0 { return true } else { return false } }
+                let attempts = events.all.count { $0.kind == .connecting }
                 #expect(attempts == 0, "reconnect attempts within 2 s of a conflict: \(attempts)")
                 // …but it does come back afterwards.
                 try await events.waitBound(["a.example.test"], timeout: .seconds(30))
@@ -649,7 +646,7 @@ struct ResilienceTests {
                 try await events.waitBound(["a.example.test"])
                 events.reset()
                 await first.kill()
-                try await events.wait("the disconnect") { if case .disconnected = $0 { return true } else { return false } }
+                try await events.wait("the disconnect") { $0.kind == .disconnected }
                 let sending = Task {
                     await sender.run(0..<8, interval: .milliseconds(20), from: "a.example.test", to: "bob@example.test", via: connection)
                 }
@@ -686,7 +683,7 @@ struct ResilienceTests {
                 try await events.waitBound(["a.example.test"])
                 events.reset()
                 await first.kill()
-                try await events.wait("the disconnect") { if case .disconnected = $0 { return true } else { return false } }
+                try await events.wait("the disconnect") { $0.kind == .disconnected }
                 await early.run(0..<3, interval: .zero, from: "a.example.test", to: "bob@example.test", via: connection)
                 #expect((0..<3).allSatisfy { early.record($0)?.error?.kind == .expired })
                 let second = try await servers.start(serverConfiguration)

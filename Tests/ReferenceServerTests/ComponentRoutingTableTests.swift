@@ -31,19 +31,24 @@ import XMPPCore
         #expect(table.bind(bindPayload("a.example.test"), session: 1, identity: identity) == .success("a.example.test"))
         #expect(table.bind(bindPayload("a.example.test"), session: 1, identity: identity) == .success("a.example.test"), "idempotent")
         #expect(table.bind(bindPayload("x.y.b.example.test/r1"), session: 1, identity: identity) == .success("x.y.b.example.test/r1"))
-        #expect(table.bind(bindPayload("x.y.b.example.test/r2"), session: 2, identity: identity).error == .conflict, "same domain, other resource, other stream")
+        #expect(
+            table.bind(bindPayload("x.y.b.example.test/r2"), session: 2, identity: identity) == .success("x.y.b.example.test/r2"),
+            "another instance of the domain, on another stream")
+        #expect(table.bind(bindPayload("x.y.b.example.test/r2"), session: 3, identity: identity).error == .conflict, "the same instance on another stream")
         #expect(table.bind(bindPayload("a.example.test"), session: 2, identity: identity).error == .conflict)
         #expect(table.bind(bindPayload("b.example.test"), session: 1, identity: identity).error == .notAllowed, "wildcard excludes the parent")
         #expect(table.bind(bindPayload("a.example.test"), session: 3, identity: "other.example.test").error == .notAllowed)
         #expect(table.bind(bindPayload(nil), session: 1, identity: identity).error == .badRequest)
         #expect(table.bind(bindPayload("user@a.example.test"), session: 1, identity: identity).error == .badRequest)
         #expect(table.bind(bindPayload("bad host"), session: 1, identity: identity).error == .badRequest)
-        #expect(table.boundHostnames == ["a.example.test", "x.y.b.example.test/r1"])
+        #expect(table.boundHostnames == ["a.example.test", "x.y.b.example.test/r1", "x.y.b.example.test/r2"])
 
         #expect(table.unbind(bindPayload("a.example.test", "unbind"), session: 2).error == .itemNotFound)
         #expect(table.unbind(bindPayload("a.example.test", "unbind"), session: 1) == .success("a.example.test"))
         #expect(table.unbind(bindPayload("a.example.test", "unbind"), session: 1).error == .itemNotFound)
         #expect(table.release(session: 1) == ["x.y.b.example.test/r1"])
+        #expect(table.boundHostnames == ["x.y.b.example.test/r2"])
+        #expect(table.release(session: 2) == ["x.y.b.example.test/r2"])
         #expect(table.boundHostnames.isEmpty)
     }
 

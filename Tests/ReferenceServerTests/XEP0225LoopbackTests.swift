@@ -75,8 +75,8 @@ import XMPPTLS
 
     static func connected(_ events: AsyncStream<ComponentEvent>) async throws -> ConnectionInfo {
         for await event in events {
-            if case .connected(let info) = event { return info }
-            if case .disconnected(let reason) = event { throw TestFailure("disconnected: \(reason)") }
+            if event.kind == .connected, let info = event.info { return info }
+            if event.kind == .disconnected { throw TestFailure("disconnected: \(event.reason ?? "-")") }
         }
         throw TestFailure("events ended")
     }

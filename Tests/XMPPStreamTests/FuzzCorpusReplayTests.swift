@@ -20,9 +20,10 @@ struct FuzzCorpusReplayTests {
         "FuzzXMLStream": checkXMLStream,
         "FuzzNegotiation": checkNegotiation,
         "FuzzJID": JIDOracle.check,
+        "FuzzSASLClient": SASLClientOracle.check,
     ]
 
-    @Test(arguments: ["FuzzXMLStream", "FuzzNegotiation", "FuzzJID"])
+    @Test(arguments: ["FuzzXMLStream", "FuzzNegotiation", "FuzzJID", "FuzzSASLClient"])
     func everyCommittedInputKeepsItsProperties(target: String) throws {
         let oracle = try #require(Self.oracles[target])
         let inputs = Self.inputs(target)

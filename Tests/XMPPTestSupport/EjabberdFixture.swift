@@ -16,10 +16,22 @@ public import Foundation
 ///
 /// The Erlang node is started with a fixed distribution port (`ERL_DIST_PORT`, bound to
 /// 127.0.0.1), so neither the node nor `ejabberdctl` commands ever start `epmd`; the node
-/// name and cookie are unique per fixture. The process tree is
+/// name and cookie are unique per fixture. (A node of an ``EjabberdClusterFixture`` instead
+/// registers with the cluster's own `epmd`, on a port of its own.) The process tree is
 /// `ejabberdctl` (bash) → `beam.smp` → `erl_child_setup`; ``stop()`` sends SIGTERM to
 /// `beam.smp` (a clean Erlang shutdown), then reaps the rest, with SIGKILL for anything
 /// left after the grace period.
+///
+/// ## Ports taken by someone else
+///
+/// Ports are chosen free just before start-up, but another test may bind one before
+/// ejabberd does (a server restarted on its old port, say). ejabberd then logs
+/// `Failed to open socket at 127.0.0.1:PORT for MODULE: address already in use` and the
+/// node stops, while the port answers as someone else; a distribution port taken makes
+/// `beam.smp` exit with `eaddrinuse`. A start counts only when ejabberd's own log says
+/// `Start accepting TCP connections at 127.0.0.1:PORT` (`TLS connections` for `tls: true`)
+/// for every listener, in the log written by this start, not an earlier one; on either
+/// failure ``start(_:)`` starts again on new ports (three attempts).
 public final class EjabberdFixture: @unchecked Sendable {
     // @unchecked: `process` and `startupDuration` are guarded by `lock`; the rest is immutable.
 
@@ -103,9 +115,11 @@ public final class EjabberdFixture: @unchecked Sendable {
     public let componentTLSPort: Int
     /// The plain `ejabberd_service` port, when ``Configuration/plainServices`` is not empty.
     public let componentPlainPort: Int?
-    /// The Erlang distribution port (127.0.0.1), used by `ejabberdctl` commands.
+    /// The Erlang distribution port (127.0.0.1) the node listens on: `ejabberdctl` commands
+    /// use it directly, or, for a node of an ``EjabberdClusterFixture``, find it through the
+    /// cluster's `epmd`.
     public let distributionPort: Int
-    /// The Erlang node name (`name@localhost`), unique per fixture.
+    /// The Erlang node name (`name@localhost`), unique per fixture (or per cluster node).
     public let nodeName: String
     /// The CA certificate that signed the server certificate: the clients' trust root.
     public let caCertificatePath: String
@@ -123,55 +137,98 @@ public final class EjabberdFixture: @unchecked Sendable {
     private let authority: TestCertificateAuthority
     private let user: SystemUser?
     private let cookie: String
+    private let cluster: ClusterMembership?
     private let lock = NSLock()
     private var process: TestProcess?
     private var starts = 0
     private var startupDuration: Duration = .zero
 
     /// Writes the configuration, starts ejabberd, waits until every listener accepts
-    /// connections, and registers the accounts.
+    /// connections, and registers the accounts. A port taken by someone else before ejabberd
+    /// bound it makes it start again on new ports (see the type's notes).
     /// - Parameter configuration: What to run.
     /// - Throws: ``TestSupportError`` (with what to install when ejabberd is missing, or the
     ///   log tail when it does not come up).
     public static func start(_ configuration: Configuration = .init()) async throws -> EjabberdFixture {
+        try Self.requireInstallation()
+        var attempt = 0
+        while true {
+            attempt += 1
+            let fixture = try await EjabberdFixture(configuration: configuration)
+            do {
+                try await fixture.launch()
+                for account in configuration.accounts {
+                    try await fixture.register(username: account.username, password: account.password)
+                }
+                return fixture
+            } catch let error as PortTaken where attempt < 3 {
+                fixture.kill()
+                fixture.directory.remove()
+                print("EjabberdFixture: \(error); trying again on new ports")
+            } catch {
+                fixture.kill()
+                throw error
+            }
+        }
+    }
+
+    /// ejabberd (or its Erlang node) could not listen on a port chosen for it (taken meanwhile).
+    struct PortTaken: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// What makes a node a member of a cluster: the cluster's `epmd` (instead of a fixed
+    /// distribution port, which would make every node expect the others on that same port)
+    /// and the cookie all nodes share.
+    struct ClusterMembership: Sendable {
+        /// The port of the cluster's own `epmd` on 127.0.0.1 (`ERL_EPMD_PORT`).
+        var epmdPort: Int
+        /// The cookie shared by every node of the cluster.
+        var cookie: String
+        /// The node's name, e.g. `xmpptest…-a@localhost`.
+        var nodeName: String
+    }
+
+    /// Fails with what to install when ejabberd is missing, or when the tests cannot run it.
+    static func requireInstallation() throws {
         try ServerInstallation.require(
             "ejabberd", executables: [Self.ejabberdctlExecutable, Self.erlExecutable], user: "ejabberd")
         if !SystemUser.isRoot, SystemUser.named("ejabberd")?.uid != geteuid() {
             throw TestSupportError("ejabberdctl runs only as root or as the 'ejabberd' user; run the tests as root")
         }
-        let fixture = try await EjabberdFixture(configuration: configuration)
-        do {
-            try await fixture.launch()
-            for account in configuration.accounts {
-                try await fixture.register(username: account.username, password: account.password)
-            }
-        } catch {
-            fixture.kill()
-            throw error
-        }
-        return fixture
     }
 
-    private init(configuration: Configuration) async throws {
+    /// Prepares a node (nothing runs until ``launch()``).
+    /// - Parameters:
+    ///   - configuration: What to run.
+    ///   - certificate: A CA and a leaf certificate to use instead of new ones (a cluster's
+    ///     nodes share one, so that clients trust one CA).
+    ///   - cluster: The cluster the node belongs to, or `nil` for a standalone node.
+    init(
+        configuration: Configuration, certificate: (TestCertificateAuthority, TestCertificateAuthority.Leaf)? = nil,
+        cluster: ClusterMembership? = nil
+    ) async throws {
         self.configuration = configuration
         self.user = SystemUser.isRoot ? SystemUser.named("ejabberd") : nil
         self.directory = try TemporaryDirectory(prefix: "xmpp-test-ejabberd")
-        self.authority = try await TestCertificateAuthority(commonName: "ejabberd fixture CA")
-        var names = [configuration.domain, "*." + configuration.domain]
-        for hostname in (configuration.services + configuration.plainServices).map(\.hostname)
-        where !names.contains(hostname) {
-            names.append(hostname)
+        if let (authority, leaf) = certificate {
+            self.authority = authority
+            self.certificate = leaf
+        } else {
+            self.authority = try await TestCertificateAuthority(commonName: "ejabberd fixture CA")
+            self.certificate = try await self.authority.issue(
+                commonName: configuration.domain, dnsNames: Self.certificateNames(configuration), owner: self.user)
         }
-        self.certificate = try await self.authority.issue(commonName: configuration.domain, dnsNames: names, owner: self.user)
         self.caCertificatePath = self.authority.certificatePath
         let ports = try FreePort.allocate(count: configuration.plainServices.isEmpty ? 3 : 4)
         self.c2sPort = ports[0]
         self.componentTLSPort = ports[1]
         self.distributionPort = ports[2]
         self.componentPlainPort = configuration.plainServices.isEmpty ? nil : ports[3]
+        self.cluster = cluster
         let unique = UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        self.nodeName = "xmpptest\(unique.prefix(12))@localhost"
-        self.cookie = "c" + unique
+        self.nodeName = cluster?.nodeName ?? "xmpptest\(unique.prefix(12))@localhost"
+        self.cookie = cluster?.cookie ?? "c" + unique
         self.logPath = self.directory.path("logs/ejabberd.log")
         self.configPath = self.directory.path("ejabberd.yml")
         self.ctlConfigPath = self.directory.path("ejabberdctl.cfg")
@@ -182,6 +239,16 @@ public final class EjabberdFixture: @unchecked Sendable {
         try self.renderControlConfiguration().write(toFile: self.ctlConfigPath, atomically: true, encoding: .utf8)
         _ = chmod(self.ctlConfigPath, 0o600)  // holds the cookie
         try self.user?.own(self.directory.path)
+    }
+
+    /// The names the server certificate carries: the domain, `*.domain` and every service hostname.
+    static func certificateNames(_ configuration: Configuration) -> [String] {
+        var names = [configuration.domain, "*." + configuration.domain]
+        for hostname in (configuration.services + configuration.plainServices).map(\.hostname)
+        where !names.contains(hostname) {
+            names.append(hostname)
+        }
+        return names
     }
 
     deinit {
@@ -213,6 +280,10 @@ public final class EjabberdFixture: @unchecked Sendable {
     /// The main log file's content.
     public var log: String {
         (try? String(contentsOfFile: self.logPath, encoding: .utf8)) ?? ""
+    }
+
+    private var logData: Data {
+        FileManager.default.contents(atPath: self.logPath) ?? Data()
     }
 
     /// Runs an `ejabberdctl` command against the running node (through the distribution
@@ -292,31 +363,50 @@ public final class EjabberdFixture: @unchecked Sendable {
             let command =
                 (self.user?.commandPrefix ?? []) + [Self.ejabberdctlExecutable] + self.pathArguments + ["foreground"]
             let process = TestProcess(
-                executable: command[0], arguments: Array(command.dropFirst()), environment: self.environment,
+                executable: command[0], arguments: Array(command.dropFirst()), environment: self.launchEnvironment,
                 workingDirectory: self.directory.path,
                 outputPath: self.directory.path("ejabberd.stdout.\(self.starts)"))
             self.process = process
             return (process, self.starts)
         }
         let began = ContinuousClock.now
+        // Only what this start writes counts (the log file survives restarts).
+        let logOffset = self.logData.count
         try process.start()
         var ports = [self.c2sPort, self.componentTLSPort]
         if let componentPlainPort { ports.append(componentPlainPort) }
         do {
-            try await waitForPorts(ports, process: process, timeout: self.configuration.startupTimeout, server: "ejabberd") {
-                "command: \(process.commandLine) (start #\(run))\noutput:\n\(process.output.tail(20))\n"
-                    + "log \(self.logPath):\n\(self.log.tail(40))"
+            do {
+                try await waitForPorts(ports, process: process, timeout: self.configuration.startupTimeout, server: "ejabberd") {
+                    "command: \(process.commandLine) (start #\(run))\noutput:\n\(process.output.tail(20))\n"
+                        + "log \(self.logPath):\n\(self.log.tail(40))"
+                }
+            } catch {
+                try self.checkPorts(ports, logOffset: logOffset, process: process)
+                throw error
             }
             // The listeners accept before the virtual host is served ("Unknown virtual host"
-            // from ejabberdctl right after a restart): ready means the host answers.
+            // from ejabberdctl right after a restart): ready means the host answers, and every
+            // listener's port is ejabberd's own (its log says so).
             let ready = ContinuousClock.now + self.configuration.startupTimeout
             while true {
-                let users = try await self.ctl(["registered_users", self.domain])
-                if users.status == 0 { break }
-                guard ContinuousClock.now < ready else {
+                let ownPorts = try self.checkPorts(ports, logOffset: logOffset, process: process)
+                if ownPorts {
+                    let users = try await self.ctl(["registered_users", self.domain])
+                    if users.status == 0 { break }
+                    guard ContinuousClock.now < ready else {
+                        throw TestSupportError(
+                            "ejabberd listens but does not serve \(self.domain) within \(self.configuration.startupTimeout): "
+                                + "\(users.output)\nlog \(self.logPath):\n\(self.log.tail(40))")
+                    }
+                } else if let status = process.terminationStatus {
                     throw TestSupportError(
-                        "ejabberd listens but does not serve \(self.domain) within \(self.configuration.startupTimeout): "
-                            + "\(users.output)\nlog \(self.logPath):\n\(self.log.tail(40))")
+                        "ejabberd exited with status \(status) during start-up\noutput:\n\(process.output.tail(20))\n"
+                            + "log \(self.logPath):\n\(self.log.tail(40))")
+                } else if ContinuousClock.now >= ready {
+                    throw TestSupportError(
+                        "ejabberd did not log that it accepts connections on \(ports) within \(self.configuration.startupTimeout)\n"
+                            + "log \(self.logPath):\n\(self.log.tail(40))")
                 }
                 try await Task.sleep(for: .milliseconds(100))
             }
@@ -327,6 +417,27 @@ public final class EjabberdFixture: @unchecked Sendable {
         self.lock.withLock { self.startupDuration = ContinuousClock.now - began }
     }
 
+    /// Whether ejabberd's log (from `logOffset`) says it accepts connections on every port.
+    /// - Throws: ``PortTaken`` when it says it could not open one, or when the Erlang node
+    ///   could not listen on its distribution port.
+    @discardableResult
+    private func checkPorts(_ ports: [Int], logOffset: Int, process: TestProcess) throws -> Bool {
+        let data = self.logData
+        let text = data.count > logOffset ? String(decoding: data[logOffset...], as: UTF8.self) : ""
+        if let line = text.split(separator: "\n").first(where: { $0.contains("Failed to open socket at") }) {
+            throw PortTaken(description: "ejabberd could not listen on a port chosen for it: \(line)")
+        }
+        if process.terminationStatus != nil, process.output.contains("eaddrinuse") {
+            throw PortTaken(
+                description: "the Erlang node could not listen on its distribution port: \(process.output.tail(5))")
+        }
+        // At log levels above info the confirmation is not written: then only the failure counts.
+        guard ["info", "debug"].contains(self.configuration.logLevel) else { return true }
+        // "Start accepting TCP connections at 127.0.0.1:PORT for ejabberd_c2s" (TLS for `tls: true`).
+        let accepting = text.split(separator: "\n").filter { $0.contains("Start accepting ") }
+        return ports.allSatisfy { port in accepting.contains { $0.contains(" connections at 127.0.0.1:\(port) for ") } }
+    }
+
     private var pathArguments: [String] {
         [
             "--config", self.configPath, "--ctl-config", self.ctlConfigPath,
@@ -335,25 +446,55 @@ public final class EjabberdFixture: @unchecked Sendable {
     }
 
     private var environment: [String: String] {
-        [
+        var environment = [
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": self.directory.path,
             "LANG": "C.UTF-8",
-            // Belt and braces: ERL_DIST_PORT already keeps epmd from starting at all.
+            // Belt and braces: ERL_DIST_PORT already keeps epmd from starting at all, and a
+            // cluster node never starts one (-start_epmd false).
             "ERL_EPMD_ADDRESS": "127.0.0.1",
         ]
+        // A cluster's nodes and the ejabberdctl commands find each other through the
+        // cluster's own epmd.
+        if let cluster { environment["ERL_EPMD_PORT"] = String(cluster.epmdPort) }
+        return environment
+    }
+
+    /// The node's own environment: a cluster node listens for distribution on its allocated
+    /// port (`ERL_ZFLAGS` reaches `erl` from the environment, so commands do not get it).
+    private var launchEnvironment: [String: String] {
+        var environment = self.environment
+        if self.cluster != nil {
+            environment["ERL_ZFLAGS"] =
+                "-kernel inet_dist_listen_min \(self.distributionPort) inet_dist_listen_max \(self.distributionPort)"
+        }
+        return environment
     }
 
     private func renderControlConfiguration() -> String {
-        """
-        # Generated by XMPPTestSupport.EjabberdFixture
-        ERLANG_NODE=\(self.nodeName)
-        ERL_DIST_PORT=\(self.distributionPort)
-        ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 -setcookie \(self.cookie) -kernel inet_dist_use_interface {127,0,0,1}"
-        EJABBERD_PID_PATH=\(self.directory.path("ejabberd.pid"))
-        EJABBERD_BYPASS_WARNINGS=true
+        guard self.cluster != nil else {
+            return """
+                # Generated by XMPPTestSupport.EjabberdFixture
+                ERLANG_NODE=\(self.nodeName)
+                ERL_DIST_PORT=\(self.distributionPort)
+                ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 -setcookie \(self.cookie) -kernel inet_dist_use_interface {127,0,0,1}"
+                EJABBERD_PID_PATH=\(self.directory.path("ejabberd.pid"))
+                EJABBERD_BYPASS_WARNINGS=true
 
-        """
+                """
+        }
+        // A cluster node registers with the cluster's epmd, which nodes and commands never
+        // start themselves; its distribution port is fixed at launch (``launchEnvironment``),
+        // not here: ejabberdctl commands read this file too, and their own hidden node must
+        // not try to listen on the node's port.
+        return """
+            # Generated by XMPPTestSupport.EjabberdFixture (a node of an EjabberdClusterFixture)
+            ERLANG_NODE=\(self.nodeName)
+            ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 -setcookie \(self.cookie) -kernel inet_dist_use_interface {127,0,0,1} -start_epmd false"
+            EJABBERD_PID_PATH=\(self.directory.path("ejabberd.pid"))
+            EJABBERD_BYPASS_WARNINGS=true
+
+            """
     }
 
     private func renderConfiguration() -> String {

@@ -79,7 +79,10 @@ final class ChildProcess: Sendable {
             let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
             for task in tasks {
                 let children = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? ""
-                pending.append(contentsOf: children.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+                let pids = children.split(separator: " ").compactMap {
+                    Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+                }
+                pending.append(contentsOf: pids)
             }
         }
         return total

@@ -1,11 +1,12 @@
 // Bytes -> one admin-socket line: AdminServer.decodeRequest, then what the server does
 // with a decoded bind request before it touches a host (option assignments parsed and
-// validated against the standard plugins), then the response encoded back.
+// validated against the stock plugins), then the response encoded back.
 //
 // Oracles (fatalError = crash = finding): decoding throws only HostError; assignments and
 // validation throw only PluginError; a response always encodes as one JSON line.
 
 import ComponentHost
+import StockPlugins
 import Foundation
 import FuzzOracles
 import FuzzSupport
@@ -24,9 +25,9 @@ public func fuzzAdminLine(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt 
     var response = AdminResponse(ok: true, message: request.hostname)
     if let plugin = request.plugin {
         do {
-            var options = try PluginRegistry.standard.parseAssignments(plugin: plugin, request.set ?? [])
+            var options = try PluginRegistry.stock.parseAssignments(plugin: plugin, request.set ?? [])
             options.merge(request.options ?? [:]) { _, new in new }
-            _ = try PluginRegistry.standard.validate(plugin: plugin, options: options)
+            _ = try PluginRegistry.stock.validate(plugin: plugin, options: options)
         } catch let error as PluginError {
             response = .failure(error.message)
         } catch {

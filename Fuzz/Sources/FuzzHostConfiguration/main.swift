@@ -9,6 +9,7 @@
 
 import ComponentHost
 import ComponentKit
+import StockPlugins
 import FuzzOracles
 import FuzzSupport
 
@@ -19,7 +20,8 @@ public func fuzzHostConfiguration(_ start: UnsafePointer<UInt8>?, _ count: Int) 
     let text = String(decoding: UnsafeBufferPointer(start: start, count: count), as: UTF8.self)
     let configuration: HostConfiguration
     do {
-        configuration = try HostConfiguration.parse(text, path: "/nonexistent/fuzz.toml", environment: ["P": password])
+        configuration = try HostConfiguration.parse(
+            text, path: "/nonexistent/fuzz.toml", environment: ["P": password], registry: .stock)
     } catch let error as ConfigurationError {
         if error.description.contains(password) {
             fatalError("a configuration error shows the password: \(error)")

@@ -54,7 +54,7 @@ log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{dir}/prosody
 plugin_paths = {{ "{module_dir}" }}
 interfaces = {{ "127.0.0.1" }}
 local_interfaces = {{ "127.0.0.1" }}
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; "admin_shell"; "admin_socket"; }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; "admin_shell"; "admin_socket"; "adhoc"; }}
 modules_disabled = {{ "s2s"; "s2s_auth_certs"; }}
 c2s_ports = {{ {c2s_port} }}
 c2s_interfaces = {{ "127.0.0.1" }}
@@ -105,7 +105,7 @@ VirtualHost "sub.{tlsparent}"
 -- a VirtualHost whose certificate cannot be loaded: no TLS to offer
 VirtualHost "{nocert}"
     ssl = {{ certificate = "{dir}/missing.crt"; key = "{dir}/missing.key"; }}
-{file_secret_components}"""
+{file_secret_components}{extra_components}"""
 
 # Prosody 13 only (0.12's config has no FileContents()/Credential()): secrets read from files.
 FILE_SECRET_COMPONENTS = """
@@ -133,8 +133,9 @@ def supports_file_secrets():
 
 
 class ProsodyEnv:
-    def __init__(self, auth_timeout=2, max_stanza=65536, extra_global_config=""):
+    def __init__(self, auth_timeout=2, max_stanza=65536, extra_global_config="", extra_components=""):
         self.extra = extra_global_config
+        self.extra_components = extra_components
         self.dir = tempfile.mkdtemp(prefix="xep0225-prosody-")
         self.port = free_port()
         self.c2s_port = free_port()
@@ -191,7 +192,7 @@ class ProsodyEnv:
                 max_stanza=self.max_stanza, extra=self.extra, server=SERVER, identity=IDENTITY, secret=SECRET,
                 legacy=LEGACY, legacy_secret=LEGACY_SECRET, off_identity=OFF_IDENTITY,
                 deact_identity=DEACT_IDENTITY, nocert=NOCERT, tlsparent=TLSPARENT,
-                file_secret_components=extra_components))
+                file_secret_components=extra_components, extra_components=self.extra_components))
         if self.as_root:
             pw = pwd.getpwnam("prosody")
             for root, dirs, files in os.walk(self.dir):
@@ -267,6 +268,13 @@ class ProsodyEnv:
             self.stdout.close()
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stdout_tail(self, n=20):
+        try:
+            with open(os.path.join(self.dir, "stdout.log"), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
 
     def log_tail(self, n=60):
         try:

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Run a throw-away Prosody with mod_component_xep0225 on loopback until Ctrl-C / SIGTERM.
 
-Usage:  python3 ServerModules/prosody/dev/serve.py [--json]
+Usage:  python3 ServerModules/prosody/dev/serve.py [--json] [--scale]
 
 Prints the ports, domains, identity/secret, the c2s test account and the CA file
 (the self-signed certificate) so that other tests (e.g. the Swift integration
 tests) can connect. Stops Prosody by its PID and removes the temporary directory
-on exit. With --json the details are printed as one JSON line.
+on exit. With --json the details are printed as one JSON line. With --scale the
+server also has the several-instances setup of the wire checks (identity
+scale.localhost, domains with each routing algorithm; see dev/wire_scale.py).
 """
 
 import json
@@ -18,10 +20,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import prosody_env as pe  # noqa: E402
+import wire_scale  # noqa: E402
 
 
 def main():
-    env = pe.ProsodyEnv(auth_timeout=30)
+    scale = "--scale" in sys.argv
+    env = pe.ProsodyEnv(auth_timeout=30, extra_components=wire_scale.SCALE_COMPONENTS if scale else "")
     stop = {"flag": False}
 
     def on_signal(*_):
@@ -53,6 +57,12 @@ def main():
             "log": os.path.join(env.dir, "prosody.log"),
             "pid": env.proc.pid,
         }
+        if scale:
+            # every resource of these domains may be bound (domain/resource instances);
+            # rr = roundrobin, w = weighted, all, aff = affinity (default), ma = mostactive,
+            # lock = roundrobin that components may not change
+            info["scale_identity"] = wire_scale.SCALE_IDENTITY
+            info["scale_domains"] = wire_scale.SCALE_DOMAINS
         if "--json" in sys.argv:
             print(json.dumps(info), flush=True)
         else:

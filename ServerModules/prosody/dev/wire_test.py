@@ -21,12 +21,14 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import prosody_env as pe  # noqa: E402
+import wire_scale  # noqa: E402
 import xmppwire as xw  # noqa: E402
 from xmppwire import q, NS_CLIENT, NS_COMPONENT, NS_SASL, NS_TLS, NS_STREAMS  # noqa: E402
 
 NS_SASL_CB = "urn:xmpp:sasl-cb:0"
+NS_BALANCING = "urn:xmpp:component:balancing:0"
 
-TOTAL_BUDGET = 120  # seconds for the whole run
+TOTAL_BUDGET = 240  # seconds for the whole run
 
 results = []
 
@@ -64,13 +66,40 @@ def main():
     watchdog.daemon = True
     watchdog.start()
     try:
-        env.prepare()
-        env.prosodyctl("register", pe.USER, pe.SERVER, pe.USER_PASS)
-        env.start()
-        print("Prosody %s on 127.0.0.1: xep0225 port %d, c2s port %d (dir %s)"
-              % (env.version(), env.port, env.c2s_port, env.dir), flush=True)
-        run_all(env)
-        if "--quick" not in sys.argv:
+        if "--scale-only" not in sys.argv:
+            env.prepare()
+            env.prosodyctl("register", pe.USER, pe.SERVER, pe.USER_PASS)
+            env.start()
+            print("Prosody %s on 127.0.0.1: xep0225 port %d, c2s port %d (dir %s)"
+                  % (env.version(), env.port, env.c2s_port, env.dir), flush=True)
+            run_all(env)
+        # several instances of one domain: their own server, so that the checks above
+        # and these do not share bindings
+        env3 = pe.ProsodyEnv(extra_components=wire_scale.SCALE_COMPONENTS,
+                             extra_global_config="component_xep0225_transfer_timeout = 2\n"
+                                                 "admins = { \"%s@%s\" }\n" % (pe.USER, pe.SERVER) +
+                                                 "statistics = \"internal\"\nstatistics_interval = \"manual\"")
+        try:
+            env3.prepare()
+            env3.prosodyctl("register", pe.USER, pe.SERVER, pe.USER_PASS)
+            env3.prosodyctl("register", wire_scale.OTHER_USER, pe.SERVER, pe.USER_PASS)  # not an admin
+            env3.start()
+            print("Several instances of one domain (Prosody on xep0225 port %d, c2s port %d)"
+                  % (env3.port, env3.c2s_port), flush=True)
+            wire_scale.run_scale(env3, check, run_case)
+        finally:
+            alive = env3.proc is not None and env3.proc.poll() is None
+            rc3 = env3.terminate()
+            failed3 = any(not ok for _, ok in results)
+            if failed3:
+                print("---- prosody (several instances) log tail; it was %s (exit code %s) ----"
+                      % ("running" if alive else "no longer running", rc3))
+                print(env3.log_tail(40))
+                print(env3.stdout_tail())
+            env3.cleanup(keep=keep or (failed3 and "--keep-on-fail" in sys.argv))
+            if keep or (failed3 and "--keep-on-fail" in sys.argv):
+                print("kept", env3.dir)
+        if "--quick" not in sys.argv and "--scale-only" not in sys.argv:
             # the deprecated option name on purpose (still accepted), and core's
             # disable_sasl_mechanisms
             env2 = pe.ProsodyEnv(extra_global_config="component_xep0225_allow_unencrypted = true\n"
@@ -363,7 +392,7 @@ def run_all(env):
             ("", "bad-request", "empty hostname"),
             ("user@a.localhost", "bad-request", "hostname with a node"),
             ("bad host..x", "bad-request", "invalid hostname"),
-            ("a.localhost/worker1", "feature-not-implemented", "domain/resource"),
+            ("a.localhost/", "bad-request", "domain/ with an empty resource"),
             ("c.localhost", "not-allowed", "declared but not in component_xep0225_hostnames"),
             ("d.localhost", "not-allowed", "listed but not declared as component_xep0225 host"),
             ("localhost", "not-allowed", "the VirtualHost itself"),
@@ -374,6 +403,34 @@ def run_all(env):
         comp2 = xw.component_login(P, S, ID, SEC, CA, name="comp2")
         r = bind(comp2, "a.localhost")
         check("bind a.localhost from a second stream -> conflict", error_of(r)[1] == "conflict", repr(error_of(r)))
+        # XEP-0225's domain/resource form: instances of one domain, on one stream or several
+        r = bind(comp, "A.localhost/Worker1")
+        hn = r.find(q(NS_COMPONENT, "bind"))
+        check("bind a.localhost/Worker1 (an instance of a bound domain) -> result echoing a.localhost/Worker1",
+              r.get("type") == "result" and hn is not None
+              and hn.findtext(q(NS_COMPONENT, "hostname")) == "a.localhost/Worker1",
+              repr(error_of(r)))
+        r = bind(comp, "a.localhost/worker2")
+        check("a second instance of a.localhost on the same stream -> result", r.get("type") == "result",
+              repr(error_of(r)))
+        r = bind(comp2, "a.localhost/Worker1")
+        check("bind an instance another stream holds -> conflict", error_of(r)[1] == "conflict", repr(error_of(r)))
+        r = bind(comp2, "a.localhost/worker3")
+        check("an instance of a.localhost on a second stream -> result", r.get("type") == "result", repr(error_of(r)))
+        status = env.shell("module:info('component_xep0225', 'a.localhost')")
+        check("admin shell: a.localhost status counts its 4 instances and the default algorithm (affinity)",
+              "Bound by " + ID in status and "4 instances, affinity" in status, status.strip()[-300:])
+        r = comp.iq("<bind xmlns='%s'><hostname weight='0'>a.localhost/w0</hostname></bind>" % NS_COMPONENT)
+        check("bind with weight='0' -> bad-request", error_of(r)[1] == "bad-request", repr(error_of(r)))
+        r = comp.iq("<bind xmlns='%s'><hostname xmlns:b='%s' b:weight='x'>a.localhost/w0</hostname></bind>"
+                    % (NS_COMPONENT, NS_BALANCING))
+        check("bind with a non-numeric balancing weight -> bad-request", error_of(r)[1] == "bad-request",
+              repr(error_of(r)))
+        for c, host in ((comp, "a.localhost/Worker1"), (comp, "a.localhost/worker2"), (comp2, "a.localhost/worker3")):
+            r = bind(c, host, op="unbind")
+            check("unbind the instance %s -> result" % host, r.get("type") == "result", repr(error_of(r)))
+        r = bind(comp2, "a.localhost/worker3", op="unbind")
+        check("unbind an instance already unbound -> item-not-found", error_of(r)[1] == "item-not-found")
         r = comp2.iq("<unbind xmlns='%s'><hostname>a.localhost</hostname></unbind>" % NS_COMPONENT)
         check("unbind a hostname bound by another stream -> item-not-found", error_of(r)[1] == "item-not-found")
         state["comp2"] = comp2

@@ -24,6 +24,8 @@ NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_COMPONENT = "urn:xmpp:component:0"
 NS_CLIENT = "jabber:client"
+NS_SM = "urn:xmpp:sm:3"
+STANZA_TAGS = ("{jabber:client}message", "{jabber:client}presence", "{jabber:client}iq")
 
 
 def q(ns, name):
@@ -87,6 +89,9 @@ class Conn:
         self.closed = False
         self.raw_log = []
         self.tls_version = None
+        self.sm = False      # XEP-0198 acknowledgements enabled (enable_sm)
+        self.sm_in = 0       # stanzas received since <enable/>
+        self.sm_acked = 0    # the peer's last <a h=.../>
 
     # -- low level --------------------------------------------------------------
     def send(self, data):
@@ -151,7 +156,33 @@ class Conn:
             if el.tag == q(NS_STREAMS, "error") and raise_stream_error:
                 cond, text = stream_error_condition(el)
                 raise StreamError(cond, text, el)
+            if self.handle_sm(el):
+                continue
             return el
+
+    # -- XEP-0198 acknowledgements (no resumption) ---------------------------------
+    def enable_sm(self):
+        self.send("<enable xmlns='%s'/>" % NS_SM)
+        el = self.read()
+        if el.tag != q(NS_SM, "enabled"):
+            raise AssertionError("expected <enabled/>, got %s" % el.tag)
+        self.sm, self.sm_in = True, 0
+        return el
+
+    def handle_sm(self, el):
+        """With stream management on: counts stanzas, answers <r/> with what was read so
+        far and swallows <a/>. True when the element was consumed."""
+        if not self.sm:
+            return False
+        if el.tag == q(NS_SM, "r"):
+            self.send("<a xmlns='%s' h='%d'/>" % (NS_SM, self.sm_in))
+            return True
+        if el.tag == q(NS_SM, "a"):
+            self.sm_acked = int(el.get("h"))
+            return True
+        if el.tag in STANZA_TAGS:
+            self.sm_in += 1
+        return False
 
     def expect_stream_error(self, timeout=None):
         """Read until a stream error; returns (condition, text, saw_close)."""

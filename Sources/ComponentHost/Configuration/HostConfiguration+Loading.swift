@@ -338,7 +338,7 @@ private struct Loader {
     }
 
     func component(_ table: TOMLTable, _ key: String) throws -> HostConfiguration.Component {
-        try self.allowOnly(table, at: key, ["hostname", "plugin", "secret_file", "secret_credential", "options"])
+        try self.allowOnly(table, at: key, ["hostname", "plugin", "secret_file", "secret_credential", "options", "weight"])
         guard let hostname = try self.string(table, key, "hostname") else {
             throw self.error("\(key).hostname", "required: the hostname to bind (e.g. \"echo.example.com\")")
         }
@@ -399,8 +399,15 @@ private struct Loader {
         } catch let error as PluginError {
             throw self.error(error.option.map { "\(key).options.\($0)" } ?? "\(key).plugin", error.message)
         }
-        return HostConfiguration.Component(
+        var component = HostConfiguration.Component(
             hostname: hostname, plugin: plugin, options: options, secret: secret, secretFile: secretFile)
+        if let weight = try self.positive(table, key, "weight") {
+            guard weight <= 1000 else {
+                throw self.error("\(key).weight", "expected an integer from 1 to 1000, found \(weight)")
+            }
+            component.weight = weight
+        }
+        return component
     }
 
     // MARK: Typed access

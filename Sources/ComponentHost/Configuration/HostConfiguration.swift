@@ -8,7 +8,7 @@ import XMPPTLS
 /// Load it with ``load(path:environment:registry:)`` or ``parse(_:path:environment:registry:)``;
 /// both check everything they can (unknown keys, types, values, plugin names and options,
 /// secret files) and throw a ``ConfigurationError`` naming the line, the key and what was
-/// expected. Secrets read from files or the environment are ``ComponentKit/Secret``s and
+/// expected. Secrets read from files or the environment are ``/ComponentKit/Secret``s and
 /// never appear in errors, descriptions or logs.
 public struct HostConfiguration: Sendable {
     /// `[server]`: where to connect and how.
@@ -110,6 +110,10 @@ public struct HostConfiguration: Sendable {
         public var secret: Secret?
         /// The path of ``secret``.
         public var secretFile: String?
+        /// `weight`: this instance's share when the server balances the hostname's domain
+        /// over several instances (`domain/resource` hostnames) by weight; 1…1000, `nil`
+        /// when not set. Sent at bind time (see ``/ComponentKit/ComponentConnection/bind(_:weight:handler:)``).
+        public var weight: Int?
 
         /// Creates an entry.
         /// - Parameters:
@@ -142,7 +146,7 @@ public struct HostConfiguration: Sendable {
     public var logging: Logging
     /// Every `[[component]]`, in file order.
     public var components: [Component]
-    /// `[limits]`: how much may wait for the handlers (see ``ComponentKit/HostnameBudget``).
+    /// `[limits]`: how much may wait for the handlers (see ``/ComponentKit/HostnameBudget``).
     public var limits = Limits()
 
     /// `[limits]`: the budgets that isolate hostnames sharing a stream.
@@ -196,7 +200,7 @@ public struct HostConfiguration: Sendable {
         self.components = components
     }
 
-    /// The ``ComponentKit/ComponentConfiguration`` for the connection.
+    /// The ``/ComponentKit/ComponentConfiguration`` for the connection.
     public var componentConfiguration: ComponentConfiguration {
         var configuration = ComponentConfiguration(
             host: self.server.host, port: self.server.port, serverDomain: self.server.domain,

@@ -175,7 +175,8 @@ final class ComponentSupervisor: Sendable {
                     $0.snapshot.state = "exited"
                     $0.snapshot.lastExit = "could not start: \(error)"
                 }
-                self.logger.error("cannot start the external component", metadata: ["command": "\(self.command[0])", "error": "\(error)"])
+                self.logger.error(
+                    "cannot start the external component", metadata: ["command": "\(self.command[0])", "error": "\(error)"])
                 continuation.resume(returning: nil)
                 return
             }
@@ -227,7 +228,9 @@ final class ComponentSupervisor: Sendable {
                     return bytes
                 }
                 if !rest.isEmpty {
-                    logger.info("external component output", metadata: ["stream": "\(stream)", "line": "\(String(decoding: rest, as: UTF8.self))"])
+                    logger.info(
+                        "external component output",
+                        metadata: ["stream": "\(stream)", "line": "\(String(decoding: rest, as: UTF8.self))"])
                 }
                 return
             }

@@ -5,7 +5,7 @@ import XMPPStream
 /// The host's side of a local component's XEP-0114 handshake (`jabber:component:accept`),
 /// as an I/O-free state machine: the header's `to` picks the hostname among those served
 /// on the listener, the `<handshake/>` is checked with that hostname's secret
-/// (``XMPPStream/ComponentHandshake``), and then the host claims the hostname for the
+/// (``/XMPPStream/ComponentHandshake``), and then the host claims the hostname for the
 /// session (``claimed()`` or ``conflicted()``).
 ///
 /// Failures end the stream: wrong namespace `invalid-namespace`; unknown `to`

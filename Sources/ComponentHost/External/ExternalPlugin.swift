@@ -33,7 +33,9 @@ public enum ExternalPlugin: ComponentPlugin {
     public static let options = [
         PluginOption(
             "listen", type: .string,
-            help: "Local XEP-0114 listener: loopback \"127.0.0.1:PORT\" or \"unix:/path\" (mode 0600); may be shared by several hostnames."),
+            help:
+                "Local XEP-0114 listener: loopback \"127.0.0.1:PORT\" or \"unix:/path\" (mode 0600); may be shared by several hostnames."
+        ),
         PluginOption("secret_file", type: .string, default: .string(""), help: "File holding the component's XEP-0114 secret."),
         PluginOption(
             "secret_env", type: .string, default: .string(""),

@@ -107,7 +107,9 @@ final class ExternalSession: Sendable {
                             }
                             await found.link.activate(self)
                         case .conflict:
-                            logger.info("local component refused: hostname already connected", metadata: ["component.hostname": "\(hostname)"])
+                            logger.info(
+                                "local component refused: hostname already connected",
+                                metadata: ["component.hostname": "\(hostname)"])
                             if case .fail(let error, _) = machine.conflicted() {
                                 await self.fail(error, outbound: outbound)
                             }
@@ -117,7 +119,9 @@ final class ExternalSession: Sendable {
                             return
                         case .failed(let reason):
                             logger.warning("could not bind the hostname upstream", metadata: ["reason": "\(reason)"])
-                            await self.fail(StreamError(.internalServerError, text: "the host could not bind \(hostname)"), outbound: outbound)
+                            await self.fail(
+                                StreamError(.internalServerError, text: "the host could not bind \(hostname)"), outbound: outbound
+                            )
                             return
                         }
                     }
@@ -175,7 +179,9 @@ final class ExternalSession: Sendable {
     }
 
     /// Answers the component's own stanza with an error (IQ requests and messages only).
-    private func refuse(_ element: Element, _ error: StanzaError, outbound: NIOAsyncChannelOutboundWriter<XMLStreamFrame>) async throws {
+    private func refuse(_ element: Element, _ error: StanzaError, outbound: NIOAsyncChannelOutboundWriter<XMLStreamFrame>)
+        async throws
+    {
         let type = element["type"]
         let answerable =
             (element.name.localName == "iq" && (type == "get" || type == "set"))

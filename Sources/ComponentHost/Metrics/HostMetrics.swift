@@ -7,7 +7,7 @@ import Synchronization
 ///
 /// | metric | type | labels | source |
 /// | --- | --- | --- | --- |
-/// | `xmpp_component_connected` | gauge | | 1 while a stream is up (``ComponentKit/ComponentEvent``s) |
+/// | `xmpp_component_connected` | gauge | | 1 while a stream is up (``/ComponentKit/ComponentEvent``s) |
 /// | `xmpp_component_reconnects_total` | counter | | connection attempts after the first |
 /// | `xmpp_component_disconnects_total` | counter | | streams that closed |
 /// | `xmpp_component_bind_errors_total` | counter | | binds the server refused or that failed |

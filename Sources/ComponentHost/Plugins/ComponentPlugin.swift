@@ -1,7 +1,7 @@
 public import ComponentKit
 public import Logging
 
-/// A factory that the host uses to make a ``ComponentKit/ComponentHandler`` for a
+/// A factory that the host uses to make a ``/ComponentKit/ComponentHandler`` for a
 /// `[[component]]` entry (or a runtime `bind`): its name, what it does, the options it
 /// takes, and how to make a handler from validated options.
 ///

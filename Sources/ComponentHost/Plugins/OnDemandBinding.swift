@@ -23,7 +23,7 @@ struct OnDemandRuntime: Sendable {
     /// The local listeners and supervised processes of the host.
     var gateway: ExternalGateway
     /// Registers the hostname on the host's connection (bound now if a stream is up, and
-    /// after every reconnect). Throws ``ComponentKit/ComponentError`` (`alreadyBound` while a
+    /// after every reconnect). Throws ``/ComponentKit/ComponentError`` (`alreadyBound` while a
     /// previous unbind is in flight).
     var bind: @Sendable () throws -> Void
     /// Unbinds the hostname from the host's connection (waits for the server's answer).

@@ -3,7 +3,15 @@ public import ComponentKit
 /// The plugins a host can run, by name, with option validation.
 ///
 /// ```swift
-/// let registry = try PluginRegistry([EchoPlugin.self, KeyValuePlugin.self, WeatherPlugin.self])
+/// let registry = PluginRegistry.standard.adding([WeatherPlugin.self])
+/// ```
+///
+/// The `StockPlugins` product adds `PluginRegistry.stock`, a registry with the
+/// `echo` and `kv` example plugins that `component-host` ships:
+///
+/// ```swift
+/// import StockPlugins
+/// let registry = PluginRegistry.stock.adding([WeatherPlugin.self])
 /// ```
 public struct PluginRegistry: Sendable {
     /// A registered plugin's description, for listings.
@@ -20,11 +28,12 @@ public struct PluginRegistry: Sendable {
 
     private let entries: [String: Entry]
 
-    /// The plugins shipped with `component-host`: ``EchoPlugin``, ``KeyValuePlugin`` and the
-    /// built-in ``ExternalPlugin`` (out-of-process components).
+    /// The plugins built into the `ComponentHost` library: the ``ExternalPlugin``
+    /// (out-of-process components). The example plugins are in the `StockPlugins` product,
+    /// whose `PluginRegistry.stock` adds them.
     public static let standard: PluginRegistry = {
         do {
-            return try PluginRegistry([EchoPlugin.self, KeyValuePlugin.self, ExternalPlugin.self])
+            return try PluginRegistry([ExternalPlugin.self])
         } catch {
             fatalError("the standard plugins have distinct names: \(error)")
         }

@@ -1,9 +1,11 @@
-import XMPPCore
+public import XMPPCore
 
 /// XEP-0030 Service Discovery: what a hostname is and which features it offers.
 ///
-/// Each handler declares its ``DiscoInfo``; the built-in disco#info answer merges it with
-/// the features of the built-ins (XEP-0030 itself, XEP-0199 ping, XEP-0092 version).
+/// Each handler declares its ``DiscoInfo``; the built-in disco#info answer
+/// (``ServiceDiscoveryFeature``) merges it with what every ``ComponentFeature`` installed
+/// on the hostname advertises (XEP-0030 itself, XEP-0199 ping, XEP-0092 version, the
+/// handler's own features, a router's IQ routes).
 public struct DiscoInfo: Hashable, Sendable {
     /// A XEP-0030 identity (`<identity category='…' type='…' name='…'/>`).
     public struct Identity: Hashable, Sendable {
@@ -41,10 +43,35 @@ public struct DiscoInfo: Hashable, Sendable {
     }
 }
 
-/// The built-in answer to disco#info and disco#items queries addressed to a bound hostname.
-enum ServiceDiscoveryFeature {
-    /// Features every hostname offers through the built-ins.
-    static let builtInFeatures = [Namespace.discoInfo, Namespace.discoItems, Namespace.ping, Namespace.version]
+/// XEP-0030 Service Discovery: answers disco#info and disco#items queries addressed to a
+/// bound hostname itself (not to an address under it), without a `node`.
+///
+/// The disco#info answer lists what is actually installed on the hostname
+/// (``ComponentContext/discoInfo``): the handler's identities and features and every
+/// installed ``ComponentFeature``'s. disco#items is empty. Built into every bound
+/// hostname; advertises `http://jabber.org/protocol/disco#info` and `#items`.
+public struct ServiceDiscoveryFeature: ComponentFeature {
+    /// Creates the feature.
+    public init() {}
+
+    /// disco#info and disco#items.
+    public var discoFeatures: [String] { [Namespace.discoInfo, Namespace.discoItems] }
+
+    /// The hostname's disco#info or (empty) disco#items; `nil` for anything else, for a
+    /// query with a `node`, or for a query to an address under the hostname.
+    /// - Parameters:
+    ///   - iq: The request.
+    ///   - context: The hostname's context, whose ``ComponentContext/discoInfo`` is listed.
+    public func answer(_ iq: IQ, in context: ComponentContext) async throws -> IQ? {
+        guard Self.isAddressedToHostname(iq, hostname: context.hostname) else { return nil }
+        return Self.answer(iq, info: context.discoInfo)
+    }
+
+    /// Whether `iq` is addressed to the hostname itself rather than to a user or resource under it.
+    static func isAddressedToHostname(_ iq: IQ, hostname: String) -> Bool {
+        let to = iq.element["to"] ?? ""
+        return !to.contains("@") && !to.contains("/") || to == hostname
+    }
 
     /// The answer, or `nil` when the IQ is not a disco query this feature answers.
     static func answer(_ iq: IQ, info: DiscoInfo) -> IQ? {
@@ -72,7 +99,7 @@ enum ServiceDiscoveryFeature {
             query.append(element)
         }
         var seen = Set<String>()
-        for feature in (self.builtInFeatures + info.features) where seen.insert(feature).inserted {
+        for feature in info.features where seen.insert(feature).inserted {
             query.append(Element("feature", namespace: Namespace.discoInfo, attributes: ["var": feature]))
         }
         return query

@@ -1,4 +1,4 @@
-import XMPPCore
+public import XMPPCore
 
 /// XEP-0092 Software Version: what the built-in answers `jabber:iq:version` queries with.
 public struct SoftwareVersion: Hashable, Sendable {
@@ -35,5 +35,33 @@ public struct SoftwareVersion: Hashable, Sendable {
             query.append(Element("os", namespace: Namespace.version, text: os))
         }
         return iq.result(query)
+    }
+}
+
+/// XEP-0092 Software Version: answers `jabber:iq:version` queries addressed to a bound
+/// hostname itself with a ``SoftwareVersion``.
+///
+/// Built into every bound hostname with ``ComponentConfiguration/softwareVersion``;
+/// advertises `jabber:iq:version`.
+public struct SoftwareVersionFeature: ComponentFeature {
+    /// What is disclosed.
+    public var version: SoftwareVersion
+
+    /// Creates the feature.
+    /// - Parameter version: What to answer with.
+    public init(_ version: SoftwareVersion) {
+        self.version = version
+    }
+
+    /// `jabber:iq:version`.
+    public var discoFeatures: [String] { [Namespace.version] }
+
+    /// The version, for a query to the hostname itself; `nil` otherwise.
+    /// - Parameters:
+    ///   - iq: The request.
+    ///   - context: The hostname's context.
+    public func answer(_ iq: IQ, in context: ComponentContext) async throws -> IQ? {
+        guard ServiceDiscoveryFeature.isAddressedToHostname(iq, hostname: context.hostname) else { return nil }
+        return self.version.answer(iq)
     }
 }

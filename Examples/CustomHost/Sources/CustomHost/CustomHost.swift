@@ -1,4 +1,5 @@
 import ComponentHost
+import StockPlugins
 import Logging
 
 /// `custom-host host.toml`: the stock plugins plus `time`, with the same configuration
@@ -13,7 +14,7 @@ struct CustomHost {
             return
         }
         // Your plugins next to the stock ones (echo, kv).
-        let registry = PluginRegistry.standard.adding([TimePlugin.self])
+        let registry = PluginRegistry.stock.adding([TimePlugin.self])
         let configuration = try HostConfiguration.load(path: arguments[1], registry: registry)
 
         // The application bootstraps logging once (and metrics, if it wants an endpoint:

@@ -30,10 +30,16 @@ struct HostEnvironment {
         guard let hostname = environment["COMPONENT_HOSTNAME"], let listen = environment["COMPONENT_LISTEN"],
             let secret = environment["COMPONENT_SECRET"]
         else {
-            throw Failure("run me from component-host (plugin \"external\" with a command): COMPONENT_HOSTNAME, COMPONENT_LISTEN and COMPONENT_SECRET are not all set")
+            throw Failure(
+                "run me from component-host (plugin \"external\" with a command): COMPONENT_HOSTNAME, COMPONENT_LISTEN and COMPONENT_SECRET are not all set"
+            )
         }
-        guard !listen.hasPrefix("unix:"), let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-            throw Failure("COMPONENT_LISTEN '\(listen)': this example connects over TCP; give the host a loopback listen = \"127.0.0.1:PORT\"")
+        guard !listen.hasPrefix("unix:"), let colon = listen.lastIndex(of: ":"),
+            let port = Int(listen[listen.index(after: colon)...])
+        else {
+            throw Failure(
+                "COMPONENT_LISTEN '\(listen)': this example connects over TCP; give the host a loopback listen = \"127.0.0.1:PORT\""
+            )
         }
         self.hostname = hostname
         self.host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
@@ -55,8 +61,8 @@ struct Failure: Error, CustomStringConvertible {
         var configuration = ComponentConfiguration(
             host: environment.host, port: environment.port, serverDomain: environment.hostname,
             identity: environment.hostname, password: Secret(environment.secret))
-        configuration.protocolMode = .xep0114   // the host's listener speaks jabber:component:accept
-        configuration.tlsMode = .none           // loopback only: the host refuses any other listen address
+        configuration.protocolMode = .xep0114  // the host's listener speaks jabber:component:accept
+        configuration.tlsMode = .none  // loopback only: the host refuses any other listen address
         let connection = ComponentConnection(configuration: configuration, logger: logger)
         try connection.register(environment.hostname, handler: ReverseComponent())
         // The host stops its commands with SIGTERM (then SIGKILL after stop_grace_seconds).

@@ -1,3 +1,4 @@
+public import ComponentHost
 public import ComponentKit
 public import KeyValueComponent
 import Foundation

@@ -1,0 +1,5 @@
+swift build
+# …
+# Build complete!
+swift run greeter-host
+# usage: greeter-host host.toml

@@ -1,0 +1,1 @@
+../../../../Examples/FirstComponent/Sources/Greeter/Greeter.swift

@@ -1,0 +1,1 @@
+../../../../Examples/FirstComponent/Sources/greeter-host/main.swift

@@ -1,0 +1,1 @@
+../../../../Examples/FirstComponent/Package.swift

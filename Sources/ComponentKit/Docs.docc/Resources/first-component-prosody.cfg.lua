@@ -1,0 +1,1 @@
+../../../../Examples/FirstComponent/prosody/prosody.cfg.lua

@@ -1,0 +1,1 @@
+../../../../Examples/FirstComponent/scripts/say.py

@@ -1,0 +1,1 @@
+../../../../Examples/FirstComponent/Tests/GreeterTests/GreeterTests.swift

@@ -1,0 +1,120 @@
+import ComponentKit
+import ComponentKitTesting
+import Testing
+import XMPPCore
+import XMPPStream
+
+/// Whole connections against the in-memory server: negotiation, routing, answers, binding,
+/// reconnection, with no socket.
+@Suite("In-memory server", .timeLimit(.minutes(1)))
+struct InMemoryServerTests {
+    static func router() -> StanzaRouter {
+        var router = StanzaRouter(identity: .init(category: "component", type: "generic", name: "Test"))
+        router.message { message, context in
+            try await context.send(message.reply(body: "echo: \(message.body ?? "")"))
+        }
+        router.iq(.get, "urn:example:time", "time") { _, _ in
+            Element("time", namespace: "urn:example:time", text: "noon")
+        }
+        return router
+    }
+
+    @Test func aStanzaGoesThroughTheWholeConnectionAndIsAnswered() async throws {
+        let server = InMemoryServer()
+        let connection = server.makeConnection()
+        try connection.register("svc.example.com", handler: Self.router())
+        try await server.run(connection) {
+            let stream = try await server.stream(for: "svc.example.com")
+            let from = try JID("juliet@example.com/balcony")
+            let to = try JID("svc.example.com")
+            try await stream.send(.message(Message(type: .chat, from: from, to: to, id: "m1", body: "hi")))
+            guard case .message(let reply) = try #require(await stream.nextStanza()) else {
+                Issue.record("expected a message")
+                return
+            }
+            #expect(reply.body == "echo: hi")
+            #expect(reply.to == from)
+            #expect(reply.from == to)
+
+            try await stream.send(
+                .iq(IQ(type: .get, from: from, to: to, id: "t1", payload: Element("time", namespace: "urn:example:time"))))
+            try await stream.send(
+                .iq(IQ(type: .get, from: from, to: to, id: "u1", payload: Element("query", namespace: "urn:example:none"))))
+            try await stream.send(
+                .iq(IQ(type: .get, from: from, to: to, id: "d1", payload: Element("query", namespace: Namespace.discoInfo))))
+            var answers: [String: IQ] = [:]
+            for _ in 0..<3 {
+                guard case .iq(let iq) = try #require(await stream.nextStanza()) else { continue }
+                answers[iq.requestID] = iq
+            }
+            #expect(answers["t1"]?.payload?.text == "noon")
+            #expect(answers["u1"]?.error?.condition == .serviceUnavailable)
+            let features = answers["d1"]?.payload?.children("feature", namespace: Namespace.discoInfo).compactMap { $0["var"] }
+            #expect(features?.contains("urn:example:time") == true)
+            #expect(features?.contains(Namespace.ping) == true)
+        }
+    }
+
+    @Test func bindingAtRunTimeOpensAStreamAndARefusalIsAnError() async throws {
+        let server = InMemoryServer()
+        server.refuse("nope.example.com")
+        let connection = server.makeConnection()
+        try connection.register("svc.example.com", handler: Self.router())
+        try await server.run(connection) {
+            _ = try await server.stream(for: "svc.example.com")
+            let bound = try await connection.bind("more.example.com", handler: Self.router())
+            #expect(bound == "more.example.com")
+            let stream = try await server.stream(for: "more.example.com")
+            try await stream.send(
+                .message(Message(type: .chat, from: try JID("a@example.com"), to: try JID("more.example.com"), body: "x")))
+            guard case .message(let reply) = try #require(await stream.nextStanza()) else {
+                Issue.record("expected a message")
+                return
+            }
+            #expect(reply.from == (try JID("more.example.com")))
+            let error = await #expect(throws: NegotiationError.self) {
+                _ = try await connection.bind("nope.example.com", handler: Self.router())
+            }
+            #expect(error?.kind == .streamError(.hostUnknown))
+        }
+    }
+
+    @Test func aWrongSecretIsRefused() async throws {
+        let server = InMemoryServer(secret: "right")
+        var configuration = server.configuration()
+        configuration.password = Secret("wrong")
+        let connection = server.makeConnection(configuration: configuration)
+        try await server.run(connection) {
+            let error = await #expect(throws: NegotiationError.self) {
+                _ = try await connection.bind("svc.example.com", handler: Self.router())
+            }
+            #expect(error?.kind == .handshakeRejected)
+        }
+    }
+
+    @Test func theConnectionComesBackAfterTheServerClosesTheStream() async throws {
+        let server = InMemoryServer()
+        var configuration = server.configuration()
+        configuration.reconnectPolicy.initialDelay = .milliseconds(10)
+        let connection = server.makeConnection(configuration: configuration)
+        try connection.register("svc.example.com", handler: Self.router())
+        try await server.run(connection) {
+            let first = try await server.stream(for: "svc.example.com")
+            await first.close()
+            #expect(await first.nextStanza() == nil)
+            var second = try await server.stream(for: "svc.example.com")
+            while second === first {
+                try await Task.sleep(for: .milliseconds(5))
+                second = try await server.stream(for: "svc.example.com")
+            }
+            #expect(server.connectionCount == 2)
+            try await second.send(
+                .message(Message(type: .chat, from: try JID("a@example.com"), to: try JID("svc.example.com"), body: "back")))
+            guard case .message(let reply) = try #require(await second.nextStanza()) else {
+                Issue.record("expected a message")
+                return
+            }
+            #expect(reply.body == "echo: back")
+        }
+    }
+}
