@@ -235,8 +235,8 @@ extension ComponentConnection {
                 self.retryRebind(binding, on: stream, attempt: attempt, after: error)
             case .removed:
                 self.emit(.bindFailed(hostname: binding.requested, reason: error.message))
-                self.removeBindingForGood(binding, reason: "refused by the server")
                 binding.resolveWaiters(.failure(error))
+                self.removeBindingForGood(binding, reason: "refused by the server")
             case .pending, .stale:
                 break
             }
@@ -345,7 +345,7 @@ extension ComponentConnection {
     private func streamClosed(_ stream: ComponentStream) {
         let (closed, bindings) = self.state.withLock { state in
             guard state.stream === stream else {
-                return ((wasBound: [(HostnameKey, String)](), unbound: [(HostnameKey, String)]()), [HostnameKey: Binding]())
+                return ((wasBound: [(HostnameKey, String)](), unbound: [(HostnameKey, String?)]()), [HostnameKey: Binding]())
             }
             state.stream = nil
             return (state.machine.streamClosed(), state.bindings)

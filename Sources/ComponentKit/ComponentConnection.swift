@@ -430,6 +430,8 @@ public final class ComponentConnection: Service, Sendable {
             return true
         }
         guard removed else { return }
+        // A bind() still waiting (an unbind sent behind its request) learns it will not be.
+        binding.resolveWaiters(.failure(ComponentError(.notBound, "\(binding.requested) was \(reason)")))
         binding.mailbox.finish(after: unboundHostname.map { .unbound($0) })
         self.failQueued(binding, reason: "\(binding.requested) was \(reason)")
         if let unboundHostname {
@@ -516,7 +518,13 @@ public final class ComponentConnection: Service, Sendable {
         case .removed(let hostname):
             self.removeBindingForGood(binding, reason: "unbound", unboundHostname: hostname)
             continuation.resume(returning: nil)
-        case .stillBound(let hostname):
+        case .stillBound(let hostname, let announce):
+            if announce {
+                // The unbind went out behind a bind in flight, whose answer was set aside.
+                binding.mailbox.post(.bound(hostname))
+                self.emit(.bound(hostname: hostname))
+                binding.resolveWaiters(.success(hostname))
+            }
             // What the handler sent meanwhile may go now.
             self.flushQueue(binding)
             if let refusal {

@@ -39,6 +39,10 @@ struct ConnectionStateMachine: Sendable {
         var everBound = false
         /// Consecutive re-binds refused with `conflict`.
         var conflictRetries = 0
+        /// Whether the handler was told the hostname is bound (a `bound` not yet followed by
+        /// an `unbound`): an unbind sent while the bind was in flight ends without telling
+        /// it `unbound`, unless the server's answers made it bound in between.
+        var announced = false
 
         /// The hostname the server bound, while bound or unbinding.
         var boundHostname: String? {
@@ -157,6 +161,7 @@ struct ConnectionStateMachine: Sendable {
         let rebind = hostname.everBound
         hostname.phase = .bound(hostname: bound)
         hostname.everBound = true
+        hostname.announced = true
         hostname.conflictRetries = 0
         self.hostnames[key] = hostname
         self.redirectsInARow = 0
@@ -196,7 +201,8 @@ struct ConnectionStateMachine: Sendable {
     enum UnbindStart: Hashable, Sendable {
         /// Send `<unbind/>` for this hostname (the hostname is now `unbinding`).
         case send(hostname: String)
-        /// Not bound on a stream (pending, or a bind in flight): removed locally.
+        /// Not bound on a stream (pending, or a bind in flight with no stream to send the
+        /// unbind on): removed locally.
         case removedLocally(wasBinding: Bool)
         /// An unbind is already in flight.
         case inProgress
@@ -212,6 +218,14 @@ struct ConnectionStateMachine: Sendable {
             return .send(hostname: bound)
         case .unbinding:
             return .inProgress
+        case .binding where !self.legacy && self.streamUp:
+            // The server handles a stream's requests in order: the unbind goes right behind
+            // the bind in flight, whose answer is then stale. Removing the hostname here
+            // without telling the server would leave it bound there, with stanzas routed to
+            // a hostname nobody serves. A refused bind makes the unbind `item-not-found`.
+            hostname.phase = .unbinding(hostname: hostname.requested, requestID: requestID)
+            self.hostnames[key] = hostname
+            return .send(hostname: hostname.requested)
         case .binding:
             self.hostnames.removeValue(forKey: key)
             return .removedLocally(wasBinding: true)
@@ -229,9 +243,13 @@ struct ConnectionStateMachine: Sendable {
 
     enum UnbindResult: Hashable, Sendable {
         /// Gone: the server confirmed, or answered `item-not-found` (it holds no such binding).
-        case removed(hostname: String)
-        /// The server refused: still bound, stanzas keep flowing.
-        case stillBound(hostname: String)
+        /// `hostname` is `nil` when the handler was never told it was bound (the unbind went
+        /// out while the bind was in flight): there is no `unbound` to tell.
+        case removed(hostname: String?)
+        /// The server refused: still bound, stanzas keep flowing. `announce`: the handler
+        /// has not been told it is bound yet (the unbind went out while the bind was in
+        /// flight, and the bind's answer was set aside).
+        case stillBound(hostname: String, announce: Bool)
         case stale
     }
 
@@ -241,11 +259,14 @@ struct ConnectionStateMachine: Sendable {
         switch outcome {
         case .succeeded, .refused(.itemNotFound):
             self.hostnames.removeValue(forKey: key)
-            return .removed(hostname: bound)
+            return .removed(hostname: hostname.announced ? bound : nil)
         case .refused, .noAnswer:
+            let announce = !hostname.announced
             hostname.phase = .bound(hostname: bound)
+            hostname.everBound = true
+            hostname.announced = true
             self.hostnames[key] = hostname
-            return .stillBound(hostname: bound)
+            return .stillBound(hostname: bound, announce: announce)
         }
     }
 
@@ -346,17 +367,18 @@ struct ConnectionStateMachine: Sendable {
     /// pending, to be bound on the next stream; during shutdown they are removed. Returns
     /// the hostnames that were bound (their handlers hear `hostnameUnbound`) and those
     /// whose unbind was in flight (the server dropped them with the stream).
-    mutating func streamClosed() -> (wasBound: [(HostnameKey, String)], unbound: [(HostnameKey, String)]) {
+    mutating func streamClosed() -> (wasBound: [(HostnameKey, String)], unbound: [(HostnameKey, String?)]) {
         self.streamUp = false
         var wasBound: [(HostnameKey, String)] = []
-        var unbound: [(HostnameKey, String)] = []
+        var unbound: [(HostnameKey, String?)] = []
         for key in self.hostnames.keys.sorted() {
             guard var hostname = self.hostnames[key] else { continue }
             switch hostname.phase {
             case .bound(let bound):
                 wasBound.append((key, bound))
+                hostname.announced = false
             case .unbinding(let bound, _):
-                unbound.append((key, bound))
+                unbound.append((key, hostname.announced ? bound : nil))
                 self.hostnames.removeValue(forKey: key)
                 continue
             case .pending, .binding:

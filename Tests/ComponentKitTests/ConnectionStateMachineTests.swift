@@ -137,7 +137,7 @@ struct ConnectionStateMachineTests {
         _ = machine.bindSucceeded(self.a, requestID: "b1", hostname: "a.example")
         let check30 = machine.unbindStarted(self.a, requestID: "u1") == .send(hostname: "a.example")
         #expect(check30)
-        let check31 = machine.unbindAnswered(self.a, requestID: "u1", outcome: .refused(.notAllowed)) == .stillBound(hostname: "a.example")
+        let check31 = machine.unbindAnswered(self.a, requestID: "u1", outcome: .refused(.notAllowed)) == .stillBound(hostname: "a.example", announce: false)
         #expect(check31)
         #expect(machine.send(from: self.a) == .write(self.a))
         let check32 = machine.unbindAnswered(self.a, requestID: "u1", outcome: .succeeded) == .stale
@@ -163,14 +163,58 @@ struct ConnectionStateMachineTests {
         var machine = self.running([self.a, self.b])
         let check36 = machine.unbindStarted(self.a, requestID: "u1") == .removedLocally(wasBinding: false)
         #expect(check36)
-        let check37 = machine.bindStarted(self.b, requestID: "b1")
-        #expect(check37)
-        let check38 = machine.unbindStarted(self.b, requestID: "u2") == .removedLocally(wasBinding: true)
-        #expect(check38)
-        let check39 = machine.bindSucceeded(self.b, requestID: "b1", hostname: "b.example") == .stale
-        #expect(check39)
         let check40 = machine.unbindStarted(HostnameKey("c.example")!, requestID: "u3") == .notRegistered
         #expect(check40)
+        // A bind in flight with no stream left to send an unbind on: local.
+        let check37 = machine.bindStarted(self.b, requestID: "b1")
+        #expect(check37)
+        _ = machine.streamClosed()
+        #expect(machine.hostnames[self.b]?.phase == .pending)
+        let check38 = machine.unbindStarted(self.b, requestID: "u2") == .removedLocally(wasBinding: false)
+        #expect(check38)
+    }
+
+    /// An unbind while the bind is in flight goes out behind it (the server answers in
+    /// order); the bind's answer is set aside, and the handler, never told `bound`, is not
+    /// told `unbound` either. Removing it locally instead left the server routing to a
+    /// hostname nobody served.
+    @Test func unbindWhileTheBindIsInFlightIsSentBehindIt() {
+        var machine = self.running([self.a, self.b])
+        let step1 = machine.bindStarted(self.a, requestID: "b1")
+        #expect(step1)
+        let step2 = machine.unbindStarted(self.a, requestID: "u1") == .send(hostname: "a.example")
+        #expect(step2)
+        let step3 = machine.bindSucceeded(self.a, requestID: "b1", hostname: "a.example") == .stale
+        #expect(step3)
+        // Meanwhile nothing leaves from it, and what the server routes to it is taken without answers.
+        let step4 = machine.unbindAnswered(self.a, requestID: "u1", outcome: .succeeded) == .removed(hostname: nil)
+        #expect(step4)
+        #expect(machine.hostnames[self.a] == nil)
+
+        // A refused bind makes the unbind item-not-found: removed all the same.
+        let step5 = machine.bindStarted(self.b, requestID: "b2")
+        #expect(step5)
+        let step6 = machine.unbindStarted(self.b, requestID: "u2") == .send(hostname: "b.example")
+        #expect(step6)
+        let step7 = machine.bindFailed(self.b, requestID: "b2", refusal: .notAllowed) == .stale
+        #expect(step7)
+        let step8 = machine.unbindAnswered(self.b, requestID: "u2", outcome: .refused(.itemNotFound)) == .removed(hostname: nil)
+        #expect(step8)
+
+        // An unbind the server refuses after a bind it granted: bound, and the handler is told so now.
+        let c = HostnameKey("c.example")!
+        let step9 = machine.add(c, requested: "c.example") == .added(bindNow: true, startLegacyStream: false)
+        #expect(step9)
+        let step10 = machine.bindStarted(c, requestID: "b3")
+        #expect(step10)
+        let step11 = machine.unbindStarted(c, requestID: "u3") == .send(hostname: "c.example")
+        #expect(step11)
+        let step12 = machine.unbindAnswered(c, requestID: "u3", outcome: .noAnswer) == .stillBound(hostname: "c.example", announce: true)
+        #expect(step12)
+        let step13 = machine.unbindStarted(c, requestID: "u4") == .send(hostname: "c.example")
+        #expect(step13)
+        let step14 = machine.unbindAnswered(c, requestID: "u4", outcome: .succeeded) == .removed(hostname: "c.example")
+        #expect(step14)
     }
 
     @Test func instancesOfADomainAreDistinctHostnames() {

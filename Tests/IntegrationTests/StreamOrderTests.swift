@@ -209,5 +209,39 @@ struct StreamOrderTests {
         }
         }
     }
-}
 
+    /// An unbind while the hostname's bind is still in flight reaches the server (behind
+    /// the bind): the server holds no binding afterwards, and a stanza to the hostname is
+    /// bounced by the server instead of being routed to a stream that no longer serves it
+    /// (which dropped it without an answer: the component may not answer for a hostname it
+    /// does not hold).
+    @Test func anUnbindWhileTheBindIsInFlightLeavesNothingBoundOnTheServer() async throws {
+        try await withServers { servers in
+        let server = try await servers.start(SDKFixture.shared.serverConfiguration())
+        let answers = Answers(server)
+        let connection = ComponentConnection(
+            configuration: SDKFixture.shared.clientConfiguration(port: server.port), logger: testLogger("order-unbind-binding"))
+        let events = EventRecorder(connection)
+        try connection.register("b.example.test", handler: Echo())
+        try await withRunningConnection(connection) { connection in
+            try await events.waitBound(["b.example.test"])
+            for round in 0..<30 {
+                // register() returns once the bind request is on its way.
+                try connection.register("c.example.test", handler: Echo())
+                try await connection.unbind("c.example.test")
+                try server.inject(
+                    Message(
+                        type: .chat, from: try JID("alice@\(SDKFixture.domain)/r"), to: try JID("c.example.test"),
+                        id: "probe-\(round)", body: "p"
+                    ).element)
+            }
+            try await answers.wait(for: 30, timeout: .seconds(20))
+            let probes = answers.all().filter { $0.key.hasPrefix("probe-") }
+            #expect(probes.count == 30)
+            #expect(probes.values.allSatisfy { $0["type"] == "error" }, "\(probes.values.filter { $0["type"] != "error" })")
+            #expect(!server.boundHostnames.contains("c.example.test"))
+            #expect(events.all.filter { $0.kind == .disconnected }.isEmpty)
+        }
+        }
+    }
+}
