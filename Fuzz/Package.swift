@@ -30,7 +30,7 @@ let package = Package(
     name: "xmpp-fuzz",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(name: "swift-xmpp-component", path: ".."),
+        .package(name: "swift-xmpp-component", path: "..")
     ],
     targets: [
         // libFuzzer's LLVMFuzzerRunDriver, called from each target's main.swift.

@@ -230,7 +230,8 @@ public actor ComponentHost: Service {
     ) async throws -> HostStatus.Component {
         let key = Self.key(hostname)
         guard self.entries[key] == nil else {
-            throw HostError("\(hostname) is already served (by plugin '\(self.entries[key]!.handler.snapshot.plugin)'); unbind it first")
+            throw HostError(
+                "\(hostname) is already served (by plugin '\(self.entries[key]!.handler.snapshot.plugin)'); unbind it first")
         }
         if persist, self.currentConfiguration.path == nil {
             throw HostError("cannot persist: the host was not started from a configuration file")
@@ -261,9 +262,11 @@ public actor ComponentHost: Service {
             self.currentConfiguration.components.append(
                 HostConfiguration.Component(hostname: hostname, plugin: plugin, options: validated))
         }
-        return self.componentStatus(key) ?? HostStatus.Component(
-            hostname: hostname, plugin: plugin, options: validated.values, origin: (persist ? Origin.configuration : .runtime).rawValue,
-            state: "pending", stanzasIn: 0, stanzasOut: 0, hangs: 0)
+        return self.componentStatus(key)
+            ?? HostStatus.Component(
+                hostname: hostname, plugin: plugin, options: validated.values,
+                origin: (persist ? Origin.configuration : .runtime).rawValue,
+                state: "pending", stanzasIn: 0, stanzasOut: 0, hangs: 0)
     }
 
     /// Unbinds a hostname while the host runs.
@@ -360,7 +363,8 @@ public actor ComponentHost: Service {
                 prepared[Self.key(hostname)] = try self.registry.makeHandler(
                     plugin: component.plugin, options: component.options, context: context)
             } catch {
-                throw ConfigurationError(path: configuration.path, key: "component \(hostname)", "\(error); configuration not applied")
+                throw ConfigurationError(
+                    path: configuration.path, key: "component \(hostname)", "\(error); configuration not applied")
             }
         }
 

@@ -100,7 +100,9 @@ struct ReloadOnHangup: Service {
                             "reload rejected; the running configuration is kept", metadata: ["error": "\(error)"])
                     }
                 }
-            } onCancel: {}
-        } onGracefulShutdown: {}
+            } onCancel: {
+            }
+        } onGracefulShutdown: {
+        }
     }
 }

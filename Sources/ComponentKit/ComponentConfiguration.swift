@@ -1,6 +1,6 @@
+import XMPPCore
 public import XMPPStream
 public import XMPPTLS
-import XMPPCore
 
 /// Everything a ``ComponentConnection`` needs to reach and authenticate to a server.
 ///

@@ -47,7 +47,8 @@ extension ComponentConnection {
                 everBound = true
                 self.recordConnected(stream.info)
                 self.emit(.connected(stream.info))
-                self.logger.info("hostname bound", metadata: ["component.hostname": "\(hostname)", "component.protocol": "xep0114"])
+                self.logger.info(
+                    "hostname bound", metadata: ["component.hostname": "\(hostname)", "component.protocol": "xep0114"])
                 self.emit(.bound(hostname: hostname))
                 binding.resolveWaiters(.success(hostname))
 

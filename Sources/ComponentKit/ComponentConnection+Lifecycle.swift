@@ -38,7 +38,8 @@ extension ComponentConnection {
                 self.recordError(error.message)
                 throw error
             } catch let error as NegotiationError
-                where error.streamError?.condition == .seeOtherHost && self.followSeeOtherHost(error.streamError!, overTLS: error.streamErrorOverTLS)
+                where error.streamError?.condition == .seeOtherHost
+                && self.followSeeOtherHost(error.streamError!, overTLS: error.streamErrorOverTLS)
             {
                 // Sent elsewhere while negotiating: followed at once, like after negotiation
                 // (only from inside TLS; more than three in a row back off below).

@@ -171,7 +171,8 @@ extension ComponentConnection {
                         .failure(
                             ComponentError(
                                 .expired,
-                                "\(binding.requested) stayed disconnected longer than \(policy.maxAge); the stanza was not sent")))
+                                "\(binding.requested) stayed disconnected longer than \(policy.maxAge); the stanza was not sent"))
+                    )
                 }
             }
         }
@@ -286,7 +287,8 @@ extension ComponentConnection {
             streamIdentity = nil
         }
         guard pending.register(id: id, expectedFrom: iq.element["to"], stream: streamIdentity, completion: completion) else {
-            completion(.failure(ComponentError(.invalidStanza, "an IQ request with id '\(id)' is already waiting for its answer")))
+            completion(
+                .failure(ComponentError(.invalidStanza, "an IQ request with id '\(id)' is already waiting for its answer")))
             return
         }
         let scheduled = self.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {

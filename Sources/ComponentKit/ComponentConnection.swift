@@ -341,8 +341,8 @@ public final class ComponentConnection: Service, Sendable {
                     switch spawn {
                     case .worker(let binding):
                         group.addTask(executorPreference: binding.handler.execution == .eventLoop ? executor : nil) {
-                        await self.work(binding)
-                    }
+                            await self.work(binding)
+                        }
                     case .legacyStream(let binding):
                         group.addTask { await self.superviseLegacyStream(binding) }
                     }
@@ -388,7 +388,8 @@ public final class ComponentConnection: Service, Sendable {
         }
         guard jid.localpart == nil, let key = HostnameKey(jid.description) else {
             throw ComponentError(
-                .invalidHostname, "'\(hostname)' is not a hostname: a component binds a domain or domain/resource, not user@domain")
+                .invalidHostname,
+                "'\(hostname)' is not a hostname: a component binds a domain or domain/resource, not user@domain")
         }
         let budget = self.budget
         let binding = Binding(

@@ -35,8 +35,10 @@ struct ComponentMetrics: Sendable {
         self.bounced = Counter(label: "xmpp_component_bounced_total", dimensions: dimensions)
         self.iqLatency = Timer(label: "xmpp_component_iq_request_duration_seconds", dimensions: dimensions)
         self.iqTimeouts = Counter(label: "xmpp_component_iq_timeouts_total", dimensions: dimensions)
-        self.queueOverflows = Counter(label: "xmpp_component_outbound_dropped_total", dimensions: dimensions + [("reason", "queue_full")])
-        self.queueExpired = Counter(label: "xmpp_component_outbound_dropped_total", dimensions: dimensions + [("reason", "expired")])
+        self.queueOverflows = Counter(
+            label: "xmpp_component_outbound_dropped_total", dimensions: dimensions + [("reason", "queue_full")])
+        self.queueExpired = Counter(
+            label: "xmpp_component_outbound_dropped_total", dimensions: dimensions + [("reason", "expired")])
         self.dropped = Counter(label: "xmpp_component_inbound_dropped_total", dimensions: dimensions)
         self.readPauses = Counter(label: "xmpp_component_read_pauses_total", dimensions: dimensions)
     }

@@ -1,14 +1,15 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import XMPPCore
 import XMPPSASL
 import XMPPStream
-import Synchronization
 import XMPPTLS
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One negotiated TCP stream to the server: the XEP-0225 stream that carries every
 /// hostname, or one XEP-0114 stream for one hostname.
@@ -107,12 +108,13 @@ final class ComponentStream: Sendable {
     ) async throws -> Outcome {
         // XEP-0051 <domain/>: the new server's domain is the stream's `to`, the SASL
         // service name and the name its certificate must carry (verified as ever).
-        let configuration = target?.domain.map { domain in
-            var retargeted = configuration
-            retargeted.serverDomain = domain
-            retargeted.tlsServerName = nil
-            return retargeted
-        } ?? configuration
+        let configuration =
+            target?.domain.map { domain in
+                var retargeted = configuration
+                retargeted.serverDomain = domain
+                retargeted.tlsServerName = nil
+                return retargeted
+            } ?? configuration
         try configuration.validate()
         // The address actually dialled (a transfer or see-other-host target included) decides
         // whether cleartext is allowed, not only the configured one.
@@ -364,7 +366,9 @@ final class StreamActivity: Sendable {
 
     func touch() {
         let elapsed = ContinuousClock.now - self.origin
-        self.lastRead.store(Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000, ordering: .relaxed)
+        self.lastRead.store(
+            Int64(elapsed.components.seconds) * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000, ordering: .relaxed
+        )
     }
 
     var idleTime: Duration {

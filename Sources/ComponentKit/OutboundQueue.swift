@@ -64,10 +64,12 @@ final class OutboundQueue: Sendable {
     ) -> Bool {
         self.state.withLock { state in
             guard state.count < self.policy.maxStanzas else { return false }
-            let ticket = ticket ?? {
-                defer { state.nextTicket += 1 }
-                return state.nextTicket
-            }()
+            let ticket =
+                ticket
+                ?? {
+                    defer { state.nextTicket += 1 }
+                    return state.nextTicket
+                }()
             var index = state.entries.count
             while index > state.head, state.entries[index - 1].ticket > ticket {
                 index -= 1

@@ -35,7 +35,8 @@ final class PendingRequests: Sendable {
     /// Whether `id` was made by ``makeID()``: an answer to one of this connection's own
     /// requests (a late one, when it no longer completes anything).
     func isOwnID(_ id: String) -> Bool {
-        id.utf8.count > self.prefix.utf8.count && id.hasPrefix(self.prefix) && id.utf8[id.utf8.index(id.utf8.startIndex, offsetBy: self.prefix.utf8.count)] == UInt8(ascii: "-")
+        id.utf8.count > self.prefix.utf8.count && id.hasPrefix(self.prefix)
+            && id.utf8[id.utf8.index(id.utf8.startIndex, offsetBy: self.prefix.utf8.count)] == UInt8(ascii: "-")
     }
 
     /// A new id, unique within this connection's life.

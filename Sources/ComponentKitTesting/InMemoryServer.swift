@@ -157,7 +157,8 @@ public final class InMemoryServer: ComponentChannelFactory {
         guard eventLoop === self.eventLoop else {
             throw ComponentError(
                 .invalidConfiguration,
-                "an InMemoryServer's channels live on its event loop: create the connection with eventLoopGroup: server.eventLoop")
+                "an InMemoryServer's channels live on its event loop: create the connection with eventLoopGroup: server.eventLoop"
+            )
         }
         let channel = NIOAsyncTestingChannel(loop: self.eventLoop)
         try await self.eventLoop.flatSubmit { initializer(channel) }.get()

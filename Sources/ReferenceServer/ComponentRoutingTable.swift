@@ -188,19 +188,26 @@ struct ComponentRoutingTable: Sendable {
         switch (iq.type, payload.name.localName) {
         case (.get, "query"):
             let active = self.algorithm(for: from.domainpart)
-            var children = [Element("active", namespace: Namespace.customizableMessageRouting, attributes: ["algorithm": active.rawValue])]
+            var children = [
+                Element("active", namespace: Namespace.customizableMessageRouting, attributes: ["algorithm": active.rawValue])
+            ]
             for algorithm in RoutingAlgorithm.allCases {
                 children.append(
-                    Element("available", namespace: Namespace.customizableMessageRouting, attributes: ["algorithm": algorithm.rawValue]))
+                    Element(
+                        "available", namespace: Namespace.customizableMessageRouting,
+                        attributes: ["algorithm": algorithm.rawValue]))
             }
             answer = iq.result(Element("query", namespace: Namespace.customizableMessageRouting, children: children))
         case (.set, "cmr"):
             guard let name = payload["algorithm"], let algorithm = RoutingAlgorithm(rawValue: name) else {
                 answer = iq.errorResult(
-                    StanzaError(.badRequest, text: "unknown algorithm '\(payload["algorithm"] ?? "")'; see <query xmlns='urn:xmpp:cmr:0'/>"))
+                    StanzaError(
+                        .badRequest,
+                        text: "unknown algorithm '\(payload["algorithm"] ?? "")'; see <query xmlns='urn:xmpp:cmr:0'/>"))
                 break
             }
-            answer = self.setAlgorithm(algorithm, for: from.domainpart)
+            answer =
+                self.setAlgorithm(algorithm, for: from.domainpart)
                 ? iq.result() : iq.errorResult(StanzaError(.notAllowed, text: "\(from.domainpart) has no instance"))
         default:
             answer = iq.errorResult(StanzaError(.badRequest, text: "expected <query/> (get) or <cmr/> (set)"))

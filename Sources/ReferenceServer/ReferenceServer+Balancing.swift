@@ -1,5 +1,5 @@
-public import XMPPCore
 import NIOCore
+public import XMPPCore
 import XMPPStream
 
 /// One bound instance of a component domain, as the server sees it.

@@ -79,7 +79,8 @@ public final class ReferenceServer: Sendable {
         }
         var baseMechanisms: [String] = []
         for mechanism in configuration.sasl.mechanisms {
-            let base = mechanism.uppercased().hasSuffix("-PLUS") ? String(mechanism.uppercased().dropLast(5)) : mechanism.uppercased()
+            let base =
+                mechanism.uppercased().hasSuffix("-PLUS") ? String(mechanism.uppercased().dropLast(5)) : mechanism.uppercased()
             if !baseMechanisms.contains(base) { baseMechanisms.append(base) }
         }
         let sasl = SASLServer.Configuration(
@@ -151,7 +152,10 @@ public final class ReferenceServer: Sendable {
         let port = modern.localAddress?.port ?? configuration.port
         logger.info(
             "reference server listening",
-            metadata: ["server.domain": "\(configuration.domain)", "server.port": "\(port)", "server.legacy_port": "\(legacyPort.map(String.init) ?? "off")"])
+            metadata: [
+                "server.domain": "\(configuration.domain)", "server.port": "\(port)",
+                "server.legacy_port": "\(legacyPort.map(String.init) ?? "off")",
+            ])
         return ReferenceServer(
             configuration: configuration, router: router, listeners: listeners, port: port, legacyPort: legacyPort,
             logger: logger)

@@ -47,7 +47,8 @@ public struct ServerComponentNegotiationStateMachine: Sendable {
         ///   - tlsAvailable: Whether STARTTLS can be offered.
         ///   - requireTLS: Whether STARTTLS is required before SASL.
         ///   - maxAuthenticationFailures: Failed SASL attempts that end the stream.
-        public init(serverDomain: String, tlsAvailable: Bool = true, requireTLS: Bool = true, maxAuthenticationFailures: Int = 3) {
+        public init(serverDomain: String, tlsAvailable: Bool = true, requireTLS: Bool = true, maxAuthenticationFailures: Int = 3)
+        {
             self.serverDomain = serverDomain
             self.tlsAvailable = tlsAvailable
             self.requireTLS = requireTLS
@@ -161,7 +162,8 @@ public struct ServerComponentNegotiationStateMachine: Sendable {
         }
         self.streamID = reply.id
         if let target = self.configuration.seeOtherHost,
-            phase == .secured || (phase == .initial && (self.configuration.seeOtherHostBeforeTLS || !self.configuration.tlsAvailable))
+            phase == .secured
+                || (phase == .initial && (self.configuration.seeOtherHostBeforeTLS || !self.configuration.tlsAvailable))
         {
             return self.fail(StreamError(.seeOtherHost, text: "this server is drained", seeOtherHost: target), header: reply)
         }

@@ -84,7 +84,8 @@ final class ServerComponentStreamHandler: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted(let info) = event as? TLSEvent {
             self.tlsSession = info
-            self.logger.debug("TLS established", metadata: ["tls.version": "\(info.version)", "tls.cipher": "\(info.cipherSuite)"])
+            self.logger.debug(
+                "TLS established", metadata: ["tls.version": "\(info.version)", "tls.cipher": "\(info.cipherSuite)"])
             self.perform(self.machine.tlsEstablished(), context: context)
         }
         context.fireUserInboundEventTriggered(event)
@@ -150,7 +151,9 @@ final class ServerComponentStreamHandler: ChannelInboundHandler {
         }
     }
 
-    private func openStream(_ header: StreamHeader, offer: ServerComponentNegotiationStateMachine.Offer, context: ChannelHandlerContext) {
+    private func openStream(
+        _ header: StreamHeader, offer: ServerComponentNegotiationStateMachine.Offer, context: ChannelHandlerContext
+    ) {
         var features = Element("features", namespace: Namespace.stream)
         if offer.startTLS {
             var startTLS = Element("starttls", namespace: Namespace.tls)

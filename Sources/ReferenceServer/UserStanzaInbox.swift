@@ -1,5 +1,5 @@
-public import XMPPCore
 import Synchronization
+public import XMPPCore
 
 /// What a ``ReferenceServer`` delivers to its users, collected in the background so that
 /// a test or the demo can wait for one answer with a bounded wait.

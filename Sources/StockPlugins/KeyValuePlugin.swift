@@ -1,7 +1,7 @@
 public import ComponentHost
 public import ComponentKit
-public import KeyValueComponent
 import Foundation
+public import KeyValueComponent
 import XMPPCore
 
 /// `plugin = "kv"`: ``KeyValueComponent/KeyValueComponent``, a tiny key-value store

@@ -103,7 +103,7 @@ public struct JIDError: Error, Hashable, Sendable, CustomStringConvertible {
         let visible: Bool
         switch scalar.properties.generalCategory {
         case .control, .format, .spaceSeparator, .lineSeparator, .paragraphSeparator,
-             .surrogate, .privateUse, .unassigned:
+            .surrogate, .privateUse, .unassigned:
             visible = false
         default:
             visible = !scalar.properties.isDefaultIgnorableCodePoint

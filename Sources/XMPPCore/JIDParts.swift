@@ -18,7 +18,8 @@ enum JIDParts {
         try checkLength(normalized, .localpart)
         try checkSurroundingWhitespace(normalized.unicodeScalars, .localpart)
         for scalar in normalized.unicodeScalars {
-            let allowed = scalar.isASCII
+            let allowed =
+                scalar.isASCII
                 ? isLocalpartASCII(UInt8(scalar.value))
                 : isLetterDigit(scalar)
             guard allowed else { throw JIDError(.forbiddenCharacter(.localpart, scalar)) }
@@ -53,7 +54,7 @@ enum JIDParts {
         case 0x21...0x7E:
             switch byte {
             case UInt8(ascii: "\""), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "/"),
-                 UInt8(ascii: ":"), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "@"):
+                UInt8(ascii: ":"), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "@"):
                 return false
             default:
                 return true
@@ -268,7 +269,8 @@ enum JIDParts {
         _ part: JIDError.Part
     ) throws(JIDError) {
         if let first = scalars.first, let last = scalars.last,
-           first.properties.isWhitespace || last.properties.isWhitespace {
+            first.properties.isWhitespace || last.properties.isWhitespace
+        {
             throw JIDError(.surroundingWhitespace(part))
         }
     }
@@ -279,7 +281,7 @@ enum JIDParts {
     private static func isLetterDigit(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.properties.generalCategory {
         case .lowercaseLetter, .uppercaseLetter, .otherLetter, .decimalNumber, .modifierLetter,
-             .nonspacingMark, .spacingMark:
+            .nonspacingMark, .spacingMark:
             return !scalar.properties.isDefaultIgnorableCodePoint && !isOldHangulJamo(scalar)
         default:
             return false
@@ -294,7 +296,7 @@ enum JIDParts {
         if scalar.isASCII { return (0x20...0x7E).contains(scalar.value) }
         switch scalar.properties.generalCategory {
         case .control, .format, .surrogate, .privateUse, .unassigned,
-             .lineSeparator, .paragraphSeparator:
+            .lineSeparator, .paragraphSeparator:
             return false
         default:
             return !scalar.properties.isDefaultIgnorableCodePoint && !isOldHangulJamo(scalar)

@@ -61,7 +61,8 @@ struct SASLMechanismSelection: Hashable {
             bindingType = .tlsExporter
         } else {
             bindingType = nil
-            bindingRefusal = transport.isTLS13
+            bindingRefusal =
+                transport.isTLS13
                 ? "no tls-exporter data" : "no channel-binding type advertised (XEP-0440) and TLS is below 1.3"
         }
 

@@ -69,7 +69,8 @@ public final class ComponentNegotiationHandler: ChannelDuplexHandler, RemovableC
     public enum Mode {
         /// XEP-0225: the machine, SASL credentials, and the TLS context for STARTTLS
         /// (`nil` only with ``ComponentNegotiationStateMachine/TLSPolicy/none`` or `.direct`).
-        case xep0225(ComponentNegotiationStateMachine, sasl: SASLClient.Configuration, tls: OpenSSLContext?, tlsServerName: String?)
+        case xep0225(
+            ComponentNegotiationStateMachine, sasl: SASLClient.Configuration, tls: OpenSSLContext?, tlsServerName: String?)
         /// XEP-0114: the handshake machine.
         case xep0114(LegacyComponentNegotiationStateMachine)
     }

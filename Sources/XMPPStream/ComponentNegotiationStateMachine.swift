@@ -48,7 +48,8 @@ public struct ComponentNegotiationStateMachine: Sendable {
         ///   - defaultHostname: The component's default hostname (stream `from`).
         ///   - tls: How TLS is used; STARTTLS by default.
         ///   - allowsLegacyFallback: Whether to report signs of a XEP-0114 port as a fallback.
-        public init(serverDomain: String, defaultHostname: String, tls: TLSPolicy = .startTLS, allowsLegacyFallback: Bool = false) {
+        public init(serverDomain: String, defaultHostname: String, tls: TLSPolicy = .startTLS, allowsLegacyFallback: Bool = false)
+        {
             self.serverDomain = serverDomain
             self.defaultHostname = defaultHostname
             self.tls = tls
@@ -292,7 +293,8 @@ public struct ComponentNegotiationStateMachine: Sendable {
             case .none:
                 if startTLS?.firstChild("required", namespace: Namespace.tls) != nil {
                     return self.fail(
-                        NegotiationError(.serverRequiresTLS, "the server requires STARTTLS but TLS is disabled in the configuration"))
+                        NegotiationError(
+                            .serverRequiresTLS, "the server requires STARTTLS but TLS is disabled in the configuration"))
                 }
             }
         }

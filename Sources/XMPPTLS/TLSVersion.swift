@@ -3,8 +3,10 @@
 /// Versions older than TLS 1.2 are deliberately not offered.
 public enum TLSVersion: Sendable, Hashable, Comparable, CaseIterable, CustomStringConvertible {
     /// TLS 1.2 (RFC 5246).
+    // swift-format-ignore: AlwaysUseLowerCamelCase
     case v1_2
     /// TLS 1.3 (RFC 8446).
+    // swift-format-ignore: AlwaysUseLowerCamelCase
     case v1_3
 
     /// The conventional name of the version, for example `"TLSv1.2"`.

@@ -1,7 +1,7 @@
 import ArgumentParser
 import ComponentHost
-import StockPlugins
 import Foundation
+import StockPlugins
 
 /// `component-host check-config --config host.toml`
 struct CheckConfigCommand: ParsableCommand {

@@ -1,10 +1,10 @@
 import ComponentHost
-import StockPlugins
 import ComponentKit
 import Foundation
 import Logging
 import ReferenceServer
 import ServiceLifecycle
+import StockPlugins
 import XMPPCore
 import XMPPSASL
 import XMPPTLS
@@ -52,7 +52,9 @@ struct Demo {
         let server = try await ReferenceServer.start(
             configuration: serverConfiguration, logger: Logger(label: "reference-server"))
         self.write("component-host demo")
-        self.write("  reference server  \(Self.domain) on 127.0.0.1:\(server.port)  (XEP-0225; STARTTLS required; SASL by Cyrus from \(sasldb))")
+        self.write(
+            "  reference server  \(Self.domain) on 127.0.0.1:\(server.port)  (XEP-0225; STARTTLS required; SASL by Cyrus from \(sasldb))"
+        )
 
         // 2. The host's configuration file, as an operator would write it.
         let configPath = directory + "/host.toml"
@@ -99,23 +101,30 @@ struct Demo {
             try await server.waitUntilBound("echo.example.test", timeout: .seconds(20))
             try await server.waitUntilBound("kv.example.test", timeout: .seconds(20))
             let status = try await Self.status(client)
-            return "connected over \(status.protocolInUse ?? "?"), \(status.tlsVersion ?? "no TLS"), SASL \(status.saslMechanism ?? "?")"
+            return
+                "connected over \(status.protocolInUse ?? "?"), \(status.tlsVersion ?? "no TLS"), SASL \(status.saslMechanism ?? "?")"
         }
 
         await self.step("alice sends a message to echo.example.test", &report) {
             let reply = try await self.exchange(
                 server, users,
-                Message(type: .chat, from: try JID(Self.alice), to: try JID("echo.example.test"), id: "demo-1", body: "Hello, component!"))
+                Message(
+                    type: .chat, from: try JID(Self.alice), to: try JID("echo.example.test"), id: "demo-1",
+                    body: "Hello, component!"))
             try Self.expect(Message(reply)?.body == "echo: Hello, component!", "the echo should carry the prefix and the body")
             return nil
         }
 
         await self.step("alice stores and reads a value in kv.example.test (messages)", &report) {
             let set = try await self.exchange(
-                server, users, Message(type: .chat, from: try JID(Self.alice), to: try JID("kv.example.test"), id: "demo-2", body: "set colour blue"))
+                server, users,
+                Message(
+                    type: .chat, from: try JID(Self.alice), to: try JID("kv.example.test"), id: "demo-2", body: "set colour blue")
+            )
             try Self.expect(Message(set)?.body == "ok", "set should answer ok")
             let get = try await self.exchange(
-                server, users, Message(type: .chat, from: try JID(Self.alice), to: try JID("kv.example.test"), id: "demo-3", body: "get colour"))
+                server, users,
+                Message(type: .chat, from: try JID(Self.alice), to: try JID("kv.example.test"), id: "demo-3", body: "get colour"))
             try Self.expect(Message(get)?.body == "blue", "get should answer the stored value")
             return nil
         }
@@ -125,23 +134,29 @@ struct Demo {
                 "query", namespace: "urn:example:kv",
                 children: [Element("item", namespace: "urn:example:kv", attributes: ["key": "colour"])])
             let answer = try await self.exchange(
-                server, users, IQ(type: .get, from: try JID(Self.alice), to: try JID("kv.example.test"), id: "demo-4", payload: query))
+                server, users,
+                IQ(type: .get, from: try JID(Self.alice), to: try JID("kv.example.test"), id: "demo-4", payload: query))
             try Self.expect(answer["type"] == "result", "the query should succeed")
-            try Self.expect(IQ(answer)?.payload?.firstChild("item", namespace: "urn:example:kv")?.text == "blue", "the item should be blue")
+            try Self.expect(
+                IQ(answer)?.payload?.firstChild("item", namespace: "urn:example:kv")?.text == "blue", "the item should be blue")
             return nil
         }
 
         await self.step("alice asks echo.example.test what it is (XEP-0030 disco#info)", &report) {
             let answer = try await self.exchange(
                 server, users,
-                IQ(type: .get, from: try JID(Self.alice), to: try JID("echo.example.test"), id: "demo-5",
-                   payload: Element("query", namespace: Namespace.discoInfo)))
+                IQ(
+                    type: .get, from: try JID(Self.alice), to: try JID("echo.example.test"), id: "demo-5",
+                    payload: Element("query", namespace: Namespace.discoInfo)))
             let features = IQ(answer)?.payload?.children("feature", namespace: Namespace.discoInfo).compactMap { $0["var"] } ?? []
             try Self.expect(features.contains(Namespace.ping), "disco#info should list XEP-0199 ping")
             return nil
         }
 
-        await self.step("the operator binds shout.example.test at runtime: component-host bind shout.example.test --plugin echo --set prefix=SHOUT:", &report) {
+        await self.step(
+            "the operator binds shout.example.test at runtime: component-host bind shout.example.test --plugin echo --set prefix=SHOUT:",
+            &report
+        ) {
             let response = try await client.send(
                 AdminRequest(command: .bind, hostname: "shout.example.test", plugin: "echo", set: ["prefix=SHOUT: "]))
             try Self.expect(response.ok, response.error ?? "the bind failed")
@@ -152,7 +167,9 @@ struct Demo {
         await self.step("alice sends a message to the new hostname", &report) {
             let reply = try await self.exchange(
                 server, users,
-                Message(type: .chat, from: try JID(Self.alice), to: try JID("shout.example.test"), id: "demo-6", body: "is anyone there?"))
+                Message(
+                    type: .chat, from: try JID(Self.alice), to: try JID("shout.example.test"), id: "demo-6",
+                    body: "is anyone there?"))
             try Self.expect(Message(reply)?.body == "SHOUT: is anyone there?", "the new hostname should answer")
             return nil
         }
@@ -169,7 +186,9 @@ struct Demo {
             try await server.waitUntilUnbound("shout.example.test", timeout: .seconds(10))
             let bounce = try await self.exchange(
                 server, users,
-                Message(type: .chat, from: try JID(Self.alice), to: try JID("shout.example.test"), id: "demo-7", body: "still there?"))
+                Message(
+                    type: .chat, from: try JID(Self.alice), to: try JID("shout.example.test"), id: "demo-7", body: "still there?")
+            )
             try Self.expect(bounce["type"] == "error", "the server should bounce the message")
             return nil
         }
@@ -227,7 +246,10 @@ struct Demo {
     }
 
     private static func writeSecret(_ secret: String, to path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+        guard
+            FileManager.default.createFile(
+                atPath: path, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        else {
             throw DemoFailure("cannot write \(path)")
         }
     }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import ComponentHost
-import StockPlugins
 import Logging
+import StockPlugins
 
 /// `component-host run --config host.toml`
 struct RunCommand: AsyncParsableCommand {

@@ -136,7 +136,8 @@ nonisolated func runCommands(_ server: ReferenceServer) async {
                 try server.setRoutingAlgorithm(algorithm, for: words[1])
                 say("ok")
             case ("transfer", 3), ("transfer", 4):
-                let answer = try await server.transfer(hostname: words[1], to: words[2], domain: words.count == 4 ? words[3] : nil)
+                let answer = try await server.transfer(
+                    hostname: words[1], to: words[2], domain: words.count == 4 ? words[3] : nil)
                 say(answer.type == .result ? "ok" : "refused: \(answer.error.map { "\($0)" } ?? "error")")
             case ("disconnect", 2):
                 try await server.disconnect(hostname: words[1])
@@ -144,7 +145,9 @@ nonisolated func runCommands(_ server: ReferenceServer) async {
             case (nil, _):
                 continue
             default:
-                say("error: commands are instances | routing DOMAIN [ALGORITHM] | transfer HOSTNAME HOST[:PORT] [DOMAIN] | disconnect HOSTNAME")
+                say(
+                    "error: commands are instances | routing DOMAIN [ALGORITHM] | transfer HOSTNAME HOST[:PORT] [DOMAIN] | disconnect HOSTNAME"
+                )
             }
         } catch {
             say("error: \(error)")
@@ -191,7 +194,8 @@ do {
     configuration.defaultRoutingAlgorithm = options.defaultRouting
 
     let server = try await ReferenceServer.start(configuration: configuration, logger: logger)
-    print("""
+    print(
+        """
         reference-server for \(options.domain) (DEVELOPMENT ONLY)
           XEP-0225 port:  \(server.port)  (STARTTLS required)
           XEP-0114 port:  \(server.legacyPort.map(String.init) ?? "off")

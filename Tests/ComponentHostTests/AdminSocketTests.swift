@@ -5,6 +5,7 @@ import NIOPosix
 import ServiceLifecycle
 import Testing
 import XMPPTestSupport
+
 @testable import ComponentHost
 
 @Suite("Admin socket", .timeLimit(.minutes(1)))
@@ -117,7 +118,9 @@ struct AdminSocketTests {
             address.sun_family = sa_family_t(AF_UNIX)
             withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(socket.utf8) + [0]) }
             _ = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
             }
             Glibc.close(fd)
         }

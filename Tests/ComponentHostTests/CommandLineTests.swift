@@ -1,15 +1,17 @@
 import ArgumentParser
 import ComponentHost
-import StockPlugins
 import Foundation
+import StockPlugins
 import Testing
 import XMPPTestSupport
+
 @testable import component_host
 
 @Suite("Command line", .timeLimit(.minutes(2)))
 struct CommandLineTests {
     @Test func parsesEverySubcommand() throws {
-        let run = try #require(try ComponentHostCommand.parseAsRoot(["run", "--config", "h.toml", "--log-format", "json"]) as? RunCommand)
+        let run = try #require(
+            try ComponentHostCommand.parseAsRoot(["run", "--config", "h.toml", "--log-format", "json"]) as? RunCommand)
         #expect(run.config.config == "h.toml")
         #expect(run.logging.logFormat == .json)
 
@@ -44,7 +46,9 @@ struct CommandLineTests {
             try ComponentHostCommand.parseAsRoot(["status", "--socket", "/a", "--config", "b"])
         }
         #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["run"]) }  // no --config
-        #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["run", "--config", "h", "--log-format", "xml"]) }
+        #expect(throws: (any Error).self) {
+            try ComponentHostCommand.parseAsRoot(["run", "--config", "h", "--log-format", "xml"])
+        }
         #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["demo", "--no-such-flag"]) }
         #expect(try ComponentHostCommand.parseAsRoot(["demo", "--keep"]) is DemoCommand)
     }
@@ -81,7 +85,10 @@ struct CommandLineTests {
         let check = try await Self.run(binary, ["check-config", "--config", path])
         #expect(check.status == 0)
         #expect(check.output.contains("\(path): OK"))
-        #expect(check.output.contains("kv.example.com → kv (max_key_bytes = 256, max_keys = 1000, max_value_bytes = 4096, read_only = false, writers = \"\")"))
+        #expect(
+            check.output.contains(
+                "kv.example.com → kv (max_key_bytes = 256, max_keys = 1000, max_value_bytes = 4096, read_only = false, writers = \"\")"
+            ))
         #expect(!check.output.contains(Fixtures.password))
 
         let broken = try directory.write("broken.toml", Fixtures.configuration().replacingOccurrences(of: "tls =", with: "tsl ="))
@@ -110,7 +117,8 @@ struct CommandLineTests {
 
     static var binaryPath: String? {
         let candidates = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("component-host").path,
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("component-host")
+                .path,
             URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent().appendingPathComponent("component-host").path,
             FileManager.default.currentDirectoryPath + "/.build/debug/component-host",

@@ -1,6 +1,7 @@
 import ComponentKit
 import Foundation
 import Testing
+
 @testable import ComponentHost
 @testable import StockPlugins
 
@@ -33,16 +34,20 @@ struct ConfigurationTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let text = Fixtures.configuration().replacingOccurrences(
-            of: "[admin]", with: "[limits]\nhostname_stanzas = 100\nhostname_bytes = 1048576\nconnection_bytes = 8388608\n\n[admin]")
-        let configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:], registry: .stock)
+            of: "[admin]",
+            with: "[limits]\nhostname_stanzas = 100\nhostname_bytes = 1048576\nconnection_bytes = 8388608\n\n[admin]")
+        let configuration = try HostConfiguration.load(
+            path: try Fixtures.write(in: directory, text), environment: [:], registry: .stock)
         let kit = configuration.componentConfiguration
         #expect(kit.hostnameBudget == HostnameBudget(maxStanzas: 100, maxBytes: 1 << 20))
         #expect(kit.connectionBudget == ConnectionBudgetPolicy(maxBytes: 8 << 20))
         // Defaults when absent.
-        let plain = try HostConfiguration.load(path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:], registry: .stock)
+        let plain = try HostConfiguration.load(
+            path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:], registry: .stock)
         #expect(plain.componentConfiguration.hostnameBudget == HostnameBudget())
 
-        let small = Fixtures.configuration().replacingOccurrences(of: "[admin]", with: "[limits]\nhostname_bytes = 1000\n\n[admin]")
+        let small = Fixtures.configuration().replacingOccurrences(
+            of: "[admin]", with: "[limits]\nhostname_bytes = 1000\n\n[admin]")
         let error = #expect(throws: ConfigurationError.self) {
             try HostConfiguration.load(path: try Fixtures.write(in: directory, small), environment: [:], registry: .stock)
         }
@@ -90,27 +95,48 @@ struct ConfigurationTests {
         ("port = 1", "prot = 1", "host.toml:3: server.prot: unknown key; did you mean \"port\"?"),
         ("port = 1", "port = \"5270\"", "host.toml:3: server.port: expected an integer, found a string"),
         ("port = 1", "port = 70000", "host.toml:3: server.port: expected a port from 1 to 65535, found 70000"),
-        ("protocol = \"xep0225\"", "protocol = \"xmpp\"",
-         "host.toml:5: server.protocol: expected one of auto, xep0225, xep0114; found \"xmpp\""),
+        (
+            "protocol = \"xep0225\"", "protocol = \"xmpp\"",
+            "host.toml:5: server.protocol: expected one of auto, xep0225, xep0114; found \"xmpp\""
+        ),
         ("tls = \"starttls\"", "tls = true", "host.toml:6: server.tls: expected a string, found a boolean"),
-        ("domain = \"example.com\"", "domain = \"user@example.com\"",
-         "host.toml:4: server.domain: expected a domain name (e.g. \"example.com\"), found \"user@example.com\""),
-        ("domain = \"example.com\"\n", "",
-         "host.toml:1: server.domain: required: the server's XMPP domain (e.g. \"example.com\")"),
-        ("plugin = \"echo\"", "plugin = \"ehco\"",
-         "host.toml:17: component[0].plugin: unknown plugin \"ehco\"; this host has: echo, external, kv"),
-        ("prefix = \"> \"", "prefix = 3",
-         "host.toml:19: component[0].options.prefix: option 'prefix' of plugin 'echo' must be a string, not an integer (3)"),
-        ("prefix = \"> \"", "prefx = \"> \"",
-         "host.toml:19: component[0].options.prefx: unknown option 'prefx': plugin 'echo' takes: prefix"),
-        ("hostname = \"kv.example.com\"", "hostname = \"ECHO.example.com\"",
-         "host.toml:22: component[1].hostname: ECHO.example.com is already configured by component[0] (line 15)"),
+        (
+            "domain = \"example.com\"", "domain = \"user@example.com\"",
+            "host.toml:4: server.domain: expected a domain name (e.g. \"example.com\"), found \"user@example.com\""
+        ),
+        (
+            "domain = \"example.com\"\n", "",
+            "host.toml:1: server.domain: required: the server's XMPP domain (e.g. \"example.com\")"
+        ),
+        (
+            "plugin = \"echo\"", "plugin = \"ehco\"",
+            "host.toml:17: component[0].plugin: unknown plugin \"ehco\"; this host has: echo, external, kv"
+        ),
+        (
+            "prefix = \"> \"", "prefix = 3",
+            "host.toml:19: component[0].options.prefix: option 'prefix' of plugin 'echo' must be a string, not an integer (3)"
+        ),
+        (
+            "prefix = \"> \"", "prefx = \"> \"",
+            "host.toml:19: component[0].options.prefx: unknown option 'prefx': plugin 'echo' takes: prefix"
+        ),
+        (
+            "hostname = \"kv.example.com\"", "hostname = \"ECHO.example.com\"",
+            "host.toml:22: component[1].hostname: ECHO.example.com is already configured by component[0] (line 15)"
+        ),
         ("[admin]", "[admn]", "host.toml:12: admn: unknown key; did you mean \"admin\"?"),
-        ("password_file = \"password\"", "password_file = \"missing\"",
-         "host.toml:10: auth.password_file: cannot read DIR/missing: No such file or directory"),
-        ("port = 1", "port = 1\nport = 2",
-         "host.toml:4: TOML syntax: Error while parsing key-value pair: cannot redefine existing integer 'port'"),
-        ("[server]", "[server]\nsecret = 1", "host.toml:2: server.secret: unknown key; expected one of: host, port, domain, protocol, tls, ca_file, server_name, allow_plaintext_handshake, allow_insecure_plaintext"),
+        (
+            "password_file = \"password\"", "password_file = \"missing\"",
+            "host.toml:10: auth.password_file: cannot read DIR/missing: No such file or directory"
+        ),
+        (
+            "port = 1", "port = 1\nport = 2",
+            "host.toml:4: TOML syntax: Error while parsing key-value pair: cannot redefine existing integer 'port'"
+        ),
+        (
+            "[server]", "[server]\nsecret = 1",
+            "host.toml:2: server.secret: unknown key; expected one of: host, port, domain, protocol, tls, ca_file, server_name, allow_plaintext_handshake, allow_insecure_plaintext"
+        ),
     ])
     func errorsNameLineKeyAndExpectation(_ find: String, _ replace: String, _ expected: String) throws {
         let directory = try TemporaryDirectory()
@@ -158,7 +184,10 @@ struct ConfigurationTests {
         #expect(explanation.contains("tls:        none (cleartext)"))
         #expect(explanation.contains("password from environment variable P"))
         #expect(explanation.contains("  echo.example.com → echo (prefix = \"> \")"))
-        #expect(explanation.contains("  kv.example.com → kv (max_key_bytes = 256, max_keys = 1000, max_value_bytes = 4096, read_only = false, writers = \"\")"))
+        #expect(
+            explanation.contains(
+                "  kv.example.com → kv (max_key_bytes = 256, max_keys = 1000, max_value_bytes = 4096, read_only = false, writers = \"\")"
+            ))
         #expect(configuration.warnings.count == 1)
         #expect(explanation.contains("warning: XEP-0114 handshakes go in cleartext to xmpp.example.com"))
         let loopback = try HostConfiguration.parse(

@@ -8,6 +8,7 @@ import Prometheus
 import ServiceLifecycle
 import Testing
 import XMPPCore
+
 @testable import ComponentHost
 @testable import StockPlugins
 
@@ -30,7 +31,9 @@ struct HostHardeningTests {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let path = try Fixtures.write(in: directory, Self.server("protocol = \"xep0114\"\ntls = \"starttls\""))
-        let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.load(path: path, environment: [:], registry: .stock) }
+        let error = #expect(throws: ConfigurationError.self) {
+            try HostConfiguration.load(path: path, environment: [:], registry: .stock)
+        }
         #expect(error?.description.contains("server.tls") == true, "\(String(describing: error))")
         #expect(error?.description.contains("direct") == true)
     }
@@ -53,11 +56,14 @@ struct HostHardeningTests {
         let remote = Self.server("protocol = \"xep0225\"\ntls = \"none\"")
             .replacingOccurrences(of: "host = \"127.0.0.1\"", with: "host = \"xmpp.example.com\"")
         let refused = try Fixtures.write(in: directory, remote)
-        let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.load(path: refused, environment: [:], registry: .stock) }
+        let error = #expect(throws: ConfigurationError.self) {
+            try HostConfiguration.load(path: refused, environment: [:], registry: .stock)
+        }
         #expect(error?.description.contains("allow_insecure_plaintext") == true, "\(String(describing: error))")
 
         let allowed = try Fixtures.write(
-            in: directory, remote.replacingOccurrences(of: "tls = \"none\"", with: "tls = \"none\"\nallow_insecure_plaintext = true"))
+            in: directory,
+            remote.replacingOccurrences(of: "tls = \"none\"", with: "tls = \"none\"\nallow_insecure_plaintext = true"))
         let configuration = try HostConfiguration.load(path: allowed, environment: [:], registry: .stock)
         #expect(configuration.componentConfiguration.allowInsecurePlaintext)
         #expect(configuration.warnings.contains { $0.contains("SCRAM") || $0.contains("cleartext") })
@@ -70,7 +76,8 @@ struct HostHardeningTests {
         defer { directory.cleanup() }
         let text = Fixtures.configuration().replacingOccurrences(
             of: "password_file = \"password\"", with: "password_file = \"password\"\nrequire_channel_binding = true")
-        let configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:], registry: .stock)
+        let configuration = try HostConfiguration.load(
+            path: try Fixtures.write(in: directory, text), environment: [:], registry: .stock)
         #expect(configuration.componentConfiguration.requireChannelBinding)
         #expect(configuration.explanation.contains("channel binding required"))
 
@@ -151,9 +158,12 @@ struct HostHardeningTests {
         let text = Fixtures.configuration().replacingOccurrences(
             of: "password_file = \"password\"", with: "password_credential = \"xmpp-password\"")
         let path = try directory.write("host.toml", text)
-        let configuration = try HostConfiguration.load(path: path, environment: ["CREDENTIALS_DIRECTORY": credentials], registry: .stock)
+        let configuration = try HostConfiguration.load(
+            path: path, environment: ["CREDENTIALS_DIRECTORY": credentials], registry: .stock)
         #expect(configuration.auth.password.value == "from-credential")
-        let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.load(path: path, environment: [:], registry: .stock) }
+        let error = #expect(throws: ConfigurationError.self) {
+            try HostConfiguration.load(path: path, environment: [:], registry: .stock)
+        }
         #expect(error?.description.contains("CREDENTIALS_DIRECTORY") == true, "\(String(describing: error))")
     }
 
@@ -272,7 +282,10 @@ struct HostHardeningTests {
     @Test func kvPluginOptionsForTheLimits() throws {
         let options = try PluginRegistry.stock.validate(
             plugin: "kv",
-            options: ["max_key_bytes": .integer(32), "max_value_bytes": .integer(100), "writers": .string("admin@example.com, ops@example.com")])
+            options: [
+                "max_key_bytes": .integer(32), "max_value_bytes": .integer(100),
+                "writers": .string("admin@example.com, ops@example.com"),
+            ])
         let limits = try KeyValuePlugin.limits(options)
         #expect(limits.maxKeyBytes == 32)
         #expect(limits.maxValueBytes == 100)
@@ -289,11 +302,15 @@ extension HostHardeningTests {
     /// parse_key) on a control character, so `check-config` or a SIGHUP reload crashed.
     @Test func controlCharactersAreASyntaxErrorNotACrash() {
         for text in ["[\u{01}s]\n", "[server]\nhost = \"a\u{00}b\"\n", "x\u{7F} = 1\n"] {
-            let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.parse(text, path: "host.toml", registry: .stock) }
+            let error = #expect(throws: ConfigurationError.self) {
+                try HostConfiguration.parse(text, path: "host.toml", registry: .stock)
+            }
             #expect(error?.description.contains("control character") == true, "\(String(describing: error))")
         }
         for text in ["[# wh.cin1\n", "[[ {a = 1}]]\n", "[\nho: Sa= 1\n", "[\u{34C}\n"] {
-            let error = #expect(throws: ConfigurationError.self) { try HostConfiguration.parse(text, path: "host.toml", registry: .stock) }
+            let error = #expect(throws: ConfigurationError.self) {
+                try HostConfiguration.parse(text, path: "host.toml", registry: .stock)
+            }
             #expect(error?.description.contains("table header") == true, "\(String(describing: error))")
         }
     }

@@ -1,10 +1,12 @@
-@testable import ComponentKit
 import Foundation
+import KeyValueComponent
 import Logging
 import Testing
-import XMPPTestSupport
 import XMPPCore
+import XMPPTestSupport
+
 @testable import ComponentHost
+@testable import ComponentKit
 @testable import StockPlugins
 
 @Suite("Host (no server)", .timeLimit(.minutes(1)))
@@ -180,7 +182,8 @@ struct HostTests {
         let hosted = try #require(await host.hostedHandler(for: "hang.example.com"))
         let echo = try #require(await host.hostedHandler(for: "echo.example.com"))
         let context = ComponentContext(hostname: "hang.example.com", logger: Self.logger, transport: host.connection)
-        let message = Stanza.message(Message(type: .chat, from: try JID("u@example.com"), to: try JID("hang.example.com"), id: "m1", body: "hi"))
+        let message = Stanza.message(
+            Message(type: .chat, from: try JID("u@example.com"), to: try JID("hang.example.com"), id: "m1", body: "hi"))
         let task = Task { try await hosted.handle(message, in: context) }
         while hosted.watchdog.inFlightCount == 0 { await Task.yield() }
 
@@ -239,8 +242,6 @@ enum HangingPlugin: ComponentPlugin {
         }
     }
 }
-
-import KeyValueComponent
 
 enum KeyValueComponentProbe {
     typealias Handler = KeyValueComponent

@@ -16,11 +16,14 @@ struct InstanceHostTests {
     @Test func weightIsReadAndChecked() throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
-        let text = Fixtures.configuration(extra: "\n[[component]]\nhostname = \"search.example.com/eu-1\"\nplugin = \"echo\"\nweight = 3\n")
-        let configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, text), environment: [:], registry: .stock)
+        let text = Fixtures.configuration(
+            extra: "\n[[component]]\nhostname = \"search.example.com/eu-1\"\nplugin = \"echo\"\nweight = 3\n")
+        let configuration = try HostConfiguration.load(
+            path: try Fixtures.write(in: directory, text), environment: [:], registry: .stock)
         #expect(configuration.components.map(\.hostname).last == "search.example.com/eu-1")
         #expect(configuration.components.map(\.weight) == [nil, nil, 3])
-        for (bad, message) in [("0", "expected at least 1, found 0"), ("1001", "expected an integer from 1 to 1000, found 1001")] {
+        for (bad, message) in [("0", "expected at least 1, found 0"), ("1001", "expected an integer from 1 to 1000, found 1001")]
+        {
             let broken = text.replacingOccurrences(of: "weight = 3", with: "weight = \(bad)")
             let error = #expect(throws: ConfigurationError.self) {
                 try HostConfiguration.load(path: try Fixtures.write(in: directory, broken), environment: [:], registry: .stock)
@@ -36,7 +39,8 @@ struct InstanceHostTests {
         new.weight = 5
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
-        var configuration = try HostConfiguration.load(path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:], registry: .stock)
+        var configuration = try HostConfiguration.load(
+            path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:], registry: .stock)
         configuration.components = [old]
         var changed = configuration
         changed.components = [new]
@@ -46,7 +50,9 @@ struct InstanceHostTests {
 
     @Test func instancesFromTheFileAndAtRunTimeBindWithTheirWeights() async throws {
         try await LiveHostTests.Setup.with { setup in
-            var text = setup.configuration(components: [("search.example.test/eu-1", "echo"), ("search.example.test/eu-2", "echo")])
+            var text = setup.configuration(components: [
+                ("search.example.test/eu-1", "echo"), ("search.example.test/eu-2", "echo"),
+            ])
             text = text.replacingOccurrences(
                 of: "hostname = \"search.example.test/eu-1\"\nplugin = \"echo\"\n",
                 with: "hostname = \"search.example.test/eu-1\"\nplugin = \"echo\"\nweight = 3\n")
@@ -56,10 +62,11 @@ struct InstanceHostTests {
             try await LiveHostTests.whileRunning(host) {
                 try await setup.server.waitUntilBound("search.example.test/eu-1")
                 try await setup.server.waitUntilBound("search.example.test/eu-2")
-                #expect(setup.server.instances == [
-                    BoundInstance(hostname: "search.example.test/eu-1", weight: 3),
-                    BoundInstance(hostname: "search.example.test/eu-2", weight: 1),
-                ])
+                #expect(
+                    setup.server.instances == [
+                        BoundInstance(hostname: "search.example.test/eu-1", weight: 3),
+                        BoundInstance(hostname: "search.example.test/eu-2", weight: 1),
+                    ])
                 // What `component-host bind search.example.test/eu-3 --plugin echo` does.
                 try await host.bind("search.example.test/eu-3", plugin: "echo")
                 try await setup.server.waitUntilBound("search.example.test/eu-3")

@@ -85,7 +85,11 @@ struct LiveHostTests {
         /// Runs `body` with a fresh setup and stops it on every path (a failed `#require` too).
         static func with<Result>(_ body: (Setup) async throws -> Result) async throws -> Result {
             let setup = try await Setup()
-            return try await withCleanup { try await body(setup) } cleanup: { await setup.stop() }
+            return try await withCleanup {
+                try await body(setup)
+            } cleanup: {
+                await setup.stop()
+            }
         }
     }
 
@@ -150,20 +154,29 @@ struct LiveHostTests {
 
             // The failing plugin's IQ gets internal-server-error; its messages get nothing.
             try setup.server.inject(
-                IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "b1",
-                   payload: Element("query", namespace: "urn:example:boom")).element)
+                IQ(
+                    type: .get, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "b1",
+                    payload: Element("query", namespace: "urn:example:boom")
+                ).element)
             let answer = try #require(try await setup.users.take(id: "b1", timeout: .seconds(10)))
             #expect(IQ(answer)?.error?.condition == .internalServerError)
             for index in 0..<5 {
                 try setup.server.inject(
-                    Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "bm\(index)", body: "x").element)
-        }
-        // The other plugin, and the failing one's next stanzas, carry on.
-        #expect(Message(try await setup.ask("echo.example.test", "still here", id: "e1"))?.body == "still here")
-        try setup.server.inject(
-            IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "b2",
-               payload: Element("query", namespace: "urn:example:boom")).element)
-        #expect(IQ(try #require(try await setup.users.take(id: "b2", timeout: .seconds(10))))?.error?.condition == .internalServerError)
+                    Message(
+                        type: .chat, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "bm\(index)",
+                        body: "x"
+                    ).element)
+            }
+            // The other plugin, and the failing one's next stanzas, carry on.
+            #expect(Message(try await setup.ask("echo.example.test", "still here", id: "e1"))?.body == "still here")
+            try setup.server.inject(
+                IQ(
+                    type: .get, from: try JID("alice@example.test/x"), to: try JID("boom.example.test"), id: "b2",
+                    payload: Element("query", namespace: "urn:example:boom")
+                ).element)
+            #expect(
+                IQ(try #require(try await setup.users.take(id: "b2", timeout: .seconds(10))))?.error?.condition
+                    == .internalServerError)
 
         }
     }
@@ -246,8 +259,10 @@ struct LiveHostTests {
                     #expect(Message(try await setup.ask("echo.example.test", "m\(index)", id: "me\(index)"))?.body == "m\(index)")
                 }
                 try setup.server.inject(
-                    IQ(type: .get, from: try JID("alice@example.test/x"), to: try JID("kv.example.test"), id: "mi1",
-                       payload: Element("query", namespace: Namespace.discoInfo)).element)
+                    IQ(
+                        type: .get, from: try JID("alice@example.test/x"), to: try JID("kv.example.test"), id: "mi1",
+                        payload: Element("query", namespace: Namespace.discoInfo)
+                    ).element)
                 let iq = try #require(try await setup.users.take(id: "mi1", timeout: .seconds(10)))
                 #expect(iq["type"] == "result")
 
@@ -355,7 +370,9 @@ final class SilentListener: Sendable {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, listen(descriptor, 8) == 0 else {
             Glibc.close(descriptor)

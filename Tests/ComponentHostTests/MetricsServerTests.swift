@@ -5,8 +5,10 @@ import NIOCore
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 import Testing
 import XMPPTestSupport
+
 @testable import ComponentHost
 
 @Suite("Metrics endpoint", .timeLimit(.minutes(1)))
@@ -46,7 +48,8 @@ struct MetricsServerTests {
         let group = ServiceGroup(services: [server], logger: Logger(label: "test"))
         async let running: Void = group.run()
         do {
-            let port = try #require(try await withDeadline(.seconds(20), "the metrics server's port") { await ports.first { _ in true } })
+            let port = try #require(
+                try await withDeadline(.seconds(20), "the metrics server's port") { await ports.first { _ in true } })
             let response = try await Self.get(port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
             #expect(response.hasPrefix("HTTP/1.1 200 OK\r\n"))
             #expect(response.contains("Content-Type: text/plain; version=0.0.4"))
@@ -66,7 +69,9 @@ struct MetricsServerTests {
             time: Date(timeIntervalSince1970: 0), level: .info, label: "host", message: "bound \"x\"\n",
             metadata: ["component.hostname": "a.example.com", "n": .array(["1"])])
         #expect(
-            line == #"{"time":"1970-01-01T00:00:00Z","level":"info","label":"host","message":"bound \"x\"\n","metadata":{"component.hostname":"a.example.com","n":["1"]}}"#)
+            line
+                == #"{"time":"1970-01-01T00:00:00Z","level":"info","label":"host","message":"bound \"x\"\n","metadata":{"component.hostname":"a.example.com","n":["1"]}}"#
+        )
     }
 }
 
@@ -75,5 +80,3 @@ final class ManagedCounter: Sendable {
     func increment() { self.count.withLock { $0 += 1 } }
     var value: Int { self.count.withLock { $0 } }
 }
-
-import Synchronization

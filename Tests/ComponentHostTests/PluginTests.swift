@@ -3,6 +3,7 @@ import KeyValueComponent
 import Logging
 import Testing
 import XMPPCore
+
 @testable import ComponentHost
 @testable import StockPlugins
 
@@ -12,7 +13,10 @@ struct PluginTests {
         #expect(PluginRegistry.stock.plugins.map(\.name) == ["echo", "external", "kv"])
         // The example plugins live in StockPlugins: the host library carries only the built-in `external`.
         #expect(PluginRegistry.standard.plugins.map(\.name) == ["external"])
-        #expect(PluginRegistry.stock["kv"]?.options.map(\.name) == ["max_keys", "read_only", "max_key_bytes", "max_value_bytes", "writers"])
+        #expect(
+            PluginRegistry.stock["kv"]?.options.map(\.name) == [
+                "max_keys", "read_only", "max_key_bytes", "max_value_bytes", "writers",
+            ])
     }
 
     @Test func duplicateNamesAreRefused() {
@@ -25,16 +29,19 @@ struct PluginTests {
     @Test func validationFillsDefaultsAndChecksTypes() throws {
         let registry = PluginRegistry.stock
         let options = try registry.validate(plugin: "kv", options: ["max_keys": .integer(5)])
-        #expect(options.values == [
-            "max_keys": .integer(5), "read_only": .boolean(false), "max_key_bytes": .integer(256),
-            "max_value_bytes": .integer(4096), "writers": .string(""),
-        ])
+        #expect(
+            options.values == [
+                "max_keys": .integer(5), "read_only": .boolean(false), "max_key_bytes": .integer(256),
+                "max_value_bytes": .integer(4096), "writers": .string(""),
+            ])
 
         let unknown = #expect(throws: PluginError.self) {
             try registry.validate(plugin: "kv", options: ["max": .integer(5)])
         }
         #expect(unknown?.kind == .unknownOption)
-        #expect(unknown?.message == "unknown option 'max': plugin 'kv' takes: max_key_bytes, max_keys, max_value_bytes, read_only, writers")
+        #expect(
+            unknown?.message
+                == "unknown option 'max': plugin 'kv' takes: max_key_bytes, max_keys, max_value_bytes, read_only, writers")
 
         let wrongType = #expect(throws: PluginError.self) {
             try registry.validate(plugin: "kv", options: ["read_only": .string("yes")])

@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import ComponentHost
 
 /// A fresh temporary directory, removed by `cleanup()`.

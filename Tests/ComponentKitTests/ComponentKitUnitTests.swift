@@ -1,3 +1,4 @@
+import ComponentKitTesting
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -6,7 +7,6 @@ import XMPPCore
 import XMPPStream
 
 @testable import ComponentKit
-import ComponentKitTesting
 
 @Suite("ComponentKit building blocks")
 struct ComponentKitUnitTests {
@@ -199,7 +199,8 @@ struct ComponentKitUnitTests {
         let request = IQ(
             type: .get, from: try JID("u@example.com/r"), to: try JID("echo.example.com"), id: "d1",
             payload: Element("query", namespace: Namespace.discoInfo))
-        let info = DiscoInfo(identities: [.init(category: "gateway", type: "irc", name: "IRC")], features: ["urn:x:a", Namespace.ping])
+        let info = DiscoInfo(
+            identities: [.init(category: "gateway", type: "irc", name: "IRC")], features: ["urn:x:a", Namespace.ping])
         let test = TestContext(hostname: "echo.example.com")
         let answer = try #require(await test.answer(to: request, from: ClosureHandler(discoInfo: info) { _, _ in }))
         #expect(answer.type == .result)
@@ -253,7 +254,8 @@ struct ComponentKitUnitTests {
             password: Secret("s"))
         configuration.tlsMode = .none
         #expect(throws: NegotiationError.self) {
-            try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
+            try ComponentStream.checkPlaintextHandshakePolicy(
+                configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
         }
         configuration.tlsMode = .none
         configuration.allowPlaintextHandshake = true
@@ -264,11 +266,13 @@ struct ComponentKitUnitTests {
         configuration.tlsMode = .none
         for host in ["127.0.0.1", "localhost", "::1"] {
             configuration.host = host
-            try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
+            try ComponentStream.checkPlaintextHandshakePolicy(
+                configuration: configuration, kind: .xep0114(hostname: "c.example.com"))
         }
         // XEP-0225 negotiates TLS itself; the policy is about the legacy digest only.
         configuration.host = "xmpp.example.com"
-        try ComponentStream.checkPlaintextHandshakePolicy(configuration: configuration, kind: .xep0225(allowsLegacyFallback: false))
+        try ComponentStream.checkPlaintextHandshakePolicy(
+            configuration: configuration, kind: .xep0225(allowsLegacyFallback: false))
     }
 
     @Test func secretsNeverPrint() throws {
@@ -288,7 +292,9 @@ struct ComponentKitUnitTests {
                 host: "127.0.0.1", port: 1, serverDomain: "example.com", identity: "c.example.com", password: Secret("s")))
         #expect(throws: ComponentError.self) { try connection.register("user@example.com", handler: ClosureHandler { _, _ in }) }
         #expect(throws: ComponentError.self) { try connection.register("", handler: ClosureHandler { _, _ in }) }
-        #expect(throws: ComponentError.self) { try connection.register("bad host.example.com", handler: ClosureHandler { _, _ in }) }
+        #expect(throws: ComponentError.self) {
+            try connection.register("bad host.example.com", handler: ClosureHandler { _, _ in })
+        }
         #expect(throws: Never.self) { try connection.register("echo.example.com", handler: ClosureHandler { _, _ in }) }
         let duplicate = #expect(throws: ComponentError.self) {
             try connection.register("ECHO.example.com", handler: ClosureHandler { _, _ in })

@@ -1,6 +1,7 @@
-@testable import ComponentKit
 import Testing
 import XMPPCore
+
+@testable import ComponentKit
 
 /// The connection's state machine alone: no sockets, no event loop, no time.
 @Suite("Connection state machine")
@@ -34,7 +35,8 @@ struct ConnectionStateMachineTests {
         // The server routes to a hostname whose bind is in flight: delivered, not bounced.
         #expect(machine.route(self.a) == .deliver(self.a, mayAnswer: true))
         #expect(machine.send(from: self.a) == .queue(self.a))
-        let check6 = machine.bindSucceeded(self.a, requestID: "b1", hostname: "a.example") == .bound(hostname: "a.example", rebind: false)
+        let check6 =
+            machine.bindSucceeded(self.a, requestID: "b1", hostname: "a.example") == .bound(hostname: "a.example", rebind: false)
         #expect(check6)
         #expect(machine.route(HostnameKey(address: "user@A.example/r")!) == .deliver(self.a, mayAnswer: true))
         #expect(machine.send(from: HostnameKey(address: "bot@a.example/x")!) == .write(self.a))
@@ -78,7 +80,8 @@ struct ConnectionStateMachineTests {
         #expect(check16)
         let check17 = machine.bindStarted(self.a, requestID: "b4")
         #expect(check17)
-        let check18 = machine.bindSucceeded(self.a, requestID: "b4", hostname: "a.example") == .bound(hostname: "a.example", rebind: true)
+        let check18 =
+            machine.bindSucceeded(self.a, requestID: "b4", hostname: "a.example") == .bound(hostname: "a.example", rebind: true)
         #expect(check18)
         #expect(machine.hostnames[self.a]?.conflictRetries == 0)
     }
@@ -125,7 +128,8 @@ struct ConnectionStateMachineTests {
         // The server holds no such binding: removed here too (no phantom binding).
         let check27 = machine.unbindStarted(self.b, requestID: "u3") == .send(hostname: "b.example")
         #expect(check27)
-        let check28 = machine.unbindAnswered(self.b, requestID: "u3", outcome: .refused(.itemNotFound)) == .removed(hostname: "b.example")
+        let check28 =
+            machine.unbindAnswered(self.b, requestID: "u3", outcome: .refused(.itemNotFound)) == .removed(hostname: "b.example")
         #expect(check28)
         #expect(machine.hostnames.isEmpty)
     }
@@ -137,7 +141,9 @@ struct ConnectionStateMachineTests {
         _ = machine.bindSucceeded(self.a, requestID: "b1", hostname: "a.example")
         let check30 = machine.unbindStarted(self.a, requestID: "u1") == .send(hostname: "a.example")
         #expect(check30)
-        let check31 = machine.unbindAnswered(self.a, requestID: "u1", outcome: .refused(.notAllowed)) == .stillBound(hostname: "a.example", announce: false)
+        let check31 =
+            machine.unbindAnswered(self.a, requestID: "u1", outcome: .refused(.notAllowed))
+            == .stillBound(hostname: "a.example", announce: false)
         #expect(check31)
         #expect(machine.send(from: self.a) == .write(self.a))
         let check32 = machine.unbindAnswered(self.a, requestID: "u1", outcome: .succeeded) == .stale
@@ -209,7 +215,8 @@ struct ConnectionStateMachineTests {
         #expect(step10)
         let step11 = machine.unbindStarted(c, requestID: "u3") == .send(hostname: "c.example")
         #expect(step11)
-        let step12 = machine.unbindAnswered(c, requestID: "u3", outcome: .noAnswer) == .stillBound(hostname: "c.example", announce: true)
+        let step12 =
+            machine.unbindAnswered(c, requestID: "u3", outcome: .noAnswer) == .stillBound(hostname: "c.example", announce: true)
         #expect(step12)
         let step13 = machine.unbindStarted(c, requestID: "u4") == .send(hostname: "c.example")
         #expect(step13)

@@ -1,6 +1,7 @@
-@testable import ComponentKit
 import Testing
 import XMPPCore
+
+@testable import ComponentKit
 
 /// Several instances of one domain on one connection, the bind weight on the wire, sticky
 /// transfer targets and IQ 302 answers: no sockets.
@@ -36,7 +37,8 @@ struct InstanceStateTests {
             }
             seen[first, default: 0] += 1
             for _ in 0..<3 {
-                #expect(machine.route(HostnameKey(address: "bot@search.example")!, from: sender) == .deliver(first, mayAnswer: true))
+                #expect(
+                    machine.route(HostnameKey(address: "bot@search.example")!, from: sender) == .deliver(first, mayAnswer: true))
             }
         }
         #expect(seen.count == 2, "both instances get senders: \(seen)")
@@ -54,7 +56,9 @@ struct InstanceStateTests {
         var machine = self.bound([self.eu1])
         _ = machine.add(self.eu2, requested: self.eu2.description)
         for user in 0..<20 {
-            #expect(machine.route(HostnameKey(address: "search.example")!, from: "u\(user)@x/r") == .deliver(self.eu1, mayAnswer: true))
+            #expect(
+                machine.route(HostnameKey(address: "search.example")!, from: "u\(user)@x/r")
+                    == .deliver(self.eu1, mayAnswer: true))
         }
     }
 
@@ -67,7 +71,9 @@ struct InstanceStateTests {
         let serialized = request.element.serialized(streamNamespace: Namespace.client)
         #expect(serialized.contains("urn:xmpp:component:balancing:0"), "\(serialized)")
         let plain = HostnameBinding.bindRequest(id: "b2", hostname: "search.example")
-        #expect(plain.element.firstChild("bind", namespace: Namespace.component)?.firstChild("hostname", namespace: Namespace.component)?.attributes.isEmpty == true)
+        #expect(
+            plain.element.firstChild("bind", namespace: Namespace.component)?.firstChild(
+                "hostname", namespace: Namespace.component)?.attributes.isEmpty == true)
     }
 
     @Test func aTransferTargetIsStickyUntilForgotten() {
@@ -106,7 +112,9 @@ struct InstanceStateTests {
 
         var set = request
         set.element["type"] = "set"
-        #expect(throws: ComponentError.self) { try IQRedirect.answer(redirecting: IQ(set.element)!, to: try JID("search.example/eu-2")) }
+        #expect(throws: ComponentError.self) {
+            try IQRedirect.answer(redirecting: IQ(set.element)!, to: try JID("search.example/eu-2"))
+        }
         #expect(throws: ComponentError.self) { try IQRedirect.answer(redirecting: request, to: try JID("search.example/eu-1")) }
     }
 }

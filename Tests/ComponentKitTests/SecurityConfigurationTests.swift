@@ -66,7 +66,8 @@ struct SecurityConfigurationTests {
         // Configured for loopback in cleartext; a transfer or see-other-host points elsewhere.
         var configuration = self.configuration(host: "127.0.0.1")
         configuration.tlsMode = .none
-        try ComponentStream.checkInsecurePlaintextPolicy(configuration: configuration, kind: .xep0225(allowsLegacyFallback: false))
+        try ComponentStream.checkInsecurePlaintextPolicy(
+            configuration: configuration, kind: .xep0225(allowsLegacyFallback: false))
         #expect(throws: NegotiationError.self) {
             try ComponentStream.checkInsecurePlaintextPolicy(
                 configuration: configuration, kind: .xep0225(allowsLegacyFallback: false), host: "evil.example.net")

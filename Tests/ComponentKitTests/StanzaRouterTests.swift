@@ -186,8 +186,9 @@ struct MiddlewareTests {
         let handler = router.using(Recorder("outer", log))
         let test = TestContext(hostname: "svc.example.com")
         let answer = await test.answer(
-            to: IQ(type: .get, from: try JID("u@example.com"), to: try JID("svc.example.com"), id: "1",
-                   payload: Element("query", namespace: "urn:x")),
+            to: IQ(
+                type: .get, from: try JID("u@example.com"), to: try JID("svc.example.com"), id: "1",
+                payload: Element("query", namespace: "urn:x")),
             from: handler)
         #expect(answer?.type == .result)
         #expect(
@@ -202,8 +203,9 @@ struct MiddlewareTests {
             .using(Recorder("gate", log, refuse: true))
         let test = TestContext(hostname: "svc.example.com")
         let answer = await test.answer(
-            to: IQ(type: .get, from: try JID("u@example.com"), to: try JID("svc.example.com"), id: "1",
-                   payload: Element("query", namespace: "urn:x")),
+            to: IQ(
+                type: .get, from: try JID("u@example.com"), to: try JID("svc.example.com"), id: "1",
+                payload: Element("query", namespace: "urn:x")),
             from: handler)
         #expect(answer?.error?.condition == .forbidden)
         #expect(reached.all.isEmpty)
@@ -251,8 +253,9 @@ struct FeatureTests {
         // Disco and version answer the hostname itself only; ping answers any address under it.
         let userDisco = try #require(
             await test.answer(
-                to: IQ(type: .get, from: from, to: try JID("someone@svc.example.com"), id: "ud",
-                       payload: Element("query", namespace: Namespace.discoInfo)),
+                to: IQ(
+                    type: .get, from: from, to: try JID("someone@svc.example.com"), id: "ud",
+                    payload: Element("query", namespace: Namespace.discoInfo)),
                 from: router))
         #expect(userDisco.error?.condition == .serviceUnavailable)
     }

@@ -69,8 +69,10 @@ struct EchoComponentConnectionTests {
             let user = try JID("romeo@example.com/orchard")
             try await stream.send(.message(Message(type: .chat, from: user, to: try JID("echo.example.com"), body: "hello")))
             try await stream.send(
-                .iq(IQ(type: .get, from: user, to: try JID("echo.example.com"), id: "p1",
-                       payload: Element("ping", namespace: Namespace.ping))))
+                .iq(
+                    IQ(
+                        type: .get, from: user, to: try JID("echo.example.com"), id: "p1",
+                        payload: Element("ping", namespace: Namespace.ping))))
             let first = await stream.nextStanza()
             let second = await stream.nextStanza()
             guard case .message(let reply) = first, case .iq(let pong) = second else {

@@ -50,13 +50,16 @@ struct EjabberdClientPortPeerTests {
         await unique.close()
 
         // The bindings ejabberd refuses: the SDK reports the server's own reason.
-        for (tls, type) in [(TLSVersion.v1_2, SASLChannelBindingType.tlsServerEndPoint), (.v1_3, .tlsExporter), (.v1_3, .tlsServerEndPoint)] {
+        for (tls, type) in [
+            (TLSVersion.v1_2, SASLChannelBindingType.tlsServerEndPoint), (.v1_3, .tlsExporter), (.v1_3, .tlsServerEndPoint),
+        ] {
             let error = await #expect(throws: C2SClientError.self, "\(tls) \(type)") {
                 try await self.connect(ejabberd, tls: tls, bindings: [type])
             }
             #expect(error?.kind == .authenticationFailed, "\(tls) \(type): \(String(describing: error))")
             #expect(error?.description.contains("SCRAM-SHA-256-PLUS") == true, "\(tls) \(type): \(String(describing: error))")
-            #expect(error?.description.contains("Invalid channel binding") == true, "\(tls) \(type): \(String(describing: error))")
+            #expect(
+                error?.description.contains("Invalid channel binding") == true, "\(tls) \(type): \(String(describing: error))")
         }
 
         // Left to itself on TLS 1.2 (no XEP-0440 from the server), the SDK does not use -PLUS.

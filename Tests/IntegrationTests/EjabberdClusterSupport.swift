@@ -127,7 +127,10 @@ final class ComponentHostInstance: Sendable {
     /// Starts the binary (a ``TestProcess``: stopped by PID, reaped if the runner dies).
     func start() throws {
         let binary = try #require(Self.binaryPath, "component-host not found next to the test bundle (swift build --build-tests)")
-        let run = self.starts.withLock { $0 += 1; return $0 }
+        let run = self.starts.withLock { starts in
+            starts += 1
+            return starts
+        }
         let process = TestProcess(
             executable: binary, arguments: ["run", "--config", self.configurationPath],
             outputPath: self.directory.path("host.\(run).out"))
@@ -258,7 +261,9 @@ final class ClusterSession: Sendable {
         self.reader.withLock { $0 = task }
     }
 
-    static func connect(_ cluster: EjabberdClusterFixture, node: Int, user: String, resource: String) async throws -> ClusterSession {
+    static func connect(_ cluster: EjabberdClusterFixture, node: Int, user: String, resource: String) async throws
+        -> ClusterSession
+    {
         let fixture = cluster.nodes[node]
         // ejabberd 23.01 offers SCRAM -PLUS without XEP-0440 and refuses tls-exporter.
         let client = try await C2SClient.connect(
@@ -396,7 +401,9 @@ struct HandOverGaps {
 
     init(_ sessions: [ClusterSession], domain: String, until end: ContinuousClock.Instant? = nil) {
         for session in sessions {
-            let messages = session.sentMessages.filter { message in message.domain == domain && end.map { message.at < $0 } ?? true }
+            let messages = session.sentMessages.filter { message in
+                message.domain == domain && end.map { message.at < $0 } ?? true
+            }
             var previous: String?
             var run: [String] = []
             for message in messages {

@@ -69,9 +69,10 @@ struct EjabberdClusterTests {
     ) -> (figures: ClusterFigures, sessionsAnswered: Int) {
         var starts: [String: ContinuousClock.Instant] = [:]
         for session in sessions {
-            starts[session.label] = session.sentMessages.first { message in
-                message.domain == domain && message.at >= since && session.answers(message.id).first?.instance == instance
-            }?.at
+            starts[session.label] =
+                session.sentMessages.first { message in
+                    message.domain == domain && message.at >= since && session.answers(message.id).first?.instance == instance
+                }?.at
         }
         let figures = ClusterFigures(sessions, domain: domain) { session, at in
             guard let start = starts[session.label] else { return false }
@@ -168,7 +169,10 @@ struct EjabberdClusterTests {
 
                     let survivors = sessions.filter { $0.node == 0 }
                     let doomed = sessions.filter { $0.node == 1 }
-                    func phase(_ from: ContinuousClock.Instant, _ to: ContinuousClock.Instant, _ group: [ClusterSession], _ domain: String)
+                    func phase(
+                        _ from: ContinuousClock.Instant, _ to: ContinuousClock.Instant, _ group: [ClusterSession],
+                        _ domain: String
+                    )
                         -> ClusterFigures
                     {
                         ClusterFigures(group, domain: domain) { _, at in at >= from && at < to }
@@ -185,7 +189,9 @@ struct EjabberdClusterTests {
                     // ejabberd has seen A's connection close.
                     let takeover = survivors.compactMap { session in
                         session.sentMessages.filter { $0.domain == failover && $0.at >= instanceKilled }
-                            .compactMap { message in session.answers(message.id).first.flatMap { $0.instance == "B" ? $0.at : nil } }
+                            .compactMap { message in
+                                session.answers(message.id).first.flatMap { $0.instance == "B" ? $0.at : nil }
+                            }
                             .min()
                     }.max().map { $0 - instanceKilled }
                     // Until node 1 dies, every session's silent messages must sit at a hand-over.
@@ -193,8 +199,11 @@ struct EjabberdClusterTests {
                     report("ejabberd cluster kill, \(failover) (no balancing): before \(beforeKill)")
                     report(
                         "ejabberd cluster kill, \(failover): instance A killed: \(whileADown); node 0's users answered by B "
-                            + "\(takeover?.seconds ?? "never") after the kill; lost at the hand-overs (inside the killed A, or routed to B as A came back) \(gaps.atHandOver.count)")
-                    report("ejabberd cluster kill, \(failover): A started again (bound \((rebound - restarted).seconds) after its start): \(afterRebind)")
+                            + "\(takeover?.seconds ?? "never") after the kill; lost at the hand-overs (inside the killed A, or routed to B as A came back) \(gaps.atHandOver.count)"
+                    )
+                    report(
+                        "ejabberd cluster kill, \(failover): A started again (bound \((rebound - restarted).seconds) after its start): \(afterRebind)"
+                    )
                     report(
                         "ejabberd cluster kill, \(failover): node 1 killed: node 0's users \(nodeDownSurvivors); "
                             + "node 1's users (their sessions died with it) \(nodeDownDoomed)")
@@ -207,7 +216,9 @@ struct EjabberdClusterTests {
                     #expect(gaps.elsewhere.isEmpty, "silent outside a hand-over: \(gaps.elsewhere.prefix(20))")
                     #expect(phase(instanceKilled, restarted, doomed, failover).silent == 0, "node 1's users kept B")
                     #expect(afterRebind.bounced == 0 && Set(afterRebind.byInstance.keys) == ["A", "B"], "\(afterRebind)")
-                    #expect(nodeDownSurvivors.silent == 0 && nodeDownSurvivors.bounced == 0, "\(nodeDownSurvivors.silentIDs.prefix(20))")
+                    #expect(
+                        nodeDownSurvivors.silent == 0 && nodeDownSurvivors.bounced == 0,
+                        "\(nodeDownSurvivors.silentIDs.prefix(20))")
                     #expect(nodeDownSurvivors.delivered > 0 && nodeDownSurvivors.byInstance["B"] == nil, "\(nodeDownSurvivors)")
                     #expect(whileADown.duplicated + afterRebind.duplicated + nodeDownSurvivors.duplicated == 0)
 
@@ -228,7 +239,9 @@ struct EjabberdClusterTests {
                     // Once A holds its slot again, both share the traffic (what ejabberd still
                     // drops around the slot's hand-back is printed, not judged: ejabberd's own).
                     #expect(answeredByNewA == sessions.count, "the restarted A answered \(answeredByNewA) sessions")
-                    #expect(Set(randomAfterRebind.byInstance.keys) == ["A", "B"] && randomAfterRebind.duplicated == 0, "\(randomAfterRebind)")
+                    #expect(
+                        Set(randomAfterRebind.byInstance.keys) == ["A", "B"] && randomAfterRebind.duplicated == 0,
+                        "\(randomAfterRebind)")
                 }
             }
         } cleanup: {

@@ -20,7 +20,9 @@ struct EjabberdFixtureChecks {
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
             address.sin_port = UInt16(port).bigEndian
             let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             guard descriptor >= 0, bound == 0, listen(descriptor, 8) == 0 else {
                 close(descriptor)
@@ -42,7 +44,9 @@ struct EjabberdFixtureChecks {
         defer { fixture.kill() }
         let squatter = try Squatter(port: fixture.c2sPort)
         let error = await #expect(throws: EjabberdFixture.PortTaken.self) { try await fixture.launch() }
-        #expect(error?.description.contains("Failed to open socket at 127.0.0.1:\(fixture.c2sPort)") == true, "\(String(describing: error))")
+        #expect(
+            error?.description.contains("Failed to open socket at 127.0.0.1:\(fixture.c2sPort)") == true,
+            "\(String(describing: error))")
         #expect(fixture.pid == nil)
         withExtendedLifetime(squatter) {}
     }
@@ -81,7 +85,8 @@ struct EjabberdFixtureChecks {
             cluster.nodes[1].kill()
             #expect(!(try await cluster.members(seenBy: 0)).contains(cluster.nodes[1].nodeName))
             try await cluster.relaunch(node: 1)
-            report("ejabberd cluster fixture: node 1 killed and back in the cluster after \((ContinuousClock.now - began).seconds)")
+            report(
+                "ejabberd cluster fixture: node 1 killed and back in the cluster after \((ContinuousClock.now - began).seconds)")
             // The account lives in the shared Mnesia: it logs in on the relaunched node.
             let alice = try await C2SClient.connect(
                 .init(

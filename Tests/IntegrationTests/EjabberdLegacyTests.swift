@@ -105,7 +105,9 @@ struct EjabberdLegacyTests {
             #expect(counted["from"] == "bot@count.localhost")
 
             let answer = try await alice.request(
-                IQ(type: .get, to: try JID("count.localhost"), id: "q1", payload: Element("query", namespace: CountingService.namespace)))
+                IQ(
+                    type: .get, to: try JID("count.localhost"), id: "q1",
+                    payload: Element("query", namespace: CountingService.namespace)))
             #expect(answer.type == .result)
             #expect(answer.payload?.name.namespace == CountingService.namespace)
 
@@ -115,7 +117,9 @@ struct EjabberdLegacyTests {
 
             for (hostname, name) in [("echo.localhost", "Echo"), ("count.localhost", "Counter")] {
                 let disco = try await alice.request(
-                    IQ(type: .get, to: try JID(hostname), id: "d-\(hostname)", payload: Element("query", namespace: Namespace.discoInfo)))
+                    IQ(
+                        type: .get, to: try JID(hostname), id: "d-\(hostname)",
+                        payload: Element("query", namespace: Namespace.discoInfo)))
                 #expect(disco.type == .result)
                 #expect(disco.payload?.firstChild("identity", namespace: Namespace.discoInfo)?["name"] == name)
                 let features = disco.payload?.children("feature", namespace: Namespace.discoInfo).compactMap { $0["var"] } ?? []
@@ -123,7 +127,9 @@ struct EjabberdLegacyTests {
             }
 
             let unknown = try await alice.request(
-                IQ(type: .get, to: try JID("echo.localhost"), id: "u1", payload: Element("query", namespace: "urn:example:nobody")))
+                IQ(
+                    type: .get, to: try JID("echo.localhost"), id: "u1",
+                    payload: Element("query", namespace: "urn:example:nobody")))
             #expect(unknown.error?.condition == .serviceUnavailable)
 
             // Unbinding closes that hostname's stream: ejabberd then bounces its stanzas.
@@ -155,10 +161,12 @@ struct EjabberdLegacyTests {
             try await events.waitBound(["echo.localhost", "count.localhost"])
             let alice = try await self.alice(ejabberd)
             for index in 0..<5 {
-                try await alice.send(Message(type: .chat, to: try JID("echo.localhost"), id: "e\(index)", body: "\(index)").element)
+                try await alice.send(
+                    Message(type: .chat, to: try JID("echo.localhost"), id: "e\(index)", body: "\(index)").element)
                 let echo = try await alice.next { $0.name.localName == "message" && $0["id"] == "e\(index)" }
                 #expect(Message(echo)?.body == "echo: \(index)")
-                try await alice.send(Message(type: .chat, to: try JID("count.localhost"), id: "c\(index)", body: "\(index)").element)
+                try await alice.send(
+                    Message(type: .chat, to: try JID("count.localhost"), id: "c\(index)", body: "\(index)").element)
                 let counted = try await alice.next { $0.name.localName == "message" && $0["id"] == "c\(index)" }
                 #expect(Message(counted)?.body?.hasPrefix("count ") == true)
                 #expect(counted["from"] == "count.localhost")
@@ -236,8 +244,10 @@ struct EjabberdLegacyTests {
             try await events.waitBound(["echo.localhost", "count.localhost"])
             var alice = try await self.alice(ejabberd)
             for index in 0..<20 {
-                try await alice.send(Message(type: .chat, to: try JID("echo.localhost"), id: "a\(index)", body: "\(index)").element)
-                try await alice.send(Message(type: .chat, to: try JID("count.localhost"), id: "c\(index)", body: "\(index)").element)
+                try await alice.send(
+                    Message(type: .chat, to: try JID("echo.localhost"), id: "a\(index)", body: "\(index)").element)
+                try await alice.send(
+                    Message(type: .chat, to: try JID("count.localhost"), id: "c\(index)", body: "\(index)").element)
             }
             ejabberd.kill()
             await alice.close()
@@ -251,7 +261,9 @@ struct EjabberdLegacyTests {
             let echo = try await alice.next { $0["id"] == "after" }
             #expect(Message(echo)?.body == "again")
             let answer = try await alice.request(
-                IQ(type: .get, to: try JID("count.localhost"), id: "q-after", payload: Element("query", namespace: CountingService.namespace)))
+                IQ(
+                    type: .get, to: try JID("count.localhost"), id: "q-after",
+                    payload: Element("query", namespace: CountingService.namespace)))
             #expect(answer.type == .result)
             #expect(connection.status.hostnames.allSatisfy { $0.state == .bound })
             await alice.close()

@@ -56,7 +56,8 @@ struct EjabberdShutdownTests {
             defer { Task { await alice.close() } }
             let total = 100
             for number in 0..<total {
-                try await alice.send(Message(type: .chat, to: try JID("echo.localhost"), id: "d\(number)", body: "\(number)").element)
+                try await alice.send(
+                    Message(type: .chat, to: try JID("echo.localhost"), id: "d\(number)", body: "\(number)").element)
             }
             // Every message has reached the component (most still wait for the slow handler)
             // before the shutdown starts: nothing is in flight in ejabberd.
@@ -80,7 +81,8 @@ struct EjabberdShutdownTests {
             }
             report(
                 "ejabberd XEP-0114 shutdown: \(total) received, \(waitingAtShutdown) still waiting for the handler at shutdown; "
-                    + "echoes delivered \(echoes.count), sends that failed \(failedSends.withLock { $0.count }), bounced \(bounces)")
+                    + "echoes delivered \(echoes.count), sends that failed \(failedSends.withLock { $0.count }), bounced \(bounces)"
+            )
             #expect(echoes.count == total, "lost: \((0..<total).map { "d\($0)" }.filter { !echoes.contains($0) }.prefix(20))")
             #expect(failedSends.withLock { $0 }.isEmpty, "\(failedSends.withLock { $0.prefix(5) })")
         } cleanup: {

@@ -51,7 +51,11 @@ final class StartedServers: Sendable {
 /// `body` throws: a failed `#require`, a timeout).
 func withServers<Result>(_ body: (StartedServers) async throws -> Result) async throws -> Result {
     let servers = StartedServers()
-    return try await withCleanup { try await body(servers) } cleanup: { await servers.stopAll() }
+    return try await withCleanup {
+        try await body(servers)
+    } cleanup: {
+        await servers.stopAll()
+    }
 }
 
 /// Collects a connection's events and waits for conditions on them.

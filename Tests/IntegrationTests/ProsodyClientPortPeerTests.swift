@@ -33,7 +33,8 @@ struct ProsodyClientPortPeerTests {
     }
 
     private func startProsody() async throws -> ProsodyFixture {
-        try await ProsodyFixture.start(.init(domain: "localhost", accounts: [.init(username: Self.identity, password: Self.password)]))
+        try await ProsodyFixture.start(
+            .init(domain: "localhost", accounts: [.init(username: Self.identity, password: Self.password)]))
     }
 
     @Test(arguments: [ComponentConfiguration.ProtocolMode.xep0225, .auto])

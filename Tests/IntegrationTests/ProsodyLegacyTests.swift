@@ -77,13 +77,16 @@ struct ProsodyLegacyTests {
             #expect(counted["from"] == "bot@count.localhost")
 
             // An IQ to each hostname: a handler answer, and the built-in disco#info.
-            let query = IQ(type: .get, to: try JID("count.localhost"), id: "q1", payload: Element("query", namespace: CountingService.namespace))
+            let query = IQ(
+                type: .get, to: try JID("count.localhost"), id: "q1",
+                payload: Element("query", namespace: CountingService.namespace))
             let answer = try await alice.request(query)
             #expect(answer.type == .result)
             #expect(answer.payload?.name.namespace == CountingService.namespace)
 
             let disco = try await alice.request(
-                IQ(type: .get, to: try JID("echo.localhost"), id: "d1", payload: Element("query", namespace: Namespace.discoInfo)))
+                IQ(type: .get, to: try JID("echo.localhost"), id: "d1", payload: Element("query", namespace: Namespace.discoInfo))
+            )
             #expect(disco.type == .result)
             let identity = disco.payload?.firstChild("identity", namespace: Namespace.discoInfo)
             #expect(identity?["name"] == "Echo")
@@ -92,7 +95,9 @@ struct ProsodyLegacyTests {
 
             // An IQ nobody handles gets exactly one answer: service-unavailable.
             let unknown = try await alice.request(
-                IQ(type: .get, to: try JID("echo.localhost"), id: "u1", payload: Element("query", namespace: "urn:example:nobody")))
+                IQ(
+                    type: .get, to: try JID("echo.localhost"), id: "u1",
+                    payload: Element("query", namespace: "urn:example:nobody")))
             #expect(unknown.type == .error)
             #expect(unknown.error?.condition == .serviceUnavailable)
 
@@ -150,7 +155,8 @@ struct ProsodyLegacyTests {
             var alice = try await self.alice(prosody)
             // Traffic, then the server dies under it.
             for index in 0..<20 {
-                try await alice.send(Message(type: .chat, to: try JID("echo.localhost"), id: "a\(index)", body: "\(index)").element)
+                try await alice.send(
+                    Message(type: .chat, to: try JID("echo.localhost"), id: "a\(index)", body: "\(index)").element)
             }
             prosody.kill()
             await alice.close()

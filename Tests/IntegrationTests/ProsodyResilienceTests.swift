@@ -14,7 +14,9 @@ struct ProsodyResilienceTests {
 
     private func alice(_ prosody: ProsodyFixture) async throws -> C2SClient {
         try await C2SClient.connect(
-            .init(port: prosody.c2sPort, domain: "localhost", username: "alice", password: "alice-pass", caFile: prosody.caCertificatePath))
+            .init(
+                port: prosody.c2sPort, domain: "localhost", username: "alice", password: "alice-pass",
+                caFile: prosody.caCertificatePath))
     }
 
     /// Moves everything `client` receives into `sink` until its stream ends.
@@ -86,9 +88,12 @@ struct ProsodyResilienceTests {
             }
             // component → alice's bare JID.
             let sending = Task {
-                await sender.run(0..<total, interval: .milliseconds(2), from: "echo.localhost", to: "alice@localhost", via: connection)
+                await sender.run(
+                    0..<total, interval: .milliseconds(2), from: "echo.localhost", to: "alice@localhost", via: connection)
             }
-            try await sink.wait("a third of the component's stanzas") { $0.count { $0["id"]?.hasPrefix("p-") == true } >= total / 3 }
+            try await sink.wait("a third of the component's stanzas") {
+                $0.count { $0["id"]?.hasPrefix("p-") == true } >= total / 3
+            }
 
             currentAlice.update { $0 = nil }
             let killed = ContinuousClock.now
@@ -139,7 +144,9 @@ struct ProsodyResilienceTests {
     }
 
     /// Whether every stanza sent successfully after the restart began was delivered or bounced.
-    private static func settled(sender: NumberedSender, sink: UserSink, echo: EchoRecorder, restarted: ContinuousClock.Instant) -> Bool {
+    private static func settled(sender: NumberedSender, sink: UserSink, echo: EchoRecorder, restarted: ContinuousClock.Instant)
+        -> Bool
+    {
         let delivered = DeliveryFigures.counts(sink.ids(withPrefix: "p-"), prefix: "p-")
         let bounced = Set(echo.bounced)
         for (number, record) in sender.all where record.succeeded && record.returned! >= restarted {
@@ -150,7 +157,10 @@ struct ProsodyResilienceTests {
 
     private static func check(
         sender: NumberedSender, sink: UserSink, echo: EchoRecorder, total: Int, aliceSent: [Int: Bool], afterRebind: [Int],
-        times: (killed: ContinuousClock.Instant, noticed: ContinuousClock.Instant, restarted: ContinuousClock.Instant, rebound: ContinuousClock.Instant),
+        times: (
+            killed: ContinuousClock.Instant, noticed: ContinuousClock.Instant, restarted: ContinuousClock.Instant,
+            rebound: ContinuousClock.Instant
+        ),
         startup: Duration
     ) {
         let records = sender.all
@@ -193,10 +203,12 @@ struct ProsodyResilienceTests {
         #expect(echoDuplicated == 0)
         // alice → component → alice after the re-bind: handled once, echoed once, in order.
         let handledCounts = DeliveryFigures.counts(echo.handled, prefix: "in-")
-        #expect(afterRebind.filter { handledCounts[$0] != 1 }.isEmpty, "sent by alice after the re-bind, not handled exactly once")
+        #expect(
+            afterRebind.filter { handledCounts[$0] != 1 }.isEmpty, "sent by alice after the re-bind, not handled exactly once")
         #expect(afterRebind.filter { echoes[$0] != 1 }.isEmpty, "sent by alice after the re-bind, not echoed to her exactly once")
         let afterRebindSet = Set(afterRebind)
-        let echoOrder = DeliveryFigures.arrivalOrder(sink.ids(withPrefix: "echo-in-"), prefix: "echo-in-").filter(afterRebindSet.contains)
+        let echoOrder = DeliveryFigures.arrivalOrder(sink.ids(withPrefix: "echo-in-"), prefix: "echo-in-").filter(
+            afterRebindSet.contains)
         #expect(echoOrder == afterRebind, "the echoes of what alice sent after the re-bind arrive in her send order")
         report(
             "prosody kill/restart: component→alice \(out); bounced back to the component (alice offline) \(bounced.count); "

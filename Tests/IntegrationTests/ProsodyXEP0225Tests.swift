@@ -34,7 +34,11 @@ struct ProsodyXEP0225Tests {
             let directory = NSTemporaryDirectory() + "xmpp-test-prosody-module-" + UUID().uuidString
             try FileManager.default.createDirectory(
                 atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
-            atexit { if case .success(let path) = ProsodyXEP0225Tests.moduleDirectory { try? FileManager.default.removeItem(atPath: path) } }
+            atexit {
+                if case .success(let path) = ProsodyXEP0225Tests.moduleDirectory {
+                    try? FileManager.default.removeItem(atPath: path)
+                }
+            }
             try FileManager.default.copyItem(atPath: source, toPath: directory + "/mod_component_xep0225.lua")
             _ = chmod(directory + "/mod_component_xep0225.lua", 0o644)
             return .success(directory)
@@ -121,19 +125,24 @@ struct ProsodyXEP0225Tests {
 
             let alice = try await Self.alice(prosody)
             for hostname in ["a.localhost", "b.localhost"] {
-                try await alice.send(Message(type: .chat, to: try JID("bot@\(hostname)"), id: "m-\(hostname)", body: "hi").element)
+                try await alice.send(
+                    Message(type: .chat, to: try JID("bot@\(hostname)"), id: "m-\(hostname)", body: "hi").element)
                 let reply = try await alice.next { $0.name.localName == "message" && $0["id"] == "m-\(hostname)" }
                 #expect(Message(reply)?.body == "\(hostname) got hi")
                 #expect(reply["from"] == "bot@\(hostname)")
                 #expect(reply["to"] == alice.jid.description)
 
                 let answer = try await alice.request(
-                    IQ(type: .get, to: try JID(hostname), id: "q-\(hostname)", payload: Element("query", namespace: "urn:example:inbox")))
+                    IQ(
+                        type: .get, to: try JID(hostname), id: "q-\(hostname)",
+                        payload: Element("query", namespace: "urn:example:inbox")))
                 #expect(answer.type == .result)
                 #expect(answer.payload?.text == hostname)
 
                 let disco = try await alice.request(
-                    IQ(type: .get, to: try JID(hostname), id: "d-\(hostname)", payload: Element("query", namespace: Namespace.discoInfo)))
+                    IQ(
+                        type: .get, to: try JID(hostname), id: "d-\(hostname)",
+                        payload: Element("query", namespace: Namespace.discoInfo)))
                 let features = disco.payload?.children("feature", namespace: Namespace.discoInfo).compactMap { $0["var"] } ?? []
                 #expect(features.contains("urn:example:inbox"))
                 #expect(features.contains(Namespace.ping))
@@ -200,7 +209,8 @@ struct ProsodyXEP0225Tests {
         print("PROSODY-XEP0225 bounce \(latency) after the kill (\(probe) probes)")
 
         // A new component connection binds the hostname again and is served.
-        let connection = ComponentConnection(configuration: try Self.configuration(prosody), logger: testLogger("prosody-0225-again"))
+        let connection = ComponentConnection(
+            configuration: try Self.configuration(prosody), logger: testLogger("prosody-0225-again"))
         let events = EventRecorder(connection)
         try connection.register("a.localhost", handler: EchoComponent(prefix: "again: "))
         try connection.register("b.localhost", handler: EchoComponent(prefix: "b: "))

@@ -2,8 +2,8 @@ import ComponentKit
 import Foundation
 import Testing
 import XMPPCore
-import XMPPTestSupport
 import XMPPTLS
+import XMPPTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -44,7 +44,8 @@ struct ReferenceServerBinaryTests {
         let process = TestProcess(
             executable: "/bin/sh",
             arguments: [
-                "-c", "exec \"$0\" --state-dir \"$1\" --port 0 --legacy-port off --domain example.test "
+                "-c",
+                "exec \"$0\" --state-dir \"$1\" --port 0 --legacy-port off --domain example.test "
                     + "--routing search.component.example.test=weighted < \"$2\"",
                 binary, directory.path + "/state", fifo,
             ],

@@ -24,7 +24,8 @@ struct SDKFixture: Sendable {
             let directory = NSTemporaryDirectory() + "sdk-it-" + UUID().uuidString
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             atexit { try? FileManager.default.removeItem(atPath: SDKFixture.shared.directory) }
-            let files = try DevelopmentCertificateAuthority().issue(dnsNames: [domain]).write(toDirectory: directory, name: "server")
+            let files = try DevelopmentCertificateAuthority().issue(dnsNames: [domain]).write(
+                toDirectory: directory, name: "server")
             let sasldb = directory + "/sasldb"
             try SASLDatabase.setPassword(path: sasldb, user: identity, realm: domain, password: password)
             return SDKFixture(directory: directory, files: files, sasldb: sasldb)
@@ -83,7 +84,6 @@ final class Inbox: Sendable {
     }
 }
 
-
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct ReferenceServerSDKTests {
     @Test func threeHostnamesOneStreamTLSAndChannelBinding() async throws {
@@ -128,15 +128,20 @@ struct ReferenceServerSDKTests {
                 // A message and an IQ to each hostname reach its handler, and the answers reach the user.
                 for hostname in ["a.example.test", "b.example.test", "c.example.test"] {
                     try server.inject(
-                        Message(type: .chat, from: try JID("alice@example.test/home"), to: try JID("bot@\(hostname)"), id: "m-\(hostname)", body: "hi").element)
+                        Message(
+                            type: .chat, from: try JID("alice@example.test/home"), to: try JID("bot@\(hostname)"),
+                            id: "m-\(hostname)", body: "hi"
+                        ).element)
                     let reply = try await users.element(id: "m-\(hostname)")
                     #expect(Message(reply)?.body == "\(hostname) got hi")
                     #expect(reply["from"] == "bot@\(hostname)")
                     #expect(reply["to"] == "alice@example.test/home")
 
                     try server.inject(
-                        IQ(type: .get, from: try JID("alice@example.test/home"), to: try JID(hostname), id: "q-\(hostname)",
-                           payload: Element("query", namespace: "urn:example:inbox")).element)
+                        IQ(
+                            type: .get, from: try JID("alice@example.test/home"), to: try JID(hostname), id: "q-\(hostname)",
+                            payload: Element("query", namespace: "urn:example:inbox")
+                        ).element)
                     let answer = try await users.element(id: "q-\(hostname)")
                     #expect(answer["type"] == "result")
                     #expect(IQ(answer)?.payload?.text == hostname)
@@ -147,7 +152,10 @@ struct ReferenceServerSDKTests {
                 try await connection.unbind("c.example.test")
                 #expect(!server.boundHostnames.contains("c.example.test"))
                 try server.inject(
-                    Message(type: .chat, from: try JID("alice@example.test/home"), to: try JID("c.example.test"), id: "after-unbind", body: "x").element)
+                    Message(
+                        type: .chat, from: try JID("alice@example.test/home"), to: try JID("c.example.test"), id: "after-unbind",
+                        body: "x"
+                    ).element)
                 let bounce = try await users.element(id: "after-unbind")
                 #expect(bounce["type"] == "error")
                 #expect(inbox.count("c.example.test") == 2)
@@ -156,7 +164,10 @@ struct ReferenceServerSDKTests {
                 let bound = try await connection.bind("d.example.test", handler: inbox.handler())
                 #expect(bound == "d.example.test")
                 try server.inject(
-                    Message(type: .chat, from: try JID("alice@example.test/home"), to: try JID("d.example.test"), id: "to-d", body: "new").element)
+                    Message(
+                        type: .chat, from: try JID("alice@example.test/home"), to: try JID("d.example.test"), id: "to-d",
+                        body: "new"
+                    ).element)
                 let fromD = try await users.element(id: "to-d")
                 #expect(Message(fromD)?.body == "d.example.test got new")
 
@@ -168,21 +179,26 @@ struct ReferenceServerSDKTests {
 
                 // Sending from an unbound hostname fails here, not as a stream error at the server.
                 let unbound = await #expect(throws: ComponentError.self) {
-                    try await connection.send(.message(Message(from: try JID("c.example.test"), to: try JID("alice@example.test"), body: "x")))
+                    try await connection.send(
+                        .message(Message(from: try JID("c.example.test"), to: try JID("alice@example.test"), body: "x")))
                 }
                 #expect(unbound?.kind == .unboundSender)
 
                 // Built-ins: disco#info and ping on a bound hostname; service-unavailable otherwise.
                 try server.inject(
-                    IQ(type: .get, from: try JID("alice@example.test/home"), to: try JID("a.example.test"), id: "disco",
-                       payload: Element("query", namespace: Namespace.discoInfo)).element)
+                    IQ(
+                        type: .get, from: try JID("alice@example.test/home"), to: try JID("a.example.test"), id: "disco",
+                        payload: Element("query", namespace: Namespace.discoInfo)
+                    ).element)
                 let disco = try await users.element(id: "disco")
                 let features = IQ(disco)?.payload?.children("feature", namespace: Namespace.discoInfo).compactMap { $0["var"] }
                 #expect(features?.contains("urn:example:inbox") == true)
                 #expect(features?.contains(Namespace.ping) == true)
                 try server.inject(
-                    IQ(type: .set, from: try JID("alice@example.test/home"), to: try JID("a.example.test"), id: "unknown",
-                       payload: Element("query", namespace: "urn:example:unknown")).element)
+                    IQ(
+                        type: .set, from: try JID("alice@example.test/home"), to: try JID("a.example.test"), id: "unknown",
+                        payload: Element("query", namespace: "urn:example:unknown")
+                    ).element)
                 let unknown = try await users.element(id: "unknown")
                 #expect(IQ(unknown)?.error?.condition == .serviceUnavailable)
                 return ()
@@ -224,7 +240,8 @@ struct ReferenceServerSDKTests {
 
     /// The DER bytes of the first certificate in a PEM text.
     private static func der(_ pem: String) throws -> [UInt8] {
-        let body = pem.components(separatedBy: "-----BEGIN CERTIFICATE-----").dropFirst().first?
+        let body =
+            pem.components(separatedBy: "-----BEGIN CERTIFICATE-----").dropFirst().first?
             .components(separatedBy: "-----END CERTIFICATE-----").first ?? ""
         let base64 = body.filter { !$0.isWhitespace }
         return try #require(Data(base64Encoded: base64).map { [UInt8]($0) }, "not a PEM certificate")
@@ -262,7 +279,10 @@ struct ReferenceServerSDKTests {
                 #expect(connection.status.connection?.saslMechanism == "EXTERNAL")
                 #expect(server.boundHostnames == ["a.example.test"])
                 try server.inject(
-                    Message(type: .chat, from: try JID("alice@example.test/home"), to: try JID("a.example.test"), id: "ext", body: "hi").element)
+                    Message(
+                        type: .chat, from: try JID("alice@example.test/home"), to: try JID("a.example.test"), id: "ext",
+                        body: "hi"
+                    ).element)
                 let reply = try await users.element(id: "ext")
                 #expect(Message(reply)?.body == "a.example.test got hi")
                 return ()
@@ -279,7 +299,8 @@ struct ReferenceServerSDKTests {
             // The SDK says what was offered: everything but EXTERNAL.
             let description = error?.description ?? ""
             #expect(description.contains("no-acceptable-mechanism"), "\(description)")
-            let offered = description.components(separatedBy: "offered: ").dropFirst().first?.components(separatedBy: ";").first ?? ""
+            let offered =
+                description.components(separatedBy: "offered: ").dropFirst().first?.components(separatedBy: ";").first ?? ""
             #expect(offered.contains("SCRAM-SHA-256") && !offered.contains("EXTERNAL"), "\(description)")
         }
     }

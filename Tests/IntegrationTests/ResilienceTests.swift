@@ -20,7 +20,8 @@ struct ResilienceTests {
     }
 
     /// A server, and the configuration that starts it again on the same port.
-    private func startRestartableServer(_ servers: StartedServers) async throws -> (ReferenceServer, ReferenceServerConfiguration) {
+    private func startRestartableServer(_ servers: StartedServers) async throws -> (ReferenceServer, ReferenceServerConfiguration)
+    {
         var configuration = SDKFixture.shared.serverConfiguration()
         let server = try await servers.start(configuration)
         configuration.port = server.port
@@ -39,7 +40,8 @@ struct ResilienceTests {
             let sink = UserSink()
             sink.follow(first)
             let live = LiveServer(first)
-            let connection = ComponentConnection(configuration: self.configuration(port: first.port), logger: testLogger("res-kill"))
+            let connection = ComponentConnection(
+                configuration: self.configuration(port: first.port), logger: testLogger("res-kill"))
             let events = EventRecorder(connection)
             let echo = EchoRecorder()
             try connection.register("a.example.test", handler: echo.handler())
@@ -70,13 +72,16 @@ struct ResilienceTests {
                 // machine delivery lags, and the sender could be done before the kill), so that
                 // about two thirds are certainly sent around and after it, some with no stream.
                 let sending = Task {
-                    await sender.run(0..<total, interval: .milliseconds(2), from: "a.example.test", to: "bob@example.test", via: connection)
+                    await sender.run(
+                        0..<total, interval: .milliseconds(2), from: "a.example.test", to: "bob@example.test", via: connection)
                 }
                 let progress = ContinuousClock.now + .seconds(30)
                 while sender.all.count < total / 3 && ContinuousClock.now < progress {
                     try await Task.sleep(for: .milliseconds(2))
                 }
-                try await sink.wait("the first of the component's stanzas") { $0.contains { $0["id"]?.hasPrefix("out-") == true } }
+                try await sink.wait("the first of the component's stanzas") {
+                    $0.contains { $0["id"]?.hasPrefix("out-") == true }
+                }
 
                 // The server dies under the traffic; it stays down long enough for sends to queue.
                 live.set(nil)
@@ -101,8 +106,11 @@ struct ResilienceTests {
                 try await sink.wait("b's echo after the restart") { $0.contains { $0["id"] == "echo-after-b" } }
                 // Let the last flush land.
                 try? await sink.wait("every successful send delivered", timeout: .seconds(15)) { elements in
-                    let counts = DeliveryFigures.counts(elements.compactMap { $0["id"] }.filter { $0.hasPrefix("out-") }, prefix: "out-")
-                    return sender.all.allSatisfy { !$0.value.succeeded || counts[$0.key, default: 0] > 0 || $0.value.returned! < restarted }
+                    let counts = DeliveryFigures.counts(
+                        elements.compactMap { $0["id"] }.filter { $0.hasPrefix("out-") }, prefix: "out-")
+                    return sender.all.allSatisfy {
+                        !$0.value.succeeded || counts[$0.key, default: 0] > 0 || $0.value.returned! < restarted
+                    }
                 }
                 // Every stanza injected after the restart is echoed (bounded; the assertions
                 // below say which were not).
@@ -124,7 +132,9 @@ struct ResilienceTests {
                 #expect(out.lost.filter { afterRestart.contains($0) }.isEmpty, "lost after the restart began: \(out.lost)")
                 #expect(!queued.isEmpty, "no stanza was sent while disconnected")
                 let queuedSet = Set(queued)
-                let queuedArrival = DeliveryFigures.arrivalOrder(sink.ids(withPrefix: "out-"), prefix: "out-").filter { queuedSet.contains($0) }
+                let queuedArrival = DeliveryFigures.arrivalOrder(sink.ids(withPrefix: "out-"), prefix: "out-").filter {
+                    queuedSet.contains($0)
+                }
                 #expect(queuedArrival == queued, "queued stanzas must arrive once each, in order")
                 // Whatever reached the restarted server arrived in send order (the stanzas whose
                 // write failed under the kill included).
@@ -146,14 +156,16 @@ struct ResilienceTests {
                 }
                 #expect(
                     notEchoedOnce.isEmpty,
-                    "injected after the restart, not echoed exactly once: \(notEchoedOnce) (handled: \(notEchoedOnce.filter(handled.contains)); bounced back to the user with an error: \(bouncedToUsers))")
+                    "injected after the restart, not echoed exactly once: \(notEchoedOnce) (handled: \(notEchoedOnce.filter(handled.contains)); bounced back to the user with an error: \(bouncedToUsers))"
+                )
                 #expect(echoLost.filter { onSecond.contains($0) }.isEmpty)
 
                 report(
                     "reference kill/restart: component→users \(out); queued while disconnected \(queued.count) "
                         + "(all delivered once, in order: \(queuedArrival == queued)); order inversions on the restarted server "
                         + "\(inversions.count); lost \(out.lost.count) "
-                        + "(all written before the kill was noticed: \(out.lost.allSatisfy { records[$0]!.returned! < restarted }))")
+                        + "(all written before the kill was noticed: \(out.lost.allSatisfy { records[$0]!.returned! < restarted }))"
+                )
                 report(
                     "reference kill/restart: users→component injected \(total) (\(total - onSecond.count) on the killed server, "
                         + "\(onSecond.count) after the restart), handled \(handled.count), never reached the component "
@@ -161,7 +173,8 @@ struct ResilienceTests {
                         + "echo lost \(echoLost.count) \(echoLost.prefix(10))")
                 report(
                     "reference kill/restart: disconnect noticed after \((noticed - killed).seconds), down \((restarted - killed).seconds), "
-                        + "recovery (restart → every hostname bound) \((rebound - restarted).seconds), kill → bound \((rebound - killed).seconds)")
+                        + "recovery (restart → every hostname bound) \((rebound - restarted).seconds), kill → bound \((rebound - killed).seconds)"
+                )
                 return second
             }
         }
@@ -170,7 +183,9 @@ struct ResilienceTests {
     /// Sends a marker from `a.example.test` and waits until the users got it: whatever the
     /// connection sent before it, in order, has arrived by then.
     private func flush(_ connection: ComponentConnection, sink: UserSink, id: String) async throws {
-        try await connection.send(.message(Message(type: .chat, from: try JID("a.example.test"), to: try JID("bob@example.test"), id: id, body: "flush")))
+        try await connection.send(
+            .message(
+                Message(type: .chat, from: try JID("a.example.test"), to: try JID("bob@example.test"), id: id, body: "flush")))
         try await sink.wait("the marker \(id)") { $0.contains { $0["id"] == id } }
     }
 
@@ -179,8 +194,9 @@ struct ResilienceTests {
     private func transferIQ(_ id: String, namespace: String, server: String, from: String? = nil) throws -> Element {
         var iq = IQ(
             type: .set, from: try from.map { try JID($0) }, to: try JID("a.example.test"), id: id,
-            payload: Element("query", namespace: namespace, children: [Element("server", namespace: namespace, text: server)]))
-            .element
+            payload: Element("query", namespace: namespace, children: [Element("server", namespace: namespace, text: server)])
+        )
+        .element
         if from == nil { iq["from"] = nil }
         return iq
     }
@@ -193,7 +209,8 @@ struct ResilienceTests {
             let sink = UserSink()
             sink.follow(first)
             sink.follow(second)
-            let connection = ComponentConnection(configuration: self.configuration(port: first.port), logger: testLogger("res-transfer"))
+            let connection = ComponentConnection(
+                configuration: self.configuration(port: first.port), logger: testLogger("res-transfer"))
             let events = EventRecorder(connection)
             let echo = EchoRecorder()
             try connection.register("a.example.test", handler: echo.handler())
@@ -204,11 +221,14 @@ struct ResilienceTests {
             try await withRunningConnection(connection) { connection in
                 try await events.waitBound(["a.example.test", "b.example.test"])
                 let sending = Task {
-                    await sender.run(0..<total, interval: .milliseconds(1), from: "a.example.test", to: "bob@example.test", via: connection)
+                    await sender.run(
+                        0..<total, interval: .milliseconds(1), from: "a.example.test", to: "bob@example.test", via: connection)
                 }
                 try await sink.wait("traffic") { $0.count { $0["id"]?.hasPrefix("t-") == true } >= total / 3 }
                 let ordered = ContinuousClock.now
-                try first.send(self.transferIQ("xfer", namespace: namespace, server: "127.0.0.1:\(second.port)"), toComponentBound: "a.example.test")
+                try first.send(
+                    self.transferIQ("xfer", namespace: namespace, server: "127.0.0.1:\(second.port)"),
+                    toComponentBound: "a.example.test")
                 try await sink.wait("the transfer acknowledged") { $0.contains { $0["id"] == "xfer" } }
                 let ack = try #require(sink.first(id: "xfer"))
                 #expect(ack["type"] == "result")
@@ -247,14 +267,17 @@ struct ResilienceTests {
             let second = try await servers.start(SDKFixture.shared.serverConfiguration())
             let sink = UserSink()
             sink.follow(first)
-            let connection = ComponentConnection(configuration: self.configuration(port: first.port), logger: testLogger("res-transfer-forbidden"))
+            let connection = ComponentConnection(
+                configuration: self.configuration(port: first.port), logger: testLogger("res-transfer-forbidden"))
             let events = EventRecorder(connection)
             try connection.register("a.example.test", handler: EchoRecorder().handler())
             try await withRunningConnection(connection) { _ in
                 try await events.waitBound(["a.example.test"])
                 events.reset()
                 try first.send(
-                    self.transferIQ("evil", namespace: Namespace.connectionTransfer, server: "127.0.0.1:\(second.port)", from: "mallory@example.test/x"),
+                    self.transferIQ(
+                        "evil", namespace: Namespace.connectionTransfer, server: "127.0.0.1:\(second.port)",
+                        from: "mallory@example.test/x"),
                     toComponentBound: "a.example.test")
                 try await sink.wait("the refusal") { $0.contains { $0["id"] == "evil" } }
                 let refusal = try #require(sink.first(id: "evil").flatMap(IQ.init))
@@ -279,7 +302,8 @@ struct ResilienceTests {
             await dead.stop()
             let sink = UserSink()
             sink.follow(first)
-            let connection = ComponentConnection(configuration: self.configuration(port: first.port), logger: testLogger("res-transfer-dead"))
+            let connection = ComponentConnection(
+                configuration: self.configuration(port: first.port), logger: testLogger("res-transfer-dead"))
             let events = EventRecorder(connection)
             try connection.register("a.example.test", handler: EchoRecorder().handler())
             let sender = NumberedSender(prefix: "d-")
@@ -287,7 +311,8 @@ struct ResilienceTests {
                 try await events.waitBound(["a.example.test"])
                 events.reset()
                 let sending = Task {
-                    await sender.run(0..<200, interval: .milliseconds(2), from: "a.example.test", to: "bob@example.test", via: connection)
+                    await sender.run(
+                        0..<200, interval: .milliseconds(2), from: "a.example.test", to: "bob@example.test", via: connection)
                 }
                 try first.send(
                     self.transferIQ("nowhere", namespace: Namespace.connectionTransfer, server: "127.0.0.1:\(deadPort)"),
@@ -396,7 +421,8 @@ struct ResilienceTests {
                 try server.inject(self.message("after-conflict", to: "a.example.test"))
                 try await sink.wait("an echo after the re-bind") { $0.contains { $0["id"] == "echo-after-conflict" } }
                 let retries = events.all.count { $0.kind == .bindFailed }
-                report("re-bind conflict (server still holding the half-open stream): \(retries) refused re-binds, then bound again")
+                report(
+                    "re-bind conflict (server still holding the half-open stream): \(retries) refused re-binds, then bound again")
             }
         }
     }
@@ -411,7 +437,8 @@ struct ResilienceTests {
             let server = try await servers.start(SDKFixture.shared.serverConfiguration())
             let sink = UserSink()
             sink.follow(server)
-            let connection = ComponentConnection(configuration: self.configuration(port: server.port), logger: testLogger("res-backlog"))
+            let connection = ComponentConnection(
+                configuration: self.configuration(port: server.port), logger: testLogger("res-backlog"))
             let events = EventRecorder(connection)
             try connection.register("a.example.test", handler: EchoRecorder().handler())
             let sender = NumberedSender(prefix: "w-")
@@ -423,7 +450,9 @@ struct ResilienceTests {
                 // buffers (and is dropped by the server), the rest waits in the component.
                 await server.setReadingPaused(true)
                 // 300 × 32 KiB: far more than the loopback socket buffers hold.
-                await sender.run(0..<total, interval: .zero, from: "a.example.test", to: "bob@example.test", via: connection, padding: 32 * 1024)
+                await sender.run(
+                    0..<total, interval: .zero, from: "a.example.test", to: "bob@example.test", via: connection,
+                    padding: 32 * 1024)
                 #expect(sender.all.count == total)
                 // The server notices the broken link and closes it: the pending writes fail.
                 await server.setReadingPaused(false)
@@ -440,7 +469,8 @@ struct ResilienceTests {
                 #expect(counts.values.allSatisfy { $0 == 1 }, "delivered more than once")
                 // What arrived is exactly the tail of the sends, in send order: the writes the
                 // dead socket had not taken, put back in the queue in order.
-                #expect(arrival == Array((total - requeued)..<total), "the requeued writes are not the tail of the sends, in order")
+                #expect(
+                    arrival == Array((total - requeued)..<total), "the requeued writes are not the tail of the sends, in order")
                 report(
                     "link broken with writes pending: \(requeued) requeued and delivered in order after the reconnect, "
                         + "\(total - requeued) lost in the dead socket's buffers (no acks on component streams)")
@@ -472,11 +502,14 @@ struct ResilienceTests {
             var redirected = iq.element
             redirected["to"] = "u\(index + 1)@example.test"
             self.rewrite(&redirected)
-            let error = Element(name: QualifiedName(Namespace.client, "error"), attributes: [
-                Element.Attribute(QualifiedName(unqualified: "code"), "302"),
-                Element.Attribute(QualifiedName(unqualified: "type"), "modify"),
-            ], children: [.element(redirected)])
-            var answer = Element("iq", namespace: Namespace.client, attributes: ["type": "error", "id": iq.requestID, "from": to, "to": from])
+            let error = Element(
+                name: QualifiedName(Namespace.client, "error"),
+                attributes: [
+                    Element.Attribute(QualifiedName(unqualified: "code"), "302"),
+                    Element.Attribute(QualifiedName(unqualified: "type"), "modify"),
+                ], children: [.element(redirected)])
+            var answer = Element(
+                "iq", namespace: Namespace.client, attributes: ["type": "error", "id": iq.requestID, "from": to, "to": from])
             answer.append(error)
             return answer
         }
@@ -489,7 +522,8 @@ struct ResilienceTests {
             let server = try await servers.start(SDKFixture.shared.serverConfiguration())
             let users = RedirectingUsers(redirects: redirects, rewrite: rewrite)
             server.respondToUserIQs { users.answer($0) }
-            let connection = ComponentConnection(configuration: self.configuration(port: server.port), logger: testLogger("res-redirect"))
+            let connection = ComponentConnection(
+                configuration: self.configuration(port: server.port), logger: testLogger("res-redirect"))
             let events = EventRecorder(connection)
             try connection.register("a.example.test", handler: EchoRecorder().handler())
             let result = try await withRunningConnection(connection) { connection -> Result<IQ, ComponentError> in
@@ -565,7 +599,8 @@ struct ResilienceTests {
         try await withServers { servers in
             let first = try await servers.start(SDKFixture.shared.serverConfiguration())
             let second = try await servers.start(SDKFixture.shared.serverConfiguration())
-            let connection = ComponentConnection(configuration: self.configuration(port: first.port), logger: testLogger("res-see-other-host"))
+            let connection = ComponentConnection(
+                configuration: self.configuration(port: first.port), logger: testLogger("res-see-other-host"))
             let events = EventRecorder(connection)
             try connection.register("a.example.test", handler: EchoRecorder().handler())
             try connection.register("b.example.test", handler: EchoRecorder().handler())
@@ -583,7 +618,8 @@ struct ResilienceTests {
     @Test func systemShutdownReconnectsWhenTheServerIsBack() async throws {
         try await withServers { servers in
             let (first, serverConfiguration) = try await self.startRestartableServer(servers)
-            let connection = ComponentConnection(configuration: self.configuration(port: first.port), logger: testLogger("res-shutdown"))
+            let connection = ComponentConnection(
+                configuration: self.configuration(port: first.port), logger: testLogger("res-shutdown"))
             let events = EventRecorder(connection)
             try connection.register("a.example.test", handler: EchoRecorder().handler())
             _ = try await withRunningConnection(connection) { connection -> ReferenceServer in
@@ -648,7 +684,8 @@ struct ResilienceTests {
                 await first.kill()
                 try await events.wait("the disconnect") { $0.kind == .disconnected }
                 let sending = Task {
-                    await sender.run(0..<8, interval: .milliseconds(20), from: "a.example.test", to: "bob@example.test", via: connection)
+                    await sender.run(
+                        0..<8, interval: .milliseconds(20), from: "a.example.test", to: "bob@example.test", via: connection)
                 }
                 // The overflow fails at once, while the server is still down.
                 let deadline = ContinuousClock.now + .seconds(20)
@@ -660,7 +697,9 @@ struct ResilienceTests {
                 let second = try await servers.start(serverConfiguration)
                 sink.follow(second)
                 await sending.value
-                try await sink.wait("the queued five") { Set($0.compactMap { $0["id"] }.filter { $0.hasPrefix("q-") }).count >= 5 }
+                try await sink.wait("the queued five") {
+                    Set($0.compactMap { $0["id"] }.filter { $0.hasPrefix("q-") }).count >= 5
+                }
                 #expect(sink.ids(withPrefix: "q-") == (0..<5).map { "q-\($0)" })
                 #expect((0..<5).allSatisfy { sender.record($0)?.succeeded == true })
                 return second
@@ -690,7 +729,9 @@ struct ResilienceTests {
                 sink.follow(second)
                 try await second.waitUntilBound("a.example.test", timeout: .seconds(30))
                 await late.run(0..<3, interval: .zero, from: "a.example.test", to: "bob@example.test", via: connection)
-                try await sink.wait("the later stanzas") { Set($0.compactMap { $0["id"] }.filter { $0.hasPrefix("y-") }).count >= 3 }
+                try await sink.wait("the later stanzas") {
+                    Set($0.compactMap { $0["id"] }.filter { $0.hasPrefix("y-") }).count >= 3
+                }
                 // The queue keeps send order: an expired stanza sent anyway would be ahead of y-0.
                 #expect(sink.ids(withPrefix: "x-").isEmpty, "expired stanzas are never sent")
                 #expect(sink.ids(withPrefix: "y-") == ["y-0", "y-1", "y-2"])

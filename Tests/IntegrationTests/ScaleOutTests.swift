@@ -88,7 +88,8 @@ final class InstanceTally: Sendable {
                 if let owner = owner(), owner != context.instance {
                     try await context.redirect(iq, to: try JID("\(ScaleFixture.service)/\(owner)"))
                 } else {
-                    try await context.reply(to: iq, with: Element("state", namespace: "urn:example:state", text: context.hostname))
+                    try await context.reply(
+                        to: iq, with: Element("state", namespace: "urn:example:state", text: context.hostname))
                 }
             default:
                 break
@@ -278,7 +279,9 @@ struct ScaleOutTests {
                 server: server, tally: tally,
                 configure: { index, configuration in
                     // The killed instance stays dead (no reconnect within the test).
-                    if index == 2 { configuration.reconnect = ReconnectPolicy(initialDelay: .seconds(60), maximumDelay: .seconds(60)) }
+                    if index == 2 {
+                        configuration.reconnect = ReconnectPolicy(initialDelay: .seconds(60), maximumDelay: .seconds(60))
+                    }
                 }
             ) { _ in
                 let messages = userMessages(sent, senders: 1)
@@ -301,11 +304,12 @@ struct ScaleOutTests {
                 }
                 // Afterwards the survivors take the whole domain.
                 afterKill.update { $0 = Self.instances.map { tally.count($0) } }
-                try server.inject(contentsOf: userMessages(300, senders: 1).map { message in
-                    var message = message
-                    message["id"] = "after-\(message["id"] ?? "")"
-                    return message
-                })
+                try server.inject(
+                    contentsOf: userMessages(300, senders: 1).map { message in
+                        var message = message
+                        message["id"] = "after-\(message["id"] ?? "")"
+                        return message
+                    })
                 try await tally.wait(total: afterKill.value.reduce(0, +) + 300)
             }
             let delivered = tally.total - 300
@@ -344,7 +348,8 @@ struct ScaleOutTests {
             let senders = ["i1", "i2"].map { tally.senders("\(ScaleFixture.service)/\($0)") }
             report("scale two-on-one-connection messages=\(["i1", "i2"].map { tally.count("\(ScaleFixture.service)/\($0)") })")
             #expect(senders.allSatisfy { !$0.isEmpty }, "both instances get users")
-            #expect(senders[0].subtracting(["user0@example.test/r"]).isDisjoint(with: senders[1]), "a user reached both instances")
+            #expect(
+                senders[0].subtracting(["user0@example.test/r"]).isDisjoint(with: senders[1]), "a user reached both instances")
         }
     }
 
@@ -382,11 +387,12 @@ struct ScaleOutTests {
                 }
                 try await injected
                 // With every instance gone the domain bounces, as with none bound.
-                try server.inject(contentsOf: userMessages(100, senders: 1).map { message in
-                    var message = message
-                    message["id"] = "late-\(message["id"] ?? "")"
-                    return message
-                })
+                try server.inject(
+                    contentsOf: userMessages(100, senders: 1).map { message in
+                        var message = message
+                        message["id"] = "late-\(message["id"] ?? "")"
+                        return message
+                    })
                 let deadline = ContinuousClock.now + .seconds(20)
                 while tally.total + bounced.value.count < sent + 100, ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(10))
@@ -396,7 +402,8 @@ struct ScaleOutTests {
             let lost = sent + 100 - delivered.union(bounced.value).count
             report("scale kill-all sent=\(sent)+100 delivered=\(delivered.count) bounced=\(bounced.value.count) lost=\(lost)")
             #expect(lost == 0)
-            #expect(bounced.value.filter { $0.hasPrefix("late-") }.count == 100, "the domain bounces once its last instance is gone")
+            #expect(
+                bounced.value.filter { $0.hasPrefix("late-") }.count == 100, "the domain bounces once its last instance is gone")
             #expect(delivered.isDisjoint(with: bounced.value), "a stanza both delivered and bounced")
         }
     }
@@ -409,20 +416,33 @@ struct ScaleOutTests {
                 let from = try JID("\(ScaleFixture.service)/i1")
                 let serverJID = try JID(ScaleFixture.domain)
                 let info = try await connections[0].request(
-                    IQ(type: .get, from: from, to: serverJID, id: "disco", payload: Element("query", namespace: Namespace.discoInfo)))
-                #expect(info.payload?.children("feature", namespace: Namespace.discoInfo).contains { $0["var"] == "urn:xmpp:cmr:0" } == true)
+                    IQ(
+                        type: .get, from: from, to: serverJID, id: "disco",
+                        payload: Element("query", namespace: Namespace.discoInfo)))
+                #expect(
+                    info.payload?.children("feature", namespace: Namespace.discoInfo).contains { $0["var"] == "urn:xmpp:cmr:0" }
+                        == true)
                 let state = try await connections[0].request(
-                    IQ(type: .get, from: from, to: serverJID, id: "cmr1",
-                       payload: Element("query", namespace: Namespace.customizableMessageRouting)))
-                #expect(state.payload?.firstChild("active", namespace: Namespace.customizableMessageRouting)?["algorithm"] == "urn:xmpp:cmr:roundrobin")
+                    IQ(
+                        type: .get, from: from, to: serverJID, id: "cmr1",
+                        payload: Element("query", namespace: Namespace.customizableMessageRouting)))
+                #expect(
+                    state.payload?.firstChild("active", namespace: Namespace.customizableMessageRouting)?["algorithm"]
+                        == "urn:xmpp:cmr:roundrobin")
                 let change = try await connections[0].request(
-                    IQ(type: .set, from: from, to: serverJID, id: "cmr2",
-                       payload: Element("cmr", namespace: Namespace.customizableMessageRouting, attributes: ["algorithm": "urn:xmpp:cmr:weighted"])))
+                    IQ(
+                        type: .set, from: from, to: serverJID, id: "cmr2",
+                        payload: Element(
+                            "cmr", namespace: Namespace.customizableMessageRouting,
+                            attributes: ["algorithm": "urn:xmpp:cmr:weighted"])))
                 #expect(change.type == .result)
                 #expect(server.routingAlgorithm(for: ScaleFixture.service) == .weighted)
                 let refused = try await connections[0].request(
-                    IQ(type: .set, from: from, to: serverJID, id: "cmr3",
-                       payload: Element("cmr", namespace: Namespace.customizableMessageRouting, attributes: ["algorithm": "urn:xmpp:cmr:nonsense"])))
+                    IQ(
+                        type: .set, from: from, to: serverJID, id: "cmr3",
+                        payload: Element(
+                            "cmr", namespace: Namespace.customizableMessageRouting,
+                            attributes: ["algorithm": "urn:xmpp:cmr:nonsense"])))
                 #expect(refused.error?.condition == .badRequest)
             }
         }
@@ -436,7 +456,8 @@ struct ScaleOutTests {
             var connections: [ComponentConnection] = []
             for index in 1...2 {
                 let connection = ComponentConnection(
-                    configuration: ScaleFixture.shared.clientConfiguration(port: server.port), logger: testLogger("redirect-\(index)"))
+                    configuration: ScaleFixture.shared.clientConfiguration(port: server.port),
+                    logger: testLogger("redirect-\(index)"))
                 try connection.register("\(ScaleFixture.service)/i\(index)", handler: tally.handler(owner: { "i2" }))
                 connections.append(connection)
             }

@@ -93,9 +93,12 @@ struct ScaleTransferTests {
             early.seeOtherHostBeforeTLS = true
             let earlyServer = try await servers.start(early)
             let logs = CapturedLogs()
-            let refused = try self.connection(to: earlyServer, "see-other-host-early", logger: logs.logger("early", level: .warning))
+            let refused = try self.connection(
+                to: earlyServer, "see-other-host-early", logger: logs.logger("early", level: .warning))
             try await withRunningConnection(refused) { _ in
-                try await logs.wait("the refusal") { $0.message.contains("not following see-other-host from a stream without TLS") }
+                try await logs.wait("the refusal") {
+                    $0.message.contains("not following see-other-host from a stream without TLS")
+                }
                 #expect(target.boundHostnames.isEmpty)
             }
         }

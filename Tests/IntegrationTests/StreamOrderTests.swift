@@ -105,68 +105,70 @@ struct StreamOrderTests {
     /// bounced, and per binding they arrive in order.
     @Test func stanzasWrittenWithTheBindResultAreDeliveredNeverBounced() async throws {
         try await withServers { servers in
-        let first = try await servers.start(SDKFixture.shared.serverConfiguration())
-        let second = try await servers.start(SDKFixture.shared.serverConfiguration())
-        let burst = Burst(size: 5)
-        for server in [first, second] {
-            server.setBurstAfterBind { burst.stanzas(for: $0) }
-        }
-        let answers = [Answers(first), Answers(second)]
-        var configuration = SDKFixture.shared.clientConfiguration(port: first.port)
-        configuration.reconnect = ReconnectPolicy(initialDelay: .milliseconds(5), maximumDelay: .milliseconds(20))
-        let connection = ComponentConnection(configuration: configuration, logger: testLogger("order-bind"))
-        let events = EventRecorder(connection)
-        try connection.register("a.example.test", handler: Echo())
-        try connection.register("b.example.test", handler: Echo())
-        let ports = [first.port, second.port]
-        try await withRunningConnection(connection) { connection in
-            try await events.waitBound(["a.example.test", "b.example.test"])
-            var current = 0
-            for round in 0..<30 {
-                // Runtime unbind and bind again: one bind each.
-                for _ in 0..<4 {
-                    do {
-                        try await connection.unbind("c.example.test")
-                    } catch let error as ComponentError where error.kind == .notBound {}
-                    try await connection.bind("c.example.test", handler: Echo())
-                    // Its burst is answered before the next unbind: what a handler sends after
-                    // the unbind went out is not sent (by design), and would count as missing.
-                    let answered = await self.waitForEchoes(answers, count: burst.bindCount * burst.size)
-                    #expect(answered, "round \(round): the burst of a runtime bind was not answered")
-                }
-                // Every burst so far is answered before the link is cut: a server that drops
-                // a link loses what was in flight on it (component streams have no acks).
-                let answered = await self.waitForEchoes(answers, count: burst.bindCount * burst.size)
-                #expect(answered, "round \(round): echoes missing before the link change")
-                events.reset()
-                if round % 2 == 0 {
-                    // A reconnect: the server drops the link; both hostnames are bound again,
-                    // on the same server (a transfer's target is sticky until a reload).
-                    (current == 0 ? first : second).disconnectComponents()
-                } else {
-                    // A transfer to the other server: both hostnames are bound there.
-                    let target = 1 - current
-                    try (current == 0 ? first : second).send(
-                        self.transferIQ("xfer-\(round)", to: ports[target]), toComponentBound: "a.example.test")
-                    current = target
-                }
-                // Every hostname bound again, and the bursts of those re-binds answered,
-                // before the next round unbinds c.
-                try await events.waitBound(["a.example.test", "b.example.test", "c.example.test"])
-                let rebound = await self.waitForEchoes(answers, count: burst.bindCount * burst.size)
-                #expect(rebound, "round \(round): the bursts of the re-binds were not answered")
+            let first = try await servers.start(SDKFixture.shared.serverConfiguration())
+            let second = try await servers.start(SDKFixture.shared.serverConfiguration())
+            let burst = Burst(size: 5)
+            for server in [first, second] {
+                server.setBurstAfterBind { burst.stanzas(for: $0) }
             }
-        }
-        let binds = burst.bindCount
-        #expect(binds >= 200, "only \(binds) binds happened")
-        let expected = binds * burst.size
-        _ = await self.waitForEchoes(answers, count: expected)
-        let echoes = self.burstEchoes(answers)
-        let bounced = echoes.values.filter { $0["type"] == "error" }
-        #expect(bounced.isEmpty, "\(bounced.count) stanzas were bounced, e.g. \(bounced.first.map { "\($0)" } ?? "")")
-        let missing = (1...binds).flatMap { bind in (0..<burst.size).map { "burst-\(bind)-\($0)" } }.filter { echoes[$0] == nil }
-        #expect(echoes.count == expected, "\(echoes.count) of \(expected) burst stanzas answered; missing \(missing)")
-        print("stream order: \(binds) binds, \(echoes.count) of \(expected) burst stanzas echoed, \(bounced.count) bounced")
+            let answers = [Answers(first), Answers(second)]
+            var configuration = SDKFixture.shared.clientConfiguration(port: first.port)
+            configuration.reconnect = ReconnectPolicy(initialDelay: .milliseconds(5), maximumDelay: .milliseconds(20))
+            let connection = ComponentConnection(configuration: configuration, logger: testLogger("order-bind"))
+            let events = EventRecorder(connection)
+            try connection.register("a.example.test", handler: Echo())
+            try connection.register("b.example.test", handler: Echo())
+            let ports = [first.port, second.port]
+            try await withRunningConnection(connection) { connection in
+                try await events.waitBound(["a.example.test", "b.example.test"])
+                var current = 0
+                for round in 0..<30 {
+                    // Runtime unbind and bind again: one bind each.
+                    for _ in 0..<4 {
+                        do {
+                            try await connection.unbind("c.example.test")
+                        } catch let error as ComponentError where error.kind == .notBound {}
+                        try await connection.bind("c.example.test", handler: Echo())
+                        // Its burst is answered before the next unbind: what a handler sends after
+                        // the unbind went out is not sent (by design), and would count as missing.
+                        let answered = await self.waitForEchoes(answers, count: burst.bindCount * burst.size)
+                        #expect(answered, "round \(round): the burst of a runtime bind was not answered")
+                    }
+                    // Every burst so far is answered before the link is cut: a server that drops
+                    // a link loses what was in flight on it (component streams have no acks).
+                    let answered = await self.waitForEchoes(answers, count: burst.bindCount * burst.size)
+                    #expect(answered, "round \(round): echoes missing before the link change")
+                    events.reset()
+                    if round % 2 == 0 {
+                        // A reconnect: the server drops the link; both hostnames are bound again,
+                        // on the same server (a transfer's target is sticky until a reload).
+                        (current == 0 ? first : second).disconnectComponents()
+                    } else {
+                        // A transfer to the other server: both hostnames are bound there.
+                        let target = 1 - current
+                        try (current == 0 ? first : second).send(
+                            self.transferIQ("xfer-\(round)", to: ports[target]), toComponentBound: "a.example.test")
+                        current = target
+                    }
+                    // Every hostname bound again, and the bursts of those re-binds answered,
+                    // before the next round unbinds c.
+                    try await events.waitBound(["a.example.test", "b.example.test", "c.example.test"])
+                    let rebound = await self.waitForEchoes(answers, count: burst.bindCount * burst.size)
+                    #expect(rebound, "round \(round): the bursts of the re-binds were not answered")
+                }
+            }
+            let binds = burst.bindCount
+            #expect(binds >= 200, "only \(binds) binds happened")
+            let expected = binds * burst.size
+            _ = await self.waitForEchoes(answers, count: expected)
+            let echoes = self.burstEchoes(answers)
+            let bounced = echoes.values.filter { $0["type"] == "error" }
+            #expect(bounced.isEmpty, "\(bounced.count) stanzas were bounced, e.g. \(bounced.first.map { "\($0)" } ?? "")")
+            let missing = (1...binds).flatMap { bind in (0..<burst.size).map { "burst-\(bind)-\($0)" } }.filter {
+                echoes[$0] == nil
+            }
+            #expect(echoes.count == expected, "\(echoes.count) of \(expected) burst stanzas answered; missing \(missing)")
+            print("stream order: \(binds) binds, \(echoes.count) of \(expected) burst stanzas echoed, \(bounced.count) bounced")
         }
     }
 
@@ -175,38 +177,41 @@ struct StreamOrderTests {
     /// `invalid-from`.
     @Test func anUnbindRacingHandlerRepliesNeverEndsTheStream() async throws {
         try await withServers { servers in
-        let server = try await servers.start(SDKFixture.shared.serverConfiguration())
-        let answers = Answers(server)
-        let connection = ComponentConnection(
-            configuration: SDKFixture.shared.clientConfiguration(port: server.port), logger: testLogger("order-unbind"))
-        let events = EventRecorder(connection)
-        try connection.register("a.example.test", handler: Echo())
-        try connection.register("b.example.test", handler: Echo())
-        try await withRunningConnection(connection) { connection in
-            try await events.waitBound(["a.example.test", "b.example.test"])
-            for round in 0..<20 {
-                let flood = try (0..<300).map { index in
-                    Message(
-                        type: .chat, from: try JID("alice@\(SDKFixture.domain)/r"), to: try JID("a.example.test"),
-                        id: "flood-\(round)-\(index)", body: "x"
-                    ).element
+            let server = try await servers.start(SDKFixture.shared.serverConfiguration())
+            let answers = Answers(server)
+            let connection = ComponentConnection(
+                configuration: SDKFixture.shared.clientConfiguration(port: server.port), logger: testLogger("order-unbind"))
+            let events = EventRecorder(connection)
+            try connection.register("a.example.test", handler: Echo())
+            try connection.register("b.example.test", handler: Echo())
+            try await withRunningConnection(connection) { connection in
+                try await events.waitBound(["a.example.test", "b.example.test"])
+                for round in 0..<20 {
+                    let flood = try (0..<300).map { index in
+                        Message(
+                            type: .chat, from: try JID("alice@\(SDKFixture.domain)/r"), to: try JID("a.example.test"),
+                            id: "flood-\(round)-\(index)", body: "x"
+                        ).element
+                    }
+                    try server.inject(contentsOf: flood)
+                    try await connection.unbind("a.example.test")
+                    try await connection.bind("a.example.test", handler: Echo())
                 }
-                try server.inject(contentsOf: flood)
-                try await connection.unbind("a.example.test")
-                try await connection.bind("a.example.test", handler: Echo())
-            }
-            // The stream survived every race: one connection all along, b still answers.
-            try server.inject(
-                Message(type: .chat, from: try JID("alice@\(SDKFixture.domain)/r"), to: try JID("b.example.test"), id: "probe", body: "p")
+                // The stream survived every race: one connection all along, b still answers.
+                try server.inject(
+                    Message(
+                        type: .chat, from: try JID("alice@\(SDKFixture.domain)/r"), to: try JID("b.example.test"), id: "probe",
+                        body: "p"
+                    )
                     .element)
-            let deadline = ContinuousClock.now + .seconds(20)
-            while answers.all()["probe"] == nil && ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(10))
+                let deadline = ContinuousClock.now + .seconds(20)
+                while answers.all()["probe"] == nil && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                #expect(answers.all()["probe"]?["type"] == "chat")
+                let disconnects = events.all.filter { $0.kind == .disconnected }
+                #expect(disconnects.isEmpty, "the stream ended: \(disconnects)")
             }
-            #expect(answers.all()["probe"]?["type"] == "chat")
-            let disconnects = events.all.filter { $0.kind == .disconnected }
-            #expect(disconnects.isEmpty, "the stream ended: \(disconnects)")
-        }
         }
     }
 
@@ -217,31 +222,32 @@ struct StreamOrderTests {
     /// does not hold).
     @Test func anUnbindWhileTheBindIsInFlightLeavesNothingBoundOnTheServer() async throws {
         try await withServers { servers in
-        let server = try await servers.start(SDKFixture.shared.serverConfiguration())
-        let answers = Answers(server)
-        let connection = ComponentConnection(
-            configuration: SDKFixture.shared.clientConfiguration(port: server.port), logger: testLogger("order-unbind-binding"))
-        let events = EventRecorder(connection)
-        try connection.register("b.example.test", handler: Echo())
-        try await withRunningConnection(connection) { connection in
-            try await events.waitBound(["b.example.test"])
-            for round in 0..<30 {
-                // register() returns once the bind request is on its way.
-                try connection.register("c.example.test", handler: Echo())
-                try await connection.unbind("c.example.test")
-                try server.inject(
-                    Message(
-                        type: .chat, from: try JID("alice@\(SDKFixture.domain)/r"), to: try JID("c.example.test"),
-                        id: "probe-\(round)", body: "p"
-                    ).element)
+            let server = try await servers.start(SDKFixture.shared.serverConfiguration())
+            let answers = Answers(server)
+            let connection = ComponentConnection(
+                configuration: SDKFixture.shared.clientConfiguration(port: server.port),
+                logger: testLogger("order-unbind-binding"))
+            let events = EventRecorder(connection)
+            try connection.register("b.example.test", handler: Echo())
+            try await withRunningConnection(connection) { connection in
+                try await events.waitBound(["b.example.test"])
+                for round in 0..<30 {
+                    // register() returns once the bind request is on its way.
+                    try connection.register("c.example.test", handler: Echo())
+                    try await connection.unbind("c.example.test")
+                    try server.inject(
+                        Message(
+                            type: .chat, from: try JID("alice@\(SDKFixture.domain)/r"), to: try JID("c.example.test"),
+                            id: "probe-\(round)", body: "p"
+                        ).element)
+                }
+                try await answers.wait(for: 30, timeout: .seconds(20))
+                let probes = answers.all().filter { $0.key.hasPrefix("probe-") }
+                #expect(probes.count == 30)
+                #expect(probes.values.allSatisfy { $0["type"] == "error" }, "\(probes.values.filter { $0["type"] != "error" })")
+                #expect(!server.boundHostnames.contains("c.example.test"))
+                #expect(events.all.filter { $0.kind == .disconnected }.isEmpty)
             }
-            try await answers.wait(for: 30, timeout: .seconds(20))
-            let probes = answers.all().filter { $0.key.hasPrefix("probe-") }
-            #expect(probes.count == 30)
-            #expect(probes.values.allSatisfy { $0["type"] == "error" }, "\(probes.values.filter { $0["type"] != "error" })")
-            #expect(!server.boundHostnames.contains("c.example.test"))
-            #expect(events.all.filter { $0.kind == .disconnected }.isEmpty)
-        }
         }
     }
 }

@@ -1,5 +1,6 @@
 import Testing
 import XMPPCore
+
 @testable import ReferenceServer
 
 @Suite struct ComponentRoutingTableTests {
@@ -29,14 +30,20 @@ import XMPPCore
         var table = ComponentRoutingTable(configuration: Self.configuration)
         let identity = "component.example.test"
         #expect(table.bind(bindPayload("a.example.test"), session: 1, identity: identity) == .success("a.example.test"))
-        #expect(table.bind(bindPayload("a.example.test"), session: 1, identity: identity) == .success("a.example.test"), "idempotent")
-        #expect(table.bind(bindPayload("x.y.b.example.test/r1"), session: 1, identity: identity) == .success("x.y.b.example.test/r1"))
+        #expect(
+            table.bind(bindPayload("a.example.test"), session: 1, identity: identity) == .success("a.example.test"), "idempotent")
+        #expect(
+            table.bind(bindPayload("x.y.b.example.test/r1"), session: 1, identity: identity) == .success("x.y.b.example.test/r1"))
         #expect(
             table.bind(bindPayload("x.y.b.example.test/r2"), session: 2, identity: identity) == .success("x.y.b.example.test/r2"),
             "another instance of the domain, on another stream")
-        #expect(table.bind(bindPayload("x.y.b.example.test/r2"), session: 3, identity: identity).error == .conflict, "the same instance on another stream")
+        #expect(
+            table.bind(bindPayload("x.y.b.example.test/r2"), session: 3, identity: identity).error == .conflict,
+            "the same instance on another stream")
         #expect(table.bind(bindPayload("a.example.test"), session: 2, identity: identity).error == .conflict)
-        #expect(table.bind(bindPayload("b.example.test"), session: 1, identity: identity).error == .notAllowed, "wildcard excludes the parent")
+        #expect(
+            table.bind(bindPayload("b.example.test"), session: 1, identity: identity).error == .notAllowed,
+            "wildcard excludes the parent")
         #expect(table.bind(bindPayload("a.example.test"), session: 3, identity: "other.example.test").error == .notAllowed)
         #expect(table.bind(bindPayload(nil), session: 1, identity: identity).error == .badRequest)
         #expect(table.bind(bindPayload("user@a.example.test"), session: 1, identity: identity).error == .badRequest)
@@ -64,23 +71,32 @@ import XMPPCore
         #expect(table.routeFromComponent(toLegacy, session: 1) == .deliver(toLegacy, to: 2))
         let toUser = message(from: "a.example.test", to: "alice@example.test")
         #expect(table.routeFromComponent(toUser, session: 1) == .toUsers(toUser))
-        #expect(table.routeFromComponent(message(from: "legacy.example.test", to: "x@example.test"), session: 1).streamErrorCondition == .invalidFrom)
-        #expect(table.routeFromComponent(message(from: nil, to: "x@example.test"), session: 1).streamErrorCondition == .improperAddressing)
-        #expect(table.routeFromComponent(Element("foo", namespace: "urn:x"), session: 1).streamErrorCondition == .unsupportedStanzaType)
+        #expect(
+            table.routeFromComponent(message(from: "legacy.example.test", to: "x@example.test"), session: 1).streamErrorCondition
+                == .invalidFrom)
+        #expect(
+            table.routeFromComponent(message(from: nil, to: "x@example.test"), session: 1).streamErrorCondition
+                == .improperAddressing)
+        #expect(
+            table.routeFromComponent(Element("foo", namespace: "urn:x"), session: 1).streamErrorCondition
+                == .unsupportedStanzaType)
         guard case .reply(let noTo) = table.routeFromComponent(message(from: "a.example.test", to: nil), session: 1) else {
             Issue.record("expected a bad-request reply")
             return
         }
         #expect(Message(noTo)?.error?.condition == .badRequest)
         // Unbound component hostname: bounce, except errors.
-        guard case .reply(let bounce) = table.routeFromComponent(message(from: "a.example.test", to: "x.b.example.test"), session: 1)
+        guard
+            case .reply(let bounce) = table.routeFromComponent(
+                message(from: "a.example.test", to: "x.b.example.test"), session: 1)
         else {
             Issue.record("expected a bounce")
             return
         }
         #expect(Message(bounce)?.error?.condition == .serviceUnavailable)
         #expect(bounce["to"] == "a.example.test")
-        #expect(table.routeFromComponent(message(from: "a.example.test", to: "x.b.example.test", type: "error"), session: 1) == .drop)
+        #expect(
+            table.routeFromComponent(message(from: "a.example.test", to: "x.b.example.test", type: "error"), session: 1) == .drop)
         let result = IQ(type: .result, from: try JID("a.example.test"), to: try JID("x.b.example.test"), id: "1").element
         #expect(table.routeFromComponent(result, session: 1) == .drop)
 
@@ -93,8 +109,12 @@ import XMPPCore
             return
         }
         #expect(Message(userBounce)?.error?.condition == .serviceUnavailable)
-        #expect(throws: ReferenceServerError.self) { try table.routeFromUser(message(from: "bot@a.example.test", to: "a.example.test")) }
-        #expect(throws: ReferenceServerError.self) { try table.routeFromUser(message(from: "example.test", to: "a.example.test")) }
+        #expect(throws: ReferenceServerError.self) {
+            try table.routeFromUser(message(from: "bot@a.example.test", to: "a.example.test"))
+        }
+        #expect(throws: ReferenceServerError.self) {
+            try table.routeFromUser(message(from: "example.test", to: "a.example.test"))
+        }
         #expect(throws: ReferenceServerError.self) { try table.routeFromUser(message(from: "alice@example.test", to: nil)) }
     }
 }

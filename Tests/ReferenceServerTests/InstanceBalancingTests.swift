@@ -1,5 +1,6 @@
 import Testing
 import XMPPCore
+
 @testable import ReferenceServer
 
 /// Several instances of one domain (`domain/resource`): who gets what under each routing
@@ -87,7 +88,8 @@ import XMPPCore
                 if round == 0 { first[from] = session } else { #expect(first[from] == session, "\(from) moved") }
             }
         }
-        #expect(Dictionary(grouping: first.values, by: { $0 }).mapValues(\.count) == [1: 10, 2: 10, 3: 10], "new JIDs round-robin")
+        #expect(
+            Dictionary(grouping: first.values, by: { $0 }).mapValues(\.count) == [1: 10, 2: 10, 3: 10], "new JIDs round-robin")
         // Instance 2 dies: its users move to the others at once; the others' users stay.
         #expect(table.release(session: 2) == ["search.example.test/eu-2"])
         for (from, session) in first {
@@ -134,13 +136,22 @@ import XMPPCore
 
     @Test func bindRulesForInstances() {
         var table = Self.table()
-        #expect(table.bind(Self.bind("search.example.test/eu-1"), session: 1, identity: Self.identity) == .success("search.example.test/eu-1"))
-        #expect(table.bind(Self.bind("search.example.test/eu-2"), session: 1, identity: Self.identity) == .success("search.example.test/eu-2"), "two instances on one stream")
+        #expect(
+            table.bind(Self.bind("search.example.test/eu-1"), session: 1, identity: Self.identity)
+                == .success("search.example.test/eu-1"))
+        #expect(
+            table.bind(Self.bind("search.example.test/eu-2"), session: 1, identity: Self.identity)
+                == .success("search.example.test/eu-2"), "two instances on one stream")
         #expect(table.bind(Self.bind("search.example.test/eu-1"), session: 2, identity: Self.identity).error == .conflict)
-        #expect(table.bind(Self.bind("search.example.test"), session: 2, identity: Self.identity) == .success("search.example.test"), "the bare domain is an instance too")
-        #expect(table.bind(Self.bind("search.example.test/eu-3"), session: 3, identity: "other.example.test").error == .notAllowed)
+        #expect(
+            table.bind(Self.bind("search.example.test"), session: 2, identity: Self.identity) == .success("search.example.test"),
+            "the bare domain is an instance too")
+        #expect(
+            table.bind(Self.bind("search.example.test/eu-3"), session: 3, identity: "other.example.test").error == .notAllowed)
         for bad in ["0", "1001", "x", "-1", ""] {
-            #expect(table.bind(Self.bind("search.example.test/w", weight: bad), session: 3, identity: Self.identity).error == .badRequest, "weight '\(bad)'")
+            #expect(
+                table.bind(Self.bind("search.example.test/w", weight: bad), session: 3, identity: Self.identity).error
+                    == .badRequest, "weight '\(bad)'")
         }
         #expect(table.unbind(Self.bind("search.example.test/eu-2"), session: 2).error == .itemNotFound, "not this stream's")
         #expect(table.unbind(Self.bind("search.example.test/eu-2"), session: 1) == .success("search.example.test/eu-2"))
@@ -160,14 +171,17 @@ import XMPPCore
         for index in 0..<DomainInstances.maximumInstances {
             #expect(table.bind(Self.bind("search.example.test/i\(index)"), session: 1, identity: Self.identity).error == nil)
         }
-        #expect(table.bind(Self.bind("search.example.test/one-more"), session: 1, identity: Self.identity).error == .resourceConstraint)
+        #expect(
+            table.bind(Self.bind("search.example.test/one-more"), session: 1, identity: Self.identity).error
+                == .resourceConstraint)
     }
 
     @Test func customizableMessageRoutingQueryAndSet() throws {
         var table = Self.table(.roundRobin)
         Self.threeInstances(&table)
         let from = try JID("search.example.test/eu-1")
-        let query = IQ(type: .get, from: from, to: nil, id: "s1", payload: Element("query", namespace: Namespace.customizableMessageRouting))
+        let query = IQ(
+            type: .get, from: from, to: nil, id: "s1", payload: Element("query", namespace: Namespace.customizableMessageRouting))
         guard case .reply(let answer) = table.routeFromComponent(query.element, session: 1),
             let payload = IQ(answer)?.payload
         else {
@@ -175,14 +189,18 @@ import XMPPCore
             return
         }
         #expect(answer["type"] == "result")
-        #expect(payload.children("active", namespace: Namespace.customizableMessageRouting).map { $0["algorithm"] } == ["urn:xmpp:cmr:roundrobin"])
+        #expect(
+            payload.children("active", namespace: Namespace.customizableMessageRouting).map { $0["algorithm"] } == [
+                "urn:xmpp:cmr:roundrobin"
+            ])
         #expect(
             Set(payload.children("available", namespace: Namespace.customizableMessageRouting).compactMap { $0["algorithm"] })
                 == Set(RoutingAlgorithm.allCases.map(\.rawValue)))
 
         let set = IQ(
             type: .set, from: from, to: try JID("example.test"), id: "s2",
-            payload: Element("cmr", namespace: Namespace.customizableMessageRouting, attributes: ["algorithm": "urn:xmpp:cmr:weighted"]))
+            payload: Element(
+                "cmr", namespace: Namespace.customizableMessageRouting, attributes: ["algorithm": "urn:xmpp:cmr:weighted"]))
         guard case .reply(let setAnswer) = table.routeFromComponent(set.element, session: 1) else {
             Issue.record("expected a reply")
             return
@@ -192,7 +210,11 @@ import XMPPCore
         #expect(table.algorithm(for: "search.example.test") == .weighted)
 
         var unknown = set
-        unknown.element.children = [.element(Element("cmr", namespace: Namespace.customizableMessageRouting, attributes: ["algorithm": "urn:xmpp:cmr:forkalways"]))]
+        unknown.element.children = [
+            .element(
+                Element(
+                    "cmr", namespace: Namespace.customizableMessageRouting, attributes: ["algorithm": "urn:xmpp:cmr:forkalways"]))
+        ]
         guard case .reply(let refused) = table.routeFromComponent(unknown.element, session: 1) else {
             Issue.record("expected a reply")
             return
@@ -201,12 +223,16 @@ import XMPPCore
         #expect(table.algorithm(for: "search.example.test") == .weighted)
 
         // The server advertises urn:xmpp:cmr:0.
-        let disco = IQ(type: .get, from: from, to: try JID("example.test"), id: "d1", payload: Element("query", namespace: Namespace.discoInfo))
+        let disco = IQ(
+            type: .get, from: from, to: try JID("example.test"), id: "d1",
+            payload: Element("query", namespace: Namespace.discoInfo))
         guard case .reply(let info) = table.routeFromComponent(disco.element, session: 1) else {
             Issue.record("expected a reply")
             return
         }
-        #expect(IQ(info)?.payload?.children("feature", namespace: Namespace.discoInfo).contains { $0["var"] == "urn:xmpp:cmr:0" } == true)
+        #expect(
+            IQ(info)?.payload?.children("feature", namespace: Namespace.discoInfo).contains { $0["var"] == "urn:xmpp:cmr:0" }
+                == true)
     }
 
     @Test func algorithmNames() {

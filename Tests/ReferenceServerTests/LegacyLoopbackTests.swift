@@ -1,6 +1,7 @@
 import Testing
 import XMPPCore
 import XMPPStream
+
 @testable import ReferenceServer
 
 @Suite(.timeLimit(.minutes(1))) struct LegacyLoopbackTests {
@@ -16,10 +17,16 @@ import XMPPStream
 
             // A user's message reaches the component; its reply reaches the users.
             let users = server.userStanzas()
-            try server.inject(Message(from: try JID("alice@example.test/x"), to: try JID("bot@legacy.example.test"), id: "m1", body: "hi").element)
+            try server.inject(
+                Message(from: try JID("alice@example.test/x"), to: try JID("bot@legacy.example.test"), id: "m1", body: "hi")
+                    .element)
             let received = try await client.nextElement()
             #expect(Message(received)?.body == "hi")
-            try await client.send(.element(Message(from: try JID("bot@legacy.example.test"), to: try JID("alice@example.test/x"), id: "m2", body: "hello").element))
+            try await client.send(
+                .element(
+                    Message(
+                        from: try JID("bot@legacy.example.test"), to: try JID("alice@example.test/x"), id: "m2", body: "hello"
+                    ).element))
             let reply = try await withTimeout {
                 var iterator = users.makeAsyncIterator()
                 return await iterator.next()
@@ -27,7 +34,8 @@ import XMPPStream
             #expect(reply.flatMap(Message.init)?.body == "hello")
 
             // from outside the bound hostname: invalid-from ends the stream.
-            try await client.send(.element(Message(from: try JID("legacy2.example.test"), to: try JID("alice@example.test"), body: "x").element))
+            try await client.send(
+                .element(Message(from: try JID("legacy2.example.test"), to: try JID("alice@example.test"), body: "x").element))
             #expect(try await client.nextElement().streamErrorCondition == .invalidFrom)
             try await client.waitClosed()
             try await server.waitUntilUnbound("legacy.example.test")
@@ -60,7 +68,9 @@ import XMPPStream
             let port = try #require(server.legacyPort)
             let first = try await RawClient.connect(port: port, namespace: Namespace.componentAccept)
             defer { first.close() }
-            #expect(try await first.legacyHandshake(hostname: "legacy.example.test", secret: Fixture.legacySecret).name.localName == "handshake")
+            #expect(
+                try await first.legacyHandshake(hostname: "legacy.example.test", secret: Fixture.legacySecret).name.localName
+                    == "handshake")
             let second = try await RawClient.connect(port: port, namespace: Namespace.componentAccept)
             defer { second.close() }
             let answer = try await second.legacyHandshake(hostname: "legacy.example.test", secret: Fixture.legacySecret)
@@ -74,11 +84,14 @@ import XMPPStream
         try await withServer { server in
             let client = try await RawClient.connect(port: server.port, namespace: Namespace.client)
             defer { client.close() }
-            try await client.send(.header(StreamHeader(contentNamespace: Namespace.client, to: "example.test", from: "component.example.test")))
+            try await client.send(
+                .header(StreamHeader(contentNamespace: Namespace.client, to: "example.test", from: "component.example.test")))
             guard case .streamOpened(let header)? = try await client.next() else { throw TestFailure("no header") }
             #expect(header.from == "example.test")
             let features = try await client.nextElement()
-            #expect(features.firstChild("starttls", namespace: Namespace.tls)?.firstChild("required", namespace: Namespace.tls) != nil)
+            #expect(
+                features.firstChild("starttls", namespace: Namespace.tls)?.firstChild("required", namespace: Namespace.tls) != nil
+            )
             #expect(features.firstChild("mechanisms", namespace: Namespace.sasl) == nil)
             try await client.send(.element(Element("message", namespace: Namespace.client, attributes: ["to": "x@example.test"])))
             #expect(try await client.nextElement().streamErrorCondition == .notAuthorized)

@@ -1,6 +1,7 @@
 import Testing
 import XMPPCore
 import XMPPStream
+
 @testable import ReferenceServer
 
 @Suite struct ServerComponentNegotiationStateMachineTests {
@@ -13,7 +14,10 @@ import XMPPStream
         Machine(configuration: .init(serverDomain: "example.test", tlsAvailable: tls, requireTLS: requireTLS))
     }
 
-    func expectFail(_ action: Machine.Action, _ condition: StreamError.Condition, headerSent: Bool, sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectFail(
+        _ action: Machine.Action, _ condition: StreamError.Condition, headerSent: Bool,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         guard case .fail(let error, let header) = action else {
             Issue.record("expected a stream error, got \(action)", sourceLocation: sourceLocation)
             return

@@ -1,6 +1,7 @@
 import Testing
 import XMPPCore
 import XMPPStream
+
 @testable import ReferenceServer
 
 @Suite struct ServerLegacyComponentNegotiationStateMachineTests {
@@ -11,8 +12,9 @@ import XMPPStream
     }
 
     func open(_ machine: inout Machine) -> String? {
-        guard case .sendHeader(let header) = machine.streamOpened(
-            StreamHeader(contentNamespace: Namespace.componentAccept, to: "Legacy.Example.Test", version: nil))
+        guard
+            case .sendHeader(let header) = machine.streamOpened(
+                StreamHeader(contentNamespace: Namespace.componentAccept, to: "Legacy.Example.Test", version: nil))
         else { return nil }
         #expect(header.from == "legacy.example.test")
         #expect(header.version == nil)
@@ -24,7 +26,9 @@ import XMPPStream
         var machine = self.machine()
         let id = try #require(self.open(&machine))
         let digest = ComponentHandshake.digest(streamID: id, secret: "s3cret").uppercased()
-        #expect(machine.received(Element("handshake", namespace: Namespace.client, text: digest)) == .authenticate(hostname: "legacy.example.test"))
+        #expect(
+            machine.received(Element("handshake", namespace: Namespace.client, text: digest))
+                == .authenticate(hostname: "legacy.example.test"))
         #expect(machine.bindingSucceeded() == .send(Element("handshake", namespace: Namespace.client)))
         #expect(machine.hostname == "legacy.example.test")
         let message = Element("message", namespace: Namespace.client)
@@ -35,7 +39,8 @@ import XMPPStream
         var machine = self.machine()
         let id = try #require(self.open(&machine))
         let digest = ComponentHandshake.digest(streamID: id, secret: "wrong")
-        guard case .fail(let error, nil) = machine.received(Element("handshake", namespace: Namespace.client, text: digest)) else {
+        guard case .fail(let error, nil) = machine.received(Element("handshake", namespace: Namespace.client, text: digest))
+        else {
             Issue.record("expected a failure")
             return
         }
@@ -44,8 +49,9 @@ import XMPPStream
 
     @Test func unknownHostAndWrongNamespace() {
         var unknown = self.machine()
-        guard case .fail(let error, let header?) = unknown.streamOpened(
-            StreamHeader(contentNamespace: Namespace.componentAccept, to: "nobody.example.test", version: nil))
+        guard
+            case .fail(let error, let header?) = unknown.streamOpened(
+                StreamHeader(contentNamespace: Namespace.componentAccept, to: "nobody.example.test", version: nil))
         else {
             Issue.record("expected host-unknown")
             return
@@ -54,8 +60,9 @@ import XMPPStream
         #expect(header.id != nil)
 
         var client = self.machine()
-        guard case .fail(let namespaceError, _?) = client.streamOpened(
-            StreamHeader(contentNamespace: Namespace.client, to: "legacy.example.test"))
+        guard
+            case .fail(let namespaceError, _?) = client.streamOpened(
+                StreamHeader(contentNamespace: Namespace.client, to: "legacy.example.test"))
         else {
             Issue.record("expected invalid-namespace")
             return
@@ -66,7 +73,8 @@ import XMPPStream
     @Test func conflictAndEarlyStanza() throws {
         var machine = self.machine()
         let id = try #require(self.open(&machine))
-        _ = machine.received(Element("handshake", namespace: Namespace.client, text: ComponentHandshake.digest(streamID: id, secret: "s3cret")))
+        _ = machine.received(
+            Element("handshake", namespace: Namespace.client, text: ComponentHandshake.digest(streamID: id, secret: "s3cret")))
         guard case .fail(let error, nil) = machine.bindingConflicted() else {
             Issue.record("expected conflict")
             return

@@ -72,7 +72,9 @@ func withServer<T: Sendable>(
 }
 
 /// Awaits `operation`, failing after `timeout`.
-func withTimeout<T: Sendable>(_ timeout: Duration = .seconds(10), _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+func withTimeout<T: Sendable>(_ timeout: Duration = .seconds(10), _ operation: @escaping @Sendable () async throws -> T)
+    async throws -> T
+{
     try await withThrowingTaskGroup(of: T.self) { group in
         group.addTask { try await operation() }
         group.addTask {
@@ -159,7 +161,11 @@ extension RawClient {
         guard case .streamOpened(let header)? = try await self.next() else { throw TestFailure("no header") }
         guard let id = header.id else { throw TestFailure("no stream id") }
         if header.from != hostname { return try await self.nextElement() }
-        try await self.send(.element(Element("handshake", namespace: Namespace.componentAccept, text: ComponentHandshake.digest(streamID: id, secret: secret))))
+        try await self.send(
+            .element(
+                Element(
+                    "handshake", namespace: Namespace.componentAccept,
+                    text: ComponentHandshake.digest(streamID: id, secret: secret))))
         return try await self.nextElement()
     }
 }

@@ -5,6 +5,7 @@ import Testing
 import XMPPCore
 import XMPPStream
 import XMPPTLS
+
 @testable import ReferenceServer
 
 /// XEP-0225 end to end with the SDK's own `ComponentConnection` as the client.
@@ -104,7 +105,11 @@ import XMPPTLS
                 #expect(refused?.kind == .bindRefused(.notAllowed))
 
                 // Injected message reaches the component, its reply reaches the users.
-                try server.inject(Message(type: .chat, from: try JID("alice@example.test/phone"), to: try JID("bot@a.example.test"), id: "m1", body: "hi").element)
+                try server.inject(
+                    Message(
+                        type: .chat, from: try JID("alice@example.test/phone"), to: try JID("bot@a.example.test"), id: "m1",
+                        body: "hi"
+                    ).element)
                 var iterator = users.makeAsyncIterator()
                 let reply = try #require(await iterator.next())
                 #expect(Message(reply)?.body == "echo: hi")
@@ -119,9 +124,11 @@ import XMPPTLS
                 try await connection.unbind("x.c.example.test/worker1")
                 try await server.waitUntilUnbound("x.c.example.test/worker1")
                 let again = try await connection.request(
-                    IQ(type: .set, from: try JID("a.example.test"), to: try JID("example.test"), id: "u2",
-                       payload: Element("unbind", namespace: Namespace.component,
-                                        children: [Element("hostname", namespace: Namespace.component, text: "x.c.example.test")])))
+                    IQ(
+                        type: .set, from: try JID("a.example.test"), to: try JID("example.test"), id: "u2",
+                        payload: Element(
+                            "unbind", namespace: Namespace.component,
+                            children: [Element("hostname", namespace: Namespace.component, text: "x.c.example.test")])))
                 #expect(again.error?.condition == .itemNotFound)
                 return ()
             }

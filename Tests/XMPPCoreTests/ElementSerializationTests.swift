@@ -100,12 +100,16 @@ struct ElementSerializationTests {
     }
 
     @Test func equalityIgnoresAttributeOrder() {
-        let a = Element(name: QualifiedName(Namespace.client, "x"), attributes: [
-            .init(QualifiedName(unqualified: "a"), "1"), .init(QualifiedName(unqualified: "b"), "2"),
-        ])
-        let b = Element(name: QualifiedName(Namespace.client, "x"), attributes: [
-            .init(QualifiedName(unqualified: "b"), "2"), .init(QualifiedName(unqualified: "a"), "1"),
-        ])
+        let a = Element(
+            name: QualifiedName(Namespace.client, "x"),
+            attributes: [
+                .init(QualifiedName(unqualified: "a"), "1"), .init(QualifiedName(unqualified: "b"), "2"),
+            ])
+        let b = Element(
+            name: QualifiedName(Namespace.client, "x"),
+            attributes: [
+                .init(QualifiedName(unqualified: "b"), "2"), .init(QualifiedName(unqualified: "a"), "1"),
+            ])
         #expect(a == b)
         #expect(a.hashValue == b.hashValue)
         var c = b

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import XMPPCore
 
 private let a63 = String(repeating: "a", count: 63)
@@ -32,7 +33,10 @@ struct JIDTests {
         ("Juliet@Example.COM/Balcony", "juliet@example.com/Balcony", "juliet", "example.com", "Balcony"),
         ("JULIET@EXAMPLE.COM", "juliet@example.com", "juliet", "example.com", nil),
         // Localpart: printable ASCII other than the RFC 7622 §3.3.1 characters
-        ("a.b-c_d+e!#$%*=?^`{|}~@example.com", "a.b-c_d+e!#$%*=?^`{|}~@example.com", "a.b-c_d+e!#$%*=?^`{|}~", "example.com", nil),
+        (
+            "a.b-c_d+e!#$%*=?^`{|}~@example.com", "a.b-c_d+e!#$%*=?^`{|}~@example.com", "a.b-c_d+e!#$%*=?^`{|}~", "example.com",
+            nil
+        ),
         // Resourcepart: spaces inside and any printable ASCII
         ("a@example.com/The Balcony", "a@example.com/The Balcony", "a", "example.com", "The Balcony"),
         ("a@example.com/\"&'<>:@/", "a@example.com/\"&'<>:@/", "a", "example.com", "\"&'<>:@/"),
@@ -56,7 +60,10 @@ struct JIDTests {
         ("[::]", "[::]", nil, "[::]", nil),
         ("[1::]", "[1::]", nil, "[1::]", nil),
         ("juliet@[2001:DB8::Ab]/r", "juliet@[2001:db8::ab]/r", "juliet", "[2001:db8::ab]", "r"),
-        ("[2001:0db8:0000:0000:0000:ff00:0042:8329]", "[2001:0db8:0000:0000:0000:ff00:0042:8329]", nil, "[2001:0db8:0000:0000:0000:ff00:0042:8329]", nil),
+        (
+            "[2001:0db8:0000:0000:0000:ff00:0042:8329]", "[2001:0db8:0000:0000:0000:ff00:0042:8329]", nil,
+            "[2001:0db8:0000:0000:0000:ff00:0042:8329]", nil
+        ),
         ("[1:2:3:4:5:6:7:8]", "[1:2:3:4:5:6:7:8]", nil, "[1:2:3:4:5:6:7:8]", nil),
         ("[1:2:3:4:5:6:7::]", "[1:2:3:4:5:6:7::]", nil, "[1:2:3:4:5:6:7::]", nil),
         ("[::2:3:4:5:6:7:8]", "[::2:3:4:5:6:7:8]", nil, "[::2:3:4:5:6:7:8]", nil),
@@ -69,7 +76,10 @@ struct JIDTests {
         ("e\u{301}@example.com", "\u{E9}@example.com", "\u{E9}", "example.com", nil),
         ("E\u{301}LODIE@example.com", "\u{E9}lodie@example.com", "\u{E9}lodie", "example.com", nil),
         ("\u{C9}lodie@example.com", "\u{E9}lodie@example.com", "\u{E9}lodie", "example.com", nil),
-        ("\u{41F}\u{443}\u{448}\u{43A}\u{438}\u{43D}@example.com", "\u{43F}\u{443}\u{448}\u{43A}\u{438}\u{43D}@example.com", "\u{43F}\u{443}\u{448}\u{43A}\u{438}\u{43D}", "example.com", nil),
+        (
+            "\u{41F}\u{443}\u{448}\u{43A}\u{438}\u{43D}@example.com", "\u{43F}\u{443}\u{448}\u{43A}\u{438}\u{43D}@example.com",
+            "\u{43F}\u{443}\u{448}\u{43A}\u{438}\u{43D}", "example.com", nil
+        ),
         ("\u{1100}\u{1161}\u{11A8}@example.com", "\u{AC01}@example.com", "\u{AC01}", "example.com", nil),
         ("\u{AC00}\u{11A8}@example.com", "\u{AC01}@example.com", "\u{AC01}", "example.com", nil),
         ("\u{7528}\u{6237}@example.com", "\u{7528}\u{6237}@example.com", "\u{7528}\u{6237}", "example.com", nil),
@@ -79,27 +89,51 @@ struct JIDTests {
         ("B\u{DC}CHER.example", "b\u{FC}cher.example", nil, "b\u{FC}cher.example", nil),
         ("bu\u{308}cher.example.", "b\u{FC}cher.example", nil, "b\u{FC}cher.example", nil),
         ("m\u{FC}nchen\u{3002}de", "m\u{FC}nchen.de", nil, "m\u{FC}nchen.de", nil),
-        ("\u{FF45}\u{FF58}\u{FF41}\u{FF4D}\u{FF50}\u{FF4C}\u{FF45}\u{FF0E}\u{FF43}\u{FF4F}\u{FF4D}", "example.com", nil, "example.com", nil),
+        (
+            "\u{FF45}\u{FF58}\u{FF41}\u{FF4D}\u{FF50}\u{FF4C}\u{FF45}\u{FF0E}\u{FF43}\u{FF4F}\u{FF4D}", "example.com", nil,
+            "example.com", nil
+        ),
         ("example\u{3002}", "example", nil, "example", nil),
-        ("\u{4F8B}\u{3048}.\u{30C6}\u{30B9}\u{30C8}", "\u{4F8B}\u{3048}.\u{30C6}\u{30B9}\u{30C8}", nil, "\u{4F8B}\u{3048}.\u{30C6}\u{30B9}\u{30C8}", nil),
-        ("\u{E9}l\u{E8}ve@\u{C9}COLE.fr/Cours", "\u{E9}l\u{E8}ve@\u{E9}cole.fr/Cours", "\u{E9}l\u{E8}ve", "\u{E9}cole.fr", "Cours"),
+        (
+            "\u{4F8B}\u{3048}.\u{30C6}\u{30B9}\u{30C8}", "\u{4F8B}\u{3048}.\u{30C6}\u{30B9}\u{30C8}", nil,
+            "\u{4F8B}\u{3048}.\u{30C6}\u{30B9}\u{30C8}", nil
+        ),
+        (
+            "\u{E9}l\u{E8}ve@\u{C9}COLE.fr/Cours", "\u{E9}l\u{E8}ve@\u{E9}cole.fr/Cours", "\u{E9}l\u{E8}ve", "\u{E9}cole.fr",
+            "Cours"
+        ),
         // U-label limit is on the A-label: 'ü' + 55 × 'a' is xn--…-… of 63 bytes,
         // 22 × '中' is 66 bytes of UTF-8 but a 28-byte A-label.
-        ("\u{FC}\(String(repeating: "a", count: 55)).de", "\u{FC}\(String(repeating: "a", count: 55)).de", nil, "\u{FC}\(String(repeating: "a", count: 55)).de", nil),
-        ("\(String(repeating: "\u{4E2D}", count: 22)).cn", "\(String(repeating: "\u{4E2D}", count: 22)).cn", nil, "\(String(repeating: "\u{4E2D}", count: 22)).cn", nil),
+        (
+            "\u{FC}\(String(repeating: "a", count: 55)).de", "\u{FC}\(String(repeating: "a", count: 55)).de", nil,
+            "\u{FC}\(String(repeating: "a", count: 55)).de", nil
+        ),
+        (
+            "\(String(repeating: "\u{4E2D}", count: 22)).cn", "\(String(repeating: "\u{4E2D}", count: 22)).cn", nil,
+            "\(String(repeating: "\u{4E2D}", count: 22)).cn", nil
+        ),
         // Non-ASCII resourcepart: NFC, case kept, non-ASCII spaces mapped to U+0020
         ("a@example.com/Re\u{301}sume\u{301}", "a@example.com/R\u{E9}sum\u{E9}", "a", "example.com", "R\u{E9}sum\u{E9}"),
         ("a@example.com/\u{2126}", "a@example.com/\u{3A9}", "a", "example.com", "\u{3A9}"),
         ("a@example.com/x\u{A0}y\u{3000}z", "a@example.com/x y z", "a", "example.com", "x y z"),
-        ("a@example.com/\u{1F4F1} \u{2603} \u{FB01}", "a@example.com/\u{1F4F1} \u{2603} \u{FB01}", "a", "example.com", "\u{1F4F1} \u{2603} \u{FB01}"),
+        (
+            "a@example.com/\u{1F4F1} \u{2603} \u{FB01}", "a@example.com/\u{1F4F1} \u{2603} \u{FB01}", "a", "example.com",
+            "\u{1F4F1} \u{2603} \u{FB01}"
+        ),
         // Lengths at the limit
         ("\(a1023)@example.com", "\(a1023)@example.com", a1023, "example.com", nil),
         (domain1023, domain1023, nil, domain1023, nil),
         ("example.com/\(a1023)", "example.com/\(a1023)", nil, "example.com", a1023),
         // 511 × 'é' + 'a' = 1023 bytes
-        ("\(String(repeating: "\u{E9}", count: 511))a@x", "\(String(repeating: "\u{E9}", count: 511))a@x", "\(String(repeating: "\u{E9}", count: 511))a", "x", nil),
+        (
+            "\(String(repeating: "\u{E9}", count: 511))a@x", "\(String(repeating: "\u{E9}", count: 511))a@x",
+            "\(String(repeating: "\u{E9}", count: 511))a", "x", nil
+        ),
         // 1200 bytes before NFC, 800 after: length counts after normalisation
-        ("x/\(String(repeating: "e\u{301}", count: 400))", "x/\(String(repeating: "\u{E9}", count: 400))", nil, "x", String(repeating: "\u{E9}", count: 400)),
+        (
+            "x/\(String(repeating: "e\u{301}", count: 400))", "x/\(String(repeating: "\u{E9}", count: 400))", nil, "x",
+            String(repeating: "\u{E9}", count: 400)
+        ),
     ]
 
     @Test(arguments: valid)
@@ -209,7 +243,10 @@ struct JIDTests {
         ("-b\u{FC}cher.example", .hyphenAtDomainLabelEdge(label: "-b\u{FC}cher")),
         ("\u{301}abc.example", .combiningMarkAtDomainLabelStart(label: "\u{301}abc")),
         ("\u{E9}..example", .emptyDomainLabel),
-        ("\u{FC}\(String(repeating: "a", count: 56)).de", .domainLabelTooLong(label: "\u{FC}\(String(repeating: "a", count: 56))", bytes: 64)),
+        (
+            "\u{FC}\(String(repeating: "a", count: 56)).de",
+            .domainLabelTooLong(label: "\u{FC}\(String(repeating: "a", count: 56))", bytes: 64)
+        ),
         ("[\u{E9}]", .invalidIPv6Address("[\u{E9}]")),
         // IPv4: a last label of digits makes it an IPv4 address (RFC 1123 §2.1)
         ("256.1.1.1", .invalidIPv4Address("256.1.1.1")),

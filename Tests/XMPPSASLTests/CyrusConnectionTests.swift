@@ -1,5 +1,6 @@
 import Testing
 import XMPPCore
+
 @testable import XMPPSASL
 
 /// Facts about Cyrus that the module relies on, checked directly.

@@ -1,5 +1,6 @@
 import Testing
 import XMPPCore
+
 @testable import XMPPSASL
 
 @Suite struct SASLClientTests {
@@ -25,40 +26,50 @@ import XMPPCore
     static let preferenceCases: [PreferenceCase] = [
         // Everything offered, TLS 1.3 with exporter data: the best -PLUS.
         .init(offered: all, transport: tls13Exporter, expected: "SCRAM-SHA-256-PLUS", expectedFlag: "p=tls-exporter,"),
-        .init(offered: ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "PLAIN"], transport: tls13Exporter,
-              expected: "SCRAM-SHA-1-PLUS", expectedFlag: "p=tls-exporter,"),
+        .init(
+            offered: ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "PLAIN"], transport: tls13Exporter,
+            expected: "SCRAM-SHA-1-PLUS", expectedFlag: "p=tls-exporter,"),
         // Server order does not matter.
-        .init(offered: ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"], transport: .tls13(), expected: "SCRAM-SHA-256",
-              expectedFlag: "n,"),
+        .init(
+            offered: ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"], transport: .tls13(), expected: "SCRAM-SHA-256",
+            expectedFlag: "n,"),
         .init(offered: ["PLAIN", "SCRAM-SHA-1"], transport: .tls13(), expected: "SCRAM-SHA-1", expectedFlag: "n,"),
         .init(offered: ["PLAIN"], transport: .tls13(), expected: "PLAIN"),
         // -PLUS offered but no binding data: plain SCRAM with "n" (the server does support binding).
-        .init(offered: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], transport: .tls13(), expected: "SCRAM-SHA-256",
-              expectedFlag: "n,"),
+        .init(
+            offered: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], transport: .tls13(), expected: "SCRAM-SHA-256",
+            expectedFlag: "n,"),
         // TLS 1.2 without XEP-0440: no tls-exporter, no -PLUS.
-        .init(offered: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], transport: .tls12([.tlsExporter: exporter]),
-              expected: "SCRAM-SHA-256", expectedFlag: "n,"),
+        .init(
+            offered: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], transport: .tls12([.tlsExporter: exporter]),
+            expected: "SCRAM-SHA-256", expectedFlag: "n,"),
         // XEP-0440 decides the type: first server type we have data for.
-        .init(offered: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], bindingTypes: ["tls-unique", "tls-server-end-point"],
-              transport: .tls13([.tlsExporter: exporter, .tlsServerEndPoint: endPoint]),
-              expected: "SCRAM-SHA-256-PLUS", expectedFlag: "p=tls-server-end-point,"),
-        .init(offered: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], bindingTypes: ["tls-exporter", "tls-server-end-point"],
-              transport: .tls13([.tlsExporter: exporter, .tlsServerEndPoint: endPoint]),
-              expected: "SCRAM-SHA-256-PLUS", expectedFlag: "p=tls-exporter,"),
+        .init(
+            offered: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], bindingTypes: ["tls-unique", "tls-server-end-point"],
+            transport: .tls13([.tlsExporter: exporter, .tlsServerEndPoint: endPoint]),
+            expected: "SCRAM-SHA-256-PLUS", expectedFlag: "p=tls-server-end-point,"),
+        .init(
+            offered: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], bindingTypes: ["tls-exporter", "tls-server-end-point"],
+            transport: .tls13([.tlsExporter: exporter, .tlsServerEndPoint: endPoint]),
+            expected: "SCRAM-SHA-256-PLUS", expectedFlag: "p=tls-exporter,"),
         // XEP-0440 types we have no data for: no -PLUS, and "n" because the server offers -PLUS.
-        .init(offered: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], bindingTypes: ["tls-server-end-point"],
-              transport: tls13Exporter, expected: "SCRAM-SHA-256", expectedFlag: "n,"),
+        .init(
+            offered: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], bindingTypes: ["tls-server-end-point"],
+            transport: tls13Exporter, expected: "SCRAM-SHA-256", expectedFlag: "n,"),
         // Binding data, no -PLUS offered: "y" (downgrade protection).
-        .init(offered: ["SCRAM-SHA-256", "SCRAM-SHA-1"], transport: tls13Exporter, expected: "SCRAM-SHA-256",
-              expectedFlag: "y,"),
+        .init(
+            offered: ["SCRAM-SHA-256", "SCRAM-SHA-1"], transport: tls13Exporter, expected: "SCRAM-SHA-256",
+            expectedFlag: "y,"),
         .init(offered: ["SCRAM-SHA-1"], transport: tls13Exporter, expected: "SCRAM-SHA-1", expectedFlag: "y,"),
         // Allowed list restricts.
-        .init(offered: all, transport: tls13Exporter, allowed: ["scram-sha-1"], expected: "SCRAM-SHA-1",
-              expectedFlag: "n,"),
+        .init(
+            offered: all, transport: tls13Exporter, allowed: ["scram-sha-1"], expected: "SCRAM-SHA-1",
+            expectedFlag: "n,"),
         // EXTERNAL first with a client certificate.
         .init(offered: all, transport: tls13Exporter, certificate: true, expected: "EXTERNAL"),
-        .init(offered: ["SCRAM-SHA-256", "EXTERNAL"], transport: .tls13(), certificate: true, password: false,
-              expected: "EXTERNAL"),
+        .init(
+            offered: ["SCRAM-SHA-256", "EXTERNAL"], transport: .tls13(), certificate: true, password: false,
+            expected: "EXTERNAL"),
         // EXTERNAL without a certificate is never chosen.
         .init(offered: ["EXTERNAL", "SCRAM-SHA-1"], transport: .tls13(), expected: "SCRAM-SHA-1", expectedFlag: "n,"),
         // No TLS: no PLAIN, SCRAM still fine; nothing else supported.
@@ -120,7 +131,8 @@ import XMPPCore
                 "sasl-channel-binding",
                 namespace: Namespace.saslChannelBinding,
                 children: [
-                    Element("channel-binding", namespace: Namespace.saslChannelBinding, attributes: ["type": "tls-server-end-point"])
+                    Element(
+                        "channel-binding", namespace: Namespace.saslChannelBinding, attributes: ["type": "tls-server-end-point"])
                 ]
             )
         )
@@ -152,7 +164,9 @@ import XMPPCore
 
     @Test func transportDescriptionShowsLengthsNotBindingData() {
         let transport = SASLTransportSecurity.tls13([.tlsExporter: Self.exporter, .tlsServerEndPoint: Self.endPoint])
-        #expect(transport.description == "SASLTransportSecurity(TLS 1.3, bindings: [tls-exporter(32 bytes), tls-server-end-point(32 bytes)])")
+        #expect(
+            transport.description
+                == "SASLTransportSecurity(TLS 1.3, bindings: [tls-exporter(32 bytes), tls-server-end-point(32 bytes)])")
         #expect(SASLTransportSecurity.plaintext.description == "SASLTransportSecurity(plaintext)")
     }
 
@@ -161,7 +175,8 @@ import XMPPCore
         _ = try client.start(features: features(["SCRAM-SHA-256"]))
         #expect(client.connectionForTesting?.context.secret != nil)
         #expect(throws: SASLError.self) {
-            try client.receive(Element("failure", namespace: Namespace.sasl, children: [Element("aborted", namespace: Namespace.sasl)]))
+            try client.receive(
+                Element("failure", namespace: Namespace.sasl, children: [Element("aborted", namespace: Namespace.sasl)]))
         }
         #expect(client.connectionForTesting?.context.secret == nil)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import XMPPCore
+
 @testable import XMPPSASL
 
 @Suite struct SASLDatabaseTests {
@@ -20,7 +21,9 @@ import XMPPCore
         #expect(try result.clientOutcome.get().mechanism == "SCRAM-SHA-256")
         #expect(result.serverIdentity == Account.user)
 
-        let wrong = try exchange(client: try makeClient(.tls13(), password: "first"), server: try makeServer(.tls13(), mechanisms: ["SCRAM-SHA-256"], sasldbPath: path))
+        let wrong = try exchange(
+            client: try makeClient(.tls13(), password: "first"),
+            server: try makeServer(.tls13(), mechanisms: ["SCRAM-SHA-256"], sasldbPath: path))
         #expect(wrong.serverError?.kind == .notAuthorized)
     }
 

@@ -1,5 +1,6 @@
 import Testing
 import XMPPCore
+
 @testable import XMPPSASL
 
 @Suite struct SASLErrorTests {

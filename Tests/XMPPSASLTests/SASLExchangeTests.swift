@@ -1,5 +1,6 @@
 import Testing
 import XMPPCore
+
 @testable import XMPPSASL
 
 /// Our client against our Cyrus server, with a sasldb made by `saslpasswd2` and channel-binding
@@ -190,17 +191,19 @@ import XMPPCore
     @Test func tamperedServerSignatureIsRejected() throws {
         let server = try makeServer(.tls13())
         let client = try makeClient(.tls13())
-        let result = try exchange(client: client, server: server, tamperServer: { element in
-            guard element.name.localName == "success", let data = SASLTestBase64.decode(element.text) else {
-                return element
-            }
-            // v=<base64 signature>: change one signature byte, keep the encoding valid.
-            var text = String(decoding: data, as: UTF8.self)
-            var signature = SASLTestBase64.decode(String(text.dropFirst(2)))!
-            signature[0] ^= 0xFF
-            text = "v=" + SASLTestBase64.encode(signature)
-            return Element("success", namespace: Namespace.sasl, text: SASLTestBase64.encode(Array(text.utf8)))
-        })
+        let result = try exchange(
+            client: client, server: server,
+            tamperServer: { element in
+                guard element.name.localName == "success", let data = SASLTestBase64.decode(element.text) else {
+                    return element
+                }
+                // v=<base64 signature>: change one signature byte, keep the encoding valid.
+                var text = String(decoding: data, as: UTF8.self)
+                var signature = SASLTestBase64.decode(String(text.dropFirst(2)))!
+                signature[0] ^= 0xFF
+                text = "v=" + SASLTestBase64.encode(signature)
+                return Element("success", namespace: Namespace.sasl, text: SASLTestBase64.encode(Array(text.utf8)))
+            })
         #expect(result.serverIdentity == Account.user)  // the server was happy
         #expect(result.clientOutcome.failureKind == .serverSignatureMismatch)
         #expect(result.clientOutcome.failureDetail?.contains("ServerSignature mismatch") == true)
@@ -209,9 +212,11 @@ import XMPPCore
     @Test func successWithoutServerSignatureIsRejected() throws {
         let server = try makeServer(.tls13())
         let client = try makeClient(.tls13())
-        let result = try exchange(client: client, server: server, tamperServer: { element in
-            element.name.localName == "success" ? Element("success", namespace: Namespace.sasl) : element
-        })
+        let result = try exchange(
+            client: client, server: server,
+            tamperServer: { element in
+                element.name.localName == "success" ? Element("success", namespace: Namespace.sasl) : element
+            })
         #expect(result.clientOutcome.failureKind == .serverSignatureMismatch)
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import XMPPCore
+
 @testable import XMPPSASL
 
 /// Issue #13 items 2 (SCRAM iteration floor) and 4 (channel binding can be required), with
@@ -28,14 +29,16 @@ import XMPPCore
         let server = try makeServer(.tls13(), mechanisms: ["SCRAM-SHA-256"])
         let client = try makeClient(.tls13())
         // A fake server (here: a man in the middle) lowers i= so the proof is cheap to brute-force.
-        let result = try exchange(client: client, server: server, tamperServer: { element in
-            guard element.name.localName == "challenge",
-                let bytes = SASLTestBase64.decode(element.text)
-            else { return element }
-            let text = String(decoding: bytes, as: UTF8.self)
-                .replacingOccurrences(of: ",i=\(Account.iterations)", with: ",i=1")
-            return Element("challenge", namespace: Namespace.sasl, text: SASLTestBase64.encode(Array(text.utf8)))
-        })
+        let result = try exchange(
+            client: client, server: server,
+            tamperServer: { element in
+                guard element.name.localName == "challenge",
+                    let bytes = SASLTestBase64.decode(element.text)
+                else { return element }
+                let text = String(decoding: bytes, as: UTF8.self)
+                    .replacingOccurrences(of: ",i=\(Account.iterations)", with: ",i=1")
+                return Element("challenge", namespace: Namespace.sasl, text: SASLTestBase64.encode(Array(text.utf8)))
+            })
         guard case .failure(let error) = result.clientOutcome else {
             Issue.record("the client answered a challenge with i=1")
             return
@@ -73,12 +76,16 @@ extension SASLHardeningTests {
     @Test func anAbsurdIterationCountIsRefusedBeforeAnyWork() throws {
         let server = try makeServer(.tls13(), mechanisms: ["SCRAM-SHA-256"])
         let client = try makeClient(.tls13())
-        let result = try exchange(client: client, server: server, tamperServer: { element in
-            guard element.name.localName == "challenge", let bytes = SASLTestBase64.decode(element.text) else { return element }
-            let text = String(decoding: bytes, as: UTF8.self)
-                .replacingOccurrences(of: ",i=\(Account.iterations)", with: ",i=2000000000")
-            return Element("challenge", namespace: Namespace.sasl, text: SASLTestBase64.encode(Array(text.utf8)))
-        })
+        let result = try exchange(
+            client: client, server: server,
+            tamperServer: { element in
+                guard element.name.localName == "challenge", let bytes = SASLTestBase64.decode(element.text) else {
+                    return element
+                }
+                let text = String(decoding: bytes, as: UTF8.self)
+                    .replacingOccurrences(of: ",i=\(Account.iterations)", with: ",i=2000000000")
+                return Element("challenge", namespace: Namespace.sasl, text: SASLTestBase64.encode(Array(text.utf8)))
+            })
         guard case .failure(let error) = result.clientOutcome else {
             Issue.record("the client accepted i=2000000000")
             return

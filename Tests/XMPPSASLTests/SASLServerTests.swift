@@ -1,5 +1,6 @@
 import Testing
 import XMPPCore
+
 @testable import XMPPSASL
 
 @Suite struct SASLServerTests {
@@ -27,15 +28,19 @@ import XMPPCore
     @Test func advertisedMechanisms() throws {
         let withBinding = try makeServer(.tls13([.tlsExporter: Self.exporter]))
         #expect(withBinding.mechanisms == ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"])
-        #expect(withBinding.mechanismsElement.children("mechanism", namespace: Namespace.sasl).map(\.text) == withBinding.mechanisms)
-        #expect(withBinding.channelBindingElement?.firstChild("channel-binding", namespace: Namespace.saslChannelBinding)?["type"] == "tls-exporter")
+        #expect(
+            withBinding.mechanismsElement.children("mechanism", namespace: Namespace.sasl).map(\.text) == withBinding.mechanisms)
+        #expect(
+            withBinding.channelBindingElement?.firstChild("channel-binding", namespace: Namespace.saslChannelBinding)?["type"]
+                == "tls-exporter")
 
         let tls = try makeServer(.tls13())
         #expect(tls.mechanisms == ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"])
         #expect(tls.channelBindingElement == nil)
 
         // No TLS: no PLAIN, and binding data is ignored.
-        let plaintext = try makeServer(SASLTransportSecurity(isTLSActive: false, isTLS13: false, channelBindings: [.tlsExporter: Self.exporter]))
+        let plaintext = try makeServer(
+            SASLTransportSecurity(isTLSActive: false, isTLS13: false, channelBindings: [.tlsExporter: Self.exporter]))
         #expect(plaintext.mechanisms == ["SCRAM-SHA-256", "SCRAM-SHA-1"])
 
         // tls-exporter below TLS 1.3 is not used.
@@ -64,13 +69,15 @@ import XMPPCore
     @Test func unofferedMechanismIsInvalid() throws {
         let server = try makeServer(.tls13())
         expectFailure(server.start(auth: auth("DIGEST-MD5", nil)), .invalidMechanism)
-        expectFailure(try makeServer(.tls13()).start(auth: auth("SCRAM-SHA-256-PLUS", "p=tls-exporter,,n=a,r=b")), .invalidMechanism)
+        expectFailure(
+            try makeServer(.tls13()).start(auth: auth("SCRAM-SHA-256-PLUS", "p=tls-exporter,,n=a,r=b")), .invalidMechanism)
         expectFailure(try makeServer(.tls13()).start(auth: Element("auth", namespace: Namespace.sasl)), .invalidMechanism)
     }
 
     @Test func malformedBase64IsIncorrectEncoding() throws {
         let server = try makeServer(.tls13())
-        let step = server.start(auth: Element("auth", namespace: Namespace.sasl, attributes: ["mechanism": "SCRAM-SHA-256"], text: "bi*sbj1h"))
+        let step = server.start(
+            auth: Element("auth", namespace: Namespace.sasl, attributes: ["mechanism": "SCRAM-SHA-256"], text: "bi*sbj1h"))
         expectFailure(step, .incorrectEncoding)
 
         // In a response too.
@@ -103,11 +110,13 @@ import XMPPCore
         let server = try makeServer(.tls13([.tlsExporter: bindings.serverExporter]))
         let client = try makeClient(.tls13([.tlsExporter: bindings.clientExporter]))
         // The client binds (p=tls-exporter) but the name loses its -PLUS on the way.
-        let result = try exchange(client: client, server: server, tamperAuth: { auth in
-            var renamed = auth
-            renamed["mechanism"] = "SCRAM-SHA-256"
-            return renamed
-        })
+        let result = try exchange(
+            client: client, server: server,
+            tamperAuth: { auth in
+                var renamed = auth
+                renamed["mechanism"] = "SCRAM-SHA-256"
+                return renamed
+            })
         #expect(initialResponse(result.auth).hasPrefix("p=tls-exporter,"))
         #expect(result.serverError?.kind == .malformedRequest)
         #expect(result.serverError?.detail?.contains("not a -PLUS mechanism") == true)
@@ -140,7 +149,10 @@ import XMPPCore
         let server = try makeServer(.tls13())
         let client = try makeClient(.tls13())
         let realAuth = try client.start(features: features(of: server))
-        guard case .challenge = server.start(auth: Element("auth", namespace: Namespace.sasl, attributes: ["mechanism": "SCRAM-SHA-256"])) else {
+        guard
+            case .challenge = server.start(
+                auth: Element("auth", namespace: Namespace.sasl, attributes: ["mechanism": "SCRAM-SHA-256"]))
+        else {
             Issue.record("expected an empty challenge")
             return
         }

@@ -239,7 +239,8 @@ struct ComponentNegotiationStateMachineTests {
 
 @Suite("XEP-0114 handshake state machine")
 struct LegacyComponentNegotiationStateMachineTests {
-    private let acceptHeader = StreamHeader(contentNamespace: Namespace.componentAccept, from: "echo.localhost", id: "3BF96D32", version: nil)
+    private let acceptHeader = StreamHeader(
+        contentNamespace: Namespace.componentAccept, from: "echo.localhost", id: "3BF96D32", version: nil)
 
     @Test func successfulHandshake() {
         var m = LegacyComponentNegotiationStateMachine(hostname: "echo.localhost", secret: "sEcReT")
@@ -249,7 +250,8 @@ struct LegacyComponentNegotiationStateMachineTests {
         #expect(m.outgoingHeader.version == nil)
         #expect(
             m.streamOpened(acceptHeader)
-                == .send(Element("handshake", namespace: Namespace.componentAccept, text: "c9baffe00b849eb7092177dbabf5aa1613e9409f")))
+                == .send(
+                    Element("handshake", namespace: Namespace.componentAccept, text: "c9baffe00b849eb7092177dbabf5aa1613e9409f")))
         #expect(m.received(Element("handshake", namespace: Namespace.client)) == .negotiated)
         #expect(m.isNegotiated)
     }

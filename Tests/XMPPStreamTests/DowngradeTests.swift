@@ -31,7 +31,8 @@ struct DowngradeTests {
     @Test func everyOtherLegacySignUnderStartTLSIsAnError() {
         var noVersion = self.machine(tls: .startTLS)
         _ = noVersion.start()
-        #expect(self.failure(noVersion.streamOpened(StreamHeader(contentNamespace: Namespace.client, id: "x", version: nil))) != nil)
+        #expect(
+            self.failure(noVersion.streamOpened(StreamHeader(contentNamespace: Namespace.client, id: "x", version: nil))) != nil)
 
         var invalidNamespace = self.machine(tls: .startTLS)
         _ = invalidNamespace.start()

@@ -53,6 +53,8 @@ struct FuzzRegressionTests {
         #expect(original.firstChild("body", namespace: Namespace.client)?.text == "a\rb\nc\r")
         #expect(again == original)
         #expect(text.contains("<body>a&#13;b\nc&#13;</body>"), "\(text)")
-        #expect(Element("body", namespace: Namespace.client, text: "x\r\ny").serialized() == "<body xmlns='jabber:client'>x&#13;\ny</body>")
+        #expect(
+            Element("body", namespace: Namespace.client, text: "x\r\ny").serialized()
+                == "<body xmlns='jabber:client'>x&#13;\ny</body>")
     }
 }

@@ -18,7 +18,8 @@ struct SeeOtherHostNegotiationTests {
         var machine = self.machine()
         _ = machine.start()
         _ = machine.streamOpened(self.header)
-        _ = machine.received(Element("features", namespace: Namespace.stream, children: [Element("starttls", namespace: Namespace.tls)]))
+        _ = machine.received(
+            Element("features", namespace: Namespace.stream, children: [Element("starttls", namespace: Namespace.tls)]))
         _ = machine.received(Element("proceed", namespace: Namespace.tls))
         _ = machine.tlsEstablished()
         _ = machine.streamOpened(self.header)

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Testing
+
 @testable import XMPPTLS
 
 @Suite struct DevelopmentCertificateAuthorityTests {
@@ -16,7 +17,8 @@ import Testing
         let directory = try self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let ca = try DevelopmentCertificateAuthority(keyType: keyType)
-        let certificate = try ca.issue(dnsNames: ["example.test", "*.example.test"], ipAddresses: ["127.0.0.1", "::1"], keyType: keyType)
+        let certificate = try ca.issue(
+            dnsNames: ["example.test", "*.example.test"], ipAddresses: ["127.0.0.1", "::1"], keyType: keyType)
         #expect(!certificate.description.contains("PRIVATE"))
         let files = try certificate.write(toDirectory: directory, name: "server")
         let attributes = try FileManager.default.attributesOfItem(atPath: files.privateKeyFile)
@@ -24,16 +26,20 @@ import Testing
 
         let server = try OpenSSLContext(server: files.serverConfiguration)
         for name in ["example.test", "chat.example.test"] {
-            let client = try OpenSSLContext(client: TLSClientConfiguration(serverName: name, trustRoots: .caFile(files.caCertificateFile)))
+            let client = try OpenSSLContext(
+                client: TLSClientConfiguration(serverName: name, trustRoots: .caFile(files.caCertificateFile)))
             try await handshake(server: server, client: client)
         }
-        let wrong = try OpenSSLContext(client: TLSClientConfiguration(serverName: "wrong.example.org", trustRoots: .caFile(files.caCertificateFile)))
+        let wrong = try OpenSSLContext(
+            client: TLSClientConfiguration(serverName: "wrong.example.org", trustRoots: .caFile(files.caCertificateFile)))
         await #expect(throws: TLSError.self) { try await handshake(server: server, client: wrong) }
 
         // A certificate from another CA is not trusted.
-        let other = try DevelopmentCertificateAuthority().issue(dnsNames: ["example.test"]).write(toDirectory: directory, name: "other")
+        let other = try DevelopmentCertificateAuthority().issue(dnsNames: ["example.test"]).write(
+            toDirectory: directory, name: "other")
         let otherServer = try OpenSSLContext(server: other.serverConfiguration)
-        let client = try OpenSSLContext(client: TLSClientConfiguration(serverName: "example.test", trustRoots: .caFile(files.caCertificateFile)))
+        let client = try OpenSSLContext(
+            client: TLSClientConfiguration(serverName: "example.test", trustRoots: .caFile(files.caCertificateFile)))
         await #expect(throws: TLSError.self) { try await handshake(server: otherServer, client: client) }
     }
 

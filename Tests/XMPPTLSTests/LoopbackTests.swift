@@ -1,8 +1,8 @@
 import NIOCore
 import NIOPosix
 import Testing
-import XMPPTestSupport
 import XMPPTLS
+import XMPPTestSupport
 
 /// Our client against our server over loopback TCP (NIOPosix).
 @Suite(.timeLimit(.minutes(1)))
@@ -97,7 +97,8 @@ struct LoopbackTests {
         try await withCleanup {
             let clientExpectations = Expectations(on: self.eventLoop)
             defer { clientExpectations.finish() }
-            let channel = try await connectClient(port: testServer.port, context: try clientContext(self.certs), expectations: clientExpectations)
+            let channel = try await connectClient(
+                port: testServer.port, context: try clientContext(self.certs), expectations: clientExpectations)
             defer { channel.close(promise: nil) }
             let error = try #require(try await serverExpectations.firstError() as? TLSError)
             #expect(error.kind == .handshakeFailed)

@@ -41,7 +41,8 @@ struct OpenSSLContextTests {
 
     @Test func missingCAFileIsRejected() throws {
         let error = #expect(throws: TLSError.self) {
-            try OpenSSLContext(client: TLSClientConfiguration(serverName: "example.test", trustRoots: .caFile("/nonexistent/ca.pem")))
+            try OpenSSLContext(
+                client: TLSClientConfiguration(serverName: "example.test", trustRoots: .caFile("/nonexistent/ca.pem")))
         }
         #expect(error?.description.contains("/nonexistent/ca.pem") == true)
     }

@@ -1,8 +1,8 @@
 import NIOCore
 import NIOPosix
 import Testing
-import XMPPTestSupport
 import XMPPTLS
+import XMPPTestSupport
 
 /// Our handler against independent `openssl s_server` / `s_client` peers.
 @Suite(.timeLimit(.minutes(1)))
@@ -62,11 +62,13 @@ struct OpenSSLInteropTests {
         let server = try await TestServer.start(context: try serverContext(self.certs), expectations: expectations, echo: true)
         try await withCleanup {
 
-            let client = try OpenSSLPeer.client(port: server.port, [
-                "-servername", "example.test", "-verify_hostname", "example.test", "-CAfile", self.certs.caCertificate,
-                "-verify_return_error", version == .v1_3 ? "-tls1_3" : "-tls1_2",
-                "-keymatexport", "EXPORTER-Channel-Binding", "-keymatexportlen", "32",
-            ])
+            let client = try OpenSSLPeer.client(
+                port: server.port,
+                [
+                    "-servername", "example.test", "-verify_hostname", "example.test", "-CAfile", self.certs.caCertificate,
+                    "-verify_return_error", version == .v1_3 ? "-tls1_3" : "-tls1_2",
+                    "-keymatexport", "EXPORTER-Channel-Binding", "-keymatexportlen", "32",
+                ])
             defer { client.terminate() }
 
             let info = try await awaitResult(expectations.handshake.futureResult)

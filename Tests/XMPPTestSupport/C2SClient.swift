@@ -214,7 +214,11 @@ public final class C2SClient: Sendable {
     public func request(_ iq: IQ, timeout: Duration = .seconds(10)) async throws -> IQ {
         var iq = iq
         if iq.requestID.isEmpty {
-            iq.element["id"] = "c2s-\(self.counter.withLock { $0 += 1; return $0 })"
+            let number = self.counter.withLock { counter in
+                counter += 1
+                return counter
+            }
+            iq.element["id"] = "c2s-\(number)"
         }
         let id = iq.requestID
         try await self.send(iq.element)
@@ -280,7 +284,8 @@ private final class C2SHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let nanoseconds = self.configuration.timeout.components.seconds * 1_000_000_000
+        let nanoseconds =
+            self.configuration.timeout.components.seconds * 1_000_000_000
             + self.configuration.timeout.components.attoseconds / 1_000_000_000
         self.timeout = context.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
             let (handler, context) = bound.value
@@ -373,7 +378,8 @@ private final class C2SHandler: ChannelInboundHandler {
             self.saslStep(element, context: context)
         case .binding where element.name.localName == "iq" && element["id"] == "bind-1":
             guard element["type"] == "result",
-                let text = element.firstChild("bind", namespace: Namespace.bind)?.firstChild("jid", namespace: Namespace.bind)?.text,
+                let text = element.firstChild("bind", namespace: Namespace.bind)?.firstChild("jid", namespace: Namespace.bind)?
+                    .text,
                 let jid = try? JID(text)
             else {
                 return self.fail(C2SClientError(.bindFailed, "resource binding failed: \(element)"), context: context)
@@ -431,7 +437,8 @@ private final class C2SHandler: ChannelInboundHandler {
             }
         } else {
             guard features.firstChild("bind", namespace: Namespace.bind) != nil else {
-                return self.fail(C2SClientError(.bindFailed, "the server offered no resource binding: \(features)"), context: context)
+                return self.fail(
+                    C2SClientError(.bindFailed, "the server offered no resource binding: \(features)"), context: context)
             }
             let session = features.firstChild("session", namespace: "urn:ietf:params:xml:ns:xmpp-session")
             self.sessionRequired = session != nil && session?.firstChild("optional", namespace: session!.name.namespace) == nil
@@ -462,7 +469,8 @@ private final class C2SHandler: ChannelInboundHandler {
         } catch {
             self.sasl = nil
             self.fail(
-                C2SClientError(.authenticationFailed, "SASL \(self.mechanism ?? "?") failed for \(self.configuration.username): \(error)"),
+                C2SClientError(
+                    .authenticationFailed, "SASL \(self.mechanism ?? "?") failed for \(self.configuration.username): \(error)"),
                 context: context)
         }
     }
@@ -476,7 +484,8 @@ private final class C2SHandler: ChannelInboundHandler {
     }
 
     private func writeHeader(context: ChannelHandlerContext) {
-        let header = StreamHeader(contentNamespace: Namespace.client, to: self.configuration.domain, version: "1.0", language: "en")
+        let header = StreamHeader(
+            contentNamespace: Namespace.client, to: self.configuration.domain, version: "1.0", language: "en")
         self.write(.header(header), context: context)
     }
 
@@ -490,7 +499,8 @@ private final class C2SHandler: ChannelInboundHandler {
         self.timeout?.cancel()
         self.promise.succeed(
             C2SClient.Session(
-                jid: jid, mechanism: self.mechanism ?? "", channelBinding: self.channelBinding, tls: tls, streamID: self.streamID))
+                jid: jid, mechanism: self.mechanism ?? "", channelBinding: self.channelBinding, tls: tls, streamID: self.streamID)
+        )
     }
 
     private func fail(_ error: C2SClientError, context: ChannelHandlerContext) {
@@ -528,7 +538,9 @@ private final class C2SHandler: ChannelInboundHandler {
         return features
     }
 
-    private static func transportSecurity(_ session: TLSSessionInfo?, types: Set<SASLChannelBindingType>?) -> SASLTransportSecurity {
+    private static func transportSecurity(_ session: TLSSessionInfo?, types: Set<SASLChannelBindingType>?)
+        -> SASLTransportSecurity
+    {
         guard let session else { return .plaintext }
         var bindings: [SASLChannelBindingType: [UInt8]] = [:]
         if let exporter = session.tlsExporter { bindings[.tlsExporter] = exporter }

@@ -239,7 +239,8 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
                 let membership = EjabberdFixture.ClusterMembership(
                     epmdPort: epmdPort, cookie: cookie, nodeName: "xmpptest\(unique.prefix(10))-\(letter)@localhost")
                 parts.nodes.append(
-                    try await EjabberdFixture(configuration: nodeConfiguration, certificate: (authority, leaf), cluster: membership))
+                    try await EjabberdFixture(
+                        configuration: nodeConfiguration, certificate: (authority, leaf), cluster: membership))
             }
         } catch {
             Self.tearDown(parts)
@@ -285,7 +286,9 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
             throw TestSupportError("ejabberdctl list_cluster on \(node.nodeName) exited \(result.status): \(result.output)")
         }
         // Erlang quotes atoms with a '-': 'xmpptest…-a@localhost'.
-        return result.output.split(whereSeparator: \.isWhitespace).map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "'")) }
+        return result.output.split(whereSeparator: \.isWhitespace).map {
+            $0.trimmingCharacters(in: CharacterSet(charactersIn: "'"))
+        }
     }
 
     /// The running members of the cluster as `list_cluster` on `node` shows them.
@@ -324,7 +327,9 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
     /// `epmd`, by process ID; returns once all have exited.
     public func stop() {
         Self.tearDown(
-            Parts(authority: self.authority, directory: self.directory, epmd: self.epmd, epmdPort: self.epmdPort, nodes: self.nodes))
+            Parts(
+                authority: self.authority, directory: self.directory, epmd: self.epmd, epmdPort: self.epmdPort, nodes: self.nodes)
+        )
     }
 
     private static func tearDown(_ parts: Parts) {

@@ -311,7 +311,8 @@ public final class EjabberdFixture: @unchecked Sendable {
             let result = try await self.ctl(["register", username, self.domain, password])
             if result.status == 0 { return }
             if result.output.contains("already registered") || ContinuousClock.now >= deadline {
-                throw TestSupportError("ejabberdctl register \(username)@\(self.domain) exited \(result.status): \(result.output)")
+                throw TestSupportError(
+                    "ejabberdctl register \(username)@\(self.domain) exited \(result.status): \(result.output)")
             }
             try await Task.sleep(for: .milliseconds(200))
         }

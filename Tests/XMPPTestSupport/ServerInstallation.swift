@@ -23,7 +23,8 @@ public enum ServerInstallation {
             throw TestSupportError("\(server) is not installed (missing \(missing.joined(separator: ", "))); \(installHint)")
         }
         if SystemUser.isRoot, SystemUser.named(user) == nil {
-            throw TestSupportError("\(server) is installed but the system user '\(user)' does not exist; reinstall it: \(installHint)")
+            throw TestSupportError(
+                "\(server) is installed but the system user '\(user)' does not exist; reinstall it: \(installHint)")
         }
         if SystemUser.isRoot, !FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") {
             throw TestSupportError("/usr/bin/setpriv (util-linux) is needed to run \(server) as '\(user)'")

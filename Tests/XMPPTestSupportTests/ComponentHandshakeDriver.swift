@@ -33,7 +33,9 @@ enum ComponentHandshake {
                     }
                     try sync.addXMLStreamHandler(contentNamespace: Namespace.componentAccept)
                     try sync.addHandler(
-                        Driver(machine: LegacyComponentNegotiationStateMachine(hostname: hostname, secret: secret), promise: promise))
+                        Driver(
+                            machine: LegacyComponentNegotiationStateMachine(hostname: hostname, secret: secret), promise: promise)
+                    )
                 }
             }
             .connect(host: "127.0.0.1", port: port)

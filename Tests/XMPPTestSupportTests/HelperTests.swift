@@ -101,7 +101,8 @@ struct HelperTests {
         let result = try await runCommand(
             "/usr/bin/openssl", ["verify", "-CAfile", ca.certificatePath, leaf.certificatePath])
         #expect(result.status == 0, "\(result.output)")
-        let text = try await runCommand("/usr/bin/openssl", ["x509", "-in", leaf.certificatePath, "-noout", "-ext", "subjectAltName"])
+        let text = try await runCommand(
+            "/usr/bin/openssl", ["x509", "-in", leaf.certificatePath, "-noout", "-ext", "subjectAltName"])
         #expect(text.output.contains("DNS:example.test, DNS:*.example.test"))
         let combined = try String(contentsOfFile: leaf.combinedPath, encoding: .utf8)
         #expect(combined.contains("BEGIN CERTIFICATE") && combined.contains("PRIVATE KEY"))

@@ -92,7 +92,8 @@ struct ChunkedParsing {
                 let name = shape.rawValue.padding(14)
                 print(
                     "\(name) | \(String(input.count).padding(11)) | \(String(consumed).padding(12)) | "
-                        + "\(String(format3: nanoseconds / 1e6).padding(9)) | \(String(format1: perByte).padding(7)) | \(outcome)")
+                        + "\(String(format3: nanoseconds / 1e6).padding(9)) | \(String(format1: perByte).padding(7)) | \(outcome)"
+                )
             }
         }
     }

@@ -50,8 +50,10 @@ final class LoadGenerator: @unchecked Sendable {
     /// - Parameters:
     ///   - targets: The component domains; stanza `i` goes to `targets[i % targets.count]`.
     ///   - body: The body text of every stanza.
-    private init(server: ReferenceServer, loop: any EventLoop, targets: [String], userDomain: String, body: String,
-                 total: Int, mode: Mode, run: Int) {
+    private init(
+        server: ReferenceServer, loop: any EventLoop, targets: [String], userDomain: String, body: String,
+        total: Int, mode: Mode, run: Int
+    ) {
         self.server = server
         self.loop = loop
         self.total = total

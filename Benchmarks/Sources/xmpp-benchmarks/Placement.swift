@@ -34,7 +34,8 @@ enum Placement: String, Codable, CaseIterable, Sendable {
     private static let state = Mutex<Placement?>(nil)
     /// The CPUs this process was started with (`Cpus_allowed_list`), read before the first
     /// ``apply(_:harnessCore:)`` changes them.
-    static let startingCPUs: String = Placement.allowedCPUs(pid: getpid()) ?? "0-\(max(0, ProcessInfo.processInfo.activeProcessorCount - 1))"
+    static let startingCPUs: String =
+        Placement.allowedCPUs(pid: getpid()) ?? "0-\(max(0, ProcessInfo.processInfo.activeProcessorCount - 1))"
 
     /// The placement of the components started from now on; `nil` before the first
     /// ``apply(_:harnessCore:)`` (then ``ChildProcess`` pins, as it always did).
@@ -69,7 +70,8 @@ enum Placement: String, Codable, CaseIterable, Sendable {
     /// The distinct `Cpus_allowed_list` values of a process's threads.
     static func threadCPUs(pid: Int32) -> [String] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
-        return Array(Set(tasks.compactMap { Self.statusField("Cpus_allowed_list", path: "/proc/\(pid)/task/\($0)/status") })).sorted()
+        return Array(Set(tasks.compactMap { Self.statusField("Cpus_allowed_list", path: "/proc/\(pid)/task/\($0)/status") }))
+            .sorted()
     }
 
     static func statusField(_ name: String, path: String) -> String? {

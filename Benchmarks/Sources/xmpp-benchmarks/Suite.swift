@@ -225,41 +225,54 @@ struct Suite {
         var launches: [Launch] = []
         func legacyPeer(_ name: String, _ executable: String, _ prefix: [String] = []) -> Launch {
             let hostname = "\(name).\(Self.domain)"
-            return (name, "XEP-0114", [hostname], {
-                try ChildProcess(
-                    name: name, core: self.componentCore, executable: executable,
-                    arguments: prefix + ["127.0.0.1", legacyPort, hostname, Self.password],
-                    log: self.logs + "/\(name).log")
-            })
+            return (
+                name, "XEP-0114", [hostname],
+                {
+                    try ChildProcess(
+                        name: name, core: self.componentCore, executable: executable,
+                        arguments: prefix + ["127.0.0.1", legacyPort, hostname, Self.password],
+                        log: self.logs + "/\(name).log")
+                }
+            )
         }
         func hostLaunch(_ name: String, transport: String, legacy: Bool, hostnames: [String]) -> Launch {
-            (name, transport, hostnames, {
-                let configuration = try self.hostConfiguration(name: name, server: server, legacy: legacy, hostnames: hostnames)
-                return try ChildProcess(
-                    name: name, core: self.componentCore, executable: host, arguments: ["run", "--config", configuration],
-                    log: self.logs + "/\(name).log")
-            })
+            (
+                name, transport, hostnames,
+                {
+                    let configuration = try self.hostConfiguration(
+                        name: name, server: server, legacy: legacy, hostnames: hostnames)
+                    return try ChildProcess(
+                        name: name, core: self.componentCore, executable: host, arguments: ["run", "--config", configuration],
+                        log: self.logs + "/\(name).log")
+                }
+            )
         }
         launches.append(legacyPeer("reflector", peers + "/reflector"))
-        launches.append(hostLaunch("host-xep0225-tls", transport: "XEP-0225+TLS", legacy: false, hostnames: ["host-xep0225.\(Self.domain)"]))
-        launches.append(hostLaunch("host-xep0114", transport: "XEP-0114", legacy: true, hostnames: ["host-xep0114.\(Self.domain)"]))
+        launches.append(
+            hostLaunch("host-xep0225-tls", transport: "XEP-0225+TLS", legacy: false, hostnames: ["host-xep0225.\(Self.domain)"]))
+        launches.append(
+            hostLaunch("host-xep0114", transport: "XEP-0114", legacy: true, hostnames: ["host-xep0114.\(Self.domain)"]))
         launches.append(legacyPeer("libstrophe", peers + "/strophe-echo"))
         // The same libstrophe echo, started by component-host (`external` plugin) and carried
         // upstream on its XEP-0225+TLS stream: the difference to the row above is the cost of
         // the host as a connection manager.
-        launches.append((
-            "host-external-libstrophe", "local 0114→0225", ["external-libstrophe.\(Self.domain)"],
-            {
-                let wrapper = #"exec "$0" "${COMPONENT_LISTEN%:*}" "${COMPONENT_LISTEN##*:}" "$COMPONENT_HOSTNAME" "$COMPONENT_SECRET""#
-                let configuration = try self.hostConfiguration(
-                    name: "host-external-libstrophe", server: server, legacy: false,
-                    hostnames: ["external-libstrophe.\(Self.domain)"],
-                    external: ["/bin/sh", "-c", wrapper.replacingOccurrences(of: "\"", with: "\\\""), peers + "/strophe-echo"])
-                return try ChildProcess(
-                    name: "host-external-libstrophe", core: self.componentCore, executable: host,
-                    arguments: ["run", "--config", configuration], log: self.logs + "/host-external-libstrophe.log")
-            }
-        ))
+        launches.append(
+            (
+                "host-external-libstrophe", "local 0114→0225", ["external-libstrophe.\(Self.domain)"],
+                {
+                    let wrapper =
+                        #"exec "$0" "${COMPONENT_LISTEN%:*}" "${COMPONENT_LISTEN##*:}" "$COMPONENT_HOSTNAME" "$COMPONENT_SECRET""#
+                    let configuration = try self.hostConfiguration(
+                        name: "host-external-libstrophe", server: server, legacy: false,
+                        hostnames: ["external-libstrophe.\(Self.domain)"],
+                        external: [
+                            "/bin/sh", "-c", wrapper.replacingOccurrences(of: "\"", with: "\\\""), peers + "/strophe-echo",
+                        ])
+                    return try ChildProcess(
+                        name: "host-external-libstrophe", core: self.componentCore, executable: host,
+                        arguments: ["run", "--config", configuration], log: self.logs + "/host-external-libstrophe.log")
+                }
+            ))
         launches.append(legacyPeer("gloox", peers + "/gloox-echo"))
         launches.append(legacyPeer("slixmpp", "/usr/bin/python3", [peers + "/slixmpp_echo.py"]))
         launches.append(hostLaunch("host-100-plugins", transport: "XEP-0225+TLS", legacy: false, hostnames: multiHostnames))
@@ -278,7 +291,9 @@ struct Suite {
                 figures.note = "\(error)"
             }
             figures.placement = placement.rawValue
-            log("echo \(launch.name) \(placement.rawValue): \(figures.ran ? "\(Int(figures.stanzasPerSecond))/s, \(String(format1: figures.cpuMicrosecondsPerStanza)) µs, \(String(format3: figures.contextSwitchesPerStanza)) cs per echo" : "failed: \(figures.note ?? "")")")
+            log(
+                "echo \(launch.name) \(placement.rawValue): \(figures.ran ? "\(Int(figures.stanzasPerSecond))/s, \(String(format1: figures.cpuMicrosecondsPerStanza)) µs, \(String(format3: figures.contextSwitchesPerStanza)) cs per echo" : "failed: \(figures.note ?? "")")"
+            )
             echo.append(figures)
         }
         Self.computeRatios(&echo)
@@ -330,7 +345,8 @@ struct Suite {
             machine: Self.machine(), smoke: self.options.smoke, stanzasPerRun: self.options.stanzas,
             window: self.options.window, bodyBytes: Self.body.utf8.count, echo: echo, binds: binds, decode: decode,
             targets: [
-                "throughput": ">= 2x libstrophe's echoes/s and <= 0.5x its CPU per echo, >= 40% of the reflector, in each placement",
+                "throughput":
+                    ">= 2x libstrophe's echoes/s and <= 0.5x its CPU per echo, >= 40% of the reflector, in each placement",
                 "latency": "p99 < 5 ms at half the peak rate",
                 "binds": "1000 binds < 1 s and < 100 MB RSS",
                 "decode": ">= 70% of bare expat",

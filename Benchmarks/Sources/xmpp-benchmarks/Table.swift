@@ -41,7 +41,8 @@ enum Table {
         lines.append("CPU µs: CPU time (user+system, all threads) of the component process per echoed stanza;")
         lines.append("cs/echo: voluntary + nonvoluntary context switches of the component's threads per echoed stanza;")
         lines.append("½rate: open-loop run at half the peak rate, with its p99.")
-        lines.append("host-external-libstrophe: libstrophe started by component-host (`external` plugin), CPU µs = host + libstrophe.")
+        lines.append(
+            "host-external-libstrophe: libstrophe started by component-host (`external` plugin), CPU µs = host + libstrophe.")
         for row in report.echo where row.target == "host-external-libstrophe" && row.ran {
             guard let cpu = row.addedCPUMicrosecondsPerStanza else { continue }
             lines.append(
@@ -55,7 +56,9 @@ enum Table {
         }
         if !report.binds.isEmpty {
             lines.append("")
-            lines.append([pad("binds", 32), lpad("hostnames", 9), lpad("first→last s", 13), lpad("from start s", 13), lpad("RSS MiB", 8)].joined(separator: " "))
+            lines.append(
+                [pad("binds", 32), lpad("hostnames", 9), lpad("first→last s", 13), lpad("from start s", 13), lpad("RSS MiB", 8)]
+                    .joined(separator: " "))
             for row in report.binds {
                 guard row.ran else {
                     lines.append(pad(row.mode, 32) + " did not run: " + (row.note ?? ""))
@@ -72,7 +75,8 @@ enum Table {
             lines.append("")
             lines.append(
                 "decode (\(fixed(decode.megabytes, 1)) MiB): bare expat \(fixed(decode.bareExpatMiBPerSecond, 1)) MiB/s, "
-                    + "XMLStreamParser \(fixed(decode.streamParserMiBPerSecond, 1)) MiB/s = \(fixed(decode.ratio * 100, 1))% of expat")
+                    + "XMLStreamParser \(fixed(decode.streamParserMiBPerSecond, 1)) MiB/s = \(fixed(decode.ratio * 100, 1))% of expat"
+            )
         }
         lines.append("")
         lines.append("targets:")
@@ -89,15 +93,26 @@ enum Table {
                 guard let row = report.echo.first(where: { $0.target == target && $0.placement == placement && $0.ran })
                 else { continue }
                 let name = "\(target) (\(placement))"
-                lines.append("\(mark(row.ratioToLibstrophe.map { $0 >= 2 })) \(name) ≥ 2× libstrophe's echoes/s: \(fixed(row.ratioToLibstrophe, 2))×")
-                lines.append("\(mark(row.cpuRatioToLibstrophe.map { $0 <= 0.5 })) \(name) ≤ 0.5× libstrophe's CPU per echo: \(fixed(row.cpuRatioToLibstrophe, 2))× (\(fixed(row.cpuMicrosecondsPerStanza, 1)) µs)")
-                lines.append("\(mark(row.ratioToCeiling.map { $0 >= 0.4 })) \(name) ≥ 40% of reflector: \(fixed(row.ratioToCeiling.map { $0 * 100 }, 1))%")
-                lines.append("\(mark(row.halfRateP99Milliseconds < 5)) \(name) p99 < 5 ms at half peak: \(fixed(row.halfRateP99Milliseconds, 2)) ms")
+                lines.append(
+                    "\(mark(row.ratioToLibstrophe.map { $0 >= 2 })) \(name) ≥ 2× libstrophe's echoes/s: \(fixed(row.ratioToLibstrophe, 2))×"
+                )
+                lines.append(
+                    "\(mark(row.cpuRatioToLibstrophe.map { $0 <= 0.5 })) \(name) ≤ 0.5× libstrophe's CPU per echo: \(fixed(row.cpuRatioToLibstrophe, 2))× (\(fixed(row.cpuMicrosecondsPerStanza, 1)) µs)"
+                )
+                lines.append(
+                    "\(mark(row.ratioToCeiling.map { $0 >= 0.4 })) \(name) ≥ 40% of reflector: \(fixed(row.ratioToCeiling.map { $0 * 100 }, 1))%"
+                )
+                lines.append(
+                    "\(mark(row.halfRateP99Milliseconds < 5)) \(name) p99 < 5 ms at half peak: \(fixed(row.halfRateP99Milliseconds, 2)) ms"
+                )
             }
         }
         if let bind = report.binds.first, bind.ran {
-            lines.append("\(mark(bind.secondsFirstToLast < 1)) \(bind.hostnames) binds < 1 s: \(fixed(bind.secondsFirstToLast, 3)) s (\(fixed(bind.secondsFromStart, 3)) s from process start)")
-            lines.append("\(mark(bind.residentMiB < 100)) \(bind.hostnames) bound < 100 MB RSS: \(fixed(bind.residentMiB, 1)) MiB")
+            lines.append(
+                "\(mark(bind.secondsFirstToLast < 1)) \(bind.hostnames) binds < 1 s: \(fixed(bind.secondsFirstToLast, 3)) s (\(fixed(bind.secondsFromStart, 3)) s from process start)"
+            )
+            lines.append(
+                "\(mark(bind.residentMiB < 100)) \(bind.hostnames) bound < 100 MB RSS: \(fixed(bind.residentMiB, 1)) MiB")
         }
         if let decode = report.decode {
             lines.append("\(mark(decode.ratio >= 0.7)) decode ≥ 70% of expat: \(fixed(decode.ratio * 100, 1))%")

@@ -6,11 +6,12 @@
 // validation throw only PluginError; a response always encodes as one JSON line.
 
 import ComponentHost
-import StockPlugins
 import Foundation
 import FuzzOracles
 import FuzzSupport
+import StockPlugins
 
+/// libFuzzer's entry point: checks one input (a property broken is a crash).
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzAdminLine(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let line = Array(UnsafeBufferPointer(start: start, count: count))

@@ -9,12 +9,13 @@
 
 import ComponentHost
 import ComponentKit
-import StockPlugins
 import FuzzOracles
 import FuzzSupport
+import StockPlugins
 
 private let password = "fuzz-password-19c2"
 
+/// libFuzzer's entry point: checks one input (a property broken is a crash).
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzHostConfiguration(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     let text = String(decoding: UnsafeBufferPointer(start: start, count: count), as: UTF8.self)

@@ -3,6 +3,7 @@
 import FuzzOracles
 import FuzzSupport
 
+/// libFuzzer's entry point: checks one input (a property broken is a crash).
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzJID(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     fuzzOne(start, count, JIDOracle.check)

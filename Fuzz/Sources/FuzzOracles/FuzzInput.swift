@@ -5,9 +5,11 @@
 /// Control bytes past the end read as 0, so every input is usable and the
 /// fuzzer can grow or shrink the control prefix freely.
 public struct FuzzInput {
+    /// The whole input.
     public let bytes: UnsafeBufferPointer<UInt8>
     private var position = 0
 
+    /// Reads `bytes` from the start.
     public init(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
     }
@@ -29,10 +31,12 @@ public struct FuzzInput {
 public struct SplitMix64 {
     private var state: UInt64
 
+    /// A generator that starts from `seed`.
     public init(seed: UInt64) {
         self.state = seed
     }
 
+    /// The next pseudo-random number.
     public mutating func next() -> UInt64 {
         self.state &+= 0x9E37_79B9_7F4A_7C15
         var z = self.state
@@ -86,8 +90,10 @@ public func chunks(of bytes: [UInt8], selector: UInt8, seed: UInt8) -> [ArraySli
 /// A broken property: libFuzzer's targets crash with it (a finding), the corpus replay
 /// tests (`Tests/XMPPStreamTests/FuzzCorpusReplayTests.swift`) record it as a failure.
 public struct FuzzFinding: Error, CustomStringConvertible {
+    /// What is broken, with the input that broke it.
     public let description: String
 
+    /// A finding described by `description`.
     public init(_ description: String) {
         self.description = description
     }

@@ -20,7 +20,8 @@ public enum JIDOracle {
         }
         guard again == jid, again.description == description else {
             throw FuzzFinding(
-                "JID(\(string.debugDescription)) = \(description.debugDescription) normalises again to \(again.description.debugDescription)")
+                "JID(\(string.debugDescription)) = \(description.debugDescription) normalises again to \(again.description.debugDescription)"
+            )
         }
         guard let parts = try? JID(localpart: jid.localpart, domainpart: jid.domainpart, resourcepart: jid.resourcepart) else {
             throw FuzzFinding("JID parts of \(description.debugDescription) are rejected")

@@ -221,7 +221,8 @@ public func checkNegotiation(_ bytes: UnsafeBufferPointer<UInt8>) throws {
         limits: XMLStreamLimits(maxStanzaSize: 4096, maxDepth: 8, maxAttributes: 8, maxHeaderSize: 1024))
 
     if config & 0x80 != 0 {
-        var driver = XEP0114Driver(machine: LegacyComponentNegotiationStateMachine(hostname: "echo.example.com", secret: "s3cr3t"))
+        var driver = XEP0114Driver(
+            machine: LegacyComponentNegotiationStateMachine(hostname: "echo.example.com", secret: "s3cr3t"))
         try driver.handle(driver.machine.start(), event: "start")
         do {
             for chunk in chunks(of: payload, selector: selector, seed: seed) {

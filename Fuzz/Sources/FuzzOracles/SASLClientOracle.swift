@@ -49,7 +49,9 @@ public enum SASLClientOracle {
             children.append(
                 Element(
                     "sasl-channel-binding", namespace: Namespace.saslChannelBinding,
-                    children: types.map { Element("channel-binding", namespace: Namespace.saslChannelBinding, attributes: ["type": $0]) }))
+                    children: types.map {
+                        Element("channel-binding", namespace: Namespace.saslChannelBinding, attributes: ["type": $0])
+                    }))
         }
         do {
             _ = try client.start(features: Element("features", namespace: Namespace.stream, children: children))
@@ -70,7 +72,8 @@ public enum SASLClientOracle {
             }
             let element: Element
             if name == "failure" {
-                element = Element("failure", namespace: Namespace.sasl, children: [Element("not-authorized", namespace: Namespace.sasl)])
+                element = Element(
+                    "failure", namespace: Namespace.sasl, children: [Element("not-authorized", namespace: Namespace.sasl)])
             } else {
                 element = Element(name, namespace: Namespace.sasl, text: text.isEmpty && selector & 0x40 != 0 ? "=" : text)
             }
@@ -111,4 +114,3 @@ private func base64(_ bytes: [UInt8]) -> String {
     }
     return String(decoding: output, as: UTF8.self)
 }
-

@@ -108,7 +108,9 @@ private func roundTrip(_ element: Element, namespace: String) throws {
         throw FuzzFinding("round trip: \(events.count) events re-parsing \(element.name)\ntext: \(text.debugDescription)")
     }
     guard again == element else {
-        throw FuzzFinding("round trip: \(element) came back as \(again)\ntext: \(text.debugDescription)\n\(element.children) vs \(again.children)")
+        throw FuzzFinding(
+            "round trip: \(element) came back as \(again)\ntext: \(text.debugDescription)\n\(element.children) vs \(again.children)"
+        )
     }
 }
 
@@ -196,4 +198,3 @@ public func checkXMLStream(_ bytes: UnsafeBufferPointer<UInt8>) throws {
         }
     }
 }
-

@@ -50,7 +50,8 @@ enum ConfigurationFileEditor {
             } else if blockStart != nil, currentHostname == nil, let equals = trimmed.firstIndex(of: "=") {
                 let key = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
                 if key == "hostname" {
-                    let value = trimmed[trimmed.index(after: equals)...]
+                    let value =
+                        trimmed[trimmed.index(after: equals)...]
                         .split(separator: "#", maxSplits: 1).first.map(String.init) ?? ""
                     currentHostname = value.trimmingCharacters(in: .whitespaces)
                         .trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))

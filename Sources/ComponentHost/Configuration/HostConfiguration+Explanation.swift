@@ -71,14 +71,16 @@ extension HostConfiguration {
                 if self.server.allowPlaintextHandshake {
                     warnings.append(
                         "XEP-0114 handshakes go in cleartext to \(self.server.host), which is not a loopback address: "
-                            + "the digest can be attacked offline and every stanza can be read (allow_plaintext_handshake = true)")
+                            + "the digest can be attacked offline and every stanza can be read (allow_plaintext_handshake = true)"
+                    )
                 } else {
                     warnings.append(
                         "tls = \"none\" to \(self.server.host), which is not a loopback address: the XEP-0114 handshake "
                             + "will be refused unless allow_plaintext_handshake = true (and stanzas travel in cleartext)")
                 }
             } else {
-                warnings.append("tls = \"none\" to \(self.server.host), which is not a loopback address: stanzas travel in cleartext")
+                warnings.append(
+                    "tls = \"none\" to \(self.server.host), which is not a loopback address: stanzas travel in cleartext")
             }
         }
         if self.server.allowInsecurePlaintext && self.server.tls == .none && self.server.protocolMode != .xep0114 && !loopback {

@@ -77,9 +77,13 @@ extension HostConfiguration {
             guard let first = rest.first, first != "\r" else {
                 throw ConfigurationError(path: path, line: index + 1, "TOML syntax: a table header must be on one line")
             }
-            if !(first.isASCII && (first.properties.isAlphabetic || ("0"..."9").contains(first)) || "_-\"']".unicodeScalars.contains(first)) {
+            if !(first.isASCII && (first.properties.isAlphabetic || ("0"..."9").contains(first))
+                || "_-\"']".unicodeScalars.contains(first))
+            {
                 throw ConfigurationError(
-                    path: path, line: index + 1, "TOML syntax: a table header must start with a key, found U+\(String(first.value, radix: 16, uppercase: true))")
+                    path: path, line: index + 1,
+                    "TOML syntax: a table header must start with a key, found U+\(String(first.value, radix: 16, uppercase: true))"
+                )
             }
         }
     }
@@ -144,7 +148,8 @@ private struct Loader {
             if let listen = try self.string(metrics, "metrics", "listen") {
                 guard let address = Self.listenAddress(listen) else {
                     throw self.error(
-                        "metrics.listen", "expected \"HOST:PORT\" (e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"), found \"\(listen)\"")
+                        "metrics.listen",
+                        "expected \"HOST:PORT\" (e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"), found \"\(listen)\"")
                 }
                 metricsListen = address
             }
@@ -280,7 +285,8 @@ private struct Loader {
                 "client_key", "require_channel_binding",
             ])
         guard let identity = try self.string(table, "auth", "identity") else {
-            throw self.error("auth.identity", "required: the SASL authentication identity, a domain (e.g. \"component.example.com\")")
+            throw self.error(
+                "auth.identity", "required: the SASL authentication identity, a domain (e.g. \"component.example.com\")")
         }
         try self.checkDomain(identity, "auth.identity")
         let certificate = try self.string(table, "auth", "client_certificate").map {
@@ -345,7 +351,8 @@ private struct Loader {
         do {
             let jid = try JID(hostname)
             guard jid.localpart == nil else {
-                throw self.error("\(key).hostname", "\"\(hostname)\" is not a hostname: a component binds a domain, not user@domain")
+                throw self.error(
+                    "\(key).hostname", "\"\(hostname)\" is not a hostname: a component binds a domain, not user@domain")
             }
         } catch let error as ConfigurationError {
             throw error

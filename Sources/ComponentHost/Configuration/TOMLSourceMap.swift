@@ -14,7 +14,8 @@ struct TOMLSourceMap: Sendable {
         var inMultilineString = false
         for (offset, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let number = offset + 1
-            let quoteCount = rawLine.components(separatedBy: "\"\"\"").count - 1 + rawLine.components(separatedBy: "'''").count - 1
+            let quoteCount =
+                rawLine.components(separatedBy: "\"\"\"").count - 1 + rawLine.components(separatedBy: "'''").count - 1
             if inMultilineString {
                 if quoteCount % 2 == 1 { inMultilineString = false }
                 continue

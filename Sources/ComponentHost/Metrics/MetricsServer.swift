@@ -88,7 +88,9 @@ public struct MetricsServer: Service {
                             accepted.take(connection)
                             guard active.value.add(1, ordering: .relaxed).newValue <= self.maxConnections else {
                                 active.value.subtract(1, ordering: .relaxed)
-                                self.logger.debug("metrics connection refused: too many open", metadata: ["metrics.max": "\(self.maxConnections)"])
+                                self.logger.debug(
+                                    "metrics connection refused: too many open",
+                                    metadata: ["metrics.max": "\(self.maxConnections)"])
                                 group.addTask { try? await connection.executeThenClose { _, _ in } }
                                 continue
                             }

@@ -96,7 +96,8 @@ public struct PluginRegistry: Sendable {
         for name in options.keys.sorted() {
             guard let declaration = entry.options.first(where: { $0.name == name }) else {
                 let known = entry.options.map(\.name).sorted()
-                let hint = known.isEmpty
+                let hint =
+                    known.isEmpty
                     ? "plugin '\(plugin)' takes no options"
                     : "plugin '\(plugin)' takes: \(known.joined(separator: ", "))"
                 throw PluginError(.unknownOption, option: name, "unknown option '\(name)': \(hint)")
@@ -105,7 +106,8 @@ public struct PluginRegistry: Sendable {
             guard let converted = value.converted(to: declaration.type) else {
                 throw PluginError(
                     .wrongType, option: name,
-                    "option '\(name)' of plugin '\(plugin)' must be \(declaration.type.phrase), not \(value.type.phrase) (\(value))")
+                    "option '\(name)' of plugin '\(plugin)' must be \(declaration.type.phrase), not \(value.type.phrase) (\(value))"
+                )
             }
             result[name] = converted
         }

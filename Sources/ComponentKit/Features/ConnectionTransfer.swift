@@ -28,9 +28,10 @@ extension ComponentConnection {
         func answer(_ response: IQ) {
             var response = response
             if response.element["from"] == nil {
-                response.element["from"] = self.state.withLock { state in
-                    state.machine.hostnames.values.compactMap(\.boundHostname).min()
-                } ?? self.configuration.identity
+                response.element["from"] =
+                    self.state.withLock { state in
+                        state.machine.hostnames.values.compactMap(\.boundHostname).min()
+                    } ?? self.configuration.identity
             }
             reply(response.element)
         }
@@ -59,7 +60,8 @@ extension ComponentConnection {
             answer(iq.errorResult(StanzaError(.featureNotImplemented, text: "transfer of XEP-0114 streams is not supported")))
         case .refusedWithoutTLS:
             self.logger.warning("refusing a connection transfer on a stream without TLS", metadata: ["target": "\(target)"])
-            answer(iq.errorResult(StanzaError(.notAcceptable, text: "a transfer is followed only from a stream protected by TLS")))
+            answer(
+                iq.errorResult(StanzaError(.notAcceptable, text: "a transfer is followed only from a stream protected by TLS")))
         case .accept(let target):
             answer(iq.result())
             self.requestTransfer(to: target)

@@ -29,7 +29,9 @@ public enum IQRedirect {
     /// - Throws: ``ComponentError`` of kind ``ComponentError/Kind/invalidRedirect`` saying which condition failed.
     public static func validate(original: IQ, redirected: IQ) throws(ComponentError) {
         guard original.element["type"] == "get" else {
-            throw ComponentError(.invalidRedirect, "only an IQ get may be redirected; '\(original.requestID)' was a \(original.element["type"] ?? "?")")
+            throw ComponentError(
+                .invalidRedirect,
+                "only an IQ get may be redirected; '\(original.requestID)' was a \(original.element["type"] ?? "?")")
         }
         guard redirected.element["type"] == "get" else {
             throw ComponentError(

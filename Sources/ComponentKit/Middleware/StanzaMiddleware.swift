@@ -117,13 +117,13 @@ extension ComponentHandler {
 /// }
 /// ```
 public struct ClosureMiddleware: StanzaMiddleware {
-    private let body:
-        @Sendable (Stanza, ComponentContext, (Stanza, ComponentContext) async throws -> Void) async throws -> Void
+    private let body: @Sendable (Stanza, ComponentContext, (Stanza, ComponentContext) async throws -> Void) async throws -> Void
 
     /// Creates a middleware.
     /// - Parameter body: Called for each stanza as ``StanzaMiddleware/handle(_:context:next:)``.
     public init(
-        _ body: @escaping @Sendable (Stanza, ComponentContext, (Stanza, ComponentContext) async throws -> Void) async throws
+        _ body:
+            @escaping @Sendable (Stanza, ComponentContext, (Stanza, ComponentContext) async throws -> Void) async throws
             -> Void
     ) {
         self.body = body

@@ -1,6 +1,6 @@
 import ComponentHost
-import StockPlugins
 import Logging
+import StockPlugins
 
 /// `custom-host host.toml`: the stock plugins plus `time`, with the same configuration
 /// file, admin socket (use `component-host bind/unbind/status` against it), metrics and
