@@ -62,7 +62,11 @@ public struct MetricsServer: Service {
         let lifetime = TimeAmount.nanoseconds(
             Int64(self.idleTimeout.components.seconds) * 1_000_000_000 + self.idleTimeout.components.attoseconds / 1_000_000_000)
         let accepted = AcceptedChannels<HTTPServerRequestPart, HTTPServerResponsePart>()
-        let server = try await ServerBootstrap(group: self.eventLoopGroup)
+        // One loop for the listener and its connections: connections are then taken in the
+        // order the kernel accepted them, so the cap refuses the newest (with children on
+        // several loops, a later connection could be counted before an earlier one).
+        let loop = self.eventLoopGroup.next()
+        let server = try await ServerBootstrap(group: loop, childGroup: loop)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: self.address.host, port: self.address.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
