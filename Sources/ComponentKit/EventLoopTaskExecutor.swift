@@ -1,4 +1,4 @@
-import NIOCore
+package import NIOCore
 
 /// A `TaskExecutor` that runs jobs on one NIO event loop.
 ///
@@ -9,16 +9,17 @@ import NIOCore
 ///
 /// Measured (see Benchmarks/README.md and ../shared/PERFORMANCE.md): a task hop to the
 /// global pool per stanza cost ~2.5 context switches and ~50 µs per echo; running on the
-/// loop, with a whole read taken per wake-up, costs none.
-final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+/// loop, with a whole read taken per wake-up, costs none. `component-host`'s external
+/// listener (another module of this package) runs its sessions on it too.
+package final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
     // @unchecked: `eventLoop` is immutable and event loops are thread-safe.
-    let eventLoop: any EventLoop
+    package let eventLoop: any EventLoop
 
-    init(_ eventLoop: any EventLoop) {
+    package init(_ eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
     }
 
-    func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         self.eventLoop.execute {
             job.runSynchronously(on: self.asUnownedTaskExecutor())

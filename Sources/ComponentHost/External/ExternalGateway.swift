@@ -1,3 +1,4 @@
+import ComponentKit
 import Logging
 import NIOCore
 import NIOPosix
@@ -30,7 +31,7 @@ final class ExternalGateway: Sendable {
     private let spawner: AsyncStream<Spawn>.Continuation
     /// The host connection's event loop: listeners, sessions and their tasks run there.
     private let eventLoop: any EventLoop
-    private let executor: LoopTaskExecutor
+    private let executor: EventLoopTaskExecutor
     private let logger: Logger
     private let limits: XMLStreamLimits
     private let isUpstreamConnected: @Sendable () -> Bool
@@ -41,7 +42,7 @@ final class ExternalGateway: Sendable {
     ) {
         (self.spawns, self.spawner) = AsyncStream.makeStream(of: Spawn.self)
         self.eventLoop = eventLoop
-        self.executor = LoopTaskExecutor(eventLoop)
+        self.executor = EventLoopTaskExecutor(eventLoop)
         self.logger = logger
         self.limits = limits
         self.isUpstreamConnected = isUpstreamConnected
