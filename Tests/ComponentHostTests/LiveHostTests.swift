@@ -68,10 +68,10 @@ struct LiveHostTests {
         }
 
         /// Sends a message as alice and returns the answer with the same id.
-        func ask(_ hostname: String, _ body: String, id: String) async throws -> Element {
+        func ask(_ hostname: String, _ body: String, id: String, timeout: Duration = .seconds(10)) async throws -> Element {
             try self.server.inject(
                 Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID(hostname), id: id, body: body).element)
-            guard let answer = try await self.users.take(id: id, timeout: .seconds(10)) else {
+            guard let answer = try await self.users.take(id: id, timeout: timeout) else {
                 throw HostTestFailure("no answer to \(id)")
             }
             return answer
