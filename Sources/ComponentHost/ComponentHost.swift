@@ -220,15 +220,21 @@ public actor ComponentHost: Service {
     ///   - hostname: The hostname.
     ///   - plugin: The plugin's name.
     ///   - options: The plugin's options, as given.
+    ///   - weight: The instance's weight for the server's `weighted` balancing (1–1000),
+    ///     sent with the bind request; `nil` leaves it to the server (1).
     ///   - persist: Whether to append a `[[component]]` entry to the configuration file.
     /// - Returns: The hostname's status.
     /// - Throws: ``PluginError`` (unknown plugin, bad options), ``HostError`` (already
-    ///   served, no file to persist to), ``/ComponentKit/ComponentError`` (refused by the server).
+    ///   served, a weight out of range, no file to persist to), ``/ComponentKit/ComponentError`` (refused by the server).
     @discardableResult
     public func bind(
-        _ hostname: String, plugin: String, options: [String: PluginOptionValue] = [:], persist: Bool = false
+        _ hostname: String, plugin: String, options: [String: PluginOptionValue] = [:], weight: Int? = nil,
+        persist: Bool = false
     ) async throws -> HostStatus.Component {
         let key = Self.key(hostname)
+        if let weight, !(1...1000).contains(weight) {
+            throw HostError("the weight of \(hostname) must be an integer from 1 to 1000, not \(weight)")
+        }
         guard self.entries[key] == nil else {
             throw HostError(
                 "\(hostname) is already served (by plugin '\(self.entries[key]!.handler.snapshot.plugin)'); unbind it first")
@@ -242,7 +248,7 @@ public actor ComponentHost: Service {
             metrics: self.metrics)
         self.entries[key] = Entry(hostname: hostname, origin: persist ? .configuration : .runtime, handler: handler)
         do {
-            try await self.serve(hostname, handler: handler)
+            try await self.serve(hostname, weight: weight, handler: handler)
         } catch {
             if self.entries[key]?.handler === handler {
                 self.entries.removeValue(forKey: key)
@@ -257,10 +263,11 @@ public actor ComponentHost: Service {
             metadata: ["component.hostname": "\(hostname)", "component.plugin": "\(plugin)", "persist": "\(persist)"])
         if persist, let path = self.currentConfiguration.path {
             try self.persist(path: path) { text in
-                ConfigurationFileEditor.appending(text, hostname: hostname, plugin: plugin, options: options)
+                ConfigurationFileEditor.appending(text, hostname: hostname, plugin: plugin, options: options, weight: weight)
             }
-            self.currentConfiguration.components.append(
-                HostConfiguration.Component(hostname: hostname, plugin: plugin, options: validated))
+            var component = HostConfiguration.Component(hostname: hostname, plugin: plugin, options: validated)
+            component.weight = weight
+            self.currentConfiguration.components.append(component)
         }
         return self.componentStatus(key)
             ?? HostStatus.Component(

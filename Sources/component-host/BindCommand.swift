@@ -1,7 +1,7 @@
 import ArgumentParser
 import ComponentHost
 
-/// `component-host bind HOSTNAME --plugin NAME [--set key=value ...] [--persist]`
+/// `component-host bind HOSTNAME --plugin NAME [--set key=value ...] [--weight N] [--persist]`
 struct BindCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bind",
@@ -17,6 +17,9 @@ struct BindCommand: AsyncParsableCommand {
     @Option(name: .customLong("set"), help: ArgumentHelp("A plugin option, key=value (repeatable).", valueName: "key=value"))
     var assignments: [String] = []
 
+    @Option(help: "This instance's weight for the server's `weighted` balancing (1–1000; the server's default is 1).")
+    var weight: Int?
+
     @Flag(help: "Also add a [[component]] entry to the host's configuration file.")
     var persist = false
 
@@ -26,12 +29,16 @@ struct BindCommand: AsyncParsableCommand {
         for assignment in self.assignments where !assignment.contains("=") {
             throw ValidationError("--set expects key=value, not '\(assignment)'.")
         }
+        if let weight = self.weight, !(1...1000).contains(weight) {
+            throw ValidationError("--weight expects an integer from 1 to 1000, not \(weight).")
+        }
     }
 
     /// The request sent to the host.
     var request: AdminRequest {
         AdminRequest(
-            command: .bind, hostname: self.hostname, plugin: self.plugin, set: self.assignments, persist: self.persist)
+            command: .bind, hostname: self.hostname, plugin: self.plugin, set: self.assignments, persist: self.persist,
+            weight: self.weight)
     }
 
     func run() async throws {

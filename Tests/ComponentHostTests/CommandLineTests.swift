@@ -26,6 +26,10 @@ struct CommandLineTests {
                     command: .bind, hostname: "weather.example.com", plugin: "kv", set: ["max_keys=3", "read_only=true"],
                     persist: true))
         #expect(try bind.socket.resolvedPath() == "/run/x.sock")
+        let weighted = try #require(
+            try ComponentHostCommand.parseAsRoot(["bind", "search.example.com/eu-2", "--plugin", "echo", "--weight", "3"])
+                as? BindCommand)
+        #expect(weighted.request.weight == 3)
 
         let unbind = try #require(try ComponentHostCommand.parseAsRoot(["unbind", "w.example.com"]) as? UnbindCommand)
         #expect(unbind.request == AdminRequest(command: .unbind, hostname: "w.example.com", persist: false))
@@ -39,6 +43,11 @@ struct CommandLineTests {
 
     @Test func rejectsBadInvocations() throws {
         #expect(throws: (any Error).self) { try ComponentHostCommand.parseAsRoot(["bind", "x.example.com"]) }  // no --plugin
+        for weight in ["0", "1001", "heavy"] {
+            #expect(throws: (any Error).self) {
+                try ComponentHostCommand.parseAsRoot(["bind", "x.example.com/a", "--plugin", "echo", "--weight", weight])
+            }
+        }
         #expect(throws: (any Error).self) {
             try ComponentHostCommand.parseAsRoot(["bind", "x.example.com", "--plugin", "kv", "--set", "novalue"])
         }

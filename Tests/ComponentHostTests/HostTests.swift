@@ -159,10 +159,11 @@ struct HostTests {
         #expect(report.plan.isEmpty)
         #expect(await host.status.components.contains { $0.hostname == "weather.example.com" })
 
-        try await host.bind("kv2.example.com", plugin: "kv", options: ["max_keys": .integer(3)], persist: true)
+        try await host.bind("kv2.example.com", plugin: "kv", options: ["max_keys": .integer(3)], weight: 4, persist: true)
         let persisted = try HostConfiguration.load(path: "\(directory.path)/host.toml", environment: [:], registry: .stock)
         #expect(persisted.components.map(\.hostname) == ["echo.example.com", "kv.example.com", "kv2.example.com"])
         #expect(persisted.components[2].options.integer("max_keys") == 3)
+        #expect(persisted.components[2].weight == 4)
         #expect(try directory.read("host.toml").hasPrefix(original))  // comments and layout kept
 
         try await host.unbind("kv.example.com", persist: true)

@@ -71,6 +71,18 @@ struct InstanceHostTests {
                 try await host.bind("search.example.test/eu-3", plugin: "echo")
                 try await setup.server.waitUntilBound("search.example.test/eu-3")
                 #expect(setup.server.instances.count == 3)
+                // `… bind search.example.test/eu-4 --plugin echo --weight 5`, through the admin
+                // socket's request: the weight goes with the bind request.
+                let bound = await AdminServer.respond(
+                    to: AdminRequest(command: .bind, hostname: "search.example.test/eu-4", plugin: "echo", weight: 5), host: host)
+                #expect(bound.ok, "\(bound.error ?? "")")
+                try await setup.server.waitUntilBound("search.example.test/eu-4")
+                #expect(setup.server.instances.contains(BoundInstance(hostname: "search.example.test/eu-4", weight: 5)))
+                let refused = await AdminServer.respond(
+                    to: AdminRequest(command: .bind, hostname: "search.example.test/eu-5", plugin: "echo", weight: 0), host: host)
+                #expect(!refused.ok)
+                #expect(refused.error?.contains("from 1 to 1000") == true, "\(refused.error ?? "")")
+                try await host.unbind("search.example.test/eu-4")
                 // The domain is served (by one instance, the server's choice).
                 let answer = try await setup.ask("search.example.test", "hello", id: "s1")
                 #expect(Message(answer)?.body == "hello")

@@ -38,11 +38,13 @@ public struct AdminRequest: Codable, Hashable, Sendable {
     public var set: [String]?
     /// Whether to write the change to the configuration file (`bind`, `unbind`).
     public var persist: Bool?
+    /// The instance's weight for the server's `weighted` balancing, 1–1000 (`bind`).
+    public var weight: Int?
 
     /// Creates a request.
     public init(
         command: Command, hostname: String? = nil, plugin: String? = nil, options: [String: PluginOptionValue]? = nil,
-        set: [String]? = nil, persist: Bool? = nil
+        set: [String]? = nil, persist: Bool? = nil, weight: Int? = nil
     ) {
         self.command = command
         self.hostname = hostname
@@ -50,6 +52,7 @@ public struct AdminRequest: Codable, Hashable, Sendable {
         self.options = options
         self.set = set
         self.persist = persist
+        self.weight = weight
     }
 }
 

@@ -140,7 +140,7 @@ public struct AdminServer: Service {
                 var options = try host.registry.parseAssignments(plugin: plugin, request.set ?? [])
                 options.merge(request.options ?? [:]) { _, new in new }
                 let component = try await host.bind(
-                    hostname, plugin: plugin, options: options, persist: request.persist ?? false)
+                    hostname, plugin: plugin, options: options, weight: request.weight, persist: request.persist ?? false)
                 let persisted = request.persist == true ? " and written to the configuration file" : ""
                 return AdminResponse(
                     ok: true, message: "\(component.hostname) → plugin \(plugin) (\(component.state))\(persisted)",

@@ -5,13 +5,14 @@ import Foundation
 enum ConfigurationFileEditor {
     /// The text with a `[[component]]` entry appended.
     static func appending(
-        _ text: String, hostname: String, plugin: String, options: [String: PluginOptionValue]
+        _ text: String, hostname: String, plugin: String, options: [String: PluginOptionValue], weight: Int? = nil
     ) -> String {
         var result = text
         if !result.isEmpty && !result.hasSuffix("\n") { result += "\n" }
         result += "\n[[component]]\n"
         result += "hostname = \(PluginOptionValue.quoted(hostname))\n"
         result += "plugin = \(PluginOptionValue.quoted(plugin))\n"
+        if let weight { result += "weight = \(weight)\n" }
         if !options.isEmpty {
             result += "[component.options]\n"
             for (key, value) in options.sorted(by: { $0.key < $1.key }) {
