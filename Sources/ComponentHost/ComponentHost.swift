@@ -8,7 +8,7 @@ public import ServiceLifecycle
 import XMPPCore
 
 /// Runs plugins on a ``/ComponentKit/ComponentConnection`` as a configuration describes,
-/// and changes what runs while it runs: ``reload(from:)`` (SIGHUP), ``bind(_:plugin:options:persist:)``
+/// and changes what runs while it runs: ``reload(from:)`` (SIGHUP), ``bind(_:plugin:options:weight:persist:)``
 /// and ``unbind(_:persist:)`` (the admin socket).
 ///
 /// ```swift
