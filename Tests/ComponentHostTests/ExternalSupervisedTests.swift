@@ -67,12 +67,7 @@ struct ExternalSupervisedTests {
         }
 
         func ask(_ hostname: String, _ body: String, id: String, timeout: Duration = .seconds(20)) async throws -> Element {
-            try self.server.inject(
-                Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID(hostname), id: id, body: body).element)
-            guard let answer = try await self.users.take(id: id, timeout: timeout) else {
-                throw HostTestFailure("no answer to \(id)")
-            }
-            return answer
+            try await LiveHostTests.ask(self.server, self.users, hostname, body, id: id, timeout: timeout)
         }
 
         func stop() async {

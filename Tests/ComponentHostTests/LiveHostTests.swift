@@ -17,6 +17,20 @@ import XMPPTestSupport
 /// to the real binary), a broken reload, a failing plugin isolated from the others.
 @Suite("Host against the reference server", .serialized, .timeLimit(.minutes(2)))
 struct LiveHostTests {
+    /// Sends a message as alice through `server`'s simulated users and returns the answer
+    /// with the same id, waiting at most `timeout`.
+    static func ask(
+        _ server: ReferenceServer, _ users: UserStanzaInbox, _ hostname: String, _ body: String, id: String,
+        timeout: Duration
+    ) async throws -> Element {
+        try server.inject(
+            Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID(hostname), id: id, body: body).element)
+        guard let answer = try await users.take(id: id, timeout: timeout) else {
+            throw HostTestFailure("no answer to \(id)")
+        }
+        return answer
+    }
+
     static let domain = "example.test"
     static let identity = "component.example.test"
 
@@ -69,12 +83,7 @@ struct LiveHostTests {
 
         /// Sends a message as alice and returns the answer with the same id.
         func ask(_ hostname: String, _ body: String, id: String, timeout: Duration = .seconds(10)) async throws -> Element {
-            try self.server.inject(
-                Message(type: .chat, from: try JID("alice@example.test/x"), to: try JID(hostname), id: id, body: body).element)
-            guard let answer = try await self.users.take(id: id, timeout: timeout) else {
-                throw HostTestFailure("no answer to \(id)")
-            }
-            return answer
+            try await LiveHostTests.ask(self.server, self.users, hostname, body, id: id, timeout: timeout)
         }
 
         func stop() async {
