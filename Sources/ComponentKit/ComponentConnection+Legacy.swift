@@ -60,7 +60,7 @@ extension ComponentConnection {
                     await group.next()
                     group.cancelAll()
                 }
-                        if stream.channel.isActive {
+                if stream.channel.isActive {
                     if self.isShuttingDown {
                         await self.askToStopRouting(hostname, on: stream)
                         await self.answerReceived(binding)

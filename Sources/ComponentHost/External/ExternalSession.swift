@@ -177,7 +177,8 @@ final class ExternalSession: Sendable {
             try await self.refuse(
                 element,
                 StanzaError(
-                    .featureNotImplemented, text: "binding is the host's: close the stream to leave (the hostname waits for the grace)"),
+                    .featureNotImplemented,
+                    text: "binding is the host's: close the stream to leave (the hostname waits for the grace)"),
                 outbound: outbound)
             return true
         }
