@@ -41,6 +41,9 @@ public final class ReferenceServer: Sendable {
     public let port: Int
     /// The XEP-0114 port actually listened on, or `nil` when XEP-0114 is off.
     public let legacyPort: Int?
+    /// The client (c2s) port actually listened on, or `nil` when it is off
+    /// (``ReferenceServerConfiguration/c2sPort``).
+    public let c2sPort: Int?
 
     let router: ComponentRouter
     private let listeners: [any Channel]
@@ -48,8 +51,9 @@ public final class ReferenceServer: Sendable {
 
     private init(
         configuration: ReferenceServerConfiguration, router: ComponentRouter, listeners: [any Channel], port: Int,
-        legacyPort: Int?, logger: Logger
+        legacyPort: Int?, c2sPort: Int? = nil, logger: Logger
     ) {
+        self.c2sPort = c2sPort
         self.configuration = configuration
         self.router = router
         self.listeners = listeners
@@ -149,6 +153,18 @@ public final class ReferenceServer: Sendable {
                 throw error
             }
         }
+        var c2sPort: Int?
+        do {
+            if let c2s = try await C2SListener.start(
+                configuration: configuration, group: group, router: router, tlsContext: tlsContext, logger: logger)
+            {
+                listeners.append(c2s)
+                c2sPort = c2s.localAddress?.port
+            }
+        } catch {
+            for listener in listeners { try? await listener.close() }
+            throw error
+        }
         let port = modern.localAddress?.port ?? configuration.port
         logger.info(
             "reference server listening",
@@ -158,7 +174,7 @@ public final class ReferenceServer: Sendable {
             ])
         return ReferenceServer(
             configuration: configuration, router: router, listeners: listeners, port: port, legacyPort: legacyPort,
-            logger: logger)
+            c2sPort: c2sPort, logger: logger)
     }
 
     // MARK: Test and demo API
