@@ -327,6 +327,8 @@ public final class ReferenceServer: Sendable {
     public func kill() async {
         for listener in self.listeners {
             try? await listener.close()
+            // Its close callbacks (the client port's sasldb removal) have run once this returns.
+            _ = try? await listener.closeFuture.get()
         }
         let connections = self.router.allConnections
         for channel in connections {
@@ -344,6 +346,8 @@ public final class ReferenceServer: Sendable {
     public func stop() async {
         for listener in self.listeners {
             try? await listener.close()
+            // Its close callbacks (the client port's sasldb removal) have run once this returns.
+            _ = try? await listener.closeFuture.get()
         }
         let components = self.router.componentChannels
         let others = self.router.allConnections.filter { channel in !components.contains { $0 === channel } }
