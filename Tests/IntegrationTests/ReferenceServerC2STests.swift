@@ -212,6 +212,24 @@ struct ReferenceServerC2STests {
         }
     }
 
+    @Test func anOversizedStanzaEndsTheStreamWithPolicyViolation() async throws {
+        try await withServers { servers in
+            var configuration = C2SUsers.serverConfiguration(users: 2)
+            configuration.streamLimits.maxStanzaSize = 16 * 1024
+            let server = try await servers.start(configuration)
+            let users = try await C2SUsers.connect(2, to: server)
+            let big = String(repeating: "x", count: 32 * 1024)
+            try await users[0].send(Message(type: .chat, to: users[1].jid, id: "big", body: big).element)
+            let error = await #expect(throws: C2SClientError.self) { try await users[0].next(timeout: .seconds(10)) }
+            #expect(error?.streamError?.condition == .policyViolation, "\(String(describing: error))")
+            #expect(await users[1].drain().isEmpty, "the oversized stanza was delivered")
+            // The other session is unaffected.
+            try await users[1].send(Message(type: .chat, to: users[1].jid, id: "small", body: "ok").element)
+            _ = try await users[1].next(timeout: .seconds(10)) { $0["id"] == "small" }
+            for user in users { await user.close() }
+        }
+    }
+
     @Test func aForeignFromEndsTheStreamWithInvalidFrom() async throws {
         try await withServers { servers in
             let server = try await servers.start(C2SUsers.serverConfiguration(users: 2))
