@@ -13,7 +13,9 @@ import XMPPTLS
 /// It is built on the project's own parts (`XMLStreamHandler`, `OpenSSLHandler`,
 /// `SASLServer`) and follows the rules of the Prosody module the project targets
 /// (see `ServerComponentNegotiationStateMachine` and the routing rules below). It is not a
-/// general XMPP server: there are no client accounts, no s2s, no persistence.
+/// general XMPP server: no s2s, no rosters, no persistence. Its client (c2s) port, off by
+/// default, serves the accounts of ``ReferenceServerConfiguration/users`` over STARTTLS and
+/// SASL; their stanzas are routed like injected ones (``ReferenceServerConfiguration/c2sPort``).
 ///
 /// ## Routing
 /// - A stanza for a bound hostname (by domain) goes to the stream that bound it.
@@ -24,7 +26,9 @@ import XMPPTLS
 ///   secret) that is not bound bounces with `service-unavailable`: back to the component,
 ///   or to ``userStanzas()`` for injected stanzas. IQ results and errors never bounce.
 /// - An XEP-0199 ping to the server's domain is answered by the server.
-/// - Anything else is for the server's users: ``userStanzas()``.
+/// - A stanza for a configured user (``ReferenceServerConfiguration/users``) goes to their
+///   client session(s), or bounces while they are offline (RFC 6121 §8.5).
+/// - Anything else is for the server's simulated users: ``userStanzas()``.
 /// - Two streams cannot bind the same domain, whatever the resource (`conflict`).
 ///
 /// ```swift
