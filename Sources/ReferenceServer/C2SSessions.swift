@@ -88,6 +88,8 @@ final class C2SSessions: Sendable {
 
     /// Delivers a stanza for the server's users (see the type's rules).
     func deliver(_ element: Element) -> Delivery {
+        // The load generators' hot path: no parsing while there are no users.
+        guard !self.users.isEmpty else { return .notAUser }
         guard let stanza = Stanza(element), let to = stanza.to, to.localpart != nil, self.isUser(to) else {
             return .notAUser
         }
