@@ -11,6 +11,8 @@ import XMPPStream
 /// released, so a write that re-enters the router (a channel closing) cannot deadlock.
 final class ComponentRouter: Sendable {
     typealias SessionID = ComponentRoutingTable.SessionID
+    /// The component stream a stanza came from: where replies and bounces go.
+    typealias Sender = (id: SessionID, channel: any Channel)
 
     private struct Session: Sendable {
         var channel: any Channel
@@ -31,6 +33,26 @@ final class ComponentRouter: Sendable {
         var burstAfterBind: (@Sendable (String) -> [Element])?
         /// XEP-0199 pings from components that the server answered (their keepalive).
         var answeredPings = 0
+        /// XEP-0198 state of the streams that enabled acknowledgements. Kept apart from
+        /// `sessions` (which a failed write empties at once): a stream's unacknowledged
+        /// stanzas are routed again when its connection is really gone.
+        var acknowledgements: [SessionID: StreamAcknowledgements] = [:]
+        /// Unacknowledged stanzas routed again after their stream ended.
+        var reroutedUnacknowledged = 0
+        /// Unacknowledged IQ results and errors dropped with their stream (the answers to
+        /// requests of the stream that is gone).
+        var droppedUnacknowledgedAnswers = 0
+    }
+
+    /// A stanza (or other element) to write to a component stream.
+    private struct Outgoing: Sendable {
+        var element: Element
+        /// The domain whose routing chose the stream (XEP-0198 routes it again if the
+        /// stream ends before acknowledging it), or `nil`.
+        var routedDomain: String?
+        /// Called when the write fails; `queued`: the stream's acknowledgement queue holds
+        /// the stanza (it is routed again when the stream ends), so it must not be routed now.
+        var failed: (@Sendable (_ queued: Bool) -> Void)?
     }
 
     let configuration: ReferenceServerConfiguration
@@ -68,14 +90,47 @@ final class ComponentRouter: Sendable {
         }
     }
 
-    /// Forgets a connection and releases every hostname its stream bound.
+    /// Unacknowledged stanzas routed again after their stream ended (XEP-0198).
+    var reroutedUnacknowledged: Int { self.state.withLock { $0.reroutedUnacknowledged } }
+
+    /// Unacknowledged IQ results and errors dropped with their stream (XEP-0198).
+    var droppedUnacknowledgedAnswers: Int { self.state.withLock { $0.droppedUnacknowledgedAnswers } }
+
+    /// Forgets a connection, releases every hostname its stream bound, and routes again the
+    /// stanzas it had not acknowledged (XEP-0198): to the domains' other instances, or
+    /// bounced when none is left. Unacknowledged IQ answers are dropped (their requester is
+    /// gone). At least once: a stanza handled but not yet acknowledged may arrive twice.
     func connectionClosed(_ id: SessionID) {
-        let released = self.state.withLock { state in
+        let (released, unacknowledged) = self.state.withLock { state in
             state.connections[id] = nil
             state.sessions[id] = nil
-            return state.table.release(session: id)
+            let unacknowledged = state.acknowledgements.removeValue(forKey: id)?.unacknowledged ?? []
+            return (state.table.release(session: id), unacknowledged)
         }
         self.publish(released.map { .unbound(hostname: $0) })
+        guard !unacknowledged.isEmpty else { return }
+        let decisions = self.state.withLock { state in
+            var decisions: [ComponentRoutingTable.Decision] = []
+            for item in unacknowledged where item.routedDomain != nil {
+                if item.element.name.localName == "iq", item.element["type"] == "result" || item.element["type"] == "error" {
+                    state.droppedUnacknowledgedAnswers += 1
+                    continue
+                }
+                state.reroutedUnacknowledged += 1
+                decisions.append(state.table.redeliver(item.element))
+            }
+            return decisions
+        }
+        for decision in decisions {
+            switch decision {
+            case .deliver(let element, let next):
+                self.write(element, to: next, sender: nil, attempt: 1)
+            case .deliverAll(let element, let targets):
+                for next in targets { self.write(element, to: next, sender: nil, attempt: 1, broadcast: true) }
+            default:
+                _ = self.execute(decision, sender: nil)
+            }
+        }
     }
 
     /// Marks a XEP-0225 stream authenticated (it may now bind).
@@ -101,10 +156,14 @@ final class ComponentRouter: Sendable {
     func received(_ element: Element, from id: SessionID) -> StreamError? {
         var events: [HostnameEvent] = []
         var burst: [Element] = []
-        let (decision, sender): (ComponentRoutingTable.Decision, (any Channel)?) = self.state.withLock { state in
+        let (decision, channel): (ComponentRoutingTable.Decision, (any Channel)?) = self.state.withLock { state in
             guard let session = state.sessions[id] else {
                 return (.streamError(StreamError(.notAuthorized)), nil)
             }
+            if session.identity != nil, element.name.namespace == StreamAcknowledgements.namespace {
+                return (self.streamManagement(element, from: id, state: &state), session.channel)
+            }
+            state.acknowledgements[id]?.received()
             if let identity = session.identity, let iq = IQ(element), iq.type == .set,
                 let payload = iq.payload, payload.name.namespace == Namespace.component,
                 iq.to == nil || iq.to?.description == self.configuration.domain.lowercased()
@@ -144,17 +203,53 @@ final class ComponentRouter: Sendable {
             return (decision, session.channel)
         }
         self.publish(events)
-        if !burst.isEmpty, case .reply(let result) = decision, let sender {
+        let sender = channel.map { (id: id, channel: $0) }
+        if !burst.isEmpty, case .reply(let result) = decision, let channel {
             // The bind result and the stanzas routed to the new hostname, in one write:
             // the component reads them together, as it may from any server.
-            sender.write(XMLStreamFrame.element(result), promise: nil)
-            for stanza in burst {
-                sender.write(XMLStreamFrame.element(stanza), promise: nil)
-            }
-            sender.flush()
+            self.transmit(([result] + burst).map { Outgoing(element: $0) }, session: id, channel: channel)
             return nil
         }
         return self.execute(decision, sender: sender)
+    }
+
+    /// A XEP-0198 element from an authenticated XEP-0225 stream (the Prosody module's `handle_sm`).
+    private func streamManagement(
+        _ element: Element, from id: SessionID, state: inout State
+    ) -> ComponentRoutingTable.Decision {
+        switch (element.name.localName, state.acknowledgements[id] != nil) {
+        case ("enable", false):
+            // A `resume` attribute is ignored: resumption is not offered.
+            state.acknowledgements[id] = StreamAcknowledgements(
+                maximumUnacknowledged: self.configuration.maximumUnacknowledgedStanzas)
+            return .reply(StreamAcknowledgements.enabled)
+        case ("enable", true):
+            return .reply(StreamAcknowledgements.alreadyEnabled)
+        case ("r", true):
+            return .reply(state.acknowledgements[id]!.answer)
+        case ("a", true):
+            switch state.acknowledgements[id]!.acknowledge(element["h"]) {
+            case .success(let requestAgain):
+                return requestAgain ? .reply(StreamAcknowledgements.requestElement) : .drop
+            case .failure(let error):
+                return .streamError(error)
+            }
+        default:
+            return .streamError(
+                StreamError(
+                    .unsupportedStanzaType, text: "Enable stream management with <enable/> before <r/> or <a/>"))
+        }
+    }
+
+    /// Writes a stanza to the stream that bound `hostname` as the server itself (not routed).
+    /// - Returns: `false` when no stream has bound it.
+    func sendAsServer(_ element: Element, toBound hostname: String) -> Bool {
+        let target = self.state.withLock { state in
+            state.table.session(boundTo: hostname).flatMap { id in state.sessions[id].map { (id, $0.channel) } }
+        }
+        guard let (id, channel) = target else { return false }
+        self.transmit([Outgoing(element: element)], session: id, channel: channel)
+        return true
     }
 
     func setBurstAfterBind(_ burst: (@Sendable (String) -> [Element])?) {
@@ -185,7 +280,7 @@ final class ComponentRouter: Sendable {
             }
             return routed
         }
-        var touched: [any Channel] = []
+        var batches: [(target: SessionID, channel: any Channel, outgoing: [Outgoing])] = []
         for (decision, target, channel) in routed {
             guard case .deliver(let element, _) = decision, let target else {
                 _ = self.execute(decision, sender: nil)
@@ -195,14 +290,18 @@ final class ComponentRouter: Sendable {
                 self.streamFailed(target, element: element, sender: nil, attempt: 0)
                 continue
             }
-            let promise = channel.eventLoop.makePromise(of: Void.self)
-            promise.futureResult.whenFailure { _ in
-                self.streamFailed(target, element: element, sender: nil, attempt: 0)
+            let outgoing = Outgoing(
+                element: element, routedDomain: Self.routedDomain(element),
+                failed: { queued in
+                    self.streamFailed(target, element: queued ? nil : element, sender: nil, attempt: 0)
+                })
+            if let index = batches.firstIndex(where: { $0.target == target }) {
+                batches[index].outgoing.append(outgoing)
+            } else {
+                batches.append((target, channel, [outgoing]))
             }
-            channel.write(XMLStreamFrame.element(element), promise: promise)
-            if !touched.contains(where: { $0 === channel }) { touched.append(channel) }
         }
-        for channel in touched { channel.flush() }
+        for batch in batches { self.transmit(batch.outgoing, session: batch.target, channel: batch.channel) }
     }
 
     func setUserObserver(_ observer: (@Sendable (Element) -> Void)?) {
@@ -210,7 +309,9 @@ final class ComponentRouter: Sendable {
         self.userObserver.withLock { $0 = box }
     }
 
-    private func execute(_ decision: ComponentRoutingTable.Decision, sender: (any Channel)?) -> StreamError? {
+    private func execute(
+        _ decision: ComponentRoutingTable.Decision, sender: Sender?
+    ) -> StreamError? {
         switch decision {
         case .deliver(let element, let target):
             self.write(element, to: target, sender: sender, attempt: 0)
@@ -234,7 +335,7 @@ final class ComponentRouter: Sendable {
             }
         case .reply(let element):
             if let sender {
-                sender.writeAndFlush(XMLStreamFrame.element(element), promise: nil)
+                self.transmit([Outgoing(element: element)], session: sender.id, channel: sender.channel)
             } else {
                 let subscribers = self.state.withLock { Array($0.userSubscribers.values) }
                 for subscriber in subscribers { subscriber.yield(element) }
@@ -252,23 +353,90 @@ final class ComponentRouter: Sendable {
     /// instances are released, and the stanza is routed again to the domain's other
     /// instances, or bounced to its sender with an error when none is left.
     private func write(
-        _ element: Element, to target: SessionID, sender: (any Channel)?, attempt: Int, broadcast: Bool = false
+        _ element: Element, to target: SessionID, sender: Sender?, attempt: Int, broadcast: Bool = false
     ) {
         guard let channel = self.state.withLock({ $0.sessions[target]?.channel }), channel.isActive else {
             self.streamFailed(target, element: element, sender: sender, attempt: attempt, broadcast: broadcast)
             return
         }
-        let promise = channel.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.whenFailure { _ in
-            self.streamFailed(target, element: element, sender: sender, attempt: attempt, broadcast: broadcast)
+        let outgoing = Outgoing(
+            element: element, routedDomain: broadcast ? nil : Self.routedDomain(element),
+            failed: { queued in
+                self.streamFailed(
+                    target, element: queued ? nil : element, sender: sender, attempt: attempt, broadcast: broadcast)
+            })
+        self.transmit([outgoing], session: target, channel: channel)
+    }
+
+    /// The domain whose routing chose a stream for this stanza: its `to`'s.
+    private static func routedDomain(_ element: Element) -> String? {
+        Stanza(element)?.to?.domainpart
+    }
+
+    /// Writes elements to a component stream on its event loop, counting the stanzas when
+    /// the stream enabled XEP-0198 acknowledgements. The count is taken in the same event
+    /// loop task as the write, so it follows the order of the stanzas on the wire whatever
+    /// thread routed them; every stanza write to a XEP-0225 stream goes through here.
+    private func transmit(_ outgoing: [Outgoing], session: SessionID, channel: any Channel) {
+        if channel.eventLoop.inEventLoop {
+            self.transmitOnEventLoop(outgoing, session: session, channel: channel)
+        } else {
+            channel.eventLoop.execute { self.transmitOnEventLoop(outgoing, session: session, channel: channel) }
         }
-        channel.writeAndFlush(XMLStreamFrame.element(element), promise: promise)
+    }
+
+    private func transmitOnEventLoop(_ outgoing: [Outgoing], session: SessionID, channel: any Channel) {
+        let actions: [StreamAcknowledgements.SendAction?] = self.state.withLock { state in
+            guard state.acknowledgements[session] != nil else { return outgoing.map { _ in nil } }
+            return outgoing.map { item in
+                guard StreamAcknowledgements.isStanza(item.element) else { return nil }
+                return state.acknowledgements[session]!.sent(item.element, routedDomain: item.routedDomain)
+            }
+        }
+        var overflow: StreamError?
+        var armTimer = false
+        for (item, action) in zip(outgoing, actions) {
+            var promise: EventLoopPromise<Void>?
+            if let failed = item.failed {
+                let queued = action != nil
+                promise = channel.eventLoop.makePromise()
+                promise?.futureResult.whenFailure { _ in failed(queued) }
+            }
+            channel.write(XMLStreamFrame.element(item.element), promise: promise)
+            switch action {
+            case .request?:
+                channel.write(XMLStreamFrame.element(StreamAcknowledgements.requestElement), promise: nil)
+            case .armTimer?:
+                armTimer = true
+            case .overflow(let error)?:
+                overflow = error
+            case .none?, nil:
+                break
+            }
+        }
+        channel.flush()
+        if armTimer {
+            channel.eventLoop.scheduleTask(in: StreamAcknowledgements.requestDelay) {
+                let request = self.state.withLock { $0.acknowledgements[session]?.timerFired() ?? false }
+                if request {
+                    channel.writeAndFlush(XMLStreamFrame.element(StreamAcknowledgements.requestElement), promise: nil)
+                }
+            }
+        }
+        if let overflow {
+            // Its unacknowledged stanzas are routed again once the connection is gone.
+            channel.write(XMLStreamFrame.element(overflow.element), promise: nil)
+            channel.writeAndFlush(XMLStreamFrame.close).whenComplete { _ in channel.close(promise: nil) }
+        }
     }
 
     /// `broadcast`: the stanza was one copy of an ``RoutingAlgorithm/all`` delivery; the
     /// other instances have theirs, so it is not routed again (it would be a duplicate).
+    ///
+    /// `element`: `nil` when the stream's XEP-0198 queue holds the stanza (it is routed again
+    /// when the connection is gone, not here: never twice).
     private func streamFailed(
-        _ target: SessionID, element: Element, sender: (any Channel)?, attempt: Int, broadcast: Bool = false
+        _ target: SessionID, element: Element?, sender: Sender?, attempt: Int, broadcast: Bool = false
     ) {
         // A stream that failed a write is broken (closed, or closing): it is released now,
         // not when its close is noticed, so the stanzas routed meanwhile go elsewhere.
@@ -276,6 +444,7 @@ final class ComponentRouter: Sendable {
             state -> ([String], (any Channel)?, ComponentRoutingTable.Decision) in
             let released = state.table.release(session: target)
             let channel = state.sessions.removeValue(forKey: target)?.channel
+            guard let element else { return (released, channel, .drop) }
             let domain = Stanza(element)?.to?.domainpart ?? ""
             if broadcast, state.table.hasInstances(domain) {
                 return (released, channel, .drop)
@@ -286,7 +455,10 @@ final class ComponentRouter: Sendable {
                 }
                 return (released, channel, bounce.map { sender == nil ? .toUsers($0) : .reply($0) } ?? .drop)
             }
-            return (released, channel, state.table.reroute(element, fromUser: sender == nil))
+            return (
+                released, channel,
+                sender == nil ? state.table.redeliver(element) : state.table.reroute(element, fromUser: false)
+            )
         }
         channel?.close(promise: nil)
         self.publish(released.map { .unbound(hostname: $0) })

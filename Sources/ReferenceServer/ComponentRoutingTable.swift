@@ -308,6 +308,19 @@ struct ComponentRoutingTable: Sendable {
         return self.route(stanza, to: to, bounce: { fromUser ? .toUsers($0) : .reply($0) })
     }
 
+    /// Routes again a stanza that a stream which is gone had not acknowledged (XEP-0198),
+    /// whoever sent it: to another live instance of its domain, or, when none is left, its
+    /// bounce goes to its sender by address (the server's users, or a component's live
+    /// instance; nowhere when that is gone too: an error about an error is never sent).
+    mutating func redeliver(_ element: Element) -> Decision {
+        guard let stanza = Stanza(element), let to = stanza.to else { return .drop }
+        let decision = self.route(stanza, to: to, bounce: { .reply($0) })
+        guard case .reply(let bounce) = decision else { return decision }
+        guard let error = Stanza(bounce), let sender = error.to else { return .drop }
+        if sender.domainpart == self.configuration.domain.lowercased() { return .toUsers(bounce) }
+        return self.route(error, to: sender, bounce: { _ in .drop })
+    }
+
     private mutating func route(_ stanza: Stanza, to: JID, bounce: (Element) -> Decision) -> Decision {
         let domain = to.domainpart
         // The domain's state is read and changed in place (`self.domains[domain]!.…`), never

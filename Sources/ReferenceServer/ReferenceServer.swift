@@ -31,6 +31,18 @@ import XMPPTLS
 /// - Anything else is for the server's simulated users: ``userStanzas()``.
 /// - Two streams cannot bind the same domain, whatever the resource (`conflict`).
 ///
+/// ## Acknowledgements (XEP-0198, no resumption)
+/// A XEP-0225 stream's post-authentication features offer `<sm xmlns='urn:xmpp:sm:3'/>`,
+/// as the Prosody module's do. After `<enable/>` (answered `<enabled/>`, without `id` or
+/// `resume`) the server keeps every stanza it writes to the stream until the component
+/// acknowledges it, answers `<r/>` with the count it received, and asks with `<r/>` after
+/// every 16 unacknowledged stanzas (and a second after the first). When the stream ends
+/// for any reason, the stanzas its domain's routing sent there and that were never
+/// acknowledged are routed again: to another live instance, or bounced with an error when
+/// none is left; unacknowledged IQ answers are dropped. Nothing is lost silently; a stanza
+/// handled but not yet acknowledged may arrive twice. See ``reroutedUnacknowledgedStanzas``
+/// and ``ReferenceServerConfiguration/maximumUnacknowledgedStanzas``.
+///
 /// ```swift
 /// let server = try await ReferenceServer.start(configuration: configuration)
 /// defer { Task { await server.stop() } }
@@ -213,6 +225,19 @@ public final class ReferenceServer: Sendable {
         self.router.answeredPings
     }
 
+    /// XEP-0198: how many stanzas that a component stream had not acknowledged when it ended
+    /// (closed, killed, timed out, failing a write) were routed again: to another instance
+    /// of their domain, or bounced with an error when none was left.
+    public var reroutedUnacknowledgedStanzas: Int {
+        self.router.reroutedUnacknowledged
+    }
+
+    /// XEP-0198: how many IQ results and errors a component stream had not acknowledged when
+    /// it ended were dropped (they answered requests of that stream, whose requester is gone).
+    public var droppedUnacknowledgedAnswers: Int {
+        self.router.droppedUnacknowledgedAnswers
+    }
+
     /// The hostnames bound right now (as answered to their streams), sorted.
     public var boundHostnames: [String] {
         self.router.boundHostnames
@@ -266,14 +291,13 @@ public final class ReferenceServer: Sendable {
     /// - Throws: ``ReferenceServerError`` of kind ``ReferenceServerError/Kind/invalidInjection``
     ///   when no stream has bound `hostname`.
     public func send(_ element: Element, toComponentBound hostname: String) throws {
-        guard let channel = self.router.channel(boundTo: hostname) else {
-            throw ReferenceServerError(.invalidInjection, "no component stream has bound \(hostname)")
-        }
         var element = element
         if element["from"] == nil {
             element["from"] = self.configuration.domain
         }
-        channel.writeAndFlush(XMLStreamFrame.element(element), promise: nil)
+        guard self.router.sendAsServer(element, toBound: hostname) else {
+            throw ReferenceServerError(.invalidInjection, "no component stream has bound \(hostname)")
+        }
     }
 
     /// Simulates half-open links: while paused, the component streams open now deliver

@@ -99,6 +99,10 @@ public struct ReferenceServerConfiguration: Sendable {
     public var authenticationTimeout: Duration = .seconds(30)
     /// Failed SASL attempts after which a stream is closed with `policy-violation`.
     public var maxAuthenticationFailures: Int = 3
+    /// XEP-0198 on component streams: stanzas written to a stream and not acknowledged past
+    /// which the stream is closed with `resource-constraint` (10 000 by default, as the
+    /// Prosody module's `component_xep0225_max_unacked_stanzas`).
+    public var maximumUnacknowledgedStanzas: Int = 10_000
 
     /// Creates a configuration.
     /// - Parameters:

@@ -6,8 +6,10 @@ public import XMPPStream
 /// The component opens a `jabber:client` stream to the server domain. Before TLS the
 /// server offers `<starttls><required/></starttls>` (and SASL only when TLS is not
 /// required); after TLS, SASL; after SASL success and the stream restart,
-/// `<bind xmlns='urn:xmpp:component:0'><required/></bind>`. From then on every element is
-/// handed back as ``Action/established(_:)`` for binding and routing.
+/// `<bind xmlns='urn:xmpp:component:0'><required/></bind>` and XEP-0198's
+/// `<sm xmlns='urn:xmpp:sm:3'/>` (acknowledgements, no resumption). From then on every
+/// element is handed back as ``Action/established(_:)`` for binding, acknowledgements and
+/// routing.
 ///
 /// The machine decides *what* is offered and *when* the stream ends; the driving handler
 /// builds the SASL part of the features (it owns the `SASLServer`), runs the SASL steps
@@ -66,13 +68,19 @@ public struct ServerComponentNegotiationStateMachine: Sendable {
         public var sasl: Bool
         /// `<bind xmlns='urn:xmpp:component:0'><required/></bind>`.
         public var bind: Bool
+        /// `<sm xmlns='urn:xmpp:sm:3'/>`: XEP-0198 acknowledgements (no resumption).
+        public var streamManagement: Bool
 
         /// Creates an offer.
-        public init(startTLS: Bool = false, startTLSRequired: Bool = false, sasl: Bool = false, bind: Bool = false) {
+        public init(
+            startTLS: Bool = false, startTLSRequired: Bool = false, sasl: Bool = false, bind: Bool = false,
+            streamManagement: Bool = false
+        ) {
             self.startTLS = startTLS
             self.startTLSRequired = startTLSRequired
             self.sasl = sasl
             self.bind = bind
+            self.streamManagement = streamManagement
         }
     }
 
@@ -176,7 +184,7 @@ public struct ServerComponentNegotiationStateMachine: Sendable {
             offer = Offer(sasl: true)
         case .authenticated:
             self.state = .established
-            return .openStream(reply, offer: Offer(bind: true))
+            return .openStream(reply, offer: Offer(bind: true, streamManagement: true))
         }
         self.state = .negotiating(phase, offer)
         return .openStream(reply, offer: offer)

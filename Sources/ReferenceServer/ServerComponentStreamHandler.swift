@@ -176,6 +176,9 @@ final class ServerComponentStreamHandler: ChannelInboundHandler {
             features.append(
                 Element("bind", namespace: Namespace.component, children: [Element("required", namespace: Namespace.component)]))
         }
+        if offer.streamManagement {
+            features.append(Element("sm", namespace: StreamAcknowledgements.namespace))
+        }
         context.write(Self.wrapOutboundOut(.header(header)), promise: nil)
         context.writeAndFlush(Self.wrapOutboundOut(.element(features)), promise: nil)
     }

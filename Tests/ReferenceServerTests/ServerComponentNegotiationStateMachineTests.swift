@@ -76,7 +76,7 @@ import XMPPStream
             Issue.record("no third header")
             return
         }
-        #expect(final == .init(bind: true))
+        #expect(final == .init(bind: true, streamManagement: true))
         #expect(machine.isEstablished)
         let iq = Element("iq", namespace: Namespace.client, attributes: ["type": "set", "id": "1"])
         #expect(machine.received(iq) == .established(iq))

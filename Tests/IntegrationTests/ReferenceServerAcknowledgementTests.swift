@@ -1,0 +1,215 @@
+import ComponentKit
+import Foundation
+import ReferenceServer
+import Testing
+import XMPPCore
+import XMPPStream
+
+/// XEP-0198 acknowledgements on the reference server's component streams, on the wire: a
+/// raw component (real TLS and SASL, no SDK) enables them, counts, and dies without
+/// acknowledging; what it had not acknowledged is routed again, nothing silently lost.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct ReferenceServerAcknowledgementTests {
+    static let sm = "urn:xmpp:sm:3"
+
+    static func message(_ id: String, to: String = ScaleFixture.service) -> Element {
+        Message(type: .chat, from: try? JID("alice@example.test/r"), to: try? JID(to), id: id, body: id).element
+    }
+
+    @Test func enableCountAndRequestAsTheProsodyModuleDoes() async throws {
+        try await withServers { servers in
+            let server = try await servers.start(ScaleFixture.shared.serverConfiguration())
+            let users = Locked([Element]())
+            let userStanzas = server.userStanzas()
+            let watcher = Task { for await element in userStanzas { users.update { $0.append(element) } } }
+            defer { watcher.cancel() }
+            let stream = try await RawComponentStream.connect(port: server.port)
+            let features = try await stream.next()
+            #expect(
+                features.firstChild("bind", namespace: Namespace.component)?.firstChild(
+                    "required", namespace: Namespace.component) != nil)
+            #expect(features.firstChild("sm", namespace: Self.sm) != nil, "\(features)")
+            let bind = Element(
+                "bind", namespace: Namespace.component,
+                children: [Element("hostname", namespace: Namespace.component, text: ScaleFixture.service)])
+            try await stream.send(IQ(type: .set, to: try JID(ScaleFixture.domain), id: "b1", payload: bind).element)
+            #expect(try await stream.next()["type"] == "result")
+
+            // <enabled/> without id or resume (resumption is not offered), even when asked for.
+            try await stream.send(Element("enable", namespace: Self.sm, attributes: ["resume": "true"]))
+            let enabled = try await stream.next()
+            #expect(enabled.name == QualifiedName(Self.sm, "enabled"))
+            #expect(enabled["id"] == nil && enabled["resume"] == nil)
+            let again = try await stream.enableAcknowledgements()
+            #expect(again.name == QualifiedName(Self.sm, "failed"))
+            #expect(again.firstChild("unexpected-request", namespace: Namespace.stanzas) != nil)
+
+            // What the component sent is counted: <r/> is answered with h.
+            for index in 1...3 {
+                var reply = Self.message("c\(index)", to: "alice@example.test/r")
+                reply["from"] = ScaleFixture.service
+                reply["to"] = "alice@example.test/r"
+                try await stream.send(reply)
+            }
+            try await stream.send(Element("r", namespace: Self.sm))
+            #expect(try await stream.next() == Element("a", namespace: Self.sm, attributes: ["h": "3"]))
+
+            // The server asks after 16 unacknowledged stanzas, right behind the 16th.
+            try server.inject(contentsOf: (1...16).map { Self.message("u\($0)") })
+            var order: [String] = []
+            for _ in 0..<17 {
+                let element = try await stream.next()
+                order.append(element.name.localName == "message" ? "message" : element.name.localName)
+            }
+            #expect(order == Array(repeating: "message", count: 16) + ["r"])
+            try await stream.send(Element("a", namespace: Self.sm, attributes: ["h": "16"]))
+
+            // One more: asked for by the timer, behind it.
+            try server.inject(Self.message("u17"))
+            #expect(try await stream.next()["id"] == "u17")
+            #expect(try await stream.next() == Element("r", namespace: Self.sm))
+
+            // Acknowledging more than was sent ends the stream.
+            try await stream.send(Element("a", namespace: Self.sm, attributes: ["h": "18"]))
+            let error = try await stream.next()
+            let streamError = try #require(StreamError(element: error), "\(error)")
+            #expect(streamError.condition == .undefinedCondition)
+            let detail = streamError.applicationCondition
+            #expect(detail?.name == QualifiedName(Self.sm, "handled-count-too-high"))
+            #expect(detail?["h"] == "18" && detail?["send-count"] == "17")
+            try await stream.waitClosed()
+
+            // u17 was never acknowledged: routed again, and with no instance left, bounced.
+            try await server.waitUntilUnbound(ScaleFixture.service)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !users.value.contains(where: { $0["id"] == "u17" }), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let bounce = try #require(users.value.first { $0["id"] == "u17" })
+            #expect(Message(bounce)?.error?.condition == .serviceUnavailable)
+            #expect(server.reroutedUnacknowledgedStanzas == 1)
+            #expect(!users.value.contains { $0["id"]?.hasPrefix("u") == true && $0["id"] != "u17" }, "acknowledged, not bounced")
+        }
+    }
+
+    @Test(arguments: ["r", "a"])
+    func acknowledgementElementsBeforeEnableEndTheStream(_ name: String) async throws {
+        try await withServers { servers in
+            let server = try await servers.start(ScaleFixture.shared.serverConfiguration())
+            let stream = try await RawComponentStream.bound(ScaleFixture.service, port: server.port)
+            try await stream.send(Element(name, namespace: Self.sm, attributes: name == "a" ? ["h": "0"] : [:]))
+            let error = try await stream.next()
+            #expect(StreamError(element: error)?.condition == .unsupportedStanzaType, "\(error)")
+            try await stream.waitClosed()
+        }
+    }
+
+    @Test func whatADeadStreamDidNotAcknowledgeIsRoutedAgainButNotItsAnswers() async throws {
+        try await withServers { servers in
+            let server = try await servers.start(ScaleFixture.shared.serverConfiguration(algorithm: .roundRobin))
+            let victim = try await RawComponentStream.bound("\(ScaleFixture.service)/i1", port: server.port)
+            let survivor = try await RawComponentStream.bound("\(ScaleFixture.service)/i2", port: server.port)
+            #expect(try await victim.enableAcknowledgements().name.localName == "enabled")
+            // Five messages for the victim's instance, its ping answered by the server, and the
+            // answer to its request of a user: none acknowledged.
+            try server.inject(contentsOf: (1...5).map { Self.message("v\($0)", to: "\(ScaleFixture.service)/i1") })
+            let ping = IQ(
+                type: .get, from: try JID("\(ScaleFixture.service)/i1"), to: try JID(ScaleFixture.domain), id: "p1",
+                payload: Element("ping", namespace: Namespace.ping))
+            try await victim.send(ping.element)
+            let request = IQ(
+                type: .get, from: try JID("\(ScaleFixture.service)/i1"), to: try JID("alice@example.test/r"), id: "q1",
+                payload: Element("query", namespace: "urn:example:q"))
+            try await victim.send(request.element)
+            try await Task.sleep(for: .milliseconds(100))
+            try server.inject(
+                IQ(type: .result, from: try JID("alice@example.test/r"), to: try JID(ScaleFixture.service), id: "q1").element)
+            for id in ["v1", "v2", "v3", "v4", "v5", "p1", "q1"] {
+                _ = try await victim.next { $0["id"] == id }
+            }
+            await victim.kill()
+            for id in ["v1", "v2", "v3", "v4", "v5"] {
+                _ = try await survivor.next { $0["id"] == id }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(!survivor.drain().contains { $0.name.localName == "iq" }, "a server answer or IQ result moved")
+            #expect(server.reroutedUnacknowledgedStanzas == 5)
+            #expect(server.droppedUnacknowledgedAnswers == 1)
+            await survivor.kill()
+        }
+    }
+
+    /// Three instances under round robin; the raw one dies mid-traffic having acknowledged
+    /// nothing. With acknowledgements enabled nothing is lost; without (the control), what
+    /// it had been written is lost: the accounting sees it.
+    @Test(arguments: [true, false])
+    func killingAnInstanceThatDidNotAcknowledgeLosesNothing(acknowledging: Bool) async throws {
+        try await withServers { servers in
+            let server = try await servers.start(ScaleFixture.shared.serverConfiguration(algorithm: .roundRobin))
+            let tally = InstanceTally()
+            let bounced = Locked(Set<String>())
+            let userStanzas = server.userStanzas()
+            let watcher = Task {
+                for await element in userStanzas where element.name.localName == "message" && element["type"] == "error" {
+                    if let id = element["id"] { bounced.update { _ = $0.insert(id) } }
+                }
+            }
+            defer { watcher.cancel() }
+            let sent = 3000
+            let victimReceived = Locked(0)
+            try await withInstances(server: server, weights: [nil, nil], tally: tally) { _ in
+                let victim = try await RawComponentStream.bound("\(ScaleFixture.service)/victim", port: server.port)
+                if acknowledging {
+                    #expect(try await victim.enableAcknowledgements().name.localName == "enabled")
+                }
+                let messages = userMessages(sent, senders: 1)
+                let killed = Locked(false)
+                // Users send continuously; the second half goes out once the victim is killed,
+                // while the server is noticing.
+                async let injected: Void = {
+                    for batch in 0..<(sent / 10) {
+                        while batch == sent / 20, !killed.value {
+                            try await Task.sleep(for: .milliseconds(1))
+                        }
+                        try server.inject(contentsOf: Array(messages[batch * 10..<(batch + 1) * 10]))
+                        await Task.yield()
+                    }
+                }()
+                let deadline = ContinuousClock.now + .seconds(20)
+                while victim.received.filter({ $0.name.localName == "message" }).count < 100, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+                await victim.kill()
+                killed.update { $0 = true }
+                victimReceived.update { $0 = victim.received.filter { $0.name.localName == "message" }.count }
+                try await injected
+                // Then one marker per survivor (round robin), behind everything else on their streams.
+                try await server.waitUntilUnbound("\(ScaleFixture.service)/victim")
+                try server.inject(contentsOf: (0..<2).map { Self.message("after-\($0)") })
+                func settled() -> Bool {
+                    let ids = Set(tally.allIDs)
+                    guard ids.isSuperset(of: ["after-0", "after-1"]) else { return false }
+                    // The control stops at the markers; with acknowledgements, everything arrives.
+                    return !acknowledging || ids.union(bounced.value).count - 2 >= sent
+                }
+                while !settled(), ContinuousClock.now < deadline + .seconds(10) {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            }
+            let distinct = Set(tally.allIDs.filter { !$0.hasPrefix("after-") })
+            let lost = sent - distinct.union(bounced.value).count
+            report(
+                "scale sm-kill acks=\(acknowledging ? "on" : "off") sent=\(sent) delivered=\(distinct.count) "
+                    + "bounced=\(bounced.value.count) lost=\(lost) duplicated=\(tally.allIDs.count - 2 - distinct.count) "
+                    + "victim-received=\(victimReceived.value) rerouted=\(server.reroutedUnacknowledgedStanzas)")
+            #expect(victimReceived.value >= 100, "the victim died before its share reached it")
+            if acknowledging {
+                #expect(lost == 0, "stanzas neither delivered nor bounced")
+                #expect(server.reroutedUnacknowledgedStanzas >= victimReceived.value)
+            } else {
+                #expect(lost >= victimReceived.value, "without acknowledgements what the victim was written is lost")
+                #expect(server.reroutedUnacknowledgedStanzas == 0)
+            }
+        }
+    }
+}
