@@ -18,6 +18,7 @@
 //   transfer HOSTNAME HOST[:PORT] [DOMAIN] XEP-0051: move that stream to another server
 //   disconnect HOSTNAME                    drop the stream that bound HOSTNAME
 //   sessions                               the users' client sessions (full JIDs)
+//   acks                                   XEP-0198: unacknowledged stanzas routed again, answers dropped
 
 import Dispatch
 import Foundation
@@ -169,11 +170,14 @@ nonisolated func runCommands(_ server: ReferenceServer) async {
             case ("disconnect", 2):
                 try await server.disconnect(hostname: words[1])
                 say("ok")
+            case ("acks", 1):
+                say(
+                    "rerouted=\(server.reroutedUnacknowledgedStanzas) dropped-answers=\(server.droppedUnacknowledgedAnswers)")
             case (nil, _):
                 continue
             default:
                 say(
-                    "error: commands are instances | routing DOMAIN [ALGORITHM] | transfer HOSTNAME HOST[:PORT] [DOMAIN] | disconnect HOSTNAME | sessions"
+                    "error: commands are instances | routing DOMAIN [ALGORITHM] | transfer HOSTNAME HOST[:PORT] [DOMAIN] | disconnect HOSTNAME | sessions | acks"
                 )
             }
         } catch {

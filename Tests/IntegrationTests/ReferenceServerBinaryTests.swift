@@ -90,6 +90,8 @@ struct ReferenceServerBinaryTests {
             _ = try await Self.waitForOutput(process, "\nall\n")
             commands.write(Data("transfer search.component.example.test/eu-1 127.0.0.1:1 user@bad\n".utf8))
             _ = try await Self.waitForOutput(process, "refused: ")
+            commands.write(Data("acks\n".utf8))
+            _ = try await Self.waitForOutput(process, "rerouted=0 dropped-answers=0")
             commands.write(Data("disconnect search.component.example.test/eu-1\n".utf8))
             try await events.wait("the dropped stream", until: { $0.kind == .disconnected })
         }
