@@ -84,7 +84,8 @@ public final class ReferenceServer: Sendable {
     ///   - group: The event loops to run on; the shared singleton by default.
     ///   - logger: Where to log (debug level for stream events); silent by default.
     /// - Returns: The running server; call ``stop()`` when done.
-    /// - Throws: ``ReferenceServerError`` for an unusable configuration, `TLSError` for an
+    /// - Throws: ``ReferenceServerError`` for an unusable configuration (`requireTLS` without
+    ///   TLS, ``ReferenceServerConfiguration/maximumUnacknowledgedStanzas`` below 1), `TLSError` for an
     ///   unreadable certificate, or the bind error.
     public static func start(
         configuration: ReferenceServerConfiguration,
@@ -93,6 +94,11 @@ public final class ReferenceServer: Sendable {
     ) async throws -> ReferenceServer {
         if configuration.requireTLS, configuration.tls == nil {
             throw ReferenceServerError(.configuration, "requireTLS is set but no TLS certificate is configured")
+        }
+        guard configuration.maximumUnacknowledgedStanzas >= 1 else {
+            throw ReferenceServerError(
+                .configuration,
+                "maximumUnacknowledgedStanzas must be at least 1, not \(configuration.maximumUnacknowledgedStanzas)")
         }
         let tlsContext = try configuration.tls.map { configuration throws(TLSError) in
             try OpenSSLContext(server: configuration)

@@ -92,6 +92,31 @@ struct ReferenceServerAcknowledgementTests {
         }
     }
 
+    @Test func pastTheMaximumUnacknowledgedTheStreamIsClosedAndItsStanzasBounced() async throws {
+        try await withServers { servers in
+            var configuration = ScaleFixture.shared.serverConfiguration()
+            configuration.maximumUnacknowledgedStanzas = 20
+            let server = try await servers.start(configuration)
+            let users = Locked([Element]())
+            let userStanzas = server.userStanzas()
+            let watcher = Task { for await element in userStanzas { users.update { $0.append(element) } } }
+            defer { watcher.cancel() }
+            let stream = try await RawComponentStream.bound(ScaleFixture.service, port: server.port)
+            #expect(try await stream.enableAcknowledgements().name.localName == "enabled")
+            try server.inject(contentsOf: (1...21).map { Self.message("o\($0)") })
+            let error = try await stream.next { $0.name == QualifiedName(Namespace.stream, "error") }
+            #expect(StreamError(element: error)?.condition == .resourceConstraint, "\(error)")
+            #expect(stream.received.filter { $0.name.localName == "message" }.count == 21)
+            try await stream.waitClosed()
+            let deadline = ContinuousClock.now + .seconds(10)
+            while users.value.count < 21, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(Set(users.value.filter { $0["type"] == "error" }.compactMap { $0["id"] }).count == 21)
+            #expect(server.reroutedUnacknowledgedStanzas == 21)
+        }
+    }
+
     @Test(arguments: ["r", "a"])
     func acknowledgementElementsBeforeEnableEndTheStream(_ name: String) async throws {
         try await withServers { servers in
@@ -203,6 +228,7 @@ struct ReferenceServerAcknowledgementTests {
                     + "bounced=\(bounced.value.count) lost=\(lost) duplicated=\(tally.allIDs.count - 2 - distinct.count) "
                     + "victim-received=\(victimReceived.value) rerouted=\(server.reroutedUnacknowledgedStanzas)")
             #expect(victimReceived.value >= 100, "the victim died before its share reached it")
+            #expect(tally.allIDs.count - 2 == distinct.count, "a stanza routed twice to the survivors")
             if acknowledging {
                 #expect(lost == 0, "stanzas neither delivered nor bounced")
                 #expect(server.reroutedUnacknowledgedStanzas >= victimReceived.value)

@@ -26,6 +26,34 @@ import XMPPCore
         return element
     }
 
+    /// XEP-0198: a dead stream's unacknowledged stanza goes to another instance; with none
+    /// left, its bounce goes to its sender by address: a user, or a live component instance.
+    @Test func redeliveryRoutesAgainOrBouncesToTheSender() throws {
+        var table = ComponentRoutingTable(configuration: Self.configuration)
+        let identity = "component.example.test"
+        #expect(table.bind(bindPayload("x.b.example.test/r1"), session: 1, identity: identity) == .success("x.b.example.test/r1"))
+        #expect(table.bind(bindPayload("x.b.example.test/r2"), session: 2, identity: identity) == .success("x.b.example.test/r2"))
+        #expect(table.bind(bindPayload("a.example.test"), session: 3, identity: identity) == .success("a.example.test"))
+        let fromUser = message(from: "alice@example.test/r", to: "x.b.example.test/r1")
+        let fromComponent = message(from: "a.example.test", to: "x.b.example.test")
+        _ = table.release(session: 1)
+        #expect(table.redeliver(fromUser) == .deliver(fromUser, to: 2), "the other instance, though addressed to r1")
+        _ = table.release(session: 2)
+        guard case .toUsers(let bounce) = table.redeliver(fromUser) else {
+            Issue.record("a user's stanza bounces to the users")
+            return
+        }
+        #expect(Message(bounce)?.error?.condition == .serviceUnavailable)
+        guard case .deliver(let error, to: 3) = table.redeliver(fromComponent) else {
+            Issue.record("a component's stanza bounces to its live instance")
+            return
+        }
+        #expect(error["type"] == "error" && error["to"] == "a.example.test")
+        _ = table.release(session: 3)
+        #expect(table.redeliver(fromComponent) == .drop, "no error about an error, nowhere to send it")
+        #expect(table.redeliver(message(from: "alice@example.test/r", to: "x.b.example.test", type: "error")) == .drop)
+    }
+
     @Test func bindRules() {
         var table = ComponentRoutingTable(configuration: Self.configuration)
         let identity = "component.example.test"

@@ -105,3 +105,16 @@ import XMPPCore
         #expect(!StreamAcknowledgements.isStanza(Element("error", namespace: Namespace.stream)))
     }
 }
+
+@Suite(.timeLimit(.minutes(1))) struct StreamAcknowledgementsConfigurationTests {
+    @Test func aMaximumBelowOneIsRefusedAtStart() async throws {
+        var configuration = Fixture.shared.configuration
+        configuration.maximumUnacknowledgedStanzas = 0
+        let error = await #expect(throws: ReferenceServerError.self) {
+            let server = try await ReferenceServer.start(configuration: configuration)
+            await server.stop()
+        }
+        #expect(error?.kind == .configuration)
+        #expect(error?.description.contains("maximumUnacknowledgedStanzas") == true)
+    }
+}
