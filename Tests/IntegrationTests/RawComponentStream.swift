@@ -70,6 +70,13 @@ final class RawComponentStream: Sendable {
         try await self.channel.writeAndFlush(XMLStreamFrame.element(element))
     }
 
+    /// From now on, answers the server's `<r/>` at once with the count of stanzas received
+    /// since `<enabled/>` (as a component that handled them would).
+    func answerRequests() { self.inbox.setAnswering() }
+
+    /// The stanzas this stream acknowledged (the first `h` received since `<enabled/>`).
+    var acknowledged: [Element] { self.inbox.acknowledged }
+
     /// Enables XEP-0198 and returns the server's answer.
     func enableAcknowledgements() async throws -> Element {
         try await self.send(Element("enable", namespace: "urn:xmpp:sm:3"))
@@ -130,15 +137,36 @@ private final class RawInbox: Sendable {
         var all: [Element] = []
         var pending: [Element] = []
         var closed = false
+        var answering = false
+        /// Stanzas received since `<enabled/>`, and how many of them were acknowledged.
+        var counted: [Element]?
+        var acknowledgedCount = 0
     }
 
     private let state = Mutex(State())
 
-    func deliver(_ element: Element) {
-        self.state.withLock {
-            $0.all.append(element)
-            $0.pending.append(element)
+    /// Records an element; returns the `<a/>` to send when it is an `<r/>` to answer.
+    func deliver(_ element: Element) -> Element? {
+        self.state.withLock { state in
+            state.all.append(element)
+            state.pending.append(element)
+            let sm = "urn:xmpp:sm:3"
+            if element.name == QualifiedName(sm, "enabled") {
+                state.counted = []
+            } else if ["message", "presence", "iq"].contains(element.name.localName), element.name.namespace != sm {
+                state.counted?.append(element)
+            } else if element.name == QualifiedName(sm, "r"), state.answering, let counted = state.counted {
+                state.acknowledgedCount = counted.count
+                return Element("a", namespace: sm, attributes: ["h": String(counted.count)])
+            }
+            return nil
         }
+    }
+
+    func setAnswering() { self.state.withLock { $0.answering = true } }
+
+    var acknowledged: [Element] {
+        self.state.withLock { Array(($0.counted ?? []).prefix($0.acknowledgedCount)) }
     }
 
     func close() { self.state.withLock { $0.closed = true } }
@@ -233,7 +261,9 @@ private final class RawComponentHandler: ChannelInboundHandler {
     private func received(_ element: Element, context: ChannelHandlerContext) throws {
         switch self.phase {
         case .ready:
-            self.inbox.deliver(element)
+            if let answer = self.inbox.deliver(element) {
+                context.writeAndFlush(Self.wrapOutboundOut(.element(answer)), promise: nil)
+            }
         case .plain:
             guard element.firstChild("starttls", namespace: Namespace.tls) != nil else {
                 throw IntegrationTestError("no STARTTLS: \(element)")

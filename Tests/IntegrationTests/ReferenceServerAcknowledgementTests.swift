@@ -164,11 +164,23 @@ struct ReferenceServerAcknowledgementTests {
         }
     }
 
-    /// Three instances under round robin; the raw one dies mid-traffic having acknowledged
-    /// nothing. With acknowledgements enabled nothing is lost; without (the control), what
-    /// it had been written is lost: the accounting sees it.
-    @Test(arguments: [true, false])
-    func killingAnInstanceThatDidNotAcknowledgeLosesNothing(acknowledging: Bool) async throws {
+    /// How the raw instance that is killed behaves.
+    enum Victim: String, CaseIterable, Sendable {
+        /// Enables acknowledgements and never acknowledges.
+        case silent
+        /// Enables acknowledgements and answers every `<r/>` at once (what it acknowledged
+        /// counts as delivered: it must not be routed again).
+        case answering
+        /// The control: no acknowledgements, so what it was written is lost with it.
+        case off
+    }
+
+    /// Three instances under round robin; the raw one dies mid-traffic (a TCP reset). With
+    /// acknowledgements enabled nothing is lost, whether it acknowledged nothing or all it
+    /// could; without (the control), what it had been written is lost: the accounting sees it.
+    @Test(arguments: Victim.allCases)
+    func killingAnInstanceMidTrafficLosesNothingItDidNotAcknowledge(victimMode: Victim) async throws {
+        let acknowledging = victimMode != .off
         try await withServers { servers in
             let server = try await servers.start(ScaleFixture.shared.serverConfiguration(algorithm: .roundRobin))
             let tally = InstanceTally()
@@ -182,11 +194,13 @@ struct ReferenceServerAcknowledgementTests {
             defer { watcher.cancel() }
             let sent = 3000
             let victimReceived = Locked(0)
+            let victimAcknowledged = Locked(Set<String>())
             try await withInstances(server: server, weights: [nil, nil], tally: tally) { _ in
                 let victim = try await RawComponentStream.bound("\(ScaleFixture.service)/victim", port: server.port)
                 if acknowledging {
                     #expect(try await victim.enableAcknowledgements().name.localName == "enabled")
                 }
+                if victimMode == .answering { victim.answerRequests() }
                 let messages = userMessages(sent, senders: 1)
                 let killed = Locked(false)
                 // Users send continuously; the second half goes out once the victim is killed,
@@ -201,12 +215,19 @@ struct ReferenceServerAcknowledgementTests {
                     }
                 }()
                 let deadline = ContinuousClock.now + .seconds(20)
-                while victim.received.filter({ $0.name.localName == "message" }).count < 100, ContinuousClock.now < deadline {
+                // Killed once it has 100 messages (the answering one: once it acknowledged 100).
+                func ready() -> Bool {
+                    victimMode == .answering
+                        ? victim.acknowledged.count >= 100
+                        : victim.received.filter({ $0.name.localName == "message" }).count >= 100
+                }
+                while !ready(), ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(1))
                 }
                 await victim.kill()
                 killed.update { $0 = true }
                 victimReceived.update { $0 = victim.received.filter { $0.name.localName == "message" }.count }
+                victimAcknowledged.update { $0 = Set(victim.acknowledged.compactMap { $0["id"] }) }
                 try await injected
                 // Then one marker per survivor (round robin), behind everything else on their streams.
                 try await server.waitUntilUnbound("\(ScaleFixture.service)/victim")
@@ -215,23 +236,30 @@ struct ReferenceServerAcknowledgementTests {
                     let ids = Set(tally.allIDs)
                     guard ids.isSuperset(of: ["after-0", "after-1"]) else { return false }
                     // The control stops at the markers; with acknowledgements, everything arrives.
-                    return !acknowledging || ids.union(bounced.value).count - 2 >= sent
+                    return !acknowledging || ids.union(victimAcknowledged.value).union(bounced.value).count - 2 >= sent
                 }
                 while !settled(), ContinuousClock.now < deadline + .seconds(10) {
                     try await Task.sleep(for: .milliseconds(10))
                 }
             }
             let distinct = Set(tally.allIDs.filter { !$0.hasPrefix("after-") })
-            let lost = sent - distinct.union(bounced.value).count
+            // Delivered: to the survivors, or to the victim when it acknowledged it.
+            let delivered = distinct.union(victimAcknowledged.value)
+            let lost = sent - delivered.union(bounced.value).count
             report(
-                "scale sm-kill acks=\(acknowledging ? "on" : "off") sent=\(sent) delivered=\(distinct.count) "
+                "scale sm-kill victim=\(victimMode.rawValue) sent=\(sent) delivered=\(delivered.count) "
                     + "bounced=\(bounced.value.count) lost=\(lost) duplicated=\(tally.allIDs.count - 2 - distinct.count) "
-                    + "victim-received=\(victimReceived.value) rerouted=\(server.reroutedUnacknowledgedStanzas)")
+                    + "victim-received=\(victimReceived.value) victim-acknowledged=\(victimAcknowledged.value.count) "
+                    + "rerouted=\(server.reroutedUnacknowledgedStanzas)")
             #expect(victimReceived.value >= 100, "the victim died before its share reached it")
+            if victimMode == .answering { #expect(victimAcknowledged.value.count >= 100) }
             #expect(tally.allIDs.count - 2 == distinct.count, "a stanza routed twice to the survivors")
             if acknowledging {
                 #expect(lost == 0, "stanzas neither delivered nor bounced")
-                #expect(server.reroutedUnacknowledgedStanzas >= victimReceived.value)
+                #expect(
+                    server.reroutedUnacknowledgedStanzas >= victimReceived.value - victimAcknowledged.value.count,
+                    "what it received and did not acknowledge was routed again")
+                #expect(distinct.isDisjoint(with: victimAcknowledged.value), "an acknowledged stanza routed again")
             } else {
                 #expect(lost >= victimReceived.value, "without acknowledgements what the victim was written is lost")
                 #expect(server.reroutedUnacknowledgedStanzas == 0)
