@@ -63,6 +63,9 @@ struct ReferenceServerAcknowledgementTests {
             }
             #expect(order == Array(repeating: "message", count: 16) + ["r"])
             try await stream.send(Element("a", namespace: Self.sm, attributes: ["h": "16"]))
+            // Its answer says the acknowledgement was processed (a stream is read in order).
+            try await stream.send(Element("r", namespace: Self.sm))
+            #expect(try await stream.next() == Element("a", namespace: Self.sm, attributes: ["h": "3"]))
 
             // One more: asked for by the timer, behind it.
             try server.inject(Self.message("u17"))
@@ -132,6 +135,7 @@ struct ReferenceServerAcknowledgementTests {
     @Test func whatADeadStreamDidNotAcknowledgeIsRoutedAgainButNotItsAnswers() async throws {
         try await withServers { servers in
             let server = try await servers.start(ScaleFixture.shared.serverConfiguration(algorithm: .roundRobin))
+            let userStanzas = server.userStanzas()
             let victim = try await RawComponentStream.bound("\(ScaleFixture.service)/i1", port: server.port)
             let survivor = try await RawComponentStream.bound("\(ScaleFixture.service)/i2", port: server.port)
             #expect(try await victim.enableAcknowledgements().name.localName == "enabled")
@@ -146,7 +150,10 @@ struct ReferenceServerAcknowledgementTests {
                 type: .get, from: try JID("\(ScaleFixture.service)/i1"), to: try JID("alice@example.test/r"), id: "q1",
                 payload: Element("query", namespace: "urn:example:q"))
             try await victim.send(request.element)
-            try await Task.sleep(for: .milliseconds(100))
+            // The request reached the user (so the server tracks who asked) before the answer.
+            try await withDeadline(.seconds(10), "the request to reach the user") {
+                for await element in userStanzas where element["id"] == "q1" { return }
+            }
             try server.inject(
                 IQ(type: .result, from: try JID("alice@example.test/r"), to: try JID(ScaleFixture.service), id: "q1").element)
             for id in ["v1", "v2", "v3", "v4", "v5", "p1", "q1"] {
@@ -156,7 +163,9 @@ struct ReferenceServerAcknowledgementTests {
             for id in ["v1", "v2", "v3", "v4", "v5"] {
                 _ = try await survivor.next { $0["id"] == id }
             }
-            try await Task.sleep(for: .milliseconds(200))
+            // A marker behind them: had the answers been routed again, they would be before it.
+            try server.inject(Self.message("end", to: "\(ScaleFixture.service)/i2"))
+            _ = try await survivor.next { $0["id"] == "end" }
             #expect(!survivor.drain().contains { $0.name.localName == "iq" }, "a server answer or IQ result moved")
             #expect(server.reroutedUnacknowledgedStanzas == 5)
             #expect(server.droppedUnacknowledgedAnswers == 1)
