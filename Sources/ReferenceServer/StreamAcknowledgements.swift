@@ -14,7 +14,7 @@ import XMPPCore
 /// stanzas still unacknowledged (``unacknowledged``) are routed again.
 struct StreamAcknowledgements: Sendable {
     /// `urn:xmpp:sm:3`.
-    static let namespace = "urn:xmpp:sm:3"
+    static let namespace = Namespace.streamManagement
     /// Unacknowledged stanzas after which the server sends `<r/>`.
     static let requestInterval = 16
     /// How long after the first unacknowledged stanza the server asks anyway.

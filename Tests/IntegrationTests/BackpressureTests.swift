@@ -88,7 +88,12 @@ struct BackpressureTests {
     /// dead, and 1 000 stanzas of 512 KiB sent to A do not grow memory past A's budget.
     @Test func aBlockedHostnameIsAnsweredWhileTheOthersFlow() async throws {
         try await withServers { servers in
-            let server = try await servers.start(SDKFixture.shared.serverConfiguration())
+            var serverConfiguration = SDKFixture.shared.serverConfiguration()
+            // XEP-0198's h counts handled stanzas in order: A's first blocked stanza holds the
+            // connection's acknowledgements while 11 000 stanzas pass it, past the server's
+            // default limit (10 000 unacknowledged: the stream would be closed).
+            serverConfiguration.maximumUnacknowledgedStanzas = 100_000
+            let server = try await servers.start(serverConfiguration)
             let answers = Answers(server)
             var configuration = SDKFixture.shared.clientConfiguration(port: server.port)
             configuration.hostnameBudget = HostnameBudget(maxStanzas: 200, maxBytes: 2 << 20)

@@ -98,6 +98,7 @@ final class InstanceTally: Sendable {
     }
 
     func count(_ hostname: String) -> Int { self.state.withLock { $0.ids[hostname]?.count ?? 0 } }
+    func ids(_ hostname: String) -> [String] { self.state.withLock { $0.ids[hostname] ?? [] } }
     var total: Int { self.state.withLock { $0.ids.values.reduce(0) { $0 + $1.count } } }
     var allIDs: [String] { self.state.withLock { $0.ids.values.flatMap { $0 } } }
     func senders(_ hostname: String) -> Set<String> { self.state.withLock { $0.senders[hostname] ?? [] } }
@@ -203,7 +204,9 @@ struct ScaleOutTests {
                 try await server.disconnect(hostname: victim)
                 try await injected
                 let deadline = ContinuousClock.now + .seconds(20)
-                while tally.total + bounced.value.count < sent, ContinuousClock.now < deadline {
+                // Distinct ids: with acknowledgements (XEP-0198, at least once) what the victim
+                // read and never acknowledged is routed again, and may arrive twice.
+                while Set(tally.allIDs).union(bounced.value).count < sent, ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(10))
                 }
                 // Afterwards the survivors take the whole domain.
@@ -214,20 +217,26 @@ struct ScaleOutTests {
                         message["id"] = "after-\(message["id"] ?? "")"
                         return message
                     })
-                try await tally.wait(total: afterKill.value.reduce(0, +) + 300)
+                while Set(tally.allIDs.filter { $0.hasPrefix("after-") }).count < 300, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
             }
-            let delivered = tally.total - 300
-            let distinct = Set(tally.allIDs.filter { !$0.hasPrefix("after-") })
+            let received = tally.allIDs.filter { !$0.hasPrefix("after-") }
+            let distinct = Set(received)
             let lost = sent - distinct.union(bounced.value).count
             let counts = Self.instances.map { tally.count($0) }
+            var seen = Set<String>()
+            let twice = Set(received.filter { !seen.insert($0).inserted })
             report(
-                "scale kill sent=\(sent) delivered=\(delivered) bounced=\(bounced.value.count) lost=\(lost) "
-                    + "duplicated=\(delivered - distinct.count) per-instance=\(counts) victim-before-kill=\(atKill.value)")
+                "scale kill sent=\(sent) delivered=\(distinct.count) bounced=\(bounced.value.count) lost=\(lost) "
+                    + "duplicated=\(received.count - distinct.count) per-instance=\(counts) victim-before-kill=\(atKill.value) "
+                    + "rerouted-unacknowledged=\(server.reroutedUnacknowledgedStanzas)")
             #expect(lost == 0, "stanzas neither delivered nor bounced")
-            #expect(delivered == distinct.count, "duplicates")
+            // At least once: only what the victim had itself read can arrive twice.
+            #expect(twice.isSubset(of: Set(tally.ids(victim))), "a stanza the victim never had arrived twice")
             #expect(!server.boundHostnames.contains(victim))
             // Its share moved: after the kill the survivors took everything, half each.
-            let after = zip(counts, afterKill.value).map { $0 - $1 }
+            let after = Self.instances.map { instance in tally.ids(instance).filter { $0.hasPrefix("after-") }.count }
             #expect(after == [150, 0, 150], "after the kill: \(after)")
         }
     }
@@ -298,17 +307,22 @@ struct ScaleOutTests {
                         return message
                     })
                 let deadline = ContinuousClock.now + .seconds(20)
-                while tally.total + bounced.value.count < sent + 100, ContinuousClock.now < deadline {
+                while Set(tally.allIDs).union(bounced.value).count < sent + 100, ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(10))
                 }
             }
             let delivered = Set(tally.allIDs)
             let lost = sent + 100 - delivered.union(bounced.value).count
-            report("scale kill-all sent=\(sent)+100 delivered=\(delivered.count) bounced=\(bounced.value.count) lost=\(lost)")
+            // At least once (XEP-0198): what an instance had read and not acknowledged when its
+            // stream died is bounced, though the instance may still have handled it.
+            let both = delivered.intersection(bounced.value).count
+            report(
+                "scale kill-all sent=\(sent)+100 delivered=\(delivered.count) bounced=\(bounced.value.count) lost=\(lost) "
+                    + "delivered-and-bounced=\(both)")
             #expect(lost == 0)
             #expect(
                 bounced.value.filter { $0.hasPrefix("late-") }.count == 100, "the domain bounces once its last instance is gone")
-            #expect(delivered.isDisjoint(with: bounced.value), "a stanza both delivered and bounced")
+            #expect(!delivered.contains { $0.hasPrefix("late-") })
         }
     }
 
