@@ -573,7 +573,22 @@ struct ResilienceTests {
         #expect(hops.count == 1)
     }
 
-    @Test(arguments: ["type=set", "from", "lang", "extra"])
+    /// A server may stamp its default `xml:lang` on the query on the way (Prosody does);
+    /// the redirect that echoes it is still valid, and followed.
+    @Test func aLanguageStampedOnTheWayIsNotAChange() async throws {
+        let (result, hops) = try await self.request(
+            .get, redirects: 1,
+            rewrite: { element in
+                element.setAttribute(QualifiedName("http://www.w3.org/XML/1998/namespace", "lang"), "de")
+            }, id: "lang-added")
+        guard case .success = result else {
+            Issue.record("a redirect with an added xml:lang was not followed: \(result)")
+            return
+        }
+        #expect(hops.count == 2)
+    }
+
+    @Test(arguments: ["type=set", "from", "extra"])
     func invalidRedirectedQueriesAreRefused(change: String) async throws {
         let (result, hops) = try await self.request(
             .get, redirects: 1,

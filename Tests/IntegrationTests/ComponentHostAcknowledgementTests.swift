@@ -1,5 +1,6 @@
 import ComponentKit
 import Foundation
+import ReferenceServer
 import Synchronization
 import Testing
 import XMPPCore
@@ -66,11 +67,11 @@ struct ProsodyAcknowledgementTests {
         private let running = Atomic<Bool>(true)
         private let task = Mutex<Task<Void, Never>?>(nil)
 
-        init(_ alice: C2SClient) {
+        init(_ alice: C2SClient, to domain: String) {
             let task = Task {
                 var number = 0
                 while self.running.load(ordering: .relaxed) {
-                    guard let to = try? JID(ProsodyAcknowledgementTests.domain) else { return }
+                    guard let to = try? JID(domain) else { return }
                     do {
                         try await alice.send(Message(type: .chat, to: to, id: "m-\(number)", body: "\(number)").element)
                     } catch {
@@ -101,21 +102,38 @@ struct ProsodyAcknowledgementTests {
         }
     }
 
-    /// Starts the three instances (`acknowledges` says which use acknowledgements), runs
-    /// traffic while `disturb` does its harm, then counts every answer.
-    func run(
-        acknowledges: @escaping (String) -> Bool = { _ in true },
-        disturb: (_ hosts: Hosts, _ traffic: Traffic, _ outcome: inout Outcome) async throws -> Void
-    ) async throws -> Outcome {
+    /// Where the instances connect and the user lives: a server already started.
+    struct Target: Sendable {
+        /// The component side's configuration (host, port, CA, identity, password).
+        var configuration: ComponentConfiguration
+        /// The balanced component domain.
+        var domain: String
+        /// Connects the c2s user who sends the traffic.
+        var connectUser: @Sendable () async throws -> C2SClient
+    }
+
+    /// Prosody with the module: `svc.localhost` under `roundrobin`, user alice.
+    static func withProsody<T>(_ body: (Target) async throws -> T) async throws -> T {
         let prosody = try await Self.startProsody()
         defer { prosody.stop() }
         var configuration = try ProsodyXEP0225Tests.configuration(prosody)
         configuration.identity = Self.identity
         configuration.password = Secret(Self.secret)
-        let hosts = Hosts(configuration: configuration, acknowledges: acknowledges)
+        return try await body(
+            Target(configuration: configuration, domain: Self.domain) { try await ProsodyXEP0225Tests.alice(prosody) })
+    }
+
+    /// Starts the three instances (`acknowledges` says which use acknowledgements), runs
+    /// traffic while `disturb` does its harm, then counts every answer.
+    func run(
+        on target: Target,
+        acknowledges: @escaping (String) -> Bool = { _ in true },
+        disturb: (_ hosts: Hosts, _ traffic: Traffic, _ outcome: inout Outcome) async throws -> Void
+    ) async throws -> Outcome {
+        let hosts = Hosts(configuration: target.configuration, domain: target.domain, acknowledges: acknowledges)
         defer { hosts.stopAll() }
         for instance in Self.instances { try await hosts.start(instance) }
-        let alice = try await ProsodyXEP0225Tests.alice(prosody)
+        let alice = try await target.connectUser()
         defer { Task { await alice.close() } }
 
         // Every answer by id, read by one task.
@@ -133,14 +151,14 @@ struct ProsodyAcknowledgementTests {
         defer { reader.cancel() }
         hosts.probe = { instance, number in
             try await alice.send(
-                Message(type: .chat, to: try JID("\(Self.domain)/\(instance)"), id: "ready-\(instance)-\(number)", body: "?")
+                Message(type: .chat, to: try JID("\(target.domain)/\(instance)"), id: "ready-\(instance)-\(number)", body: "?")
                     .element)
             try await Task.sleep(for: .milliseconds(100))
             return answers.withLock { $0["ready-\(instance)-\(number)"]?.contains { $0 == instance } == true }
         }
         for instance in Self.instances { try await hosts.waitServing(instance) }
 
-        let traffic = Traffic(alice)
+        let traffic = Traffic(alice, to: target.domain)
         var outcome = Outcome()
         try await disturb(hosts, traffic, &outcome)
         let total = await traffic.stop()
@@ -182,19 +200,21 @@ struct ProsodyAcknowledgementTests {
     /// The three `component-host` processes, each started again as needed.
     final class Hosts: @unchecked Sendable {
         let configuration: ComponentConfiguration
+        let domain: String
         let acknowledges: (String) -> Bool
         var processes: [String: ComponentHostProcess] = [:]
         /// Sends probe `number` to an instance; true once it answered.
         var probe: ((String, Int) async throws -> Bool)?
 
-        init(configuration: ComponentConfiguration, acknowledges: @escaping (String) -> Bool) {
+        init(configuration: ComponentConfiguration, domain: String, acknowledges: @escaping (String) -> Bool) {
             self.configuration = configuration
+            self.domain = domain
             self.acknowledges = acknowledges
         }
 
         func start(_ instance: String) async throws {
             self.processes[instance] = try await ComponentHostProcess.start(
-                configuration: self.configuration, hostnames: ["\(ProsodyAcknowledgementTests.domain)/\(instance)"],
+                configuration: self.configuration, hostnames: ["\(self.domain)/\(instance)"],
                 prefix: "\(instance)|", extraServerLines: ["acknowledgements = \(self.acknowledges(instance))"])
         }
 
@@ -220,6 +240,19 @@ struct ProsodyAcknowledgementTests {
         }
     }
 
+    /// Stops each instance in turn with SIGTERM and starts it again, under traffic.
+    static func rollingRestart(_ hosts: Hosts, _ traffic: Traffic, _ outcome: inout Outcome) async throws {
+        try await traffic.waitSent(100)
+        for instance in Self.instances {
+            hosts.stop(instance)
+            let stoppedAt = traffic.sent.load(ordering: .relaxed)
+            try await traffic.waitSent(stoppedAt + 50)
+            try await hosts.start(instance)
+            try await hosts.waitServing(instance)
+            try await traffic.waitSent(traffic.sent.load(ordering: .relaxed) + 50)
+        }
+    }
+
     /// Hangs the victim after 100 messages, kills it after 200, stops at 300.
     static func hangThenKill(_ hosts: Hosts, _ traffic: Traffic, _ outcome: inout Outcome) async throws {
         try await traffic.waitSent(100)
@@ -232,7 +265,7 @@ struct ProsodyAcknowledgementTests {
     }
 
     @Test func aHungThenKilledInstanceLosesNothingWithAcknowledgements() async throws {
-        let outcome = try await self.run(disturb: Self.hangThenKill)
+        let outcome = try await Self.withProsody { try await self.run(on: $0, disturb: Self.hangThenKill) }
         print("RESILIENCE prosody acks kill (acknowledgements on): \(outcome)")
         #expect(outcome.lost == 0, "messages neither delivered nor bounced: \(outcome)")
         // Its share moved: with two instances alive nothing needed bouncing; the survivors
@@ -241,7 +274,9 @@ struct ProsodyAcknowledgementTests {
     }
 
     @Test func withoutAcknowledgementsWhatTheHungInstanceHeldIsLost() async throws {
-        let outcome = try await self.run(acknowledges: { $0 != Self.victim }, disturb: Self.hangThenKill)
+        let outcome = try await Self.withProsody {
+            try await self.run(on: $0, acknowledges: { $0 != Self.victim }, disturb: Self.hangThenKill)
+        }
         print("RESILIENCE prosody acks kill (acknowledgements off on the victim): \(outcome)")
         // Round-robin wrote about a third of the messages sent while it hung to the victim,
         // which never read them: nothing can tell the server they were not handled.
@@ -252,18 +287,57 @@ struct ProsodyAcknowledgementTests {
     /// unbind, a last `<a/>`, `</stream:stream>`) and started again, under continuous
     /// traffic: nothing lost, nothing handled twice.
     @Test func aRollingRestartLosesAndDuplicatesNothing() async throws {
-        let outcome = try await self.run { hosts, traffic, _ in
-            try await traffic.waitSent(100)
-            for instance in Self.instances {
-                hosts.stop(instance)
-                let stoppedAt = traffic.sent.load(ordering: .relaxed)
-                try await traffic.waitSent(stoppedAt + 50)
-                try await hosts.start(instance)
-                try await hosts.waitServing(instance)
-                try await traffic.waitSent(traffic.sent.load(ordering: .relaxed) + 50)
-            }
-        }
+        let outcome = try await Self.withProsody { try await self.run(on: $0, disturb: Self.rollingRestart) }
         print("RESILIENCE prosody acks rolling restart: \(outcome)")
+        #expect(outcome.lost == 0, "\(outcome)")
+        #expect(outcome.duplicated == 0, "\(outcome)")
+        #expect(outcome.bounced == 0, "\(outcome)")
+    }
+}
+
+/// The same three scenarios against the reference server (its XEP-0198 acknowledgements on
+/// component streams, `roundrobin`), with a real c2s user on its client port and three
+/// real `component-host` processes.
+@Suite(.serialized, .timeLimit(.minutes(4)))
+struct ReferenceServerHostAcknowledgementTests {
+    static func withReferenceServer<T: Sendable>(
+        _ body: @escaping @Sendable (ProsodyAcknowledgementTests.Target) async throws -> T
+    ) async throws -> T {
+        try await withServers { servers in
+            let server = try await servers.start(C2SUsers.serverConfiguration(algorithm: .roundRobin, users: 1))
+            let target = ProsodyAcknowledgementTests.Target(
+                configuration: ScaleFixture.shared.clientConfiguration(port: server.port), domain: ScaleFixture.service
+            ) {
+                try await C2SClient.connect(C2SUsers.clientConfiguration(server: server, user: 0))
+            }
+            return try await body(target)
+        }
+    }
+
+    @Test func aHungThenKilledInstanceLosesNothingWithAcknowledgements() async throws {
+        let outcome = try await Self.withReferenceServer {
+            try await ProsodyAcknowledgementTests().run(on: $0, disturb: ProsodyAcknowledgementTests.hangThenKill)
+        }
+        print("RESILIENCE reference acks kill (acknowledgements on): \(outcome)")
+        #expect(outcome.lost == 0, "messages neither delivered nor bounced: \(outcome)")
+        #expect(outcome.bounced == 0, "\(outcome)")
+    }
+
+    @Test func withoutAcknowledgementsWhatTheHungInstanceHeldIsLost() async throws {
+        let outcome = try await Self.withReferenceServer {
+            try await ProsodyAcknowledgementTests().run(
+                on: $0, acknowledges: { $0 != ProsodyAcknowledgementTests.victim },
+                disturb: ProsodyAcknowledgementTests.hangThenKill)
+        }
+        print("RESILIENCE reference acks kill (acknowledgements off on the victim): \(outcome)")
+        #expect(outcome.lost > 0, "the control run lost nothing: \(outcome)")
+    }
+
+    @Test func aRollingRestartLosesAndDuplicatesNothing() async throws {
+        let outcome = try await Self.withReferenceServer {
+            try await ProsodyAcknowledgementTests().run(on: $0, disturb: ProsodyAcknowledgementTests.rollingRestart)
+        }
+        print("RESILIENCE reference acks rolling restart: \(outcome)")
         #expect(outcome.lost == 0, "\(outcome)")
         #expect(outcome.duplicated == 0, "\(outcome)")
         #expect(outcome.bounced == 0, "\(outcome)")
