@@ -138,6 +138,15 @@ extension ComponentConnection: StanzaRouting {
             for item in batch {
                 switch item {
                 case .stanza(let element, let size, let handled):
+                    if let handled, handled.isRoutedAgain {
+                        // Its stream died before it was acknowledged: the server routes it
+                        // again (another instance, or an error to the sender). Handling it here
+                        // too would answer it twice.
+                        handled.hold()
+                        binding.mailbox.consumed(size: size)
+                        self.metrics.dropped.increment()
+                        continue
+                    }
                     await self.process(element, binding: binding, hostname: hostname, logger: logger)
                     binding.mailbox.consumed(size: size)
                     handled?.done()

@@ -201,6 +201,7 @@ final class ComponentStream: Sendable {
                     negotiated.features?.firstChild("sm", namespace: Namespace.streamManagement) != nil
                 {
                     acknowledgements.enable()
+                    channel.closeFuture.whenComplete { _ in acknowledgements.streamEnded() }
                 }
                 logger.info(
                     "component stream negotiated",

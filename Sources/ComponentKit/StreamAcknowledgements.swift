@@ -16,10 +16,26 @@ import XMPPStream
 /// being handled; otherwise the answer waits for the next handled stanza, so a server that
 /// asks again at once (after every `<a/>` that leaves stanzas unacknowledged) does not get
 /// an `<r/>`/`<a/>` exchange per event-loop turn while a handler is busy.
+///
+/// One stuck handler must not hold every acknowledgement of the stream: the servers close a
+/// stream with too many unacknowledged stanzas (10 000 by default), which would take every
+/// other hostname down with it. So a stanza is also acknowledged once ``window`` newer
+/// stanzas have been read, handled or not: at most ``window`` stanzas are at risk behind a
+/// stuck handler, and the stream lives.
 struct AcknowledgementCounter: Sendable, Equatable {
+    /// How many of the newest stanzas may stay unacknowledged behind an unfinished one.
+    static let defaultWindow: UInt64 = 1000
+
+    /// See ``defaultWindow``.
+    let window: UInt64
+
+    init(window: UInt64 = Self.defaultWindow) {
+        self.window = max(1, window)
+    }
+
     /// Stanzas read since `<enabled/>`.
     private(set) var received: UInt64 = 0
-    /// Every stanza up to this one has been handled.
+    /// Every stanza up to this one has been handled (or acknowledged past the window).
     private(set) var handled: UInt64 = 0
     /// Handled stanzas past ``handled`` (their predecessors are still being handled).
     private var handledAhead: Set<UInt64> = []
@@ -28,13 +44,22 @@ struct AcknowledgementCounter: Sendable, Equatable {
     /// An `<r/>` waits for the next handled stanza.
     private(set) var answerOwed = false
 
-    /// A stanza was read: its number.
-    mutating func receive() -> UInt64 {
+    /// A stanza was read: its number, and the `h` to send now if a waiting `<r/>` can be
+    /// answered because the window moved.
+    mutating func receive() -> (number: UInt64, answer: UInt64?) {
         self.received += 1
-        return self.received
+        guard self.answerOwed, self.acknowledgeable > self.lastAcknowledged else { return (self.received, nil) }
+        self.answerOwed = false
+        return (self.received, self.acknowledge())
     }
 
-    /// Stanza `number` has been handled. Returns the `h` to send now, if an `<r/>` waited.
+    /// What may be acknowledged: the handled run, or everything but the newest ``window``.
+    var acknowledgeable: UInt64 {
+        max(self.handled, self.received > self.window ? self.received - self.window : 0)
+    }
+
+    /// Stanza `number` has been handled. Returns the `h` to send now: an `<r/>` waited, or
+    /// enough was handled since the last `<a/>`.
     mutating func markHandled(_ number: UInt64) -> UInt64? {
         guard number > self.handled, number <= self.received else { return nil }
         if number == self.handled + 1 {
@@ -46,14 +71,26 @@ struct AcknowledgementCounter: Sendable, Equatable {
             self.handledAhead.insert(number)
             return nil
         }
-        guard self.answerOwed else { return nil }
-        self.answerOwed = false
-        return self.acknowledge()
+        if self.answerOwed, self.acknowledgeable > self.lastAcknowledged {
+            self.answerOwed = false
+            return self.acknowledge()
+        }
+        // Unasked, every `unsolicitedEvery` handled stanzas (XEP-0198 allows an `<a/>` at any
+        // time): the servers ask only once per round trip, so under a burst the count they
+        // know lags far behind, and everything handled since is routed again if the stream
+        // dies (handled twice).
+        if self.acknowledgeable >= self.lastAcknowledged + Self.unsolicitedEvery {
+            return self.acknowledge()
+        }
+        return nil
     }
+
+    /// How many newly handled stanzas make an `<a/>` worth sending unasked.
+    static let unsolicitedEvery: UInt64 = 16
 
     /// The server sent `<r/>`. Returns the `h` to send now, or `nil` when the answer waits.
     mutating func requested() -> UInt64? {
-        if self.handled > self.lastAcknowledged || self.handled == self.received {
+        if self.acknowledgeable > self.lastAcknowledged || self.handled == self.received {
             self.answerOwed = false
             return self.acknowledge()
         }
@@ -64,16 +101,31 @@ struct AcknowledgementCounter: Sendable, Equatable {
     /// The `h` for a last `<a/>` before the stream is closed on purpose, if it says
     /// anything new.
     mutating func final() -> UInt64? {
-        guard self.handled > self.lastAcknowledged else { return nil }
+        guard self.acknowledgeable > self.lastAcknowledged else { return nil }
         return self.acknowledge()
     }
 
     /// Stanzas read but not yet handled.
     var outstanding: UInt64 { self.received - self.handled }
 
+    /// Whether the server still holds stanza `number` (not acknowledged): once the stream
+    /// is gone, it routes it again elsewhere.
+    func isUnacknowledged(_ number: UInt64) -> Bool {
+        number > self.lastAcknowledged
+    }
+
     private mutating func acknowledge() -> UInt64 {
-        self.lastAcknowledged = self.handled
-        return self.handled
+        self.lastAcknowledged = self.acknowledgeable
+        if self.handled < self.lastAcknowledged {
+            // Acknowledged past the window: counted as done, so what was handled behind it
+            // can follow.
+            self.handled = self.lastAcknowledged
+            self.handledAhead = self.handledAhead.filter { $0 > self.handled }
+            while self.handledAhead.remove(self.handled + 1) != nil {
+                self.handled += 1
+            }
+        }
+        return self.lastAcknowledged
     }
 
     /// XEP-0198's `h` is a 32-bit counter that wraps.
@@ -101,6 +153,8 @@ final class StreamAcknowledgements: Sendable {
         var counter = AcknowledgementCounter()
         var channel: (any Channel)?
         var delivering = true
+        /// The stream is gone: no more `<a/>` can be sent.
+        var ended = false
     }
 
     private let state = Mutex(State())
@@ -160,11 +214,27 @@ final class StreamAcknowledgements: Sendable {
     /// A stanza was read: a token to hand over with it, and whether it may go to a handler
     /// (see ``stopDelivering()``); `nil` when not counting.
     func receive() -> (token: HandledToken, deliver: Bool)? {
-        let counted = self.state.withLock { state -> (UInt64, Bool)? in
+        let counted = self.state.withLock { state -> (UInt64, UInt64?, Bool)? in
             guard state.phase == .enabled else { return nil }
-            return (state.counter.receive(), state.delivering)
+            let (number, answer) = state.counter.receive()
+            return (number, answer, state.delivering)
         }
-        return counted.map { (HandledToken(number: $0.0, owner: self), $0.1) }
+        guard let (number, answer, deliver) = counted else { return nil }
+        if let answer { self.sendAcknowledgement(answer) }
+        return (HandledToken(number: number, owner: self), deliver)
+    }
+
+    /// The stream is gone (closed, killed, failed): what was not acknowledged by now is the
+    /// server's to route again.
+    func streamEnded() {
+        self.state.withLock { $0.ended = true }
+    }
+
+    /// Whether stanza `number` is being routed again by the server: the stream ended before
+    /// it was acknowledged. Its handler should not see it (the instance that gets it now
+    /// answers it).
+    fileprivate func isRoutedAgain(_ number: UInt64) -> Bool {
+        self.state.withLock { $0.ended && $0.counter.isUnacknowledged(number) }
     }
 
     fileprivate func markHandled(_ number: UInt64) {
@@ -219,6 +289,12 @@ final class HandledToken: Sendable {
     /// closing; the server routes it again).
     func hold() {
         self.finished.store(true, ordering: .releasing)
+    }
+
+    /// Whether the stream it came on is gone and the server routes it again elsewhere
+    /// (it was never acknowledged): then it must not be handled here as well.
+    var isRoutedAgain: Bool {
+        self.owner.isRoutedAgain(self.number)
     }
 
     /// The stanza has been handled.

@@ -7,7 +7,7 @@ import Testing
 @Suite struct AcknowledgementCounterTests {
     @Test func countsOnlyTheContiguousRunOfHandledStanzas() {
         var counter = AcknowledgementCounter()
-        let numbers = (0..<5).map { _ in counter.receive() }
+        let numbers = (0..<5).map { _ in counter.receive().number }
         #expect(numbers == [1, 2, 3, 4, 5])
         // Stanzas 2 and 3 (another hostname's handler) finish before 1.
         _ = counter.markHandled(2)
@@ -63,9 +63,54 @@ import Testing
         #expect(counter.final() == nil)
     }
 
+    @Test func aStuckStanzaIsAcknowledgedOnceTheWindowHasPassedIt() {
+        var counter = AcknowledgementCounter(window: 4)
+        // Stanza 1's handler is stuck; 2…4 are handled.
+        _ = counter.receive()
+        for number in 2...4 {
+            _ = counter.receive()
+            _ = counter.markHandled(UInt64(number))
+        }
+        #expect(counter.requested() == nil, "within the window: nothing moves past the stuck stanza")
+        // The fifth stanza pushes stanza 1 out of the window: the waiting <r/> is answered.
+        let fifth = counter.receive()
+        #expect(fifth.number == 5)
+        #expect(fifth.answer == 1)
+        // Once 1 is acknowledged, the handled 2…4 follow with the next answer.
+        _ = counter.markHandled(5)
+        #expect(counter.requested() == 5)
+        // A stanza handled after its acknowledgement changes nothing.
+        _ = counter.markHandled(1)
+        #expect(counter.handled == 5)
+    }
+
+    @Test func afterTheStreamEndsOnlyWhatWasAcknowledgedIsOurs() {
+        var counter = AcknowledgementCounter()
+        for _ in 0..<3 { _ = counter.receive() }
+        _ = counter.markHandled(1)
+        #expect(counter.requested() == 1)
+        #expect(!counter.isUnacknowledged(1))
+        #expect(counter.isUnacknowledged(2))
+        #expect(counter.isUnacknowledged(3))
+    }
+
     @Test func theWireCountWrapsAt32Bits() {
         #expect(AcknowledgementCounter.wire(5) == "5")
         #expect(AcknowledgementCounter.wire(UInt64(UInt32.max)) == "4294967295")
         #expect(AcknowledgementCounter.wire(UInt64(UInt32.max) + 3) == "2")
+    }
+}
+
+extension AcknowledgementCounterTests {
+    /// Unasked, every 16 handled stanzas: under a burst the count the server knows does not
+    /// lag a whole round trip behind.
+    @Test func acknowledgesUnaskedEverySixteenHandledStanzas() {
+        var counter = AcknowledgementCounter()
+        var sent: [UInt64] = []
+        for _ in 0..<40 {
+            let number = counter.receive().number
+            if let h = counter.markHandled(number) { sent.append(h) }
+        }
+        #expect(sent == [16, 32])
     }
 }
