@@ -21,10 +21,12 @@ import XMPPTestSupport
 @Suite(.serialized, .sharedEjabberdCluster, .timeLimit(.minutes(5)))
 struct EjabberdClusterTests {
     typealias Shared = SharedEjabberdCluster
-    static let allDomains = [Shared.randomDomain, Shared.sourceDomain, Shared.failoverDomain]
+    static let allDomains = [
+        Shared.randomDomain, Shared.sourceDomain, Shared.failoverDomain, Shared.liveDomain, Shared.liveSourceDomain,
+    ]
 
     /// One instance per node, started and bound; stopped (by PID) after `body`, on every path.
-    private func withInstances<Result>(
+    func withInstances<Result>(
         _ cluster: EjabberdClusterFixture, _ body: ([ComponentHostInstance]) async throws -> Result
     ) async throws -> Result {
         let instances = try ["A", "B"].enumerated().map { index, name in
@@ -46,7 +48,7 @@ struct EjabberdClusterTests {
     /// Sessions on both nodes; their full JIDs are chosen so that ejabberd's `source` hash
     /// (`erlang:phash2({User, Server, Resource}, 2)`) puts one session of each node on each
     /// of the two slots: carol/a1 → 1, alice/a1 → 0 on node 0; dave/b2 → 1, bob/b1 → 0 on node 1.
-    private func withSessions<Result>(
+    func withSessions<Result>(
         _ cluster: EjabberdClusterFixture, _ body: ([ClusterSession]) async throws -> Result
     ) async throws -> Result {
         var sessions: [ClusterSession] = []
@@ -63,7 +65,7 @@ struct EjabberdClusterTests {
     /// The figures of each session's messages from the first one (sent after `since`) that
     /// `instance` answered, until `until`: by then the session's node routes to the instance
     /// that came back (ejabberd refreshes each node's route cache on its own).
-    private func afterFirstAnswer(
+    func afterFirstAnswer(
         _ sessions: [ClusterSession], domain: String, instance: String, since: ContinuousClock.Instant,
         until: ContinuousClock.Instant = .now + .seconds(3600)
     ) -> (figures: ClusterFigures, sessionsAnswered: Int) {
@@ -92,9 +94,14 @@ struct EjabberdClusterTests {
         #expect(Set(users.output.split(separator: "\n").map(String.init)) == Set(Shared.users), "\(users.output)")
     }
 
+    /// The domains the reach test sends to: ejabberd's own `domain_balancing` and
+    /// `mod_component_balancing`, each under `random` and `source`.
+    static let reachDomains = [Shared.randomDomain, Shared.sourceDomain, Shared.liveDomain, Shared.liveSourceDomain]
+
     /// Users on either node reach both instances, under `random` (every sender, spread
     /// over both) and under `source` (each full JID held on one instance; the two sessions
-    /// of each node on different ones).
+    /// of each node on different ones), with ejabberd's `domain_balancing` and with
+    /// `mod_component_balancing` alike.
     @Test func usersOnEitherNodeReachBothInstancesUnderRandomAndSource() async throws {
         let cluster = try Shared.cluster()
         try await self.withInstances(cluster) { _ in
@@ -102,15 +109,14 @@ struct EjabberdClusterTests {
                 let perSession = 30
                 for number in 0..<perSession {
                     for session in sessions {
-                        try await session.send(number, to: Shared.randomDomain)
-                        try await session.send(number, to: Shared.sourceDomain)
+                        for domain in Self.reachDomains { try await session.send(number, to: domain) }
                     }
                 }
                 let deadline = ContinuousClock.now + .seconds(30)
                 while !sessions.allSatisfy(\.allAnswered), ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(50))
                 }
-                for domain in [Shared.randomDomain, Shared.sourceDomain] {
+                for domain in Self.reachDomains {
                     let figures = ClusterFigures(sessions, domain: domain)
                     report("ejabberd cluster reach \(domain): \(figures)")
                     #expect(figures.sent == perSession * sessions.count)
@@ -119,20 +125,24 @@ struct EjabberdClusterTests {
                 }
                 for node in cluster.nodes.indices {
                     let local = sessions.filter { $0.node == node }
-                    for domain in [Shared.randomDomain, Shared.sourceDomain] {
+                    for domain in Self.reachDomains {
                         let instances = Set(ClusterFigures(local, domain: domain).byInstance.keys)
                         #expect(instances == ["A", "B"], "users on node \(node) reach \(instances) through \(domain)")
                     }
                     // random: every single session is spread over both instances.
                     for session in local {
-                        let instances = Set(ClusterFigures([session], domain: Shared.randomDomain).byInstance.keys)
-                        #expect(instances == ["A", "B"], "\(session.label) under random reached \(instances)")
+                        for domain in [Shared.randomDomain, Shared.liveDomain] {
+                            let instances = Set(ClusterFigures([session], domain: domain).byInstance.keys)
+                            #expect(instances == ["A", "B"], "\(session.label) under random (\(domain)) reached \(instances)")
+                        }
                     }
                 }
                 // source: one full JID, one instance.
                 for session in sessions {
-                    let instances = ClusterFigures([session], domain: Shared.sourceDomain).byInstance
-                    #expect(instances.count == 1, "\(session.label) under source reached \(instances)")
+                    for domain in [Shared.sourceDomain, Shared.liveSourceDomain] {
+                        let instances = ClusterFigures([session], domain: domain).byInstance
+                        #expect(instances.count == 1, "\(session.label) under source (\(domain)) reached \(instances)")
+                    }
                 }
             }
         }

@@ -1,0 +1,268 @@
+import ComponentKit
+import EchoComponent
+import Foundation
+import Synchronization
+import Testing
+import XMPPCore
+import XMPPTLS
+import XMPPTestSupport
+
+/// `mod_component_balancing` (ServerModules/ejabberd) on the shared two-node cluster: the
+/// domains `live.localhost` (random) and `livesource.localhost` (source) are balanced by
+/// the module over the live connections only; `random.localhost` (ejabberd's own
+/// `domain_balancing`) runs beside them under the same traffic, as the comparison without
+/// the module.
+extension EjabberdClusterTests {
+    /// Each session's messages to `domain` sent in `[from, to)`, in send order, with their
+    /// first answer (`nil`: none).
+    private func answers(
+        _ session: ClusterSession, _ domain: String, _ from: ContinuousClock.Instant, _ to: ContinuousClock.Instant
+    ) -> [(id: String, answer: ClusterAnswer?)] {
+        session.sentMessages.filter { $0.domain == domain && $0.at >= from && $0.at < to }.map {
+            ($0.id, session.answers($0.id).first)
+        }
+    }
+
+    /// The second half (in send order) of every session's messages of a phase: what must
+    /// be settled once the hand-over is over (a phase lasts seconds, a hand-over takes
+    /// milliseconds). Returns a description of every message there that does not satisfy
+    /// `expected`.
+    private func unsettled(
+        _ sessions: [ClusterSession], _ domain: String, _ from: ContinuousClock.Instant, _ to: ContinuousClock.Instant,
+        expected: (ClusterAnswer) -> Bool
+    ) -> [String] {
+        sessions.flatMap { session -> [String] in
+            let messages = self.answers(session, domain, from, to)
+            return messages.suffix(messages.count / 2).compactMap { message in
+                guard let answer = message.answer else { return "\(message.id): silent" }
+                return expected(answer) ? nil : "\(message.id): \(answer.instance ?? answer.condition ?? "?")"
+            }
+        }
+    }
+
+    /// With the module: instance A killed (SIGKILL) under continuous traffic, started again,
+    /// node 1 killed (SIGKILL of its VM, with instance B), then A killed too. The survivors
+    /// take the traffic, nothing is bounced while one instance lives, everything is bounced
+    /// (`service-unavailable`) once none does, and only what was in flight to a killed
+    /// process vanishes. `random.localhost` (ejabberd's `domain_balancing`, no module)
+    /// gets the same traffic and keeps sending the dead instance's share into the void.
+    @Test func moduleMovesTheShareToTheSurvivorsAndBouncesWhenNoneIsLeft() async throws {
+        let cluster = try Shared.cluster()
+        let live = Shared.liveDomain
+        let liveSource = Shared.liveSourceDomain
+        let comparison = Shared.randomDomain
+        try await withCleanup {
+            try await self.withInstances(cluster) { instances in
+                try await self.withSessions(cluster) { sessions in
+                    let traffic = ClusterTraffic(
+                        sessions: sessions, domains: [live, liveSource, comparison], interval: .milliseconds(20))
+                    try await Task.sleep(for: .milliseconds(800))
+                    let survivors = sessions.filter { $0.node == 0 }
+
+                    // 1. Instance A dies.
+                    let aKilled = ContinuousClock.now
+                    instances[0].kill()
+                    try await Task.sleep(for: .seconds(2))
+                    let aRestarted = ContinuousClock.now
+                    try instances[0].start()
+                    try await instances[0].waitBound(Self.allDomains)
+                    let aBound = ContinuousClock.now
+                    try await Task.sleep(for: .seconds(1))
+                    // 2. Node 1 (with instance B and half of the users) dies.
+                    let nodeKilled = ContinuousClock.now
+                    cluster.nodes[1].kill()
+                    try await Task.sleep(for: .seconds(2))
+                    // 3. A dies too: no connection of the domain is left.
+                    let allGone = ContinuousClock.now
+                    instances[0].kill()
+                    try await Task.sleep(for: .seconds(2))
+                    await traffic.stop()
+                    let stopped = ContinuousClock.now
+
+                    func figures(
+                        _ group: [ClusterSession], _ domain: String, _ from: ContinuousClock.Instant,
+                        _ to: ContinuousClock.Instant
+                    ) -> ClusterFigures {
+                        ClusterFigures(group, domain: domain) { _, at in at >= from && at < to }
+                    }
+                    /// How long after `since` every session of `group` had its first answer from
+                    /// `instance` (or bounce, for `nil`), for the report.
+                    func takeover(
+                        _ group: [ClusterSession], _ domain: String, since: ContinuousClock.Instant,
+                        by instance: String?
+                    ) -> String {
+                        let firsts = group.map { session in
+                            self.answers(session, domain, since, .now).compactMap { message in
+                                message.answer.flatMap { $0.instance == instance ? $0.at : nil }
+                            }.min()
+                        }
+                        guard firsts.allSatisfy({ $0 != nil }), let last = firsts.compactMap({ $0 }).max() else { return "never" }
+                        return (last - since).seconds
+                    }
+
+                    for domain in [live, liveSource] {
+                        let before = figures(sessions, domain, .now - .seconds(3600), aKilled)
+                        let aDown = figures(sessions, domain, aKilled, aRestarted)
+                        let aBack = figures(sessions, domain, aBound, nodeKilled)
+                        let nodeDown = figures(survivors, domain, nodeKilled, allGone)
+                        let noneLeft = figures(survivors, domain, allGone, stopped)
+                        report("ejabberd cluster + mod_component_balancing, \(domain): before \(before)")
+                        report(
+                            "ejabberd cluster + mod_component_balancing, \(domain): instance A killed: \(aDown) "
+                                + "(silent = in flight to the killed A); every session answered by B "
+                                + "\(takeover(sessions, domain, since: aKilled, by: "B")) after the kill")
+                        report("ejabberd cluster + mod_component_balancing, \(domain): A started again: \(aBack)")
+                        report(
+                            "ejabberd cluster + mod_component_balancing, \(domain): node 1 killed, node 0's users: \(nodeDown); "
+                                + "all on A \(takeover(survivors, domain, since: nodeKilled, by: "A")) after the kill")
+                        report(
+                            "ejabberd cluster + mod_component_balancing, \(domain): no instance left, node 0's users: \(noneLeft); "
+                                + "bounced \(takeover(survivors, domain, since: allGone, by: nil)) after the kill")
+
+                        #expect(before.bounced == 0 && before.silent == 0, "\(domain) before: \(before)")
+                        // While one instance lives nothing is bounced, and once the hand-over
+                        // is over (the second half of each session's messages) every message
+                        // is answered by the survivor.
+                        #expect(aDown.bounced == 0 && aDown.duplicated == 0, "\(domain) A down: \(aDown)")
+                        let aDownLeft = self.unsettled(sessions, domain, aKilled, aRestarted) { $0.instance == "B" }
+                        #expect(aDownLeft.isEmpty, "\(domain) A down, after the hand-over: \(aDownLeft.prefix(20))")
+                        #expect(aBack.silent == 0 && aBack.bounced == 0, "\(domain) A back: \(aBack)")
+                        #expect(nodeDown.bounced == 0 && nodeDown.duplicated == 0, "\(domain) node 1 down: \(nodeDown)")
+                        let nodeDownLeft = self.unsettled(survivors, domain, nodeKilled, allGone) { $0.instance == "A" }
+                        #expect(nodeDownLeft.isEmpty, "\(domain) node 1 down, after the hand-over: \(nodeDownLeft.prefix(20))")
+                        #expect(nodeDown.delivered > 0)
+                        // None left: an error for every stanza, never silence.
+                        let noneLeftLeft = self.unsettled(survivors, domain, allGone, stopped) {
+                            $0.instance == nil && $0.condition == "service-unavailable"
+                        }
+                        #expect(noneLeft.bounced > 0, "\(domain) none left: \(noneLeft)")
+                        #expect(noneLeftLeft.isEmpty, "\(domain) none left, after the hand-over: \(noneLeftLeft.prefix(20))")
+                    }
+                    // Without the module, under the same traffic: the dead A's slot keeps its share.
+                    let comparisonDown = figures(sessions, comparison, aKilled, aRestarted)
+                    let comparisonLeft = self.unsettled(sessions, comparison, aKilled, aRestarted) { $0.instance == "B" }
+                    report(
+                        "ejabberd cluster, \(comparison) (domain_balancing, no module): instance A killed: \(comparisonDown); "
+                            + "after the hand-over \(comparisonLeft.count) not answered by B")
+                }
+            }
+        } cleanup: {
+            if cluster.nodes[1].pid == nil {
+                do {
+                    try await cluster.relaunch(node: 1)
+                } catch {
+                    Issue.record("node 1 did not come back: \(error)")
+                }
+            }
+        }
+    }
+
+    /// A rolling restart of the instances with the planned-shutdown unbind: each instance in
+    /// turn sends `<unbind xmlns='urn:xmpp:component:0'><hostname>…</hostname></unbind>` to
+    /// the server, gets a result, keeps answering what was already routed to it, closes its
+    /// stream, and a new process connects. Zero lost, zero duplicated, zero bounced. The
+    /// instances are ComponentKit connections in the test process (XEP-0114, direct TLS).
+    @Test func rollingRestartWithUnbindLosesNothing() async throws {
+        let cluster = try Shared.cluster()
+        let live = Shared.liveDomain
+        try await self.withSessions(cluster) { sessions in
+            let instances = [
+                LiveInstance(name: "A", node: cluster.nodes[0], cluster: cluster),
+                LiveInstance(name: "B", node: cluster.nodes[1], cluster: cluster),
+            ]
+            try await withCleanup {
+                for instance in instances { try await instance.start() }
+                // A hostname this connection did not authenticate for is not unbound.
+                let refused = try await instances[0].unbind(Shared.failoverDomain)
+                #expect(refused.error?.condition == .itemNotFound, "\(refused.element)")
+
+                let traffic = ClusterTraffic(sessions: sessions, domains: [live], interval: .milliseconds(20))
+                try await Task.sleep(for: .milliseconds(800))
+                for instance in instances {
+                    let answer = try await instance.unbind(live)
+                    #expect(answer.type == .result, "unbind answered \(answer.element)")
+                    // What was routed to it before the route went away still arrives.
+                    try await Task.sleep(for: .seconds(1))
+                    try await instance.stop()
+                    try await Task.sleep(for: .milliseconds(500))
+                    report(
+                        "ejabberd cluster + mod_component_balancing rolling restart: \(instance.name) unbound, closed, "
+                            + "started again")
+                    try await instance.start()
+                    try await Task.sleep(for: .milliseconds(700))
+                }
+                await traffic.stop()
+                let figures = ClusterFigures(sessions, domain: live)
+                report("ejabberd cluster + mod_component_balancing rolling restart with unbind, \(live): \(figures)")
+                #expect(figures.sent > 0)
+                #expect(figures.silent == 0, "silent: \(figures.silentIDs.prefix(20))")
+                #expect(figures.duplicated == 0)
+                #expect(figures.bounced == 0)
+                #expect(Set(figures.byInstance.keys) == ["A", "B"], "\(figures)")
+            } cleanup: {
+                for instance in instances { try? await instance.stop() }
+            }
+        }
+    }
+}
+
+/// One instance of `live.localhost` as a ComponentKit connection in the test process
+/// (XEP-0114 over direct TLS to one node, verified against the cluster's CA), answering with
+/// `NAME|body`; started and stopped in turn, each start a new connection.
+final class LiveInstance: Sendable {
+    let name: String
+    let node: EjabberdFixture
+    let cluster: EjabberdClusterFixture
+    private let running = Mutex<(connection: ComponentConnection, task: Task<Void, any Error>)?>(nil)
+
+    init(name: String, node: EjabberdFixture, cluster: EjabberdClusterFixture) {
+        self.name = name
+        self.node = node
+        self.cluster = cluster
+    }
+
+    /// Connects a new connection and waits until `live.localhost` is bound.
+    func start() async throws {
+        var configuration = ComponentConfiguration(
+            host: "127.0.0.1", port: self.node.componentTLSPort, serverDomain: self.node.domain,
+            identity: SharedEjabberdCluster.liveDomain, password: Secret(SharedEjabberdCluster.secret))
+        configuration.legacySecret = Secret(SharedEjabberdCluster.secret)
+        configuration.protocolMode = .xep0114
+        configuration.tlsMode = .direct
+        configuration.trustRoots = .caFile(self.cluster.caCertificatePath)
+        configuration.certificateVerification = .fullVerification
+        configuration.tlsServerName = self.node.domain
+        configuration.requestTimeout = .seconds(10)
+        let connection = ComponentConnection(configuration: configuration, logger: testLogger("live-\(self.name)"))
+        let events = EventRecorder(connection)
+        try connection.register(
+            SharedEjabberdCluster.liveDomain, handler: EchoComponent(prefix: "\(self.name)|"))
+        let task = Task { try await connection.run() }
+        self.running.withLock { $0 = (connection, task) }
+        try await events.waitBound([SharedEjabberdCluster.liveDomain], timeout: .seconds(30))
+    }
+
+    /// Sends the planned-shutdown unbind for `hostname` and returns the server's answer.
+    func unbind(_ hostname: String) async throws -> IQ {
+        let connection = try #require(self.running.withLock { $0?.connection })
+        let unbind = Element(
+            "unbind", namespace: "urn:xmpp:component:0",
+            children: [Element("hostname", namespace: "urn:xmpp:component:0", text: hostname)])
+        return try await connection.request(
+            IQ(
+                type: .set, from: try JID(SharedEjabberdCluster.liveDomain), to: try JID(self.node.domain),
+                id: "unbind-\(UUID().uuidString)", payload: unbind))
+    }
+
+    /// Closes the stream gracefully and waits until the connection has ended.
+    func stop() async throws {
+        guard
+            let (connection, task) = self.running.withLock({ value in
+                defer { value = nil }
+                return value
+            })
+        else { return }
+        connection.shutdown()
+        _ = try? await task.value
+    }
+}
