@@ -258,7 +258,7 @@ component_send_packet(Acc) ->
     Acc.
 
 unbind(IQ, El, State) ->
-    Hostname = jid:nameprep(fxml:get_subtag_cdata(El, <<"hostname">>)),
+    Hostname = jid:nameprep(string:trim(fxml:get_subtag_cdata(El, <<"hostname">>))),
     Routes = maps:get(routes, State, []),
     Reply = case Hostname /= error andalso lists:member(Hostname, [jid:nameprep(R) || R <- Routes]) of
                 true ->
