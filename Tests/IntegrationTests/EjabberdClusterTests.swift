@@ -18,6 +18,11 @@ import XMPPTestSupport
 /// - without `domain_balancing`, every connection is a route; a node sends to its own
 ///   connections first and to the other nodes' only when it has none, and a route disappears
 ///   with its connection: the others take its traffic.
+/// - with this project's `mod_component_balancing` (ServerModules/ejabberd, compiled and
+///   loaded by the fixture; `live.localhost` and `livesource.localhost`), every node picks
+///   among the live connections of the whole cluster, bounces when none is left, routes a
+///   closing connection's queue again, and honours a planned-shutdown `<unbind/>` (see
+///   `EjabberdClusterBalancingTests.swift`).
 @Suite(.serialized, .sharedEjabberdCluster, .timeLimit(.minutes(5)))
 struct EjabberdClusterTests {
     typealias Shared = SharedEjabberdCluster
