@@ -57,6 +57,12 @@ final class Binding: Sendable {
         set { self.legacyStreamBox.withLock { $0 = newValue } }
     }
 
+    /// Whether a XEP-0114 supervisor runs for this hostname (connecting, serving, closing,
+    /// or waiting to reconnect): a shutdown waits for it, not only for an open stream, so a
+    /// stream that is just being connected is closed by its supervisor before the hostname
+    /// is removed (and what it delivered is still answered).
+    let legacySupervised = Atomic<Bool>(false)
+
     /// Waits for the first bind outcome.
     func waitForOutcome() async throws -> String {
         try await withCheckedThrowingContinuation { continuation in

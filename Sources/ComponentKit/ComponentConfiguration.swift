@@ -103,6 +103,16 @@ public struct ComponentConfiguration: Sendable {
     public var outboundQueue = OutboundQueuePolicy()
     /// When to check that an idle stream is still alive.
     public var keepalive = KeepalivePolicy()
+    /// Acknowledges handled stanzas with XEP-0198 (`urn:xmpp:sm:3`, no resumption) when
+    /// the server offers it on the XEP-0225 stream; on by default.
+    ///
+    /// A stanza counts as handled once its handler returned (or the connection answered or
+    /// dropped it without one). A server that keeps unacknowledged stanzas (this project's
+    /// Prosody module and reference server do) routes them again, to another instance of
+    /// the domain or back to the sender as an error, when this stream dies: a killed
+    /// process loses nothing silently, at the price of a stanza that was handled but not
+    /// yet acknowledged arriving twice. XEP-0114 streams have no acknowledgements.
+    public var acknowledgements = true
 
     /// Creates a configuration with the defaults above.
     /// - Parameters:

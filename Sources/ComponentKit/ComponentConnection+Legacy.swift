@@ -12,6 +12,8 @@ extension ComponentConnection {
     /// plaintext refused by policy) removes the hostname and fails its ``bind(_:handler:)``;
     /// after the hostname was served once, every failure is retried with backoff.
     func superviseLegacyStream(_ binding: Binding) async {
+        binding.legacySupervised.store(true, ordering: .releasing)
+        defer { binding.legacySupervised.store(false, ordering: .releasing) }
         let policy = self.configuration.reconnect
         var backoff = Backoff(policy: policy)
         var everBound = false
@@ -60,6 +62,7 @@ extension ComponentConnection {
                 }
                 if stream.channel.isActive {
                     if self.isShuttingDown {
+                        await self.askToStopRouting(hostname, on: stream)
                         await self.answerReceived(binding)
                     }
                     await stream.closeGracefully()
@@ -99,6 +102,38 @@ extension ComponentConnection {
         }
     }
 
+    /// Before a shutdown closes a hostname's XEP-0114 stream: asks the server to stop
+    /// routing the hostname to this stream while the stream stays up, with XEP-0225's
+    /// `<unbind/>` sent as an IQ from the hostname to the server's domain:
+    ///
+    /// ```xml
+    /// <iq type='set' from='search.example.com' to='example.com' id='…'>
+    ///   <unbind xmlns='urn:xmpp:component:0'><hostname>search.example.com</hostname></unbind>
+    /// </iq>
+    /// ```
+    ///
+    /// XEP-0114 has no unbind, so this is an extension: a server that knows it (ejabberd with
+    /// this project's `mod_component_balancing`) answers `result` and routes the hostname's
+    /// next stanzas to its other connections while what it already queued for this one
+    /// still arrives and is answered; any other server answers an error, or not at all
+    /// (bounded), and the stream is closed as before. Returns whether the server agreed.
+    @discardableResult
+    func askToStopRouting(_ hostname: String, on stream: ComponentStream, timeout: Duration = .seconds(3)) async -> Bool {
+        var iq = HostnameBinding.unbindRequest(id: self.pending.makeID(), hostname: hostname)
+        iq.element["from"] = hostname
+        iq.element["to"] = stream.serverDomain
+        do {
+            let answer = try await self.rawRequest(iq, via: .stream(stream), timeout: timeout)
+            let agreed = answer.type == .result
+            self.logger.debug(
+                agreed ? "the server stopped routing to this stream" : "the server does not know <unbind/> on XEP-0114",
+                metadata: ["component.hostname": "\(hostname)"])
+            return agreed
+        } catch {
+            return false
+        }
+    }
+
     /// Before a shutdown closes a hostname's XEP-0114 stream: waits (bounded) until its
     /// handler has handled every stanza received so far (including what keeps arriving
     /// meanwhile, until a moment when none waits), so that their answers go out on the
@@ -115,9 +150,10 @@ extension ComponentConnection {
     /// During a shutdown in XEP-0114 mode: waits (bounded) until every hostname's stream is
     /// closed, so that the handler loops, which answer what arrived before the close, are
     /// not cancelled before.
-    func waitForLegacyStreamsToClose(timeout: Duration = .seconds(12)) async {
+    func waitForLegacyStreamsToClose(timeout: Duration = .seconds(15)) async {
         let deadline = ContinuousClock.now + timeout
-        while self.allBindings().contains(where: { $0.legacyStream != nil }), ContinuousClock.now < deadline,
+        while self.allBindings().contains(where: { $0.legacyStream != nil || $0.legacySupervised.load(ordering: .acquiring) }),
+            ContinuousClock.now < deadline,
             !Task.isCancelled
         {
             try? await Task.sleep(for: .milliseconds(5))

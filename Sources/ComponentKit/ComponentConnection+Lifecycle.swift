@@ -166,7 +166,11 @@ extension ComponentConnection {
                 }
             case .shutdown:
                 self.failQueuedWithoutStream()
-                await self.unbindAllForShutdown(on: current)
+                if current.acknowledgements.isEnabled {
+                    await self.handBackForShutdown(current)
+                } else {
+                    await self.unbindAllForShutdown(on: current)
+                }
                 await current.closeGracefully()
             case .dead:
                 self.logger.warning("the server stopped answering; declaring the stream dead")
@@ -286,6 +290,23 @@ extension ComponentConnection {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Graceful shutdown of a stream with acknowledgements: no unbind. What the handlers
+    /// already hold is handled while the hostnames are still bound (their answers go out);
+    /// what arrives from now on is left unacknowledged. The `<a/>` before the close tells
+    /// the server what was handled, and it routes the rest again, to the domain's other
+    /// instances or back as errors: a rolling restart loses nothing and handles nothing
+    /// twice. (With `<unbind/>` first, a stanza the server routed before it read the unbind
+    /// would arrive when no answer may leave any more, and be acknowledged as handled.)
+    func handBackForShutdown(_ stream: ComponentStream, timeout: Duration = .seconds(5)) async {
+        stream.acknowledgements.stopDelivering()
+        let bindings = self.allBindings()
+        await withTaskGroup(of: Void.self) { group in
+            for binding in bindings {
+                group.addTask { await self.answerReceived(binding, timeout: timeout) }
             }
         }
     }

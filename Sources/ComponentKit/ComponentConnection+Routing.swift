@@ -13,7 +13,11 @@ extension ComponentConnection: StanzaRouting {
     /// before the next element is routed); stanzas to a hostname served here go to its
     /// mailbox, within its budget; what cannot be delivered is answered when an answer
     /// is due (IQ requests, messages) and counted otherwise.
-    func route(_ element: Element, size: Int, reply: (Element) -> Void) {
+    ///
+    /// `handled` (acknowledgements on) travels with a stanza into its mailbox and is
+    /// marked done by the handler loop; on every other path it is dropped here, which
+    /// marks the stanza handled when this returns.
+    func route(_ element: Element, size: Int, handled: HandledToken?, reply: (Element) -> Void) {
         guard element.name.namespace == Namespace.client else {
             self.logger.debug("ignoring a non-stanza element", metadata: ["element": "\(element.name)"])
             return
@@ -55,7 +59,7 @@ extension ComponentConnection: StanzaRouting {
             return
         }
         binding.countIn()
-        switch binding.mailbox.offer(element, size: size) {
+        switch binding.mailbox.offer(element, size: size, handled: handled) {
         case .accepted:
             self.budget.add(size)
         case .overBudget:
@@ -73,6 +77,19 @@ extension ComponentConnection: StanzaRouting {
         case .closed:
             self.metrics.dropped.increment()
         }
+    }
+
+    func acknowledgementsNegotiated(enabled: Bool) {
+        if enabled {
+            self.logger.info("stream management enabled: handled stanzas are acknowledged (XEP-0198)")
+        } else {
+            self.logger.warning("the server refused to enable stream management (XEP-0198); no acknowledgements")
+        }
+    }
+
+    func protocolViolation(_ description: String) {
+        self.logger.warning("the server broke the stream's protocol; closing it", metadata: ["reason": "\(description)"])
+        self.recordError(description)
     }
 
     func streamErrorReceived(_ error: StreamError) {
@@ -120,9 +137,10 @@ extension ComponentConnection: StanzaRouting {
         while let batch = await binding.mailbox.next() {
             for item in batch {
                 switch item {
-                case .stanza(let element, let size):
+                case .stanza(let element, let size, let handled):
                     await self.process(element, binding: binding, hostname: hostname, logger: logger)
                     binding.mailbox.consumed(size: size)
+                    handled?.done()
                 case .bound(let bound):
                     if bound != hostname {
                         hostname = bound

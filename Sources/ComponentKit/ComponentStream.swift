@@ -33,12 +33,15 @@ final class ComponentStream: Sendable {
     let kind: Kind
     /// When the stream last read anything (for liveness checks).
     let activity: StreamActivity
+    /// XEP-0198 acknowledgements of what this stream delivered (XEP-0225 only).
+    let acknowledgements: StreamAcknowledgements
     private let router: StanzaRouterHandlerBox
 
     private init(
         channel: any Channel, negotiated: NegotiatedStream, kind: Kind, activity: StreamActivity,
-        router: StanzaRouterHandlerBox, serverDomain: String
+        router: StanzaRouterHandlerBox, serverDomain: String, acknowledgements: StreamAcknowledgements
     ) {
+        self.acknowledgements = acknowledgements
         self.serverDomain = serverDomain
         self.channel = channel
         self.negotiated = negotiated
@@ -84,9 +87,12 @@ final class ComponentStream: Sendable {
     }
 
     /// Sends `</stream:stream>`, waits for the server to close its side (bounded), then closes.
+    /// With acknowledgements on, an `<a/>` first tells the server what was handled, so that
+    /// it routes again only the rest.
     func closeGracefully(timeout: TimeAmount = .seconds(5)) async {
         let channel = self.channel
         let closed = channel.closeFuture
+        self.acknowledgements.acknowledgeBeforeClosing()
         channel.writeAndFlush(XMLStreamFrame.close, promise: nil)
         let timer = channel.eventLoop.scheduleTask(in: timeout) {
             channel.close(promise: nil)
@@ -157,6 +163,7 @@ final class ComponentStream: Sendable {
         let target = target ?? ConnectTarget(host: configuration.host, port: configuration.port)
         let activity = StreamActivity()
         let routerBox = StanzaRouterHandlerBox()
+        let acknowledgements = StreamAcknowledgements()
         let channel: any Channel
         do {
             channel = try await channelFactory.makeChannel(
@@ -168,7 +175,7 @@ final class ComponentStream: Sendable {
                         channel: channel, direct: direct, tlsContext: tlsContext, serverName: serverName,
                         contentNamespace: contentNamespace, limits: limits, kind: kind, configuration: configuration,
                         machineTLS: machineTLS, sasl: sasl, router: router, outcomePromise: outcomePromise,
-                        activity: activity, routerBox: routerBox)
+                        activity: activity, routerBox: routerBox, acknowledgements: acknowledgements)
                 }
             }
         } catch {
@@ -188,7 +195,13 @@ final class ComponentStream: Sendable {
             case .negotiated(let negotiated):
                 let stream = ComponentStream(
                     channel: channel, negotiated: negotiated, kind: kind, activity: activity, router: routerBox,
-                    serverDomain: configuration.serverDomain)
+                    serverDomain: configuration.serverDomain, acknowledgements: acknowledgements)
+                // Before the first bind: every stanza the server writes after <enabled/> counts.
+                if configuration.acknowledgements,
+                    negotiated.features?.firstChild("sm", namespace: Namespace.streamManagement) != nil
+                {
+                    acknowledgements.enable()
+                }
                 logger.info(
                     "component stream negotiated",
                     metadata: [
@@ -212,8 +225,9 @@ final class ComponentStream: Sendable {
         contentNamespace: String, limits: XMLStreamLimits, kind: Kind, configuration: ComponentConfiguration,
         machineTLS: ComponentNegotiationStateMachine.TLSPolicy, sasl: SASLClient.Configuration,
         router: any StanzaRouting, outcomePromise: EventLoopPromise<NegotiationOutcome>,
-        activity: StreamActivity, routerBox: StanzaRouterHandlerBox
+        activity: StreamActivity, routerBox: StanzaRouterHandlerBox, acknowledgements: StreamAcknowledgements
     ) throws {
+        acknowledgements.attach(channel)
         let operations = channel.pipeline.syncOperations
         if direct, let tlsContext {
             try operations.addHandler(OpenSSLHandler(context: tlsContext, serverName: serverName))
@@ -239,7 +253,8 @@ final class ComponentStream: Sendable {
         let negotiation = ComponentNegotiationHandler(mode: mode, eventLoop: channel.eventLoop)
         negotiation.outcome.cascade(to: outcomePromise)
         try operations.addHandler(negotiation)
-        try operations.addHandler(StanzaRouterHandler(router: router, activity: activity, box: routerBox))
+        try operations.addHandler(
+            StanzaRouterHandler(router: router, activity: activity, box: routerBox, acknowledgements: acknowledgements))
     }
 
     /// The XEP-0114 handshake digest can be attacked offline: never send it in cleartext to

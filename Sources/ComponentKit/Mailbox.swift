@@ -16,7 +16,9 @@ import XMPPCore
 /// (``consumed(size:)``).
 final class Mailbox: Sendable {
     enum Item: Sendable {
-        case stanza(Element, size: Int)
+        /// A stanza, its size for the budgets, and (acknowledgements on) the token to mark
+        /// done once its handler is.
+        case stanza(Element, size: Int, handled: HandledToken?)
         case bound(String)
         case unbound(String)
     }
@@ -52,7 +54,7 @@ final class Mailbox: Sendable {
     }
 
     /// Queues a stanza of `size` bytes, if the budget allows.
-    func offer(_ element: Element, size: Int) -> Offer {
+    func offer(_ element: Element, size: Int, handled: HandledToken? = nil) -> Offer {
         let (result, waiter) = self.state.withLock { state -> (Offer, CheckedContinuation<Void, Never>?) in
             guard !state.finished else { return (.closed, nil) }
             // One stanza is always accepted into an empty mailbox, however large (the stream
@@ -65,7 +67,7 @@ final class Mailbox: Sendable {
             state.stanzas += 1
             state.bytes += size
             state.acceptedTotal += 1
-            state.items.append(.stanza(element, size: size))
+            state.items.append(.stanza(element, size: size, handled: handled))
             return (.accepted, Self.takeWaiter(&state))
         }
         waiter?.resume()

@@ -13,15 +13,20 @@ final class StanzaRouterHandler: ChannelDuplexHandler {
     private let router: any StanzaRouting
     private let activity: StreamActivity
     private let box: StanzaRouterHandlerBox
+    private let acknowledgements: StreamAcknowledgements?
     private var paused = false
     private var readPending = false
     private var needsFlush = false
     private var context: ChannelHandlerContext?
 
-    init(router: any StanzaRouting, activity: StreamActivity, box: StanzaRouterHandlerBox) {
+    init(
+        router: any StanzaRouting, activity: StreamActivity, box: StanzaRouterHandlerBox,
+        acknowledgements: StreamAcknowledgements? = nil
+    ) {
         self.router = router
         self.activity = activity
         self.box = box
+        self.acknowledgements = acknowledgements
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -42,7 +47,33 @@ final class StanzaRouterHandler: ChannelDuplexHandler {
                 self.router.streamErrorReceived(error)
                 return
             }
-            self.router.route(element, size: element.approximateSize) { reply in
+            if element.name.namespace == Namespace.streamManagement, let acknowledgements = self.acknowledgements {
+                let before = acknowledgements.phase
+                defer {
+                    let after = acknowledgements.phase
+                    if after != before, after == .enabled || after == .failed {
+                        self.router.acknowledgementsNegotiated(enabled: after == .enabled)
+                    }
+                }
+                if let violation = acknowledgements.received(element) {
+                    self.router.protocolViolation(violation)
+                    var error = StreamError(.unsupportedStanzaType)
+                    error.text = violation
+                    context.writeAndFlush(self.wrapOutboundOut(.element(error.element)), promise: nil)
+                    context.writeAndFlush(self.wrapOutboundOut(.close), promise: nil)
+                    context.close(promise: nil)
+                }
+                return
+            }
+            // Counted (XEP-0198) when the server enabled acknowledgements: handled when the
+            // handler is done, or here when no handler will see it.
+            let counted = element.name.namespace == Namespace.client ? self.acknowledgements?.receive() : nil
+            if let counted, !counted.deliver, !Self.isAnswer(element) {
+                // Shutting down: left unacknowledged for the server to route again.
+                counted.token.hold()
+                return
+            }
+            self.router.route(element, size: element.approximateSize, handled: counted?.token) { reply in
                 context.write(self.wrapOutboundOut(.element(reply)), promise: nil)
                 self.needsFlush = true
             }
@@ -53,6 +84,13 @@ final class StanzaRouterHandler: ChannelDuplexHandler {
             // A second header after negotiation is a protocol violation.
             context.close(promise: nil)
         }
+    }
+
+    /// An IQ result or error: it completes one of our requests, whatever the stream's state.
+    private static func isAnswer(_ element: Element) -> Bool {
+        guard element.name.localName == "iq" else { return false }
+        let type = element["type"]
+        return type == "result" || type == "error"
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -102,7 +140,15 @@ final class StanzaRouterHandler: ChannelDuplexHandler {
 protocol StanzaRouting: Sendable {
     /// Routes an element of about `size` bytes read from the server, on the event loop.
     /// `reply` writes an element back on the same stream (flushed at the end of the read).
-    func route(_ element: Element, size: Int, reply: (Element) -> Void)
+    /// `handled`, when acknowledgements are on, goes with the stanza to its handler and is
+    /// marked done when the handler is (or dropped here when no handler will see it).
+    func route(_ element: Element, size: Int, handled: HandledToken?, reply: (Element) -> Void)
+
+    /// The server broke a protocol rule the router handler checks (it ends the stream).
+    func protocolViolation(_ description: String)
+
+    /// The server answered `<enable/>`: acknowledgements are on, or it refused them.
+    func acknowledgementsNegotiated(enabled: Bool)
 
     /// The server sent a stream error.
     func streamErrorReceived(_ error: StreamError)

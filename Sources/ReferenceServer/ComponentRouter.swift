@@ -35,6 +35,8 @@ final class ComponentRouter: Sendable {
 
     let configuration: ReferenceServerConfiguration
     private let state: Mutex<State>
+    /// The configured users' client sessions (c2s): stanzas for them go there, not to ``userStanzas()``.
+    let clients: C2SSessions
     /// Load generation (benchmarks): called synchronously, on the sender's event loop, with
     /// every stanza for the server's users, before the ``userStanzas()`` subscribers.
     /// (Boxed: a closure read out of a `Mutex` by value gets wrapped in a new reabstraction
@@ -49,6 +51,7 @@ final class ComponentRouter: Sendable {
     init(configuration: ReferenceServerConfiguration) {
         self.configuration = configuration
         self.state = Mutex(State(table: ComponentRoutingTable(configuration: configuration)))
+        self.clients = C2SSessions(users: configuration.users.keys)
     }
 
     // MARK: Connections
@@ -216,6 +219,11 @@ final class ComponentRouter: Sendable {
                 self.write(element, to: target, sender: sender, attempt: 0, broadcast: true)
             }
         case .toUsers(let element):
+            switch self.clients.deliver(element) {
+            case .handled: return nil
+            case .bounce(let error): return self.execute(sender == nil ? .toUsers(error) : .reply(error), sender: sender)
+            case .notAUser: break
+            }
             if let observer = self.userObserver.withLock({ $0 }) { observer.observe(element) }
             let (subscribers, responder) = self.state.withLock { (Array($0.userSubscribers.values), $0.userIQResponder) }
             for subscriber in subscribers { subscriber.yield(element) }

@@ -13,7 +13,9 @@ import XMPPTLS
 /// It is built on the project's own parts (`XMLStreamHandler`, `OpenSSLHandler`,
 /// `SASLServer`) and follows the rules of the Prosody module the project targets
 /// (see `ServerComponentNegotiationStateMachine` and the routing rules below). It is not a
-/// general XMPP server: there are no client accounts, no s2s, no persistence.
+/// general XMPP server: no s2s, no rosters, no persistence. Its client (c2s) port, off by
+/// default, serves the accounts of ``ReferenceServerConfiguration/users`` over STARTTLS and
+/// SASL; their stanzas are routed like injected ones (``ReferenceServerConfiguration/c2sPort``).
 ///
 /// ## Routing
 /// - A stanza for a bound hostname (by domain) goes to the stream that bound it.
@@ -24,7 +26,9 @@ import XMPPTLS
 ///   secret) that is not bound bounces with `service-unavailable`: back to the component,
 ///   or to ``userStanzas()`` for injected stanzas. IQ results and errors never bounce.
 /// - An XEP-0199 ping to the server's domain is answered by the server.
-/// - Anything else is for the server's users: ``userStanzas()``.
+/// - A stanza for a configured user (``ReferenceServerConfiguration/users``) goes to their
+///   client session(s), or bounces while they are offline (RFC 6121 §8.5).
+/// - Anything else is for the server's simulated users: ``userStanzas()``.
 /// - Two streams cannot bind the same domain, whatever the resource (`conflict`).
 ///
 /// ```swift
@@ -41,6 +45,9 @@ public final class ReferenceServer: Sendable {
     public let port: Int
     /// The XEP-0114 port actually listened on, or `nil` when XEP-0114 is off.
     public let legacyPort: Int?
+    /// The client (c2s) port actually listened on, or `nil` when it is off
+    /// (``ReferenceServerConfiguration/c2sPort``).
+    public let c2sPort: Int?
 
     let router: ComponentRouter
     private let listeners: [any Channel]
@@ -48,8 +55,9 @@ public final class ReferenceServer: Sendable {
 
     private init(
         configuration: ReferenceServerConfiguration, router: ComponentRouter, listeners: [any Channel], port: Int,
-        legacyPort: Int?, logger: Logger
+        legacyPort: Int?, c2sPort: Int? = nil, logger: Logger
     ) {
+        self.c2sPort = c2sPort
         self.configuration = configuration
         self.router = router
         self.listeners = listeners
@@ -149,6 +157,18 @@ public final class ReferenceServer: Sendable {
                 throw error
             }
         }
+        var c2sPort: Int?
+        do {
+            if let c2s = try await C2SListener.start(
+                configuration: configuration, group: group, router: router, tlsContext: tlsContext, logger: logger)
+            {
+                listeners.append(c2s)
+                c2sPort = c2s.localAddress?.port
+            }
+        } catch {
+            for listener in listeners { try? await listener.close() }
+            throw error
+        }
         let port = modern.localAddress?.port ?? configuration.port
         logger.info(
             "reference server listening",
@@ -158,7 +178,7 @@ public final class ReferenceServer: Sendable {
             ])
         return ReferenceServer(
             configuration: configuration, router: router, listeners: listeners, port: port, legacyPort: legacyPort,
-            logger: logger)
+            c2sPort: c2sPort, logger: logger)
     }
 
     // MARK: Test and demo API
@@ -311,6 +331,8 @@ public final class ReferenceServer: Sendable {
     public func kill() async {
         for listener in self.listeners {
             try? await listener.close()
+            // Its close callbacks (the client port's sasldb removal) have run once this returns.
+            _ = try? await listener.closeFuture.get()
         }
         let connections = self.router.allConnections
         for channel in connections {
@@ -328,6 +350,8 @@ public final class ReferenceServer: Sendable {
     public func stop() async {
         for listener in self.listeners {
             try? await listener.close()
+            // Its close callbacks (the client port's sasldb removal) have run once this returns.
+            _ = try? await listener.closeFuture.get()
         }
         let components = self.router.componentChannels
         let others = self.router.allConnections.filter { channel in !components.contains { $0 === channel } }

@@ -82,6 +82,17 @@ public struct ReferenceServerConfiguration: Sendable {
     /// Sends ``seeOtherHost`` at the first stream header, before TLS (for tests: a client
     /// must not follow a redirect it cannot trust).
     public var seeOtherHostBeforeTLS = false
+    /// The client (c2s) port (RFC 6120, STARTTLS required, with the ``tls`` certificate);
+    /// `0` picks a free port (read it from ``ReferenceServer/c2sPort``), `nil` (the default)
+    /// turns it off. See ``users``.
+    public var c2sPort: Int?
+    /// The user accounts of the client port: bare JID (`alice@example.test`, at ``domain``)
+    /// to password. They authenticate with the mechanisms of ``sasl`` (SCRAM-SHA-1/256, PLAIN;
+    /// `-PLUS` only when a `-PLUS` name is listed there) through Cyrus, from a private sasldb
+    /// the server writes at start and removes at stop; the passwords are never logged. Stanzas for these JIDs go to their sessions (or bounce
+    /// while they are offline); other JIDs at ``domain`` stay the simulated users of
+    /// ``ReferenceServer/userStanzas()``.
+    public var users: [String: String] = [:]
     /// Limits on what components may send.
     public var streamLimits: XMLStreamLimits = .default
     /// How long a stream may stay unauthenticated before it is closed (`connection-timeout`).

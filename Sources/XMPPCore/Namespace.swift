@@ -47,4 +47,7 @@ public enum Namespace {
     /// request's `<hostname/>` (`<hostname xmlns:b='urn:xmpp:component:balancing:0'
     /// b:weight='3'>search.example.com/eu-1</hostname>`), an integer 1…1000, default 1.
     public static let componentBalancing = "urn:xmpp:component:balancing:0"
+    /// XEP-0198 Stream Management (`<enable/>`, `<enabled/>`, `<r/>`, `<a/>`); used on
+    /// XEP-0225 component streams for acknowledgements only, without resumption.
+    public static let streamManagement = "urn:xmpp:sm:3"
 }

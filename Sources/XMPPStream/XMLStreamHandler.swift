@@ -61,6 +61,8 @@ public final class XMLStreamHandler: ChannelDuplexHandler {
     /// Encoded frames not yet handed to the next handler (until the next flush).
     private var pendingOutput = ""
     private var pendingPromises: [EventLoopPromise<Void>] = []
+    /// Our `</stream:stream>` was written: nothing more may follow it on this stream.
+    private var closeWritten = false
     private var peerHeader: StreamHeader?
     private var decoding = false
 
@@ -122,8 +124,28 @@ public final class XMLStreamHandler: ChannelDuplexHandler {
     /// run of TLS records) instead of one buffer each: measured, about 1 µs less per stanza
     /// when a component answers a batch of stanzas. Each write's promise completes with
     /// the buffer's.
+    ///
+    /// Nothing is written after our `</stream:stream>`: a later frame (a handler answering
+    /// late) fails its promise with `ChannelError.outputClosed` instead of going out behind
+    /// the close, where the peer would read it as a protocol violation.
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        self.encoder.encode(Self.unwrapOutboundIn(data), into: &self.pendingOutput)
+        let frame = Self.unwrapOutboundIn(data)
+        switch frame {
+        case .header:
+            self.closeWritten = false
+        case .close:
+            guard !self.closeWritten else {
+                promise?.succeed()
+                return
+            }
+            self.closeWritten = true
+        case .element, .whitespace:
+            guard !self.closeWritten else {
+                promise?.fail(ChannelError.outputClosed)
+                return
+            }
+        }
+        self.encoder.encode(frame, into: &self.pendingOutput)
         if let promise { self.pendingPromises.append(promise) }
     }
 
@@ -222,6 +244,7 @@ public final class XMLStreamHandler: ChannelDuplexHandler {
         }
         self.encoder.encode(.element(error.element), into: &text)
         self.encoder.encode(.close, into: &text)
+        self.closeWritten = true
         context.writeAndFlush(Self.wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: nil)
         context.fireErrorCaught(XMLStreamHandlerError(streamError: error))
         context.close(promise: nil)

@@ -2,6 +2,11 @@
 //
 //   reference-server [--port N] [--legacy-port N] [--domain D] [--state-dir DIR]
 //                    [--routing DOMAIN=ALGORITHM]... [--default-routing ALGORITHM]
+//                    [--user JID=PASSWORD]... [--c2s-port N|off]
+//
+// --user adds a client account (a bare JID at the domain); with at least one, the client
+// (c2s) port listens on 5222 unless --c2s-port says otherwise; without any, it is off.
+// Passwords are never printed.
 //
 // Generates a development CA + certificate and a sasldb with one identity in the state
 // directory, prints how to connect, and runs until SIGINT or SIGTERM. ALGORITHM: all, mostactive, roundrobin,
@@ -12,6 +17,7 @@
 //   routing DOMAIN [ALGORITHM]             show or change a domain's algorithm
 //   transfer HOSTNAME HOST[:PORT] [DOMAIN] XEP-0051: move that stream to another server
 //   disconnect HOSTNAME                    drop the stream that bound HOSTNAME
+//   sessions                               the users' client sessions (full JIDs)
 
 import Dispatch
 import Foundation
@@ -36,6 +42,9 @@ struct Options {
     var stateDirectory = "./reference-server-state"
     var routing: [String: RoutingAlgorithm] = [:]
     var defaultRouting: RoutingAlgorithm = .affinity
+    var users: [String: String] = [:]
+    /// `nil`: 5222 when users are given, else off; `.some(nil)`: off.
+    var c2sPort: Int?? = nil
 
     static func parse(_ arguments: [String]) -> Options {
         var options = Options()
@@ -72,10 +81,26 @@ struct Options {
                     fail("--default-routing needs all, mostactive, roundrobin, weighted or affinity, not '\(text)'")
                 }
                 options.defaultRouting = algorithm
+            case "--user":
+                let text = value(argument)
+                let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, parts[0].contains("@"), !parts[1].isEmpty else {
+                    fail("--user needs JID=PASSWORD (e.g. alice@localhost=secret)")
+                }
+                options.users[parts[0]] = parts[1]
+            case "--c2s-port":
+                let text = value(argument)
+                if text == "off" {
+                    options.c2sPort = .some(nil)
+                } else {
+                    guard let port = Int(text) else { fail("--c2s-port needs a number or 'off'") }
+                    options.c2sPort = .some(port)
+                }
             case "-h", "--help":
                 print(
                     "usage: reference-server [--port N] [--legacy-port N|off] [--domain D] [--state-dir DIR] "
-                        + "[--routing DOMAIN=ALGORITHM]... [--default-routing ALGORITHM]")
+                        + "[--routing DOMAIN=ALGORITHM]... [--default-routing ALGORITHM] [--user JID=PASSWORD]... [--c2s-port N|off]"
+                )
                 exit(0)
             default: fail("unknown argument \(argument)")
             }
@@ -139,6 +164,8 @@ nonisolated func runCommands(_ server: ReferenceServer) async {
                 let answer = try await server.transfer(
                     hostname: words[1], to: words[2], domain: words.count == 4 ? words[3] : nil)
                 say(answer.type == .result ? "ok" : "refused: \(answer.error.map { "\($0)" } ?? "error")")
+            case ("sessions", 1):
+                for jid in server.clientSessions { say(jid.description) }
             case ("disconnect", 2):
                 try await server.disconnect(hostname: words[1])
                 say("ok")
@@ -146,7 +173,7 @@ nonisolated func runCommands(_ server: ReferenceServer) async {
                 continue
             default:
                 say(
-                    "error: commands are instances | routing DOMAIN [ALGORITHM] | transfer HOSTNAME HOST[:PORT] [DOMAIN] | disconnect HOSTNAME"
+                    "error: commands are instances | routing DOMAIN [ALGORITHM] | transfer HOSTNAME HOST[:PORT] [DOMAIN] | disconnect HOSTNAME | sessions"
                 )
             }
         } catch {
@@ -192,6 +219,8 @@ do {
     configuration.legacySecrets = ["legacy.\(options.domain)": legacySecret]
     configuration.routingAlgorithms = options.routing
     configuration.defaultRoutingAlgorithm = options.defaultRouting
+    configuration.users = options.users
+    configuration.c2sPort = options.c2sPort ?? (options.users.isEmpty ? nil : 5222)
 
     let server = try await ReferenceServer.start(configuration: configuration, logger: logger)
     print(
@@ -204,6 +233,8 @@ do {
           SASL password:  \(password)
           may bind:       \(identity), *.\(identity)
           XEP-0114:       legacy.\(options.domain) with secret \(legacySecret)
+          c2s port:       \(server.c2sPort.map { "\($0)  (STARTTLS required)" } ?? "off")
+          users:          \(options.users.isEmpty ? "none (--user JID=PASSWORD)" : options.users.keys.sorted().joined(separator: ", "))
         """)
     fflush(nil)
 

@@ -54,6 +54,25 @@ struct ConfigurationTests {
         #expect(error.map { "\($0)" }?.hasSuffix("limits.hostname_bytes: expected at least 65536, found 1000") == true)
     }
 
+    /// `acknowledgements` in `[server]` reaches the connection (on unless turned off); a
+    /// value that is not a boolean is refused with the key.
+    @Test func acknowledgementsReachTheConnection() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let plain = try HostConfiguration.load(
+            path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:], registry: .stock)
+        #expect(plain.componentConfiguration.acknowledgements)
+        let off = Fixtures.configuration().replacingOccurrences(of: "[server]", with: "[server]\nacknowledgements = false")
+        let configuration = try HostConfiguration.load(
+            path: try Fixtures.write(in: directory, off), environment: [:], registry: .stock)
+        #expect(!configuration.componentConfiguration.acknowledgements)
+        let wrong = Fixtures.configuration().replacingOccurrences(of: "[server]", with: "[server]\nacknowledgements = \"yes\"")
+        let error = #expect(throws: ConfigurationError.self) {
+            try HostConfiguration.load(path: try Fixtures.write(in: directory, wrong), environment: [:], registry: .stock)
+        }
+        #expect(error.map { "\($0)" }?.contains("server.acknowledgements") == true, "\(String(describing: error))")
+    }
+
     @Test func exampleConfigurationIsValid() throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
@@ -135,7 +154,7 @@ struct ConfigurationTests {
         ),
         (
             "[server]", "[server]\nsecret = 1",
-            "host.toml:2: server.secret: unknown key; expected one of: host, port, domain, protocol, tls, ca_file, server_name, allow_plaintext_handshake, allow_insecure_plaintext"
+            "host.toml:2: server.secret: unknown key; expected one of: host, port, domain, protocol, tls, ca_file, server_name, allow_plaintext_handshake, allow_insecure_plaintext, acknowledgements"
         ),
     ])
     func errorsNameLineKeyAndExpectation(_ find: String, _ replace: String, _ expected: String) throws {

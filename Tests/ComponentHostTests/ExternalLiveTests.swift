@@ -155,6 +155,19 @@ struct ExternalLiveTests {
                         body: "from raw"
                     ).element)
                 #expect(Message(try #require(try await setup.users.take(id: "r2", timeout: .seconds(10))))?.body == "from raw")
+                // XEP-0225 binding requests are the host's: refused, never relayed upstream
+                // (relayed, this one would unbind the other component's hostname).
+                try await raw.send(
+                    IQ(
+                        type: .set, from: try JID("raw.example.test"), to: try JID("example.test"), id: "b1",
+                        payload: Element(
+                            "unbind", namespace: Namespace.component,
+                            children: [Element("hostname", namespace: Namespace.component, text: "gw.example.test")])
+                    ).element)
+                let refusal = try #require(try await raw.nextElement())
+                #expect(refusal["id"] == "b1" && refusal["type"] == "error")
+                #expect(IQ(refusal)?.error?.condition == .featureNotImplemented)
+                #expect(setup.server.boundHostnames.contains("gw.example.test"))
                 // A spoofed `from` ends that stream only.
                 try await raw.send(
                     Message(

@@ -118,3 +118,39 @@ struct InMemoryServerTests {
         }
     }
 }
+
+/// A graceful shutdown over XEP-0114 first asks the server to stop routing the hostname
+/// (XEP-0225's `<unbind/>` as an IQ to the server's domain), and keeps the stream up until
+/// what the server had already routed is answered.
+@Suite("XEP-0114 shutdown asks the server to stop routing", .timeLimit(.minutes(1)))
+struct LegacyShutdownUnbindTests {
+    @Test func theUnbindRequestComesFirstAndWhatFollowsItIsStillAnswered() async throws {
+        let server = InMemoryServer()
+        let connection = server.makeConnection()
+        try connection.register("svc.example.com", handler: InMemoryServerTests.router())
+        try await server.run(connection) {
+            let stream = try await server.stream(for: "svc.example.com")
+            let from = try JID("juliet@example.com/balcony")
+            let to = try JID("svc.example.com")
+            connection.shutdown()
+            guard case .iq(let request) = try #require(await stream.nextStanza()) else {
+                Issue.record("expected the unbind request first")
+                return
+            }
+            #expect(request.type == .set)
+            #expect(request.from == to)
+            #expect(request.to == (try JID("example.com")))
+            let unbind = try #require(request.payload)
+            #expect(unbind.name == QualifiedName(Namespace.component, "unbind"))
+            #expect(unbind.firstChild("hostname", namespace: Namespace.component)?.text == "svc.example.com")
+            // A stanza the server routed before it read the request, then the result.
+            try await stream.send(.message(Message(type: .chat, from: from, to: to, id: "late", body: "still there?")))
+            try await stream.send(.iq(request.result()))
+            guard case .message(let echo) = try #require(await stream.nextStanza()) else {
+                Issue.record("expected the echo of the late message")
+                return
+            }
+            #expect(echo.body == "echo: still there?")
+        }
+    }
+}

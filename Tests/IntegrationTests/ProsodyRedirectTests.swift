@@ -53,14 +53,18 @@ struct ProsodyRedirectTests {
             #expect(answer.error?.legacyCode == 302)
             #expect(answer.error?.redirectURI == "xmpp:count.localhost")
             let redirected = try #require(IQRedirect.redirectedQuery(in: answer), "no embedded query in \(answer.element)")
-            // Valid against the query as the component received it: Prosody stamps its default
-            // xml:lang='en' on alice's stanza (RFC 6120 §8.1.5), and the redirect echoes the
-            // envelope it received. (A requester that compares with what it sent, without
-            // xml:lang, sees one more attribute: IQRedirect.validate refuses that today.)
+            // Prosody stamps its default xml:lang='en' on alice's stanza (RFC 6120 §8.1.5) and
+            // the redirect echoes the envelope the component received: valid against the query
+            // as alice sent it (no xml:lang) and as the component received it; a language
+            // that differs from the original's is still a change.
+            #expect(redirected.element.attribute(QualifiedName(Namespace.xml, "lang")) == "en")
+            try IQRedirect.validate(original: query, redirected: redirected)
             var received = query
             received.element.setAttribute(QualifiedName(Namespace.xml, "lang"), "en")
             try IQRedirect.validate(original: received, redirected: redirected)
-            #expect(throws: ComponentError.self) { try IQRedirect.validate(original: query, redirected: redirected) }
+            var french = query
+            french.element.setAttribute(QualifiedName(Namespace.xml, "lang"), "fr")
+            #expect(throws: ComponentError.self) { try IQRedirect.validate(original: french, redirected: redirected) }
             #expect(redirected.element["to"] == "count.localhost")
             // The user follows it: same id, new address, the owner's answer.
             try await alice.send(redirected.element)

@@ -308,9 +308,9 @@ final class ComponentHostProcess: Sendable {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    static func start(configuration: ComponentConfiguration, hostnames: [String], prefix: String) async throws
-        -> ComponentHostProcess
-    {
+    static func start(
+        configuration: ComponentConfiguration, hostnames: [String], prefix: String, extraServerLines: [String] = []
+    ) async throws -> ComponentHostProcess {
         guard let binary = Self.binaryPath else {
             throw IntegrationTestError("component-host is not built next to the tests (run `swift build --build-tests`)")
         }
@@ -329,6 +329,7 @@ final class ComponentHostProcess: Sendable {
             protocol = "\(configuration.protocolMode.rawValue)"
             tls = "\(configuration.tlsMode.rawValue)"
             \(caFile)
+            \(extraServerLines.joined(separator: "\n"))
 
             [auth]
             identity = "\(configuration.identity)"
@@ -383,6 +384,9 @@ final class ComponentHostProcess: Sendable {
 
     /// SIGKILL, at once.
     func kill() { self.process.kill() }
+
+    /// SIGSTOP: the process stops reading and handling (a hung process), its socket stays open.
+    func suspend() { _ = Glibc.kill(self.process.pid, SIGSTOP) }
 
     /// Stops it (if still running) and removes its directory.
     func stop() {

@@ -94,4 +94,44 @@ struct ReferenceServerBinaryTests {
             try await events.wait("the dropped stream", until: { $0.kind == .disconnected })
         }
     }
+
+    @Test func usersConnectOnTheClientPort() async throws {
+        let binary = try #require(Self.binaryPath, "reference-server not found next to the test bundle")
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let secret = "alice-Pässword-\(UInt32.random(in: 1...UInt32.max))"
+        let process = TestProcess(
+            executable: "/bin/sh",
+            arguments: [
+                "-c",
+                "exec \"$0\" --state-dir \"$1\" --port 0 --legacy-port off --domain example.test "
+                    + "--user \"alice@example.test=$2\" --user bob@example.test=other --c2s-port 0 < /dev/null",
+                binary, directory.path + "/state", secret,
+            ],
+            outputPath: directory.path + "/out")
+        try process.start()
+        defer { process.terminate(grace: .seconds(5)) }
+        let banner = try await Self.waitForOutput(process, "users:")
+        func value(after label: String) -> String? {
+            banner.split(separator: "\n").first { $0.contains(label) }.map {
+                $0.components(separatedBy: label)[1].trimmingCharacters(in: .whitespaces).components(separatedBy: " ")[0]
+            }
+        }
+        let port = try #require(value(after: "c2s port:").flatMap(Int.init), "\(banner)")
+        let caFile = try #require(value(after: "CA certificate:"))
+        let alice = try await C2SClient.connect(
+            .init(
+                port: port, domain: "example.test", username: "alice", password: secret, resource: "desk",
+                caFile: caFile))
+        #expect(alice.jid.description == "alice@example.test/desk")
+        try await alice.send(Message(type: .chat, to: try JID("alice@example.test"), id: "self", body: "note").element)
+        let note = try await alice.next(timeout: .seconds(10)) { $0["id"] == "self" }
+        #expect(note["from"] == "alice@example.test/desk")
+        await alice.close()
+        await #expect(throws: C2SClientError.self) {
+            try await C2SClient.connect(
+                .init(port: port, domain: "example.test", username: "bob", password: secret, caFile: caFile))
+        }
+        #expect(!process.output.contains(secret), "a password reached the output")
+    }
 }

@@ -61,6 +61,24 @@ struct XMLStreamHandlerTests {
         _ = try channel.finish()
     }
 
+    @Test func nothingIsWrittenAfterOurClose() throws {
+        let channel = try makeChannel()
+        try channel.writeOutbound(
+            XMLStreamFrame.header(StreamHeader(contentNamespace: Namespace.componentAccept, to: "c.example.com", version: nil))
+        )
+        try channel.writeOutbound(XMLStreamFrame.close)
+        // A handler answering late: refused, not written behind </stream:stream>.
+        let late = channel.eventLoop.makePromise(of: Void.self)
+        channel.writeAndFlush(XMLStreamFrame.element(Element("message", namespace: Namespace.client)), promise: late)
+        #expect(throws: ChannelError.outputClosed) { try late.futureResult.wait() }
+        #expect(throws: ChannelError.outputClosed) { try channel.writeOutbound(XMLStreamFrame.whitespace) }
+        // A second close is harmless and writes nothing.
+        try channel.writeOutbound(XMLStreamFrame.close)
+        let output = try written(channel)
+        #expect(output.hasSuffix("to='c.example.com'></stream:stream>"), "\(output)")
+        _ = try channel.finish()
+    }
+
     @Test func decodeErrorBeforeOurHeader() throws {
         let channel = try makeChannel()
         var caught: (any Error)?

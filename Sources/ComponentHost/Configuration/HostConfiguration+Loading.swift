@@ -225,7 +225,7 @@ private struct Loader {
             table, at: "server",
             [
                 "host", "port", "domain", "protocol", "tls", "ca_file", "server_name", "allow_plaintext_handshake",
-                "allow_insecure_plaintext",
+                "allow_insecure_plaintext", "acknowledgements",
             ])
         guard let host = try self.string(table, "server", "host"), !host.isEmpty else {
             throw self.error("server.host", "required: the host name or address of the XMPP server")
@@ -274,6 +274,7 @@ private struct Loader {
             host: host, port: port, domain: domain, protocolMode: protocolMode, tls: tls, caFile: caFile,
             serverName: serverName, allowPlaintextHandshake: allowPlaintext)
         server.allowInsecurePlaintext = allowInsecure
+        server.acknowledgements = try self.boolean(table, "server", "acknowledgements") ?? true
         return server
     }
 

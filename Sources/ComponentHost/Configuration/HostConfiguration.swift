@@ -33,6 +33,10 @@ public struct HostConfiguration: Sendable {
         /// `allow_insecure_plaintext`: allow XEP-0225 (SASL and every stanza) without TLS to a
         /// non-loopback host (default `false`: such a configuration is refused).
         public var allowInsecurePlaintext = false
+        /// `acknowledgements`: acknowledge handled stanzas with XEP-0198 when the server
+        /// offers it on the XEP-0225 stream (default `true`; see
+        /// ``/ComponentKit/ComponentConfiguration/acknowledgements``).
+        public var acknowledgements = true
     }
 
     /// Where a secret came from (for explanations; never the secret itself).
@@ -213,6 +217,7 @@ public struct HostConfiguration: Sendable {
         configuration.tlsServerName = self.server.serverName
         configuration.allowPlaintextHandshake = self.server.allowPlaintextHandshake
         configuration.allowInsecurePlaintext = self.server.allowInsecurePlaintext
+        configuration.acknowledgements = self.server.acknowledgements
         configuration.requireChannelBinding = self.auth.requireChannelBinding
         configuration.saslMechanisms = self.auth.mechanisms
         configuration.clientCertificateFile = self.auth.clientCertificate

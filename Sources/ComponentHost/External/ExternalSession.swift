@@ -167,6 +167,21 @@ final class ExternalSession: Sendable {
             try await self.refuse(element, StanzaError(.badRequest, text: "not a valid stanza"), outbound: outbound)
             return true
         }
+        if element.name.localName == "iq", element.elements.contains(where: { $0.name.namespace == Namespace.component }) {
+            // XEP-0225 binding belongs to the host's own upstream stream: relayed, it would
+            // bind or unbind hostnames there behind the host's back. A component's request
+            // to stop routing to it (the SDK sends one before closing a XEP-0114 stream) is
+            // refused like any server that does not know it: closing its stream is what
+            // releases the hostname here (what arrives meanwhile waits for the grace).
+            logger.debug("refusing a XEP-0225 binding request from a local component")
+            try await self.refuse(
+                element,
+                StanzaError(
+                    .featureNotImplemented,
+                    text: "binding is the host's: close the stream to leave (the hostname waits for the grace)"),
+                outbound: outbound)
+            return true
+        }
         do {
             try await handler.send(stanza)
         } catch let error as ComponentError {

@@ -6,7 +6,8 @@ public import XMPPCore
 ///
 /// A redirect is followed only when it is valid: the original query is a `get`, the
 /// redirected one is a `get`, and its envelope keeps every attribute of the original
-/// except `to`. At most ``maximumRedirects`` consecutive redirects are followed.
+/// except `to` (an `xml:lang` the original did not have, stamped by a server on the way,
+/// is not a change). At most ``maximumRedirects`` consecutive redirects are followed.
 public enum IQRedirect {
     /// Three consecutive redirects (four tries in all), as the document recommends.
     public static let maximumRedirects = 3
@@ -40,7 +41,15 @@ public enum IQRedirect {
         }
         let toName = QualifiedName(unqualified: "to")
         let originalEnvelope = Self.envelope(original.element, excluding: toName)
-        let redirectedEnvelope = Self.envelope(redirected.element, excluding: toName)
+        var redirectedEnvelope = Self.envelope(redirected.element, excluding: toName)
+        // A server may stamp its default xml:lang on a stanza that had none (RFC 6120
+        // §8.1.5; Prosody does), and the redirect echoes the envelope as it was received.
+        // The language says nothing about what is asked or by whom: one added on the way is
+        // not a change. One that differs from the original's still is.
+        let lang = QualifiedName(Namespace.xml, "lang")
+        if originalEnvelope[lang] == nil {
+            redirectedEnvelope[lang] = nil
+        }
         guard originalEnvelope == redirectedEnvelope else {
             throw ComponentError(
                 .invalidRedirect,
