@@ -38,7 +38,10 @@
 %%%       </iq>
 %%%     (XEP-0225's unbind element).  The `component_send_packet' hook
 %%%     removes this connection's route for H (only a hostname the connection
-%%%     authenticated for), and answers with an empty result; the stream stays
+%%%     authenticated for, and only one of the module's `domains': any other
+%%%     gets `item-not-found' or `feature-not-implemented'; with
+%%%     `domain_balancing' an early unregister would empty a slot that keeps its
+%%%     share), and answers with an empty result; the stream stays
 %%%     up, so whatever was already routed to it still arrives, and new
 %%%     stanzas go to the other connections.  The component then closes its
 %%%     stream when its queue is empty.  An unknown hostname gets
@@ -61,10 +64,11 @@
 %%%
 %%%   erlc -o /opt/ejabberd-modules \
 %%%     -I /usr/lib/x86_64-linux-gnu/ejabberd-23.01-1/include \
-%%%     -I /usr/lib/erlang/lib \
+%%%     -I /usr/lib/erlang/lib/p1_xmpp-1.6.1/include \
+%%%     -pa /usr/lib/x86_64-linux-gnu/ejabberd-23.01-1/ebin \
 %%%     mod_component_balancing.erl
 %%%
-%%%   ejabberdctl.cfg (every node):
+%%%   ejabberdctl.cfg (every node; ejabberdctl passes ERL_OPTIONS to erl):
 %%%     ERL_OPTIONS="-pa /opt/ejabberd-modules"
 %%%
 %%%   ejabberd.yml (every node, the same):
@@ -259,16 +263,24 @@ component_send_packet(Acc) ->
 
 unbind(IQ, El, State) ->
     Hostname = jid:nameprep(string:trim(fxml:get_subtag_cdata(El, <<"hostname">>))),
-    Routes = maps:get(routes, State, []),
-    Reply = case Hostname /= error andalso lists:member(Hostname, [jid:nameprep(R) || R <- Routes]) of
+    Routes = [jid:nameprep(R) || R <- maps:get(routes, State, [])],
+    Balanced = persistent_term:get(?KEY, #{}),
+    Lang = xmpp:get_lang(IQ),
+    Reply = case Hostname /= error andalso lists:member(Hostname, Routes) of
+                false ->
+                    xmpp:make_error(IQ, xmpp:err_item_not_found(
+                                          <<"Not a hostname of this connection">>, Lang));
+                true when not is_map_key(Hostname, Balanced) ->
+                    %% Not balanced by this module: with `domain_balancing' an
+                    %% early unregister would empty a slot that keeps its share,
+                    %% a loss, not a gain.  The component closes as before.
+                    xmpp:make_error(IQ, xmpp:err_feature_not_implemented(
+                                          <<"This hostname is not balanced by "
+                                            "mod_component_balancing">>, Lang));
                 true ->
                     ejabberd_router:unregister_route(Hostname),
                     ?INFO_MSG("~ts: unbound ~ts from ~p (planned shutdown)",
                               [?MODULE, Hostname, self()]),
-                    xmpp:make_iq_result(IQ);
-                false ->
-                    xmpp:make_error(IQ, xmpp:err_item_not_found(
-                                          <<"Not a hostname of this connection">>,
-                                          xmpp:get_lang(IQ)))
+                    xmpp:make_iq_result(IQ)
             end,
     {drop, xmpp_stream_in:send(State, Reply)}.

@@ -235,6 +235,13 @@ extension EjabberdClusterTests {
                 // A hostname this connection did not authenticate for is not unbound.
                 let refused = try await instances[0].unbind(Shared.failoverDomain)
                 #expect(refused.error?.condition == .itemNotFound, "\(refused.element)")
+                // A hostname the module does not balance is not unbound either (with
+                // domain_balancing an early unregister would empty a slot that keeps its share).
+                let other = LiveInstance(name: "C", node: cluster.nodes[0], cluster: cluster, hostname: Shared.randomDomain)
+                try await other.start()
+                let notBalanced = try await other.unbind(Shared.randomDomain)
+                try await other.stop()
+                #expect(notBalanced.error?.condition == .featureNotImplemented, "\(notBalanced.element)")
 
                 let traffic = ClusterTraffic(sessions: sessions, domains: [live], interval: .milliseconds(20))
                 try await Task.sleep(for: .milliseconds(800))
@@ -266,16 +273,21 @@ extension EjabberdClusterTests {
     }
 }
 
-/// One instance of `live.localhost` as a ComponentKit connection in the test process
+/// One instance of a component hostname (`live.localhost` by default) as a ComponentKit connection in the test process
 /// (XEP-0114 over direct TLS to one node, verified against the cluster's CA), answering with
 /// `NAME|body`; started and stopped in turn, each start a new connection.
 final class LiveInstance: Sendable {
+    /// The hostname it serves (its XEP-0114 identity).
+    let hostname: String
     let name: String
     let node: EjabberdFixture
     let cluster: EjabberdClusterFixture
     private let running = Mutex<(connection: ComponentConnection, task: Task<Void, any Error>)?>(nil)
 
-    init(name: String, node: EjabberdFixture, cluster: EjabberdClusterFixture) {
+    init(
+        name: String, node: EjabberdFixture, cluster: EjabberdClusterFixture, hostname: String = SharedEjabberdCluster.liveDomain
+    ) {
+        self.hostname = hostname
         self.name = name
         self.node = node
         self.cluster = cluster
@@ -285,7 +297,7 @@ final class LiveInstance: Sendable {
     func start() async throws {
         var configuration = ComponentConfiguration(
             host: "127.0.0.1", port: self.node.componentTLSPort, serverDomain: self.node.domain,
-            identity: SharedEjabberdCluster.liveDomain, password: Secret(SharedEjabberdCluster.secret))
+            identity: self.hostname, password: Secret(SharedEjabberdCluster.secret))
         configuration.legacySecret = Secret(SharedEjabberdCluster.secret)
         configuration.protocolMode = .xep0114
         configuration.tlsMode = .direct
@@ -296,10 +308,10 @@ final class LiveInstance: Sendable {
         let connection = ComponentConnection(configuration: configuration, logger: testLogger("live-\(self.name)"))
         let events = EventRecorder(connection)
         try connection.register(
-            SharedEjabberdCluster.liveDomain, handler: EchoComponent(prefix: "\(self.name)|"))
+            self.hostname, handler: EchoComponent(prefix: "\(self.name)|"))
         let task = Task { try await connection.run() }
         self.running.withLock { $0 = (connection, task) }
-        try await events.waitBound([SharedEjabberdCluster.liveDomain], timeout: .seconds(30))
+        try await events.waitBound([self.hostname], timeout: .seconds(30))
     }
 
     /// Sends the planned-shutdown unbind for `hostname` and returns the server's answer.
@@ -310,7 +322,7 @@ final class LiveInstance: Sendable {
             children: [Element("hostname", namespace: "urn:xmpp:component:0", text: hostname)])
         return try await connection.request(
             IQ(
-                type: .set, from: try JID(SharedEjabberdCluster.liveDomain), to: try JID(self.node.domain),
+                type: .set, from: try JID(self.hostname), to: try JID(self.node.domain),
                 id: "unbind-\(UUID().uuidString)", payload: unbind))
     }
 
