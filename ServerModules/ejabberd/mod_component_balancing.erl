@@ -33,7 +33,7 @@
 %%%
 %%%  3. A planned shutdown (rolling restart): the component sends, on its
 %%%     XEP-0114 stream, before closing it,
-%%%       <iq type='set' to='SERVERDOMAIN' id='…'>
+%%%       <iq type='set' from='H' to='SERVERDOMAIN' id='…'>
 %%%         <unbind xmlns='urn:xmpp:component:0'><hostname>H</hostname></unbind>
 %%%       </iq>
 %%%     (XEP-0225's unbind element).  The `component_send_packet' hook
@@ -44,9 +44,9 @@
 %%%     share), and answers with an empty result; the stream stays
 %%%     up, so whatever was already routed to it still arrives, and new
 %%%     stanzas go to the other connections.  The component then closes its
-%%%     stream when its queue is empty.  An unknown hostname gets
-%%%     `item-not-found'; a server without this module answers the IQ with an
-%%%     error, which a component treats as "unbind not supported".
+%%%     stream when its queue is empty.  A server without this module answers
+%%%     the IQ with an error, which a component treats as "unbind not
+%%%     supported" (ComponentKit, component-host: they close as before).
 %%%
 %%% What it cannot fix (XEP-0114 has no acknowledgements, no XEP-0198):
 %%%
