@@ -18,6 +18,14 @@ enum SharedEjabberdCluster {
     /// No `domain_balancing`: each node routes to its own connections first, to the other
     /// node's when it has none (ejabberd's default for several connections of one domain).
     static let failoverDomain = "failover.localhost"
+    /// Balanced by `mod_component_balancing` (ServerModules/ejabberd) with `type: random`,
+    /// no `domain_balancing`: only live connections are chosen, none left bounces.
+    static let liveDomain = "live.localhost"
+    /// Balanced by `mod_component_balancing` with `type: source`.
+    static let liveSourceDomain = "livesource.localhost"
+    /// The module's source, compiled by the fixture for every node.
+    static let moduleSource = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("ServerModules/ejabberd/mod_component_balancing.erl").path
     static let users = ["alice", "bob", "carol", "dave"]
     static func password(_ user: String) -> String { "\(user)-pass" }
 
@@ -26,12 +34,19 @@ enum SharedEjabberdCluster {
     static var configuration: EjabberdClusterFixture.Configuration {
         .init(
             domain: "localhost",
-            services: [randomDomain, sourceDomain, failoverDomain].map { .init(hostname: $0, password: secret) },
+            services: [randomDomain, sourceDomain, failoverDomain, liveDomain, liveSourceDomain].map {
+                .init(hostname: $0, password: secret)
+            },
             serviceListenerOptions: ["global_routes: false"],
             balancing: [
                 randomDomain: .init(type: .random, componentNumber: 2),
                 sourceDomain: .init(type: .source, componentNumber: 2),
             ],
+            modules: [
+                "mod_component_balancing":
+                    "{type: random, domains: {\"\(liveDomain)\": random, \"\(liveSourceDomain)\": source}}"
+            ],
+            erlangModules: [moduleSource],
             accounts: users.map { .init(username: $0, password: password($0)) })
     }
 

@@ -77,6 +77,12 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
         public var serviceListenerOptions: [String]
         /// `domain_balancing`, by component hostname.
         public var balancing: [String: Balancing]
+        /// Extra modules of every node: name → raw YAML options (see
+        /// ``EjabberdFixture/Configuration/extraModules``).
+        public var modules: [String: String]
+        /// Erlang sources of extra modules, compiled for every node (see
+        /// ``EjabberdFixture/Configuration/erlangModules``).
+        public var erlangModules: [String]
         /// Accounts registered (once, on the first node) after the cluster is formed.
         public var accounts: [EjabberdFixture.Account]
         /// How many nodes (at least two).
@@ -92,6 +98,8 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
             services: [EjabberdFixture.Service] = [],
             serviceListenerOptions: [String] = ["global_routes: false"],
             balancing: [String: Balancing] = [:],
+            modules: [String: String] = [:],
+            erlangModules: [String] = [],
             accounts: [EjabberdFixture.Account] = [],
             nodeCount: Int = 2,
             logLevel: String = "info",
@@ -101,6 +109,8 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
             self.services = services
             self.serviceListenerOptions = serviceListenerOptions
             self.balancing = balancing
+            self.modules = modules
+            self.erlangModules = erlangModules
             self.accounts = accounts
             self.nodeCount = nodeCount
             self.logLevel = logLevel
@@ -205,7 +215,8 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
         let nodeConfiguration = EjabberdFixture.Configuration(
             domain: configuration.domain, services: configuration.services,
             serviceListenerOptions: configuration.serviceListenerOptions,
-            extraTopLevelYAML: configuration.balancingYAML, logLevel: configuration.logLevel,
+            extraTopLevelYAML: configuration.balancingYAML, extraModules: configuration.modules,
+            erlangModules: configuration.erlangModules, logLevel: configuration.logLevel,
             startupTimeout: configuration.startupTimeout)
         let leaf = try await authority.issue(
             commonName: configuration.domain, dnsNames: EjabberdFixture.certificateNames(nodeConfiguration), owner: user)

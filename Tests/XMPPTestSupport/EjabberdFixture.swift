@@ -71,6 +71,11 @@ public final class EjabberdFixture: @unchecked Sendable {
         public var extraTopLevelYAML: [String]
         /// Extra modules: name → raw YAML options (`{}` for none).
         public var extraModules: [String: String]
+        /// Erlang source files of extra ejabberd modules (e.g.
+        /// `ServerModules/ejabberd/mod_component_balancing.erl`): compiled with `erlc` into
+        /// the fixture's directory (`ebin/`), which is added to the node's code path
+        /// (`-pa` in `ERL_OPTIONS`); enable them through ``extraModules``.
+        public var erlangModules: [String]
         /// `loglevel`.
         public var logLevel: String
         /// How long start-up may take before the fixture fails (with the log tail).
@@ -85,6 +90,7 @@ public final class EjabberdFixture: @unchecked Sendable {
             accounts: [Account] = [],
             extraTopLevelYAML: [String] = [],
             extraModules: [String: String] = [:],
+            erlangModules: [String] = [],
             logLevel: String = "info",
             startupTimeout: Duration = .seconds(60)
         ) {
@@ -95,6 +101,7 @@ public final class EjabberdFixture: @unchecked Sendable {
             self.accounts = accounts
             self.extraTopLevelYAML = extraTopLevelYAML
             self.extraModules = extraModules
+            self.erlangModules = erlangModules
             self.logLevel = logLevel
             self.startupTimeout = startupTimeout
         }
@@ -232,13 +239,56 @@ public final class EjabberdFixture: @unchecked Sendable {
         self.logPath = self.directory.path("logs/ejabberd.log")
         self.configPath = self.directory.path("ejabberd.yml")
         self.ctlConfigPath = self.directory.path("ejabberdctl.cfg")
-        for sub in ["spool", "logs"] {
+        for sub in ["spool", "logs", "ebin"] {
             try FileManager.default.createDirectory(atPath: self.directory.path(sub), withIntermediateDirectories: true)
+        }
+        for source in configuration.erlangModules {
+            try await Self.compileModule(source, into: self.directory.path("ebin"))
         }
         try self.renderConfiguration().write(toFile: self.configPath, atomically: true, encoding: .utf8)
         try self.renderControlConfiguration().write(toFile: self.ctlConfigPath, atomically: true, encoding: .utf8)
         _ = chmod(self.ctlConfigPath, 0o600)  // holds the cookie
         try self.user?.own(self.directory.path)
+    }
+
+    /// Compiles an ejabberd module with `erlc` against the installed ejabberd's and its XMPP
+    /// library's headers.
+    /// - Parameters:
+    ///   - source: The `.erl` file.
+    ///   - directory: Where the `.beam` goes.
+    /// - Throws: ``TestSupportError`` with `erlc`'s output when it fails, or when the headers
+    ///   are not installed.
+    public static func compileModule(_ source: String, into directory: String) async throws {
+        let command = try Self.erlcCommand(source, into: directory)
+        let result = try await runCommand(command[0], Array(command.dropFirst()), timeout: .seconds(120))
+        guard result.status == 0 else {
+            throw TestSupportError("\(command.joined(separator: " ")) exited \(result.status):\n\(result.output)")
+        }
+    }
+
+    /// The `erlc` command line that compiles `source` into `directory`: include paths of
+    /// ejabberd (`/usr/lib/<arch>/ejabberd-<version>/include`) and of its XMPP library
+    /// (`/usr/lib/erlang/lib/p1_xmpp-<version>/include`), ejabberd's `ebin` for the
+    /// `gen_mod` behaviour.
+    static func erlcCommand(_ source: String, into directory: String) throws -> [String] {
+        let files = FileManager.default
+        func newest(in parent: String, prefix: String) -> String? {
+            ((try? files.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.hasPrefix(prefix) }.sorted().last
+                .map { parent + "/" + $0 }
+        }
+        let architectures = ((try? files.contentsOfDirectory(atPath: "/usr/lib")) ?? []).filter { $0.hasSuffix("-linux-gnu") }
+        guard let ejabberd = architectures.lazy.compactMap({ newest(in: "/usr/lib/" + $0, prefix: "ejabberd-") }).first,
+            files.fileExists(atPath: ejabberd + "/include/ejabberd_router.hrl"),
+            let xmpp = newest(in: "/usr/lib/erlang/lib", prefix: "p1_xmpp-")
+        else {
+            throw TestSupportError(
+                "ejabberd's or its XMPP library's Erlang headers are missing (/usr/lib/<arch>/ejabberd-*/include, "
+                    + "/usr/lib/erlang/lib/p1_xmpp-*/include): install ejabberd and erlang-dev (scripts/setup.sh)")
+        }
+        return [
+            "/usr/bin/erlc", "-o", directory, "-I", ejabberd + "/include", "-I", xmpp + "/include",
+            "-pa", ejabberd + "/ebin", source,
+        ]
     }
 
     /// The names the server certificate carries: the domain, `*.domain` and every service hostname.
@@ -472,13 +522,18 @@ public final class EjabberdFixture: @unchecked Sendable {
         return environment
     }
 
+    /// ` -pa DIR` for the compiled ``Configuration/erlangModules`` (none: empty).
+    private var codePathOption: String {
+        self.configuration.erlangModules.isEmpty ? "" : " -pa \(self.directory.path("ebin"))"
+    }
+
     private func renderControlConfiguration() -> String {
         guard self.cluster != nil else {
             return """
                 # Generated by XMPPTestSupport.EjabberdFixture
                 ERLANG_NODE=\(self.nodeName)
                 ERL_DIST_PORT=\(self.distributionPort)
-                ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 -setcookie \(self.cookie) -kernel inet_dist_use_interface {127,0,0,1}"
+                ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 -setcookie \(self.cookie) -kernel inet_dist_use_interface {127,0,0,1}\(self.codePathOption)"
                 EJABBERD_PID_PATH=\(self.directory.path("ejabberd.pid"))
                 EJABBERD_BYPASS_WARNINGS=true
 
@@ -491,7 +546,7 @@ public final class EjabberdFixture: @unchecked Sendable {
         return """
             # Generated by XMPPTestSupport.EjabberdFixture (a node of an EjabberdClusterFixture)
             ERLANG_NODE=\(self.nodeName)
-            ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 -setcookie \(self.cookie) -kernel inet_dist_use_interface {127,0,0,1} -start_epmd false"
+            ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 -setcookie \(self.cookie) -kernel inet_dist_use_interface {127,0,0,1} -start_epmd false\(self.codePathOption)"
             EJABBERD_PID_PATH=\(self.directory.path("ejabberd.pid"))
             EJABBERD_BYPASS_WARNINGS=true
 

@@ -1,0 +1,286 @@
+%%%----------------------------------------------------------------------
+%%% mod_component_balancing: several XEP-0114 connections of one component
+%%% domain, balanced over the LIVE ones only, with nothing dropped silently
+%%% by the router.  For ejabberd 23.01 (Debian 12), single node or cluster.
+%%%
+%%% What it fixes (read in ejabberd 23.01's ejabberd_router.erl,
+%%% ejabberd_router_mnesia.erl and ejabberd_service.erl):
+%%%
+%%%  1. With `domain_balancing' (type + component_number N) a domain has N
+%%%     route slots; a slot whose connection died keeps pid=undefined, and
+%%%     the router still hashes stanzas onto it, then drops them without an
+%%%     error (ejabberd_router:do_route/2, `do_route(_Pkt, _Route) -> ok').
+%%%     This module replaces that choice for the domains it is given: a
+%%%     `filter_packet' hook (global, before ejabberd's own route lookup)
+%%%     keeps only routes whose process is alive (local: is_process_alive;
+%%%     remote: its node is connected), picks one by the configured type
+%%%     (random, source, bare_source, destination, bare_destination) among
+%%%     THOSE, and sends it there.  When none is left, or the send fails,
+%%%     the stanza is bounced with `service-unavailable' (results and errors
+%%%     are never bounced, as RFC 6120 says; they are logged and dropped).
+%%%     Do NOT set `domain_balancing' for these domains: every connection
+%%%     then registers a plain route (a second connection of a domain
+%%%     registers fine without it) and the module balances over all of them.
+%%%     (With `domain_balancing' set the module still works: empty slots are
+%%%     skipped.)
+%%%
+%%%  2. A service process that ends (connection closed or killed) still has
+%%%     `{route, Packet}' messages in its mailbox; ejabberd_service has no
+%%%     handler for them at that point and nothing bounces them.  The
+%%%     `component_disconnected' hook runs in that process right after its
+%%%     route was removed: the module takes every queued stanza out of the
+%%%     mailbox and routes it again (to a surviving connection, or bounced).
+%%%
+%%%  3. A planned shutdown (rolling restart): the component sends, on its
+%%%     XEP-0114 stream, before closing it,
+%%%       <iq type='set' from='H' to='SERVERDOMAIN' id='…'>
+%%%         <unbind xmlns='urn:xmpp:component:0'><hostname>H</hostname></unbind>
+%%%       </iq>
+%%%     (XEP-0225's unbind element).  The `component_send_packet' hook
+%%%     removes this connection's route for H (only a hostname the connection
+%%%     authenticated for, and only one of the module's `domains': any other
+%%%     gets `item-not-found' or `feature-not-implemented'; with
+%%%     `domain_balancing' an early unregister would empty a slot that keeps its
+%%%     share), and answers with an empty result; the stream stays
+%%%     up, so whatever was already routed to it still arrives, and new
+%%%     stanzas go to the other connections.  The component then closes its
+%%%     stream when its queue is empty.  A server without this module answers
+%%%     the IQ with an error, which a component treats as "unbind not
+%%%     supported" (ComponentKit, component-host: they close as before).
+%%%
+%%% What it cannot fix (XEP-0114 has no acknowledgements, no XEP-0198):
+%%%
+%%%  - stanzas already written to the socket of a connection whose peer was
+%%%    killed (the kernel buffers, and what the service process writes
+%%%    between the peer's death and its noticing the close) are lost without
+%%%    an error: only what was in flight to the killed process;
+%%%  - a node that dies while its TCP connections stay open (a frozen machine,
+%%%    a network partition) is seen as dead only after `net_ticktime'
+%%%    (ejabberd's default: 60 s); until then its connections count as live
+%%%    and what is sent to them is lost.  When the node's VM dies and its
+%%%    sockets close (a crash, SIGKILL), the other nodes know at once.
+%%%
+%%% Install (ejabberd 23.01 on Debian; erlc comes with erlang-base):
+%%%
+%%%   erlc -o /opt/ejabberd-modules \
+%%%     -I /usr/lib/x86_64-linux-gnu/ejabberd-23.01-1/include \
+%%%     -I /usr/lib/erlang/lib/p1_xmpp-1.6.1/include \
+%%%     -pa /usr/lib/x86_64-linux-gnu/ejabberd-23.01-1/ebin \
+%%%     mod_component_balancing.erl
+%%%
+%%%   ejabberdctl.cfg (every node; ejabberdctl passes ERL_OPTIONS to erl):
+%%%     ERL_OPTIONS="-pa /opt/ejabberd-modules"
+%%%
+%%%   ejabberd.yml (every node, the same):
+%%%     modules:
+%%%       mod_component_balancing:
+%%%         type: random                  # default for a domain given in a list
+%%%         domains:
+%%%           "search.example.com": random
+%%%           "muc-bridge.example.com": source
+%%%     # (or `domains: ["search.example.com"]' with the one `type')
+%%%
+%%% The hooks are global (they see every stanza of the node): enable the
+%%% module under one virtual host's configuration only (the top-level
+%%% `modules:' with a single host, or `host_config:' of one host).
+%%%----------------------------------------------------------------------
+-module(mod_component_balancing).
+-behaviour(gen_mod).
+
+-export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1,
+         mod_doc/0]).
+-export([filter_packet/1, component_disconnected/2, component_send_packet/1]).
+
+-include("xmpp.hrl").
+-include("logger.hrl").
+-include("ejabberd_router.hrl").
+
+-define(NS_COMPONENT_UNBIND, <<"urn:xmpp:component:0">>).
+-define(KEY, {?MODULE, domains}).
+-define(TYPES, [random, source, bare_source, destination, bare_destination]).
+
+%%%===================================================================
+%%% gen_mod
+%%%===================================================================
+start(Host, Opts) ->
+    persistent_term:put(?KEY, domains(Opts)),
+    ejabberd_hooks:add(filter_packet, ?MODULE, filter_packet, 10),
+    ejabberd_hooks:add(component_disconnected, ?MODULE, component_disconnected, 10),
+    ejabberd_hooks:add(component_send_packet, ?MODULE, component_send_packet, 10),
+    ?INFO_MSG("~ts on ~ts balances ~p", [?MODULE, Host, persistent_term:get(?KEY)]),
+    ok.
+
+stop(_Host) ->
+    ejabberd_hooks:delete(filter_packet, ?MODULE, filter_packet, 10),
+    ejabberd_hooks:delete(component_disconnected, ?MODULE, component_disconnected, 10),
+    ejabberd_hooks:delete(component_send_packet, ?MODULE, component_send_packet, 10),
+    persistent_term:erase(?KEY),
+    ok.
+
+reload(_Host, NewOpts, _OldOpts) ->
+    persistent_term:put(?KEY, domains(NewOpts)),
+    ok.
+
+depends(_Host, _Opts) ->
+    [].
+
+mod_opt_type(type) ->
+    econf:enum(?TYPES);
+mod_opt_type(domains) ->
+    econf:either(
+      econf:map(econf:domain(), econf:enum(?TYPES)),
+      econf:list(econf:domain())).
+
+mod_options(_Host) ->
+    [{type, random}, {domains, []}].
+
+mod_doc() ->
+    #{desc => ["Balances several XEP-0114 connections of one component "
+               "domain over the live ones only; bounces instead of dropping; "
+               "re-routes a closing connection's queue; handles "
+               "<unbind xmlns='urn:xmpp:component:0'/> for planned shutdowns."]}.
+
+%% #{LDomain => Type} (Opts: the validated options, a map in 23.01)
+domains(Opts) ->
+    Type = gen_mod:get_opt(type, Opts),
+    lists:foldl(
+      fun({Domain, T}, Acc) when is_atom(T) -> Acc#{jid:nameprep(Domain) => T};
+         (Domain, Acc) -> Acc#{jid:nameprep(Domain) => Type}
+      end, #{}, gen_mod:get_opt(domains, Opts)).
+
+%%%===================================================================
+%%% 1. Routing to a live connection (filter_packet, every node, every stanza)
+%%%===================================================================
+filter_packet(drop) ->
+    drop;
+filter_packet(Pkt) ->
+    To = xmpp:get_to(Pkt),
+    case persistent_term:get(?KEY, #{}) of
+        Domains when is_map_key(To#jid.lserver, Domains) ->
+            route(Pkt, To, maps:get(To#jid.lserver, Domains));
+        _ ->
+            Pkt
+    end.
+
+route(Pkt, To, Type) ->
+    Live = lists:sort([Pid || #route{pid = Pid} <- routes(To#jid.lserver), is_pid(Pid), alive(Pid)]),
+    try_send(Pkt, Live, key(Type, xmpp:get_from(Pkt), To)),
+    {stop, drop}.
+
+%% The domain's routes as the router's backend holds them (ejabberd_router
+%% does not export find_routes/1; the Mnesia backend has no cache).
+routes(LDomain) ->
+    Backend = ejabberd_router:get_backend(),
+    case Backend:find_routes(LDomain) of
+        {ok, Routes} -> Routes;
+        _ -> []
+    end.
+
+%% Picks a connection by the hash of Key over the live ones; a send that
+%% fails (the process died meanwhile, the node went away) tries the rest.
+try_send(Pkt, [], _Key) ->
+    bounce(Pkt);
+try_send(Pkt, Pids, Key) ->
+    Pid = lists:nth(erlang:phash2(Key, length(Pids)) + 1, Pids),
+    case send(Pid, {route, Pkt}) of
+        true -> ok;
+        false -> try_send(Pkt, lists:delete(Pid, Pids), Key)
+    end.
+
+key(random, _From, _To) -> erlang:unique_integer();
+key(source, From, _To) -> jid:tolower(From);
+key(bare_source, From, _To) -> jid:remove_resource(jid:tolower(From));
+key(destination, _From, To) -> jid:tolower(To);
+key(bare_destination, _From, To) -> jid:remove_resource(jid:tolower(To)).
+
+alive(Pid) when node(Pid) == node() -> is_process_alive(Pid);
+alive(Pid) -> lists:member(node(Pid), nodes()).
+
+send(Pid, Msg) when node(Pid) == node() ->
+    case is_process_alive(Pid) of
+        true -> Pid ! Msg, true;
+        false -> false
+    end;
+send(Pid, Msg) ->
+    %% No `nosuspend' (ejabberd_cluster:send drops on a busy link): wait for
+    %% the link rather than lose the stanza; `noconnect': a node that is gone
+    %% is not dialled again, the next connection is tried.
+    erlang:send(Pid, Msg, [noconnect]) == ok.
+
+bounce(Pkt) ->
+    case xmpp:get_type(Pkt) of
+        T when T == error; T == result ->
+            ?WARNING_MSG("~ts: no live connection for ~ts; dropped a ~ts stanza "
+                         "(errors and results are never bounced)",
+                         [?MODULE, jid:encode(xmpp:get_to(Pkt)), T]);
+        _ ->
+            ejabberd_router:route_error(
+              Pkt, xmpp:err_service_unavailable(
+                     <<"No live connection of this component">>, xmpp:get_lang(Pkt)))
+    end.
+
+%%%===================================================================
+%%% 2. A closing connection's queue (runs in the dying ejabberd_service
+%%%    process, right after it unregistered the route)
+%%%===================================================================
+component_disconnected(Host, _Reason) ->
+    N = drain(0),
+    N > 0 andalso ?INFO_MSG("~ts: routed again ~B stanza(s) queued for the closed "
+                            "connection of ~ts", [?MODULE, N, Host]),
+    ok.
+
+drain(N) ->
+    receive
+        {route, Pkt} ->
+            ejabberd_router:route(Pkt),
+            drain(N + 1)
+    after 0 ->
+            N
+    end.
+
+%%%===================================================================
+%%% 3. <unbind xmlns='urn:xmpp:component:0'/> (runs in the ejabberd_service
+%%%    process of the connection that sent it)
+%%%===================================================================
+component_send_packet({#iq{type = set, to = #jid{luser = <<>>, lresource = <<>>,
+                                                 lserver = Server},
+                           sub_els = [SubEl]} = IQ, State} = Acc) ->
+    El = case SubEl of
+             #xmlel{} -> SubEl;
+             _ -> xmpp:encode(SubEl)
+         end,
+    case {El, ejabberd_router:is_my_host(Server)} of
+        {#xmlel{name = <<"unbind">>}, true} ->
+            case fxml:get_tag_attr_s(<<"xmlns">>, El) of
+                ?NS_COMPONENT_UNBIND -> {stop, unbind(IQ, El, State)};
+                _ -> Acc
+            end;
+        _ ->
+            Acc
+    end;
+component_send_packet(Acc) ->
+    Acc.
+
+unbind(IQ, El, State) ->
+    Hostname = jid:nameprep(string:trim(fxml:get_subtag_cdata(El, <<"hostname">>))),
+    Routes = [jid:nameprep(R) || R <- maps:get(routes, State, [])],
+    Balanced = persistent_term:get(?KEY, #{}),
+    Lang = xmpp:get_lang(IQ),
+    Reply = case Hostname /= error andalso lists:member(Hostname, Routes) of
+                false ->
+                    xmpp:make_error(IQ, xmpp:err_item_not_found(
+                                          <<"Not a hostname of this connection">>, Lang));
+                true when not is_map_key(Hostname, Balanced) ->
+                    %% Not balanced by this module: with `domain_balancing' an
+                    %% early unregister would empty a slot that keeps its share,
+                    %% a loss, not a gain.  The component closes as before.
+                    xmpp:make_error(IQ, xmpp:err_feature_not_implemented(
+                                          <<"This hostname is not balanced by "
+                                            "mod_component_balancing">>, Lang));
+                true ->
+                    ejabberd_router:unregister_route(Hostname),
+                    ?INFO_MSG("~ts: unbound ~ts from ~p (planned shutdown)",
+                              [?MODULE, Hostname, self()]),
+                    xmpp:make_iq_result(IQ)
+            end,
+    {drop, xmpp_stream_in:send(State, Reply)}.
