@@ -279,8 +279,15 @@ unbind(IQ, El, State) ->
                                             "mod_component_balancing">>, Lang));
                 true ->
                     ejabberd_router:unregister_route(Hostname),
-                    ?INFO_MSG("~ts: unbound ~ts from ~p (planned shutdown)",
-                              [?MODULE, Hostname, self()]),
+                    %% What was routed here while the request waited in this
+                    %% process's queue would otherwise be written after the
+                    %% result, when the component is about to close: route it
+                    %% again (to the other connections) before answering, so
+                    %% that the result is the last thing routed here.
+                    N = drain(0),
+                    ?INFO_MSG("~ts: unbound ~ts from ~p (planned shutdown); "
+                              "~B queued stanza(s) routed again",
+                              [?MODULE, Hostname, self(), N]),
                     xmpp:make_iq_result(IQ)
             end,
     {drop, xmpp_stream_in:send(State, Reply)}.

@@ -118,7 +118,7 @@ extension ComponentConnection {
     /// still arrives and is answered; any other server answers an error, or not at all
     /// (bounded), and the stream is closed as before. Returns whether the server agreed.
     @discardableResult
-    func askToStopRouting(_ hostname: String, on stream: ComponentStream, timeout: Duration = .seconds(3)) async -> Bool {
+    func askToStopRouting(_ hostname: String, on stream: ComponentStream, timeout: Duration = .seconds(2)) async -> Bool {
         var iq = HostnameBinding.unbindRequest(id: self.pending.makeID(), hostname: hostname)
         iq.element["from"] = hostname
         iq.element["to"] = stream.serverDomain

@@ -78,7 +78,7 @@ extension ComponentConnection {
             case .write(let owner), .queue(let owner):
                 let binding = state.bindings[owner]
                 let stream = binding?.legacyStream ?? (state.machine.legacy ? nil : state.stream)
-                return (decision, binding, stream?.channel.isActive == true ? stream : nil)
+                return (decision, binding, stream?.isWritable == true ? stream : nil)
             case .unknownSender:
                 return (decision, nil, nil)
             }
@@ -149,13 +149,18 @@ extension ComponentConnection {
         guard binding.outbound.count > 0 else { return }
         let (decision, _, stream) = self.writeDecision(from: binding.key)
         guard case .write = decision, let stream, binding.outbound.beginFlush() else { return }
-        while true {
+        // A write that fails at once (the stream closed meanwhile) puts its stanza back in
+        // the queue: stop as soon as the stream cannot take writes, or this loop would take
+        // it out again, forever.
+        while stream.isWritable {
             let batch = binding.outbound.nextBatch()
             if batch.isEmpty { return }
             for entry in batch {
                 self.write(entry.element, binding: binding, ticket: entry.ticket, on: stream, completion: entry.completion)
             }
         }
+        // Ends the flush; what is left waits for the next stream (or fails with the binding).
+        binding.outbound.requeueFront([])
     }
 
     /// Fails queued stanzas that waited too long; runs while the connection runs.

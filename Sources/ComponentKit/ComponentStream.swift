@@ -86,6 +86,14 @@ final class ComponentStream: Sendable {
         }
     }
 
+    /// Whether we sent `</stream:stream>`: nothing more may be written.
+    private let closeSent = Atomic<Bool>(false)
+
+    /// Whether stanzas may be written: the channel is open and we have not closed the stream.
+    var isWritable: Bool {
+        self.channel.isActive && !self.closeSent.load(ordering: .acquiring)
+    }
+
     /// Sends `</stream:stream>`, waits for the server to close its side (bounded), then closes.
     /// With acknowledgements on, an `<a/>` first tells the server what was handled, so that
     /// it routes again only the rest.
@@ -93,6 +101,7 @@ final class ComponentStream: Sendable {
         let channel = self.channel
         let closed = channel.closeFuture
         self.acknowledgements.acknowledgeBeforeClosing()
+        self.closeSent.store(true, ordering: .releasing)
         channel.writeAndFlush(XMLStreamFrame.close, promise: nil)
         let timer = channel.eventLoop.scheduleTask(in: timeout) {
             channel.close(promise: nil)
