@@ -1164,7 +1164,10 @@ local function sm_sent(session, stanza, routed_host)
 	sm.sent = sm.sent + 1;
 	sm.queue[sm.sent] = { stanza = stanza, host = routed_host };
 	local unacked = sm.sent - sm.acked;
-	if unacked > opt_max_unacked then
+	-- A component that stopped reading (its write buffer grows: TCP pushes back) cannot
+	-- acknowledge what it has not read: backpressure, which the send-buffer cap handles,
+	-- not a missing acknowledgement.
+	if unacked > opt_max_unacked and queued_bytes(session) < 65536 then
 		session.log("warn", "%d stanzas not acknowledged; closing the stream", unacked);
 		timer.add_task(0, function ()
 			session:close({ condition = "resource-constraint", text = "Too many unacknowledged stanzas" });

@@ -386,11 +386,14 @@ final class ComponentRouter: Sendable {
     }
 
     private func transmitOnEventLoop(_ outgoing: [Outgoing], session: SessionID, channel: any Channel) {
+        // The limit is checked after the flush (below): a burst larger than it, written at
+        // once, is not a component that fails to acknowledge; nor is one that stopped reading.
         let actions: [StreamAcknowledgements.SendAction?] = self.state.withLock { state in
             guard state.acknowledgements[session] != nil else { return outgoing.map { _ in nil } }
             return outgoing.map { item in
                 guard StreamAcknowledgements.isStanza(item.element) else { return nil }
-                return state.acknowledgements[session]!.sent(item.element, routedDomain: item.routedDomain)
+                return state.acknowledgements[session]!.sent(
+                    item.element, routedDomain: item.routedDomain, peerIsReading: false)
             }
         }
         var overflow: StreamError?
@@ -415,6 +418,11 @@ final class ComponentRouter: Sendable {
             }
         }
         channel.flush()
+        if overflow == nil, channel.isWritable {
+            // Written and taken (the write buffer is below its high-water mark): the component
+            // reads what it is sent, but does not acknowledge it.
+            overflow = self.state.withLock { $0.acknowledgements[session]?.checkOverflow() }
+        }
         if armTimer {
             channel.eventLoop.scheduleTask(in: StreamAcknowledgements.requestDelay) {
                 let request = self.state.withLock { $0.acknowledgements[session]?.timerFired() ?? false }

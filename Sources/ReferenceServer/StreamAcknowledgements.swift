@@ -85,11 +85,15 @@ struct StreamAcknowledgements: Sendable {
     /// - Parameters:
     ///   - element: The stanza.
     ///   - routedDomain: The domain whose routing chose this stream, or `nil`.
-    mutating func sent(_ element: Element, routedDomain: String?) -> SendAction {
+    ///   - peerIsReading: Whether the component takes what is written (the stream's write
+    ///     buffer is below its high-water mark). A component that stopped reading (its
+    ///     handlers are behind and TCP pushes back) cannot acknowledge what it has not read:
+    ///     that is backpressure, not a missing acknowledgement, and does not close the stream.
+    mutating func sent(_ element: Element, routedDomain: String?, peerIsReading: Bool = true) -> SendAction {
         self.sent += 1
         self.queue.append(Unacknowledged(element: element, routedDomain: routedDomain))
         let unacknowledged = self.unacknowledgedCount
-        if unacknowledged > self.maximumUnacknowledged {
+        if unacknowledged > self.maximumUnacknowledged, peerIsReading {
             guard !self.closing else { return .none }
             self.closing = true
             return .overflow(StreamError(.resourceConstraint, text: "Too many unacknowledged stanzas"))
@@ -102,6 +106,15 @@ struct StreamAcknowledgements: Sendable {
             return .armTimer
         }
         return .none
+    }
+
+    /// After a batch was written and flushed: too many unacknowledged stanzas while the
+    /// component takes what is written (see ``sent(_:routedDomain:peerIsReading:)``) closes
+    /// the stream, once.
+    mutating func checkOverflow() -> StreamError? {
+        guard self.unacknowledgedCount > self.maximumUnacknowledged, !self.closing else { return nil }
+        self.closing = true
+        return StreamError(.resourceConstraint, text: "Too many unacknowledged stanzas")
     }
 
     /// The request timer fired.

@@ -279,7 +279,8 @@ struct BackpressureTests {
                 handler.release()
                 let all = await answers.wait { handler.seen.withLock { $0.count } >= count }
                 #expect(all)
-                #expect(handler.seen.withLock { $0 } == (0..<count).map { "b\($0)" })
+                let inOrder = handler.seen.withLock { $0 == (0..<count).map { "b\($0)" } }
+                #expect(inOrder, "not every stanza arrived exactly once, in order")
                 #expect(answers.count { _, type, _, _ in type == "error" } == 0)
             }
         }

@@ -86,6 +86,20 @@ import XMPPCore
         #expect(acks.timerFired() == false, "nothing asked while closing")
     }
 
+    /// A component that stopped reading (TCP pushes back) cannot acknowledge what it has not
+    /// read: past the maximum the stream lives while it is not reading, and is closed when
+    /// it reads again without acknowledging.
+    @Test func pastTheMaximumAComponentThatIsNotReadingIsNotClosed() {
+        var acks = StreamAcknowledgements(maximumUnacknowledged: 3)
+        for index in 1...6 {
+            #expect(acks.sent(Self.message(index), routedDomain: nil, peerIsReading: false) != .overflow(
+                StreamError(.resourceConstraint, text: "Too many unacknowledged stanzas")))
+        }
+        #expect(
+            acks.sent(Self.message(7), routedDomain: nil, peerIsReading: true)
+                == .overflow(StreamError(.resourceConstraint, text: "Too many unacknowledged stanzas")))
+    }
+
     @Test func theUnacknowledgedAreKeptInOrderWithTheirDomain() {
         var acks = StreamAcknowledgements(maximumUnacknowledged: 10_000)
         _ = acks.sent(Self.message(1), routedDomain: "search.example.test")
