@@ -92,8 +92,10 @@ import XMPPCore
     @Test func pastTheMaximumAComponentThatIsNotReadingIsNotClosed() {
         var acks = StreamAcknowledgements(maximumUnacknowledged: 3)
         for index in 1...6 {
-            #expect(acks.sent(Self.message(index), routedDomain: nil, peerIsReading: false) != .overflow(
-                StreamError(.resourceConstraint, text: "Too many unacknowledged stanzas")))
+            #expect(
+                acks.sent(Self.message(index), routedDomain: nil, peerIsReading: false)
+                    != .overflow(
+                        StreamError(.resourceConstraint, text: "Too many unacknowledged stanzas")))
         }
         #expect(
             acks.sent(Self.message(7), routedDomain: nil, peerIsReading: true)
