@@ -206,8 +206,21 @@ extension ComponentConnection {
         }
         guard proceed else { return }
         let request = HostnameBinding.bindRequest(id: id, hostname: binding.requested, weight: binding.weight)
-        self.sendRequest(request, via: .stream(stream), timeout: self.configuration.requestTimeout) { result in
+        // No timeout while the stream lives: a server answers a stream's requests in order,
+        // and a late `result` still binds the hostname there. Given up locally, it would
+        // leave the server routing to a hostname nobody serves here (and reading may be
+        // paused by our own budget, with the answer waiting in the socket). A `bind()` that
+        // stops waiting sends an `<unbind/>` behind it instead; a dead stream fails it.
+        self.sendRequest(request, via: .stream(stream), timeout: nil) { result in
             self.bindAnswered(binding, requestID: id, on: stream, result: result)
+        }
+        let timeout = self.configuration.requestTimeout
+        self.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+            let waiting = self.state.withLock { $0.machine.hostnames[binding.key]?.phase == .binding(requestID: id) }
+            guard waiting, stream.channel.isActive else { return }
+            self.logger.warning(
+                "no answer to a bind request yet; still waiting for it",
+                metadata: ["component.hostname": "\(binding.requested)", "waited": "\(timeout)"])
         }
     }
 

@@ -277,9 +277,11 @@ extension ComponentConnection {
 
     /// On the loop: registers a request, arms its timeout and sends it. `completion` runs
     /// exactly once: on the event loop, in stream order, when the answer is read (so a bind
-    /// result takes effect before the stanza that follows it), or with an error.
+    /// result takes effect before the stanza that follows it), or with an error. With no
+    /// `timeout` the request waits as long as its stream lives (binding requests: a late
+    /// answer must still take effect, or the server and the connection disagree).
     func sendRequest(
-        _ iq: IQ, via route: RequestRoute, timeout: Duration,
+        _ iq: IQ, via route: RequestRoute, timeout: Duration?,
         completion: @escaping @Sendable (Result<IQ, any Error>) -> Void
     ) {
         let id = iq.requestID
@@ -296,11 +298,13 @@ extension ComponentConnection {
                 .failure(ComponentError(.invalidStanza, "an IQ request with id '\(id)' is already waiting for its answer")))
             return
         }
-        let scheduled = self.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
-            metrics.iqTimeouts.increment()
-            pending.fail(id: id, ComponentError(.timeout, "no answer to IQ '\(id)' within \(timeout)"))
+        if let timeout {
+            let scheduled = self.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+                metrics.iqTimeouts.increment()
+                pending.fail(id: id, ComponentError(.timeout, "no answer to IQ '\(id)' within \(timeout)"))
+            }
+            pending.setTimeout(id: id, scheduled)
         }
-        pending.setTimeout(id: id, scheduled)
         switch route {
         case .stream(let stream):
             let promise = self.eventLoop.makePromise(of: Void.self)

@@ -126,7 +126,10 @@ public final class ComponentConnection: Service, Sendable {
     ///
     /// On a XEP-0225 stream this is one `<bind/>` IQ; the hostname the server returns is
     /// the one recorded and returned. If no stream is up yet, the binding waits for one
-    /// (up to the request timeout). The handler hears ``ComponentHandler/hostnameBound(_:in:)``
+    /// (up to the request timeout). When the timeout passes with the request still
+    /// unanswered, the hostname is given up like an ``unbind(_:)``: an `<unbind/>` follows
+    /// the bind request on the stream (the server answers both in order), so that a late
+    /// answer never leaves the hostname bound on the server and unserved here. The handler hears ``ComponentHandler/hostnameBound(_:in:)``
     /// before the first stanza of the binding.
     /// - Parameters:
     ///   - hostname: The hostname (a domain, or `domain/resource`).
@@ -171,7 +174,7 @@ public final class ComponentConnection: Service, Sendable {
             } catch {
                 if (error as? ComponentError)?.kind == .timeout {
                     binding.resolveWaiters(.failure(error))
-                    self.execute { self.removeBindingForGood(binding, reason: "bind timed out") }
+                    await self.giveUpBinding(binding)
                 }
                 throw error
             }
@@ -419,6 +422,62 @@ public final class ComponentConnection: Service, Sendable {
             }
         }
         return binding
+    }
+
+    /// A `bind()` that stopped waiting: the hostname is unbound like any other, so that a
+    /// bind request still in flight is followed by an `<unbind/>` (the server answers both
+    /// in order) instead of being forgotten here while the server binds it. Returns once the
+    /// unbind is sent or the hostname is removed; the answer is not awaited.
+    func giveUpBinding(_ binding: Binding) async {
+        let key = binding.key
+        let id = self.pending.makeID()
+        await self.onLoop {
+            let (start, stream) = self.state.withLock { state in
+                (state.machine.unbindStarted(key, requestID: id), state.stream)
+            }
+            switch start {
+            case .notRegistered, .inProgress:
+                return
+            case .removedLocally(let wasBinding):
+                self.removeBindingForGood(binding, reason: wasBinding ? "bind timed out" : "bind gave up")
+            case .send(let bound):
+                guard let stream else {
+                    self.removeBindingForGood(binding, reason: "bind timed out")
+                    return
+                }
+                let request = HostnameBinding.unbindRequest(id: id, hostname: bound)
+                // Behind the bind in flight, and like it without a timeout of its own.
+                self.sendRequest(request, via: .stream(stream), timeout: nil) { result in
+                    self.bindGivenUpUnbound(binding, requestID: id, result: result)
+                }
+            }
+        }
+    }
+
+    /// The answer to the `<unbind/>` of a `bind()` that stopped waiting.
+    private func bindGivenUpUnbound(_ binding: Binding, requestID: String, result: Result<IQ, any Error>) {
+        let outcome: ConnectionStateMachine.UnbindOutcome
+        switch result {
+        case .success(let answer) where answer.type == .error:
+            outcome = .refused(answer.error?.condition ?? .undefinedCondition)
+        case .success:
+            outcome = .succeeded
+        case .failure:
+            outcome = .noAnswer
+        }
+        switch self.state.withLock({ $0.machine.unbindAnswered(binding.key, requestID: requestID, outcome: outcome) }) {
+        case .removed(let hostname):
+            self.removeBindingForGood(binding, reason: "bind timed out", unboundHostname: hostname)
+        case .stillBound(let hostname, let announce):
+            // The server kept it (it refused the unbind): served after all.
+            if announce {
+                binding.mailbox.post(.bound(hostname))
+                self.emit(.bound(hostname: hostname))
+            }
+            self.flushQueue(binding)
+        case .stale:
+            break
+        }
     }
 
     /// Removes a hostname for good (its record in the machine is already gone, or is

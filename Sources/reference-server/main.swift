@@ -236,7 +236,7 @@ do {
           SASL identity:  \(identity)
           SASL password:  \(password)
           may bind:       \(identity), *.\(identity)
-          XEP-0114:       legacy.\(options.domain) with secret \(legacySecret)
+          XEP-0114:       \(server.legacyPort == nil ? "off" : "legacy.\(options.domain) with secret \(legacySecret)")
           c2s port:       \(server.c2sPort.map { "\($0)  (STARTTLS required)" } ?? "off")
           users:          \(options.users.isEmpty ? "none (--user JID=PASSWORD)" : options.users.keys.sorted().joined(separator: ", "))
         """)

@@ -250,4 +250,66 @@ struct StreamOrderTests {
             }
         }
     }
+
+    /// A `bind()` that times out while its request is still unanswered (here: the answer
+    /// waits unread, behind reading paused by the connection's budget) does not forget the
+    /// hostname locally while the server binds it: an `<unbind/>` follows the bind, and the
+    /// server ends with nothing bound. Before: the late result was dropped, the server kept
+    /// the hostname bound and routed to it, and the connection dropped every such stanza.
+    @Test func aBindThatTimesOutLeavesNothingBoundOnTheServer() async throws {
+        try await withServers { servers in
+            let server = try await servers.start(SDKFixture.shared.serverConfiguration())
+            let answers = Answers(server)
+            var configuration = SDKFixture.shared.clientConfiguration(port: server.port)
+            configuration.connectionBudget = ConnectionBudgetPolicy(maxBytes: 64 << 10)
+            configuration.requestTimeout = .seconds(1)
+            let connection = ComponentConnection(configuration: configuration, logger: testLogger("order-bind-timeout"))
+            let events = EventRecorder(connection)
+            let gated = BackpressureTests.GatedHandler()
+            try connection.register("b.example.test", handler: gated)
+            try await withRunningConnection(connection) { connection in
+                try await events.waitBound(["b.example.test"])
+                // Fill the budget: reading pauses, with a blocked handler.
+                let body = String(repeating: "x", count: 2_000)
+                try server.inject(
+                    contentsOf: try (0..<200).map {
+                        Message(
+                            type: .chat, from: try JID("alice@\(SDKFixture.domain)/r"), to: try JID("b.example.test"),
+                            id: "fill-\($0)", body: body
+                        ).element
+                    })
+                // Until the connection stops taking stanzas in (the count holds still).
+                var last = -1
+                var stable = 0
+                let paused = ContinuousClock.now + .seconds(20)
+                while stable < 10, ContinuousClock.now < paused {
+                    try await Task.sleep(for: .milliseconds(50))
+                    let now = connection.status.hostnames.first { $0.hostname == "b.example.test" }?.stanzasIn ?? 0
+                    stable = now == last && now > 0 ? stable + 1 : 0
+                    last = now
+                }
+                try #require(last > 0 && last < 200, "reading never paused (\(last) of 200 taken in)")
+                // The server binds c at once; its answer waits behind the pause.
+                await #expect(throws: ComponentError.self) {
+                    try await connection.bind("c.example.test", handler: Echo())
+                }
+                gated.release()
+                // Read on: the late bind result, then the unbind's.
+                let deadline = ContinuousClock.now + .seconds(20)
+                while server.boundHostnames.contains("c.example.test"), ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(!server.boundHostnames.contains("c.example.test"), "still bound on the server")
+                // Nothing routed to a hostname nobody serves: the server answers for it.
+                try server.inject(
+                    Message(
+                        type: .chat, from: try JID("alice@\(SDKFixture.domain)/r"), to: try JID("c.example.test"),
+                        id: "probe", body: "p"
+                    ).element)
+                try await answers.wait(for: 1, timeout: .seconds(20))
+                #expect(answers.all()["probe"]?["type"] == "error")
+                #expect(events.all.filter { $0.kind == .disconnected }.isEmpty)
+            }
+        }
+    }
 }
