@@ -62,8 +62,14 @@ extension ComponentConnection {
                 }
                 if stream.channel.isActive {
                     if self.isShuttingDown {
-                        await self.askToStopRouting(hostname, on: stream)
-                        await self.answerReceived(binding)
+                        if await self.askToStopRouting(hostname, on: stream) {
+                            // Routed elsewhere from now on, but a stanza another cluster node
+                            // picked this stream for just before may still be on its way: the
+                            // stream is closed once it has been quiet for a moment.
+                            await self.answerReceived(binding, quietFor: .milliseconds(150), on: stream)
+                        } else {
+                            await self.answerReceived(binding)
+                        }
                     }
                     await stream.closeGracefully()
                 }
@@ -140,9 +146,15 @@ extension ComponentConnection {
     /// stream before `</stream:stream>`. XEP-0114 has no unbind: closing the stream is the
     /// only way to stop the server routing to this connection, and nothing may be written
     /// after the close, so an answer not written by then is lost without an error.
-    func answerReceived(_ binding: Binding, timeout: Duration = .seconds(5)) async {
+    ///
+    /// With `quietFor` and the stream: also until nothing was read from it for that long.
+    func answerReceived(
+        _ binding: Binding, timeout: Duration = .seconds(5), quietFor quiet: Duration? = nil, on stream: ComponentStream? = nil
+    ) async {
         let deadline = ContinuousClock.now + timeout
-        while !binding.mailbox.isIdle, ContinuousClock.now < deadline, !Task.isCancelled {
+        while ContinuousClock.now < deadline, !Task.isCancelled {
+            let quietEnough = quiet.map { quiet in stream.map { $0.activity.idleTime >= quiet } ?? true } ?? true
+            if binding.mailbox.isIdle && quietEnough { return }
             try? await Task.sleep(for: .milliseconds(1))
         }
     }
