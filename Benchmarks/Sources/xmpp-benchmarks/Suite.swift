@@ -145,7 +145,8 @@ struct Suite {
     /// A component-host configuration with `hostnames`, all on the echo plugin (or, with
     /// `external`, on the `external` plugin running that command against a local listener).
     func hostConfiguration(
-        name: String, server: ReferenceServer, legacy: Bool, hostnames: [String], external: [String]? = nil
+        name: String, server: ReferenceServer, legacy: Bool, hostnames: [String], external: [String]? = nil,
+        acknowledgements: Bool = true
     ) throws -> String {
         var text = """
             [server]
@@ -155,6 +156,7 @@ struct Suite {
             protocol = "\(legacy ? "xep0114" : "xep0225")"
             tls = "\(legacy ? "none" : "starttls")"
             ca_file = "\(self.directory)/ca.pem"
+            acknowledgements = \(acknowledgements)
 
             [auth]
             identity = "\(Self.identity)"
@@ -209,8 +211,8 @@ struct Suite {
         func wanted(_ name: String) -> Bool { self.options.only.map { $0.contains(name) } ?? true }
         // Every name `--only` accepts; an unknown one is a target that did not run.
         let known: Set<String> = [
-            "reflector", "host-xep0225-tls", "host-xep0114", "libstrophe", "host-external-libstrophe", "gloox", "slixmpp",
-            "host-100-plugins", "binds", "decode",
+            "reflector", "host-xep0225-tls", "host-noacks", "host-xep0114", "libstrophe", "host-external-libstrophe",
+            "gloox", "slixmpp", "host-100-plugins", "binds", "decode",
         ]
         var notRun: [String: String] = [:]
         for name in (self.options.only ?? []).subtracting(known) {
@@ -235,12 +237,14 @@ struct Suite {
                 }
             )
         }
-        func hostLaunch(_ name: String, transport: String, legacy: Bool, hostnames: [String]) -> Launch {
+        func hostLaunch(
+            _ name: String, transport: String, legacy: Bool, hostnames: [String], acknowledgements: Bool = true
+        ) -> Launch {
             (
                 name, transport, hostnames,
                 {
                     let configuration = try self.hostConfiguration(
-                        name: name, server: server, legacy: legacy, hostnames: hostnames)
+                        name: name, server: server, legacy: legacy, hostnames: hostnames, acknowledgements: acknowledgements)
                     return try ChildProcess(
                         name: name, core: self.componentCore, executable: host, arguments: ["run", "--config", configuration],
                         log: self.logs + "/\(name).log")
@@ -250,6 +254,12 @@ struct Suite {
         launches.append(legacyPeer("reflector", peers + "/reflector"))
         launches.append(
             hostLaunch("host-xep0225-tls", transport: "XEP-0225+TLS", legacy: false, hostnames: ["host-xep0225.\(Self.domain)"]))
+        // The same without XEP-0198 acknowledgements (the reference server offers them): the
+        // difference to the row above is what acknowledging handled stanzas costs.
+        launches.append(
+            hostLaunch(
+                "host-noacks", transport: "0225+TLS noack", legacy: false,
+                hostnames: ["host-noacks.\(Self.domain)"], acknowledgements: false))
         launches.append(
             hostLaunch("host-xep0114", transport: "XEP-0114", legacy: true, hostnames: ["host-xep0114.\(Self.domain)"]))
         launches.append(legacyPeer("libstrophe", peers + "/strophe-echo"))
