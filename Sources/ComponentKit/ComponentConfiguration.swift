@@ -111,8 +111,25 @@ public struct ComponentConfiguration: Sendable {
     /// Prosody module and reference server do) routes them again, to another instance of
     /// the domain or back to the sender as an error, when this stream dies: a killed
     /// process loses nothing silently, at the price of a stanza that was handled but not
-    /// yet acknowledged arriving twice. XEP-0114 streams have no acknowledgements.
+    /// yet acknowledged arriving twice. XEP-0114 streams have acknowledgements only with
+    /// ``legacyAcknowledgements``.
     public var acknowledgements = true
+
+    /// Acknowledges handled stanzas on XEP-0114 streams too (this project's extension of
+    /// XEP-0114; off by default).
+    ///
+    /// XEP-0114 has no stream features, so nothing says whether a server takes
+    /// acknowledgements: turn this on only for a server whose XEP-0114 listener does, i.e.
+    /// ejabberd with this project's `ejabberd_service_acks` listener and
+    /// `mod_component_balancing` (`ServerModules/ejabberd`). After the handshake the
+    /// component sends `<enable xmlns='urn:xmpp:sm:3'/>`; the server answers `<enabled/>`,
+    /// both count every stanza the server wrote after its `<handshake/>`, and the component
+    /// sends `<a h='…'/>` as on a XEP-0225 stream. The server keeps what is not
+    /// acknowledged and routes it again (to another connection of the domain, or back as an
+    /// error) when the stream or its node dies. A plain ejabberd ignores the `<enable/>`
+    /// (no `<a/>` is then sent); other servers (Prosody, Openfire) may end the stream over
+    /// it, which is logged with this setting's name.
+    public var legacyAcknowledgements = false
 
     /// Creates a configuration with the defaults above.
     /// - Parameters:

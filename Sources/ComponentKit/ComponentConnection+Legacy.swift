@@ -60,6 +60,17 @@ extension ComponentConnection {
                     await group.next()
                     group.cancelAll()
                 }
+                if self.configuration.legacyAcknowledgements, !self.isShuttingDown,
+                    stream.acknowledgements.phase == .requested
+                {
+                    self.logger.error(
+                        """
+                        the XEP-0114 stream ended and the server never answered <enable xmlns='urn:xmpp:sm:3'/>: \
+                        its listener does not take acknowledgements; turn legacyAcknowledgements \
+                        (host.toml: [server] legacy_acknowledgements) off for this server
+                        """,
+                        metadata: ["component.hostname": "\(hostname)"])
+                }
                 if stream.channel.isActive {
                     if self.isShuttingDown {
                         if await self.askToStopRouting(hostname, on: stream) {

@@ -211,6 +211,9 @@ final class ComponentStream: Sendable {
                 {
                     acknowledgements.enable()
                     channel.closeFuture.whenComplete { _ in acknowledgements.streamEnded() }
+                } else if case .xep0114 = kind, configuration.legacyAcknowledgements {
+                    acknowledgements.sendEnable()
+                    channel.closeFuture.whenComplete { _ in acknowledgements.streamEnded() }
                 }
                 logger.info(
                     "component stream negotiated",
@@ -238,6 +241,10 @@ final class ComponentStream: Sendable {
         activity: StreamActivity, routerBox: StanzaRouterHandlerBox, acknowledgements: StreamAcknowledgements
     ) throws {
         acknowledgements.attach(channel)
+        if case .xep0114 = kind, configuration.legacyAcknowledgements {
+            // Counts from the first stanza after <handshake/>, as the server does.
+            acknowledgements.armForLegacyStream()
+        }
         let operations = channel.pipeline.syncOperations
         if direct, let tlsContext {
             try operations.addHandler(OpenSSLHandler(context: tlsContext, serverName: serverName))

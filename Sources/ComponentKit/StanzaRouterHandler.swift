@@ -67,7 +67,8 @@ final class StanzaRouterHandler: ChannelDuplexHandler {
             }
             // Counted (XEP-0198) when the server enabled acknowledgements: handled when the
             // handler is done, or here when no handler will see it.
-            let counted = element.name.namespace == Namespace.client ? self.acknowledgements?.receive() : nil
+            let isStanza = element.name.namespace == Namespace.client || element.name.namespace == Namespace.componentAccept
+            let counted = isStanza ? self.acknowledgements?.receive() : nil
             if let counted, !counted.deliver, !Self.isAnswer(element) {
                 // Shutting down: left unacknowledged for the server to route again.
                 counted.token.hold()

@@ -140,7 +140,8 @@ final class StreamAcknowledgements: Sendable {
     enum Phase: Equatable, Sendable {
         /// Not offered by the server, or turned off in the configuration.
         case off
-        /// `<enable/>` sent; counting starts at `<enabled/>`.
+        /// `<enable/>` sent; on a XEP-0225 stream counting starts at `<enabled/>`, on a
+        /// XEP-0114 stream it started with the handshake (``armForLegacyStream()``).
         case requested
         /// Counting.
         case enabled
@@ -150,6 +151,9 @@ final class StreamAcknowledgements: Sendable {
 
     private struct State: Sendable {
         var phase: Phase = .off
+        /// Whether read stanzas are numbered (from `<enabled/>` on a XEP-0225 stream, from
+        /// the handshake on a XEP-0114 stream with acknowledgements).
+        var counting = false
         var counter = AcknowledgementCounter()
         var channel: (any Channel)?
         var delivering = true
@@ -180,6 +184,24 @@ final class StreamAcknowledgements: Sendable {
         channel?.writeAndFlush(XMLStreamFrame.element(Element("enable", namespace: Namespace.streamManagement)), promise: nil)
     }
 
+    /// A XEP-0114 stream with acknowledgements (this project's extension, for ejabberd's
+    /// `ejabberd_service_acks` listener): every stanza the server writes after its
+    /// `<handshake/>` counts, so counting is on before anything is read. Call when the
+    /// pipeline is made; ``sendEnable()`` follows the handshake. No `<a/>` goes out before
+    /// the server answered `<enabled/>`.
+    func armForLegacyStream() {
+        self.state.withLock { state in
+            state.phase = .requested
+            state.counting = true
+        }
+    }
+
+    /// Sends `<enable/>` on a stream armed with ``armForLegacyStream()``.
+    func sendEnable() {
+        let channel = self.state.withLock { $0.channel }
+        channel?.writeAndFlush(XMLStreamFrame.element(Element("enable", namespace: Namespace.streamManagement)), promise: nil)
+    }
+
     /// Handles a `urn:xmpp:sm:3` element the server sent. Returns an error text when the
     /// element breaks the protocol (the stream should end).
     func received(_ element: Element) -> String? {
@@ -188,10 +210,14 @@ final class StreamAcknowledgements: Sendable {
             return self.state.withLock { state -> String? in
                 guard state.phase == .requested else { return "<enabled/> without <enable/>" }
                 state.phase = .enabled
+                state.counting = true
                 return nil
             }
         case "failed":
-            self.state.withLock { $0.phase = .failed }
+            self.state.withLock { state in
+                state.phase = .failed
+                state.counting = false
+            }
             return nil
         case "r":
             let answer = self.state.withLock { state -> UInt64?? in
@@ -215,7 +241,7 @@ final class StreamAcknowledgements: Sendable {
     /// (see ``stopDelivering()``); `nil` when not counting.
     func receive() -> (token: HandledToken, deliver: Bool)? {
         let counted = self.state.withLock { state -> (UInt64, UInt64?, Bool)? in
-            guard state.phase == .enabled else { return nil }
+            guard state.counting else { return nil }
             let (number, answer) = state.counter.receive()
             return (number, answer, state.delivering)
         }
@@ -234,7 +260,7 @@ final class StreamAcknowledgements: Sendable {
     /// it was acknowledged. Its handler should not see it (the instance that gets it now
     /// answers it).
     fileprivate func isRoutedAgain(_ number: UInt64) -> Bool {
-        self.state.withLock { $0.ended && $0.counter.isUnacknowledged(number) }
+        self.state.withLock { $0.ended && $0.phase == .enabled && $0.counter.isUnacknowledged(number) }
     }
 
     fileprivate func markHandled(_ number: UInt64) {
@@ -268,7 +294,9 @@ final class StreamAcknowledgements: Sendable {
 
     private func sendAcknowledgement(_ h: UInt64) {
         let a = Element("a", namespace: Namespace.streamManagement, attributes: ["h": AcknowledgementCounter.wire(h)])
-        self.state.withLock { $0.channel }?.writeAndFlush(XMLStreamFrame.element(a), promise: nil)
+        // Not before <enabled/> (a XEP-0114 stream counts from the handshake): the next
+        // <a/> carries the count anyway.
+        self.state.withLock { $0.phase == .enabled ? $0.channel : nil }?.writeAndFlush(XMLStreamFrame.element(a), promise: nil)
     }
 }
 

@@ -257,6 +257,8 @@ public final class InMemoryStream: Sendable {
         var received: [Stanza] = []
         var waiter: CheckedContinuation<Stanza?, Never>?
         var finished = false
+        var enableRequested = false
+        var acknowledged: [UInt64] = []
     }
 
     private let state = Mutex(State())
@@ -301,7 +303,35 @@ public final class InMemoryStream: Sendable {
         self.finish()
     }
 
+    /// Whether the component sent `<enable xmlns='urn:xmpp:sm:3'/>` on this stream (it does
+    /// with ``/ComponentKit/ComponentConfiguration/legacyAcknowledgements``).
+    public var enableRequested: Bool {
+        self.state.withLock { $0.enableRequested }
+    }
+
+    /// The `h` of every `<a xmlns='urn:xmpp:sm:3'/>` the component sent, in order.
+    public var acknowledgements: [UInt64] {
+        self.state.withLock { $0.acknowledged }
+    }
+
+    /// Answers the component's `<enable/>` with `<enabled xmlns='urn:xmpp:sm:3'/>`, as a
+    /// server whose XEP-0114 listener takes acknowledgements (the count covers every stanza
+    /// written since the handshake).
+    public func answerEnable() async throws {
+        try await InMemoryServer.write("<enabled xmlns='\(Namespace.streamManagement)'/>", to: self.channel)
+    }
+
     func received(_ element: Element) {
+        if element.name.namespace == Namespace.streamManagement {
+            self.state.withLock { state in
+                switch element.name.localName {
+                case "enable": state.enableRequested = true
+                case "a": if let h = element["h"].flatMap(UInt64.init) { state.acknowledged.append(h) }
+                default: break
+                }
+            }
+            return
+        }
         guard let stanza = Stanza(element) else { return }
         let waiter = self.state.withLock { state -> CheckedContinuation<Stanza?, Never>? in
             if let waiter = state.waiter {

@@ -73,6 +73,27 @@ struct ConfigurationTests {
         #expect(error.map { "\($0)" }?.contains("server.acknowledgements") == true, "\(String(describing: error))")
     }
 
+    /// `legacy_acknowledgements` (XEP-0114 streams, for ejabberd's `ejabberd_service_acks`)
+    /// is off unless turned on, and refused with its key when not a boolean.
+    @Test func legacyAcknowledgementsAreOptIn() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let plain = try HostConfiguration.load(
+            path: try Fixtures.write(in: directory, Fixtures.configuration()), environment: [:], registry: .stock)
+        #expect(!plain.componentConfiguration.legacyAcknowledgements)
+        let on = Fixtures.configuration().replacingOccurrences(of: "[server]", with: "[server]\nlegacy_acknowledgements = true")
+        let configuration = try HostConfiguration.load(
+            path: try Fixtures.write(in: directory, on), environment: [:], registry: .stock)
+        #expect(configuration.componentConfiguration.legacyAcknowledgements)
+        let wrong = Fixtures.configuration().replacingOccurrences(
+            of: "[server]", with: "[server]\nlegacy_acknowledgements = 1")
+        let error = #expect(throws: ConfigurationError.self) {
+            try HostConfiguration.load(path: try Fixtures.write(in: directory, wrong), environment: [:], registry: .stock)
+        }
+        #expect(
+            error.map { "\($0)" }?.contains("server.legacy_acknowledgements") == true, "\(String(describing: error))")
+    }
+
     @Test func exampleConfigurationIsValid() throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
@@ -154,7 +175,7 @@ struct ConfigurationTests {
         ),
         (
             "[server]", "[server]\nsecret = 1",
-            "host.toml:2: server.secret: unknown key; expected one of: host, port, domain, protocol, tls, ca_file, server_name, allow_plaintext_handshake, allow_insecure_plaintext, acknowledgements"
+            "host.toml:2: server.secret: unknown key; expected one of: host, port, domain, protocol, tls, ca_file, server_name, allow_plaintext_handshake, allow_insecure_plaintext, acknowledgements, legacy_acknowledgements"
         ),
     ])
     func errorsNameLineKeyAndExpectation(_ find: String, _ replace: String, _ expected: String) throws {

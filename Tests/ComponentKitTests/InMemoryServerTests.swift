@@ -154,3 +154,79 @@ struct LegacyShutdownUnbindTests {
         }
     }
 }
+
+/// Acknowledgements on a XEP-0114 stream (``ComponentConfiguration/legacyAcknowledgements``,
+/// for ejabberd's `ejabberd_service_acks`): `<enable/>` after the handshake, every stanza
+/// since the handshake counted, no `<a/>` before `<enabled/>`.
+@Suite("XEP-0114 acknowledgements", .timeLimit(.minutes(1)))
+struct LegacyAcknowledgementTests {
+    /// Sends `count` messages numbered from `first` and reads their echoes, in order.
+    private func exchange(_ stream: InMemoryStream, _ first: Int, _ count: Int) async throws {
+        let from = try JID("juliet@example.com/balcony")
+        let to = try JID("svc.example.com")
+        for index in first..<(first + count) {
+            try await stream.send(.message(Message(type: .chat, from: from, to: to, id: "m\(index)", body: "\(index)")))
+        }
+        for index in first..<(first + count) {
+            guard case .message(let echo) = try #require(await stream.nextStanza()) else {
+                Issue.record("expected the echo of \(index)")
+                return
+            }
+            #expect(echo.body == "echo: \(index)")
+        }
+    }
+
+    @Test func theCountStartsAtTheHandshakeAndNoAcknowledgementPrecedesEnabled() async throws {
+        let server = InMemoryServer()
+        var configuration = server.configuration()
+        configuration.legacyAcknowledgements = true
+        let connection = server.makeConnection(configuration: configuration)
+        try connection.register("svc.example.com", handler: InMemoryServerTests.router())
+        try await server.run(connection) {
+            let stream = try await server.stream(for: "svc.example.com")
+            // 20 stanzas before the server answers <enable/>: counted, never acknowledged yet
+            // (an <a/> for the 16th would have been written before the 17th echo).
+            try await self.exchange(stream, 0, 20)
+            #expect(stream.enableRequested)
+            #expect(stream.acknowledgements.isEmpty, "acknowledged before <enabled/>: \(stream.acknowledgements)")
+            try await stream.answerEnable()
+            // 12 more: the 32nd handled stanza since the handshake is acknowledged (every 16).
+            try await self.exchange(stream, 20, 12)
+            #expect(stream.acknowledgements == [32])
+        }
+    }
+
+    @Test func offByDefaultNothingIsSentThatAPlainServerWouldRefuse() async throws {
+        let server = InMemoryServer()
+        let connection = server.makeConnection()
+        try connection.register("svc.example.com", handler: InMemoryServerTests.router())
+        try await server.run(connection) {
+            let stream = try await server.stream(for: "svc.example.com")
+            try await self.exchange(stream, 0, 20)
+            #expect(!stream.enableRequested)
+            #expect(stream.acknowledgements.isEmpty)
+        }
+    }
+
+    @Test func aGracefulCloseAcknowledgesWhatWasHandled() async throws {
+        let server = InMemoryServer()
+        var configuration = server.configuration()
+        configuration.legacyAcknowledgements = true
+        let connection = server.makeConnection(configuration: configuration)
+        try connection.register("svc.example.com", handler: InMemoryServerTests.router())
+        try await server.run(connection) {
+            let stream = try await server.stream(for: "svc.example.com")
+            try await stream.answerEnable()
+            try await self.exchange(stream, 0, 5)
+            connection.shutdown()
+            // The unbind request (no module here: answered with an error), then the last <a/>.
+            guard case .iq(let request) = try #require(await stream.nextStanza()) else {
+                Issue.record("expected the unbind request")
+                return
+            }
+            try await stream.send(.iq(request.errorResult(StanzaError(.featureNotImplemented))))
+            while await stream.nextStanza() != nil {}
+            #expect(stream.acknowledgements.last == 6, "\(stream.acknowledgements)")
+        }
+    }
+}

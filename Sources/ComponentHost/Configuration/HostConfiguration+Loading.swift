@@ -225,7 +225,7 @@ private struct Loader {
             table, at: "server",
             [
                 "host", "port", "domain", "protocol", "tls", "ca_file", "server_name", "allow_plaintext_handshake",
-                "allow_insecure_plaintext", "acknowledgements",
+                "allow_insecure_plaintext", "acknowledgements", "legacy_acknowledgements",
             ])
         guard let host = try self.string(table, "server", "host"), !host.isEmpty else {
             throw self.error("server.host", "required: the host name or address of the XMPP server")
@@ -275,6 +275,7 @@ private struct Loader {
             serverName: serverName, allowPlaintextHandshake: allowPlaintext)
         server.allowInsecurePlaintext = allowInsecure
         server.acknowledgements = try self.boolean(table, "server", "acknowledgements") ?? true
+        server.legacyAcknowledgements = try self.boolean(table, "server", "legacy_acknowledgements") ?? false
         return server
     }
 

@@ -37,6 +37,10 @@ public struct HostConfiguration: Sendable {
         /// offers it on the XEP-0225 stream (default `true`; see
         /// ``/ComponentKit/ComponentConfiguration/acknowledgements``).
         public var acknowledgements = true
+        /// `legacy_acknowledgements`: acknowledge handled stanzas on XEP-0114 streams too
+        /// (default `false`; only for ejabberd with this project's `ejabberd_service_acks`
+        /// listener, see ``/ComponentKit/ComponentConfiguration/legacyAcknowledgements``).
+        public var legacyAcknowledgements = false
     }
 
     /// Where a secret came from (for explanations; never the secret itself).
@@ -218,6 +222,7 @@ public struct HostConfiguration: Sendable {
         configuration.allowPlaintextHandshake = self.server.allowPlaintextHandshake
         configuration.allowInsecurePlaintext = self.server.allowInsecurePlaintext
         configuration.acknowledgements = self.server.acknowledgements
+        configuration.legacyAcknowledgements = self.server.legacyAcknowledgements
         configuration.requireChannelBinding = self.auth.requireChannelBinding
         configuration.saslMechanisms = self.auth.mechanisms
         configuration.clientCertificateFile = self.auth.clientCertificate
