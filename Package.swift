@@ -239,6 +239,12 @@ let package = Package(
             path: "Fuzz/Sources/FuzzOracles",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "HostFuzzOracles",
+            dependencies: ["ComponentHost", "ComponentKit", "StockPlugins", "FuzzOracles"],
+            path: "Fuzz/Sources/HostFuzzOracles",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Tests
         .testTarget(
@@ -316,6 +322,8 @@ let package = Package(
             name: "ComponentHostTests",
             dependencies: [
                 "ComponentHost",
+                "FuzzOracles",
+                "HostFuzzOracles",
                 "ComponentKit",
                 "ReferenceServer",
                 "XMPPTLS",

@@ -47,6 +47,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The host's targets' properties (TOML loader, admin-socket lines), replayed the
+        // same way by Tests/ComponentHostTests/HostFuzzCorpusReplayTests.swift.
+        .target(
+            name: "HostFuzzOracles",
+            dependencies: [
+                "FuzzOracles",
+                .product(name: "ComponentHost", package: "swift-xmpp-component"),
+                .product(name: "ComponentKit", package: "swift-xmpp-component"),
+                .product(name: "StockPlugins", package: "swift-xmpp-component"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "FuzzSupport",
             dependencies: ["CFuzzDriver", "FuzzOracles"],
@@ -96,6 +108,7 @@ let package = Package(
             dependencies: [
                 "FuzzOracles",
                 "FuzzSupport",
+                "HostFuzzOracles",
                 .product(name: "ComponentHost", package: "swift-xmpp-component"),
                 .product(name: "ComponentKit", package: "swift-xmpp-component"),
                 .product(name: "StockPlugins", package: "swift-xmpp-component"),
@@ -107,6 +120,7 @@ let package = Package(
             dependencies: [
                 "FuzzOracles",
                 "FuzzSupport",
+                "HostFuzzOracles",
                 .product(name: "ComponentHost", package: "swift-xmpp-component"),
                 .product(name: "StockPlugins", package: "swift-xmpp-component"),
             ],
