@@ -302,6 +302,61 @@ extension ExternalLiveTests {
         }
     }
 
+    /// Whether `try? authenticate(…)` succeeded (it returned no stream error).
+    private static func succeeded(_ result: StreamError??) -> Bool {
+        if case .some(.none) = result { return true }
+        return false
+    }
+
+    /// A local process that opens connections and sends nothing cannot pile up sessions:
+    /// past ``ExternalGateway/maximumPendingHandshakes`` connections waiting for their
+    /// handshake, a new one is closed at once; those waiting are still served, and once
+    /// they are gone a component connects again.
+    @Test func connectionsWaitingForTheirHandshakeAreCapped() async throws {
+        try await LiveHostTests.Setup.with { setup in
+            let port = try FreePort.allocate()
+            let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port))
+            let host = try ComponentHost(
+                configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+                logger: Logger(label: "host"))
+            try await LiveHostTests.whileRunning(host) {
+                try await setup.server.waitUntilBound("echo.example.test")
+                var idle: [RawComponent] = []
+                try await withCleanup {
+                    for _ in 0..<ExternalGateway.maximumPendingHandshakes {
+                        idle.append(try await RawComponent.connect(port: port))
+                    }
+                    // One more: closed before its handshake can succeed (without the cap it
+                    // would: the secret is right).
+                    let extra = try await RawComponent.connect(port: port)
+                    let refused = try? await extra.authenticate("raw.example.test", secret: "raw-secret")
+                    #expect(!Self.succeeded(refused), "the connection past the cap was served")
+                    await extra.close()
+                    // One that waited is still served.
+                    let waited = idle.removeLast()
+                    #expect(try await waited.authenticate("raw.example.test", secret: "raw-secret") == nil)
+                    try await setup.server.waitUntilBound("raw.example.test")
+                    await waited.close()
+                    try await setup.server.waitUntilUnbound("raw.example.test")
+                    // The idle ones leave: a new component is served again (the host sees the
+                    // closes a moment later, so a few attempts, bounded).
+                    for connection in idle { await connection.close() }
+                    idle.removeAll()
+                    var served = false
+                    for _ in 0..<50 where !served {
+                        let again = try await RawComponent.connect(port: port)
+                        served = Self.succeeded(try? await again.authenticate("raw.example.test", secret: "raw-secret"))
+                        await again.close()
+                        if !served { try await Task.sleep(for: .milliseconds(100)) }
+                    }
+                    #expect(served, "no component served after the idle connections left")
+                } cleanup: {
+                    for connection in idle { await connection.close() }
+                }
+            }
+        }
+    }
+
     @Test func runtimeBindOnAUnixSocketAndUnbindEndTheLocalStream() async throws {
         try await LiveHostTests.Setup.with { setup in
             let path = try Fixtures.write(in: setup.directory, setup.configuration(components: [("echo.example.test", "echo")]))

@@ -19,7 +19,17 @@ final class ExternalGateway: Sendable {
         var handlers: [String: ExternalHandler] = [:]
         var server: (any Channel)?
         var error: String?
+        /// Connections refused because too many were waiting for their handshake.
+        var refused = 0
+        /// When such a refusal was last logged (one line per 10 s at most).
+        var refusalLogged: ContinuousClock.Instant?
     }
+
+    /// How many connections of one listener may wait for their handshake (10 s at most
+    /// each) at once; more are closed at once, so that a local process opening
+    /// connections and sending nothing cannot pile up sessions. A component connects once
+    /// per hostname, and reconnects with backoff when refused.
+    static let maximumPendingHandshakes = 32
 
     private struct State {
         var listeners: [ListenAddress: Listener] = [:]
@@ -187,19 +197,27 @@ final class ExternalGateway: Sendable {
             return
         }
         self.logger.info("external components' listener open", metadata: ["listen": "\(address)"])
+        let pending = PendingHandshakes()
         await withTaskCancellationHandler {
             await withDiscardingTaskGroup { group in
                 do {
                     try await server.executeThenClose { inbound in
                         for try await connection in inbound {
                             accepted.take(connection)
+                            guard let slot = pending.take(limit: Self.maximumPendingHandshakes) else {
+                                connection.channel.close(promise: nil)
+                                self.refusedOne(on: address)
+                                continue
+                            }
                             group.addTask(executorPreference: self.executor) {
                                 let session = ExternalSession(channel: connection)
                                 await withTaskCancellationHandler {
-                                    await session.serve(gateway: self, address: address, logger: self.logger)
+                                    await session.serve(
+                                        gateway: self, address: address, logger: self.logger, authenticated: slot.release)
                                 } onCancel: {
                                     connection.channel.close(promise: nil)
                                 }
+                                slot.release()
                             }
                         }
                     }
@@ -212,5 +230,51 @@ final class ExternalGateway: Sendable {
             server.channel.close(promise: nil)
         }
         self.logger.info("external components' listener closed", metadata: ["listen": "\(address)"])
+    }
+
+    private func refusedOne(on address: ListenAddress) {
+        let log = self.state.withLock { state -> Int? in
+            state.listeners[address]?.refused += 1
+            let now = ContinuousClock.now
+            if let last = state.listeners[address]?.refusalLogged, now - last < .seconds(10) { return nil }
+            state.listeners[address]?.refusalLogged = now
+            return state.listeners[address]?.refused
+        }
+        if let log {
+            self.logger.warning(
+                "external listener: too many connections waiting for their handshake; refused a new one",
+                metadata: [
+                    "listen": "\(address)", "limit": "\(Self.maximumPendingHandshakes)", "refused.total": "\(log)",
+                ])
+        }
+    }
+}
+
+/// The connections of one listener that have not finished their handshake yet.
+private final class PendingHandshakes: Sendable {
+    private let count = Atomic<Int>(0)
+
+    /// A slot, or `nil` when `limit` connections already wait.
+    func take(limit: Int) -> Slot? {
+        guard self.count.wrappingAdd(1, ordering: .relaxed).newValue <= limit else {
+            self.count.wrappingSubtract(1, ordering: .relaxed)
+            return nil
+        }
+        return Slot(owner: self)
+    }
+
+    /// One connection's place: given back once, when it authenticated or ended.
+    final class Slot: Sendable {
+        private let owner: PendingHandshakes
+        private let released = Atomic<Bool>(false)
+
+        init(owner: PendingHandshakes) {
+            self.owner = owner
+        }
+
+        @Sendable func release() {
+            guard !self.released.exchange(true, ordering: .relaxed) else { return }
+            self.owner.count.wrappingSubtract(1, ordering: .relaxed)
+        }
     }
 }

@@ -45,7 +45,10 @@ final class ExternalSession: Sendable {
     ///   - gateway: Finds the hostnames served on this listener.
     ///   - address: The listener's address.
     ///   - logger: The gateway's logger.
-    func serve(gateway: ExternalGateway, address: ListenAddress, logger: Logger) async {
+    ///   - authenticated: Called once the handshake succeeded.
+    func serve(
+        gateway: ExternalGateway, address: ListenAddress, logger: Logger, authenticated: @Sendable () -> Void = {}
+    ) async {
         var logger = logger
         let timeout = self.channel.channel.eventLoop.scheduleTask(in: .seconds(10)) { [channel = self.channel.channel] in
             channel.close(promise: nil)
@@ -98,6 +101,7 @@ final class ExternalSession: Sendable {
                         switch await found.link.attach(self) {
                         case .accepted:
                             timeout.cancel()
+                            authenticated()
                             handler = found
                             link = found.link
                             logger = found.logger
