@@ -78,16 +78,21 @@ struct ExternalLiveTests {
             """
     }
 
+    /// A host with ``configuration(_:port:grace:)`` (not running yet).
+    static func host(_ setup: LiveHostTests.Setup, port: Int) throws -> ComponentHost {
+        let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port))
+        return try ComponentHost(
+            configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
+            logger: Logger(label: "host"))
+    }
+
     @Test func externalComponentsAreBoundWhenTheyConnectAndServeUsers() async throws {
         try await LiveHostTests.Setup.with { setup in try await self.serve(setup) }
     }
 
     private func serve(_ setup: LiveHostTests.Setup) async throws {
         let port = try FreePort.allocate()
-        let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port))
-        let host = try ComponentHost(
-            configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
-            logger: Logger(label: "host"))
+        let host = try Self.host(setup, port: port)
         try await LiveHostTests.whileRunning(host) {
             try await setup.server.waitUntilBound("echo.example.test")
             // Not bound upstream before its component connects.
@@ -260,10 +265,7 @@ extension ExternalLiveTests {
     @Test func aComponentThatStopsReadingHoldsUpOnlyItsOwnHostname() async throws {
         try await LiveHostTests.Setup.with { setup in
             let port = try FreePort.allocate()
-            let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port))
-            let host = try ComponentHost(
-                configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
-                logger: Logger(label: "host"))
+            let host = try Self.host(setup, port: port)
             try await LiveHostTests.whileRunning(host) {
                 try await Self.whileLocalRuns(
                     Self.localComponent(port: port, hostname: "gw.example.test"), hostname: "gw.example.test"
@@ -315,10 +317,7 @@ extension ExternalLiveTests {
     @Test func connectionsWaitingForTheirHandshakeAreCapped() async throws {
         try await LiveHostTests.Setup.with { setup in
             let port = try FreePort.allocate()
-            let path = try Fixtures.write(in: setup.directory, try Self.configuration(setup, port: port))
-            let host = try ComponentHost(
-                configuration: try HostConfiguration.load(path: path, environment: [:], registry: .stock), registry: .stock,
-                logger: Logger(label: "host"))
+            let host = try Self.host(setup, port: port)
             try await LiveHostTests.whileRunning(host) {
                 try await setup.server.waitUntilBound("echo.example.test")
                 var idle: [RawComponent] = []

@@ -176,14 +176,24 @@ struct LegacyAcknowledgementTests {
         }
     }
 
-    @Test func theCountStartsAtTheHandshakeAndNoAcknowledgementPrecedesEnabled() async throws {
+    /// Runs `body` with the stream of `svc.example.com` (an echo router) once it is open;
+    /// `acknowledgements` sets ``ComponentConfiguration/legacyAcknowledgements`` (`nil`: the
+    /// default).
+    private func withStream(
+        acknowledgements: Bool? = nil, _ body: @escaping @Sendable (InMemoryStream, ComponentConnection) async throws -> Void
+    ) async throws {
         let server = InMemoryServer()
         var configuration = server.configuration()
-        configuration.legacyAcknowledgements = true
+        if let acknowledgements { configuration.legacyAcknowledgements = acknowledgements }
         let connection = server.makeConnection(configuration: configuration)
         try connection.register("svc.example.com", handler: InMemoryServerTests.router())
         try await server.run(connection) {
-            let stream = try await server.stream(for: "svc.example.com")
+            try await body(try await server.stream(for: "svc.example.com"), connection)
+        }
+    }
+
+    @Test func theCountStartsAtTheHandshakeAndNoAcknowledgementPrecedesEnabled() async throws {
+        try await self.withStream(acknowledgements: true) { stream, _ in
             // 20 stanzas before the server answers <enable/>: counted, never acknowledged yet
             // (an <a/> for the 16th would have been written before the 17th echo).
             try await self.exchange(stream, 0, 20)
@@ -197,11 +207,7 @@ struct LegacyAcknowledgementTests {
     }
 
     @Test func offByDefaultNothingIsSentThatAPlainServerWouldRefuse() async throws {
-        let server = InMemoryServer()
-        let connection = server.makeConnection()
-        try connection.register("svc.example.com", handler: InMemoryServerTests.router())
-        try await server.run(connection) {
-            let stream = try await server.stream(for: "svc.example.com")
+        try await self.withStream { stream, _ in
             try await self.exchange(stream, 0, 20)
             #expect(!stream.enableRequested)
             #expect(stream.acknowledgements.isEmpty)
@@ -209,13 +215,7 @@ struct LegacyAcknowledgementTests {
     }
 
     @Test func aGracefulCloseAcknowledgesWhatWasHandled() async throws {
-        let server = InMemoryServer()
-        var configuration = server.configuration()
-        configuration.legacyAcknowledgements = true
-        let connection = server.makeConnection(configuration: configuration)
-        try connection.register("svc.example.com", handler: InMemoryServerTests.router())
-        try await server.run(connection) {
-            let stream = try await server.stream(for: "svc.example.com")
+        try await self.withStream(acknowledgements: true) { stream, connection in
             try await stream.answerEnable()
             try await self.exchange(stream, 0, 5)
             connection.shutdown()
