@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Operator check of XEP-0114 acknowledgements on ejabberd (ejabberd_service_acks +
+mod_component_balancing, ServerModules/ejabberd): no stanza is lost when a component
+connection dies.
+
+It opens, over direct TLS, on the component port(s):
+  - two connections for the balanced domain (BALANCED), both sending
+    <enable xmlns='urn:xmpp:sm:3'/>: "victim" and "survivor" (each may be on another node);
+  - one connection for a second domain (SENDER) that sends COUNT messages to BALANCED
+    (they go through mod_component_balancing's filter, as a user's would).
+The victim acknowledges only the first ACKED messages it gets; the survivor acknowledges
+everything. When every message has arrived somewhere, the victim's socket is closed
+without </stream:stream> (or, with --kill-pid, that process, e.g. the victim's ejabberd
+node, is SIGKILLed). Every message the victim got but did not acknowledge must then reach
+the survivor: nothing lost, duplicates only of what the victim got unacknowledged.
+
+It also checks the protocol's edges on the survivor: a second <enable/> gets <failed/>,
+<r/> gets <a h/> with the number of stanzas received, and a last connection acknowledging
+more than it was sent gets the stream error with <handled-count-too-high/>.
+
+Exit status 0 when every check holds. Example (one node, both domains on the listener):
+  scripts/ejabberd-acks-check.py --port 5275 --balanced live.localhost \\
+      --sender sender.localhost --secret s3cret
+"""
+
+import argparse
+import hashlib
+import os
+import queue
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+SM = "urn:xmpp:sm:3"
+STREAM = "http://etherx.jabber.org/streams"
+
+
+class Stream:
+    """One XEP-0114 stream over direct TLS; top-level elements arrive on a queue."""
+
+    def __init__(self, host, port, domain, secret, name, cafile=None):
+        self.name = name
+        self.domain = domain
+        context = ssl.create_default_context(cafile=cafile)
+        if cafile is None:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection((host, port), timeout=10)
+        self.sock = context.wrap_socket(raw, server_hostname=domain)
+        self.sock.settimeout(None)
+        self.elements = queue.Queue()
+        self.header = queue.Queue()
+        self.closed = threading.Event()
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.send(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+            f"xmlns:stream='{STREAM}' to='{domain}'>"
+        )
+        stream_id = self.header.get(timeout=10)
+        digest = hashlib.sha1((stream_id + secret).encode()).hexdigest()
+        self.send(f"<handshake>{digest}</handshake>")
+        reply = self.next(10)
+        if not reply.tag.endswith("handshake"):
+            raise RuntimeError(f"{name}: handshake failed: {ET.tostring(reply)!r}")
+
+    def _read(self):
+        parser = ET.XMLPullParser(events=("start", "end"))
+        depth = 0
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                parser.feed(data)
+                for event, element in parser.read_events():
+                    if event == "start":
+                        depth += 1
+                        if depth == 1:
+                            self.header.put(element.get("id"))
+                    else:
+                        depth -= 1
+                        if depth == 1:
+                            self.elements.put(element)
+                        elif depth == 0:
+                            return
+        except (OSError, ET.ParseError):
+            pass
+        finally:
+            self.closed.set()
+            self.elements.put(None)
+
+    def send(self, text):
+        with self.lock:
+            self.sock.sendall(text.encode())
+
+    def next(self, timeout):
+        element = self.elements.get(timeout=timeout)
+        if element is None:
+            raise RuntimeError(f"{self.name}: stream closed")
+        return element
+
+    def enable(self):
+        self.send(f"<enable xmlns='{SM}'/>")
+        reply = self.next(10)
+        if reply.tag != f"{{{SM}}}enabled":
+            raise RuntimeError(f"{self.name}: <enable/> answered {ET.tostring(reply)!r}")
+
+    def kill(self):
+        """Closes the socket without </stream:stream> (as a killed process would)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class Receiver:
+    """Collects the message ids a balanced-domain stream receives (in order)."""
+
+    def __init__(self, stream, ack_limit=None):
+        self.stream = stream
+        self.ack_limit = ack_limit  # acknowledge no more than this many (None: all)
+        self.ids = []
+        self.handled = 0  # stanzas received (what <a h/> counts)
+        self.others = []  # non-stanza elements
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            element = self.stream.elements.get()
+            if element is None:
+                return
+            local = element.tag.split("}")[-1]
+            if local in ("message", "presence", "iq"):
+                with self.lock:
+                    self.handled += 1
+                    if local == "message":
+                        self.ids.append(element.get("id"))
+                    handled = self.handled
+                limit = self.ack_limit
+                if limit is None or handled <= limit:
+                    if handled % 16 == 0 or handled == limit:
+                        self.stream.send(f"<a xmlns='{SM}' h='{handled}'/>")
+            else:
+                with self.lock:
+                    self.others.append(element)
+
+    def ack_all(self):
+        with self.lock:
+            handled = self.handled
+        self.stream.send(f"<a xmlns='{SM}' h='{handled}'/>")
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.ids), list(self.others)
+
+
+def wait(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True, help="component port of the victim's node")
+    parser.add_argument("--survivor-port", type=int, help="component port of the survivor's node (default: --port)")
+    parser.add_argument("--sender-port", type=int, help="component port of the sender's node (default: survivor's)")
+    parser.add_argument("--balanced", required=True, help="a domain of mod_component_balancing")
+    parser.add_argument("--sender", required=True, help="another component domain of the listener")
+    parser.add_argument("--secret", required=True)
+    parser.add_argument("--cafile")
+    parser.add_argument("--count", type=int, default=400)
+    parser.add_argument("--acked", type=int, default=20, help="how many the victim acknowledges")
+    parser.add_argument("--kill-pid", type=int, help="SIGKILL this process (e.g. the victim's node) instead")
+    args = parser.parse_args()
+    survivor_port = args.survivor_port or args.port
+    sender_port = args.sender_port or survivor_port
+
+    def open_stream(port, domain, name):
+        return Stream(args.host, port, domain, args.secret, name, args.cafile)
+
+    victim = open_stream(args.port, args.balanced, "victim")
+    victim.enable()
+    survivor = open_stream(survivor_port, args.balanced, "survivor")
+    survivor.enable()
+    # The edges, on the survivor (before its receiver reads its queue).
+    survivor.send(f"<enable xmlns='{SM}'/>")
+    failed = survivor.next(10)
+    assert failed.tag == f"{{{SM}}}failed" and failed.find(
+        "{urn:ietf:params:xml:ns:xmpp-stanzas}unexpected-request"
+    ) is not None, ET.tostring(failed)
+    survivor.send(f"<r xmlns='{SM}'/>")
+    answer = survivor.next(10)
+    assert answer.tag == f"{{{SM}}}a" and answer.get("h") == "0", ET.tostring(answer)
+    print("second <enable/> -> <failed><unexpected-request/></failed>; <r/> -> <a h='0'/>")
+
+    victims = Receiver(victim, ack_limit=args.acked)
+    survivors = Receiver(survivor)
+    # pg propagates the membership to other nodes asynchronously.
+    time.sleep(1)
+    sender = open_stream(sender_port, args.sender, "sender")
+    for number in range(args.count):
+        sender.send(
+            f"<message from='probe@{args.sender}' to='{args.balanced}' id='m{number}' type='chat'>"
+            f"<body>{number}</body></message>"
+        )
+
+    def total():
+        return len(victims.snapshot()[0]) + len(survivors.snapshot()[0])
+
+    wait(lambda: total() >= args.count, 60, f"{args.count} messages to arrive")
+    victim_ids = victims.snapshot()[0]
+    time.sleep(0.5)  # the victim's last <a/> reaches the server
+    before = survivors.snapshot()[0]
+    print(f"before the kill: victim got {len(victim_ids)} (acknowledged {min(args.acked, len(victim_ids))}), "
+          f"survivor {len(before)}")
+    if args.kill_pid:
+        os.kill(args.kill_pid, signal.SIGKILL)
+    else:
+        victim.kill()
+    unacked = victim_ids[args.acked:]
+    wait(lambda: set(unacked) <= set(survivors.snapshot()[0]), 30, "the unacknowledged messages at the survivor")
+    time.sleep(1)  # anything more (duplicates) arrives
+    after = survivors.snapshot()[0]
+    again = after[len(before):]
+    everything = set(victim_ids[: args.acked]) | set(after)
+    lost = [f"m{n}" for n in range(args.count) if f"m{n}" not in everything]
+    extra = [i for i in again if i not in unacked]
+    print(f"after the kill: survivor got {len(again)} more, "
+          f"{len(unacked)} expected (received by the victim, unacknowledged); lost {len(lost)}; "
+          f"unexpected {len(extra)}")
+    ok = not lost and not extra and sorted(again) == sorted(unacked)
+    order = [i for i in again if i in unacked] == unacked
+    print(f"routed again in the order sent: {order}")
+
+    # More than was sent: the stream error of XEP-0198 §4.
+    survivors.ack_all()
+    liar = open_stream(survivor_port, args.balanced, "liar")
+    liar.enable()
+    liar.send(f"<a xmlns='{SM}' h='5'/>")
+    error = liar.next(10)
+    detail = error.find(f"{{{SM}}}handled-count-too-high")
+    assert error.tag == f"{{{STREAM}}}error" and detail is not None, ET.tostring(error)
+    assert error.find("{urn:ietf:params:xml:ns:xmpp-streams}undefined-condition") is not None
+    print(f"<a h='5'/> with nothing sent -> stream error undefined-condition, "
+          f"<handled-count-too-high h='{detail.get('h')}' send-count='{detail.get('send-count')}'/>")
+    liar.closed.wait(10)
+    for stream in (survivor, sender):
+        stream.kill()
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
