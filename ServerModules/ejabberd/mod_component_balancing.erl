@@ -150,6 +150,8 @@
 -define(WATCHED, mod_component_balancing_watched).
 %% The meta key of a stanza's ledger tag, {node(), Ref}.
 -define(TAG, mod_component_balancing_tag).
+%% The process dictionary key of the ledger's sweep: the dead connection.
+-define(DEAD, mod_component_balancing_dead).
 
 %%%===================================================================
 %%% gen_mod
@@ -243,7 +245,12 @@ filter_packet(Pkt) ->
     end.
 
 route(Pkt, To, Type) ->
-    Live = lists:sort([Pid || #route{pid = Pid} <- routes(To#jid.lserver), is_pid(Pid), alive(Pid)]),
+    %% In the ledger, routing again what a dead connection did not
+    %% acknowledge: not to that one (a remote connection's route may still be
+    %% listed here for a moment, and its node is alive).
+    Dead = get(?DEAD),
+    Live = lists:sort([Pid || #route{pid = Pid} <- routes(To#jid.lserver), is_pid(Pid),
+                              Pid /= Dead, alive(Pid)]),
     try_send(Pkt, Live, key(Type, xmpp:get_from(Pkt), To), acking()),
     {stop, drop}.
 
@@ -466,7 +473,10 @@ handle_info({'DOWN', _MRef, process, Pid, Reason}, State) ->
     %% Only what this sweep takes is routed (a sender whose send failed may
     %% take its entry back meanwhile).
     Pkts = [Pkt || {_, Ref} <- Keys, {_, _, _, Pkt} <- ets:take(?LEDGER, Ref)],
-    lists:foreach(fun ejabberd_router:route/1, Pkts),
+    put(?DEAD, Pid),
+    try lists:foreach(fun ejabberd_router:route/1, Pkts)
+    after erase(?DEAD)
+    end,
     Pkts /= [] andalso
         ?INFO_MSG("~ts: routed again ~B stanza(s) not acknowledged by ~p (~p)",
                   [?MODULE, length(Pkts), Pid, Reason]),
