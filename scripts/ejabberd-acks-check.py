@@ -78,12 +78,17 @@ class Stream:
         depth = 0
         try:
             while not self.killed.is_set():
-                chunks = []
+                chunks, written = [], []
                 while not self.outbox.empty():
-                    chunks.append(self.outbox.get())
+                    text, on_written = self.outbox.get()
+                    chunks.append(text)
+                    if on_written:
+                        written.append(on_written)
                 if chunks:
                     self.sock.settimeout(None)
                     self.sock.sendall("".join(chunks).encode())
+                    for on_written in written:
+                        on_written()
                 self.sock.settimeout(0.01)
                 try:
                     data = self.sock.recv(65536)
@@ -112,8 +117,8 @@ class Stream:
             self.closed.set()
             self.elements.put(None)
 
-    def send(self, text):
-        self.outbox.put(text)
+    def send(self, text, on_written=None):
+        self.outbox.put((text, on_written))
 
     def next(self, timeout):
         element = self.elements.get(timeout=timeout)
@@ -162,12 +167,14 @@ class Receiver:
                 limit = self.ack_limit
                 if limit is None or handled <= limit:
                     if handled % 16 == 0 or handled == limit:
-                        self.stream.send(f"<a xmlns='{SM}' h='{handled}'/>")
-                        with self.lock:
-                            self.acknowledged = handled
+                        self.stream.send(f"<a xmlns='{SM}' h='{handled}'/>", lambda h=handled: self._written(h))
             else:
                 with self.lock:
                     self.others.append(element)
+
+    def _written(self, h):
+        with self.lock:
+            self.acknowledged = h
 
     def ack_all(self):
         with self.lock:
@@ -203,6 +210,8 @@ def main():
                         help="how many the victim acknowledges at most (every 16, and at this number)")
     parser.add_argument("--kill-after", type=int,
                         help="kill the victim once this many are sent, while sending goes on (default: when all arrived)")
+    parser.add_argument("--plain-victim", action="store_true",
+                        help="the victim does not enable acknowledgements (the baseline: what is in flight is lost)")
     parser.add_argument("--kill-pid", type=int, help="SIGKILL this process (e.g. the victim's node) instead")
     args = parser.parse_args()
     survivor_port = args.survivor_port or args.port
@@ -212,7 +221,8 @@ def main():
         return Stream(args.host, port, domain, args.secret, name, args.cafile)
 
     victim = open_stream(args.port, args.balanced, "victim")
-    victim.enable()
+    if not args.plain_victim:
+        victim.enable()
     survivor = open_stream(survivor_port, args.balanced, "survivor")
     survivor.enable()
     # The edges, on the survivor (before its receiver reads its queue).
@@ -226,7 +236,7 @@ def main():
     assert answer.tag == f"{{{SM}}}a" and answer.get("h") == "0", ET.tostring(answer)
     print("second <enable/> -> <failed><unexpected-request/></failed>; <r/> -> <a h='0'/>")
 
-    victims = Receiver(victim, ack_limit=args.acked)
+    victims = Receiver(victim, ack_limit=0 if args.plain_victim else args.acked)
     survivors = Receiver(survivor)
     # pg propagates the membership to other nodes asynchronously.
     time.sleep(1)
@@ -270,9 +280,13 @@ def main():
     victim_ids = victims.snapshot()[0]
     # (Only messages reach the victim: its stanza count is its message count.)
     acked_count = victims.acknowledged
-    acked = set(victim_ids[:acked_count])
+    # A plain victim (no acknowledgements): what it read counts as delivered.
+    acked = set(victim_ids) if args.plain_victim else set(victim_ids[:acked_count])
     wanted = {f"m{n}" for n in range(args.count)} - acked
-    wait(lambda: wanted <= set(survivors.snapshot()[0]), 30, "every message not acknowledged by the victim at the survivor")
+    try:
+        wait(lambda: wanted <= set(survivors.snapshot()[0]), 20, "the rest at the survivor")
+    except RuntimeError:
+        pass  # counted as lost below
     time.sleep(1)  # anything more (duplicates) arrives
     after = survivors.snapshot()[0]
     got = set(after)
@@ -285,7 +299,14 @@ def main():
           f"delivered twice {len(redelivered)} (got by the victim, unacknowledged: "
           f"{len(victim_ids) - len(acked)}); acknowledged yet routed again {len(acked_again)}; "
           f"twice at the survivor {twice}")
-    ok = not lost and not acked_again and twice == 0 and len(redelivered) == len(victim_ids) - len(acked)
+    if args.plain_victim:
+        ok = not lost and twice == 0
+    elif args.kill_pid:
+        # An <a/> written just before the node died may not have been read by it: what it
+        # covered is delivered again (at least once), never lost.
+        ok = not lost and twice == 0
+    else:
+        ok = not lost and not acked_again and twice == 0 and len(redelivered) == len(victim_ids) - len(acked)
     again = [i for i in after[len(before):] if i in set(victim_ids[acked_count:])]
     print(f"routed again in the order the victim got them: {again == victim_ids[acked_count:]}")
 
