@@ -146,10 +146,9 @@ handle_authenticated_packet(Pkt, State) ->
 handle_recv(El, {error, Why}, #{lang := Lang} = State) ->
     case xmpp:get_ns(El) of
         ?NS_STREAM_MGMT_3 ->
-            Txt = xmpp:io_format_error(Why),
             ?WARNING_MSG("~ts: malformed acknowledgement element from ~ts: ~ts",
-                         [?MODULE, peer(State), Txt]),
-            xmpp_stream_in:send(State, xmpp:serr_bad_format(Txt, Lang));
+                         [?MODULE, peer(State), xmpp:format_error(Why)]),
+            xmpp_stream_in:send(State, xmpp:serr_bad_format(xmpp:io_format_error(Why), Lang));
         _ ->
             State
     end;
