@@ -152,6 +152,16 @@ handle_recv(El, {error, Why}, #{lang := Lang} = State) ->
         _ ->
             State
     end;
+handle_recv(_El, #sm_a{h = H}, #{stream_state := disconnected, acks_mode := enabled,
+                                 acks_h := Acked, acks_out := Out} = State)
+  when H =< ?MOD32 ->
+    %% Read after the socket closed (its data parsed after the close was
+    %% seen): xmpp_stream_in no longer processes it, but what it acknowledges
+    %% was handled and must not be routed again.
+    Diff = (H - Acked) band ?MOD32,
+    if Diff > 0, Diff =< Out - Acked -> drop_acked(Acked + Diff, State#{acks_h => Acked + Diff});
+       true -> State
+    end;
 handle_recv(_El, _Pkt, State) ->
     State.
 
