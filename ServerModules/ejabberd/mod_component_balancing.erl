@@ -48,17 +48,46 @@
 %%%     the IQ with an error, which a component treats as "unbind not
 %%%     supported" (ComponentKit, component-host: they close as before).
 %%%
-%%% What it cannot fix (XEP-0114 has no acknowledgements, no XEP-0198):
+%%%  4. Acknowledgements (with the listener ejabberd_service_acks, same
+%%%     directory, and components that opt in with <enable xmlns='urn:xmpp:sm:3'/>
+%%%     after the handshake; the protocol is described in that file).  A
+%%%     stanza this module routes to a connection that acknowledges (a member
+%%%     of the pg group `acked' of scope `mod_component_balancing', which the
+%%%     listener joins at <enable/>) is kept in this node's ledger (the
+%%%     process mod_component_balancing_ledger, its ETS table of the same
+%%%     name) and carries a tag {node(), Ref} in its meta, until the
+%%%     connection's <a h/> covers it.  When that connection's process dies,
+%%%     or its node goes away, the ledger routes again everything it was sent
+%%%     and did not acknowledge.  So no stanza sent by a user who is still
+%%%     alive is lost when a component instance is killed (its socket
+%%%     closes), nor when a whole node is killed (its VM dies and its sockets
+%%%     close): what this node routed to the dead node's connections is
+%%%     routed again here.  (What the dead node itself routed, for its own
+%%%     users, dies with it.)  Delivery is at least once: a stanza handled by
+%%%     the component but not yet acknowledged when it dies is delivered
+%%%     again (a component acknowledges every 16 stanzas and before a
+%%%     graceful close).  A connection that does not enable is tracked by
+%%%     nothing and behaves as below.
 %%%
-%%%  - stanzas already written to the socket of a connection whose peer was
-%%%    killed (the kernel buffers, and what the service process writes
-%%%    between the peer's death and its noticing the close) are lost without
-%%%    an error: only what was in flight to the killed process;
+%%% What it cannot fix:
+%%%
+%%%  - without acknowledgements (ejabberd_service, or a component that does
+%%%    not enable them), stanzas already written to the socket of a
+%%%    connection whose peer was killed (the kernel buffers, and what the
+%%%    service process writes between the peer's death and its noticing the
+%%%    close) are lost without an error: only what was in flight to the
+%%%    killed process;
 %%%  - a node that dies while its TCP connections stay open (a frozen machine,
 %%%    a network partition) is seen as dead only after `net_ticktime'
 %%%    (ejabberd's default: 60 s); until then its connections count as live
-%%%    and what is sent to them is lost.  When the node's VM dies and its
-%%%    sockets close (a crash, SIGKILL), the other nodes know at once.
+%%%    and what is sent to them waits in the ledger (with acknowledgements:
+%%%    routed again when the node is declared down) or is lost (without).
+%%%    When the node's VM dies and its sockets close (a crash, SIGKILL), the
+%%%    other nodes know at once;
+%%%  - right after <enable/>, another node may not yet see the connection in
+%%%    the pg group (pg propagates asynchronously): what it routes there in
+%%%    that moment is not kept;
+%%%  - a ledger that crashes (or the module stopped) forgets what it kept.
 %%%
 %%% Install (ejabberd 23.01 on Debian; erlc comes with erlang-base):
 %%%
@@ -66,7 +95,7 @@
 %%%     -I /usr/lib/x86_64-linux-gnu/ejabberd-23.01-1/include \
 %%%     -I /usr/lib/erlang/lib/p1_xmpp-1.6.1/include \
 %%%     -pa /usr/lib/x86_64-linux-gnu/ejabberd-23.01-1/ebin \
-%%%     mod_component_balancing.erl
+%%%     mod_component_balancing.erl ejabberd_service_acks.erl
 %%%
 %%%   ejabberdctl.cfg (every node; ejabberdctl passes ERL_OPTIONS to erl):
 %%%     ERL_OPTIONS="-pa /opt/ejabberd-modules"
@@ -79,6 +108,12 @@
 %%%           "search.example.com": random
 %%%           "muc-bridge.example.com": source
 %%%     # (or `domains: ["search.example.com"]' with the one `type')
+%%%     listen:                           # acknowledgements: the component port
+%%%       -                               # with ejabberd_service_acks in place
+%%%         port: 5275                    # of ejabberd_service, same options
+%%%         module: ejabberd_service_acks
+%%%         tls: true
+%%%         hosts: {"search.example.com": {password: "…"}}
 %%%
 %%% The hooks are global (they see every stanza of the node): enable the
 %%% module under one virtual host's configuration only (the top-level
@@ -90,6 +125,12 @@
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1,
          mod_doc/0]).
 -export([filter_packet/1, component_disconnected/2, component_send_packet/1]).
+%% The ledger (a gen_server registered as mod_component_balancing_ledger)
+-behaviour(gen_server).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2,
+         code_change/3]).
+%% For ejabberd_service_acks
+-export([acknowledged/1]).
 
 -include("xmpp.hrl").
 -include("logger.hrl").
@@ -98,12 +139,29 @@
 -define(NS_COMPONENT_UNBIND, <<"urn:xmpp:component:0">>).
 -define(KEY, {?MODULE, domains}).
 -define(TYPES, [random, source, bare_source, destination, bare_destination]).
+%% The pg scope (and its process) whose group `acked' holds the connections
+%% that acknowledge (ejabberd_service_acks after <enable/>).
+-define(SCOPE, mod_component_balancing).
+-define(GROUP, acked).
+-define(SCOPE_CHILD, mod_component_balancing_pg).
+%% The ledger process, and its tables: {Ref, Pid, Seq, Pkt} (the stanza as it
+%% was routed, without the tag) and {Pid} (the connections it monitors).
+-define(LEDGER, mod_component_balancing_ledger).
+-define(WATCHED, mod_component_balancing_watched).
+%% The meta key of a stanza's ledger tag, {node(), Ref}.
+-define(TAG, mod_component_balancing_tag).
+%% The process dictionary key of the ledger's sweep: the dead connection.
+-define(DEAD, mod_component_balancing_dead).
 
 %%%===================================================================
 %%% gen_mod
 %%%===================================================================
 start(Host, Opts) ->
     persistent_term:put(?KEY, domains(Opts)),
+    ok = start_child({?SCOPE_CHILD, {pg, start_link, [?SCOPE]},
+                      transient, 5000, worker, [pg]}),
+    ok = start_child({?LEDGER, {gen_server, start_link, [{local, ?LEDGER}, ?MODULE, [], []]},
+                      transient, 5000, worker, [?MODULE]}),
     ejabberd_hooks:add(filter_packet, ?MODULE, filter_packet, 10),
     ejabberd_hooks:add(component_disconnected, ?MODULE, component_disconnected, 10),
     ejabberd_hooks:add(component_send_packet, ?MODULE, component_send_packet, 10),
@@ -115,6 +173,28 @@ stop(_Host) ->
     ejabberd_hooks:delete(component_disconnected, ?MODULE, component_disconnected, 10),
     ejabberd_hooks:delete(component_send_packet, ?MODULE, component_send_packet, 10),
     persistent_term:erase(?KEY),
+    stop_child(?LEDGER),
+    stop_child(?SCOPE_CHILD),
+    ok.
+
+%% Under ejabberd's supervisor of module processes (gen_mod's), not linked to
+%% the caller; already running (a second host): fine.
+start_child(Spec) ->
+    case supervisor:start_child(ejabberd_gen_mod_sup, Spec) of
+        {ok, _} -> ok;
+        {error, {already_started, _}} -> ok;
+        {error, already_present} ->
+            case supervisor:restart_child(ejabberd_gen_mod_sup, element(1, Spec)) of
+                {ok, _} -> ok;
+                {error, running} -> ok;
+                Err -> Err
+            end;
+        Err -> Err
+    end.
+
+stop_child(Id) ->
+    _ = supervisor:terminate_child(ejabberd_gen_mod_sup, Id),
+    _ = supervisor:delete_child(ejabberd_gen_mod_sup, Id),
     ok.
 
 reload(_Host, NewOpts, _OldOpts) ->
@@ -138,7 +218,9 @@ mod_doc() ->
     #{desc => ["Balances several XEP-0114 connections of one component "
                "domain over the live ones only; bounces instead of dropping; "
                "re-routes a closing connection's queue; handles "
-               "<unbind xmlns='urn:xmpp:component:0'/> for planned shutdowns."]}.
+               "<unbind xmlns='urn:xmpp:component:0'/> for planned shutdowns; "
+               "keeps what it routes to connections that acknowledge "
+               "(ejabberd_service_acks) and routes it again when they die."]}.
 
 %% #{LDomain => Type} (Opts: the validated options, a map in 23.01)
 domains(Opts) ->
@@ -163,8 +245,13 @@ filter_packet(Pkt) ->
     end.
 
 route(Pkt, To, Type) ->
-    Live = lists:sort([Pid || #route{pid = Pid} <- routes(To#jid.lserver), is_pid(Pid), alive(Pid)]),
-    try_send(Pkt, Live, key(Type, xmpp:get_from(Pkt), To)),
+    %% In the ledger, routing again what a dead connection did not
+    %% acknowledge: not to that one (a remote connection's route may still be
+    %% listed here for a moment, and its node is alive).
+    Dead = get(?DEAD),
+    Live = lists:sort([Pid || #route{pid = Pid} <- routes(To#jid.lserver), is_pid(Pid),
+                              Pid /= Dead, alive(Pid)]),
+    try_send(Pkt, Live, key(Type, xmpp:get_from(Pkt), To), acking()),
     {stop, drop}.
 
 %% The domain's routes as the router's backend holds them (ejabberd_router
@@ -178,13 +265,46 @@ routes(LDomain) ->
 
 %% Picks a connection by the hash of Key over the live ones; a send that
 %% fails (the process died meanwhile, the node went away) tries the rest.
-try_send(Pkt, [], _Key) ->
+try_send(Pkt, [], _Key, _Acking) ->
     bounce(Pkt);
-try_send(Pkt, Pids, Key) ->
+try_send(Pkt, Pids, Key, Acking) ->
     Pid = lists:nth(erlang:phash2(Key, length(Pids)) + 1, Pids),
-    case send(Pid, {route, Pkt}) of
+    case deliver(Pid, Pkt, lists:member(Pid, Acking)) of
         true -> ok;
-        false -> try_send(Pkt, lists:delete(Pid, Pids), Key)
+        false -> try_send(Pkt, lists:delete(Pid, Pids), Key, Acking)
+    end.
+
+%% A connection that acknowledges gets the stanza with a tag, kept in the
+%% ledger until acknowledged.  Order: the entry, then the watch, then the
+%% send (see the ledger's 'DOWN').
+deliver(Pid, Pkt, false) ->
+    send(Pid, {route, Pkt});
+deliver(Pid, Pkt, true) ->
+    Ref = make_ref(),
+    try
+        ets:insert(?LEDGER, {Ref, Pid, erlang:unique_integer([monotonic]), Pkt}),
+        ets:insert_new(?WATCHED, {Pid}) andalso gen_server:cast(?LEDGER, {watch, Pid})
+    of
+        _ ->
+            case send(Pid, {route, xmpp:put_meta(Pkt, ?TAG, {node(), Ref})}) of
+                true ->
+                    true;
+                false ->
+                    %% Not sent: take the entry back and try another
+                    %% connection, unless the ledger took it first (it saw
+                    %% the process DOWN and routes it again itself).
+                    ets:take(?LEDGER, Ref) == []
+            end
+    catch error:badarg ->
+            %% No ledger (the module is stopping): as without acknowledgements.
+            send(Pid, {route, Pkt})
+    end.
+
+%% The connections that acknowledge, anywhere in the cluster (a read of pg's
+%% local table).
+acking() ->
+    try pg:get_members(?SCOPE, ?GROUP)
+    catch error:badarg -> []
     end.
 
 key(random, _From, _To) -> erlang:unique_integer();
@@ -229,10 +349,19 @@ component_disconnected(Host, _Reason) ->
                             "connection of ~ts", [?MODULE, N, Host]),
     ok.
 
+%% A tagged stanza is released from its ledger and routed again untagged
+%% (it gets a new tag if it goes to another connection that acknowledges).
 drain(N) ->
     receive
         {route, Pkt} ->
-            ejabberd_router:route(Pkt),
+            Pkt1 = case xmpp:get_meta(Pkt, ?TAG, undefined) of
+                       {Node, _} = Tag when is_atom(Node) ->
+                           acknowledged([Tag]),
+                           xmpp:del_meta(Pkt, ?TAG);
+                       _ ->
+                           Pkt
+                   end,
+            ejabberd_router:route(Pkt1),
             drain(N + 1)
     after 0 ->
             N
@@ -291,3 +420,78 @@ unbind(IQ, El, State) ->
                     xmpp:make_iq_result(IQ)
             end,
     {drop, xmpp_stream_in:send(State, Reply)}.
+
+%%%===================================================================
+%%% 4. The ledger: what was routed to connections that acknowledge, until
+%%%    they do; routed again when such a connection's process dies (or its
+%%%    node goes away).  One per node, for what this node routed.
+%%%===================================================================
+%% Tags acknowledged (or released) by a connection: one {acked, Refs} to the
+%% ledger of each origin node (`noconnect': a node that is gone took its
+%% ledger with it).  Runs in the connection's process: its messages reach a
+%% ledger before that ledger sees the process DOWN.
+-spec acknowledged([{node(), reference()}]) -> ok.
+acknowledged([]) ->
+    ok;
+acknowledged(Tags) ->
+    ByNode = lists:foldl(
+               fun({Node, Ref}, Acc) ->
+                       maps:update_with(Node, fun(Refs) -> [Ref | Refs] end, [Ref], Acc)
+               end, #{}, Tags),
+    maps:foreach(
+      fun(Node, Refs) ->
+              try erlang:send({?LEDGER, Node}, {acked, Refs}, [noconnect])
+              catch error:badarg -> ok   % no ledger on this node (module stopped)
+              end
+      end, ByNode).
+
+init([]) ->
+    process_flag(trap_exit, true),
+    ets:new(?LEDGER, [named_table, public, set, {write_concurrency, true}]),
+    ets:new(?WATCHED, [named_table, public, set, {write_concurrency, true}]),
+    {ok, #{}}.
+
+handle_call(_Request, _From, State) ->
+    {reply, {error, badarg}, State}.
+
+handle_cast({watch, Pid}, State) ->
+    erlang:monitor(process, Pid),
+    {noreply, State};
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+handle_info({acked, Refs}, State) ->
+    lists:foreach(fun(Ref) -> ets:delete(?LEDGER, Ref) end, Refs),
+    {noreply, State};
+handle_info({'DOWN', _MRef, process, Pid, Reason}, State) ->
+    %% First the watch, then the sweep: a sender that inserts an entry for
+    %% Pid after the sweep looked inserts it before its insert_new(Watched),
+    %% which then succeeds and makes a new monitor (an immediate DOWN, noproc
+    %% or noconnection) sweep it.
+    ets:delete(?WATCHED, Pid),
+    Keys = lists:sort(ets:select(?LEDGER, [{{'$1', Pid, '$2', '_'}, [], [{{'$2', '$1'}}]}])),
+    %% Only what this sweep takes is routed (a sender whose send failed may
+    %% take its entry back meanwhile).
+    Pkts = [Pkt || {_, Ref} <- Keys, {_, _, _, Pkt} <- ets:take(?LEDGER, Ref)],
+    put(?DEAD, Pid),
+    try lists:foreach(fun ejabberd_router:route/1, Pkts)
+    after erase(?DEAD)
+    end,
+    Pkts /= [] andalso
+        ?INFO_MSG("~ts: routed again ~B stanza(s) not acknowledged by ~p (~p)",
+                  [?MODULE, length(Pkts), Pid, Reason]),
+    {noreply, State};
+handle_info(_Info, State) ->
+    {noreply, State}.
+
+terminate(_Reason, _State) ->
+    case ets:info(?LEDGER, size) of
+        N when is_integer(N), N > 0 ->
+            ?WARNING_MSG("~ts: stopping with ~B stanza(s) not yet acknowledged; "
+                         "they are no longer kept", [?MODULE, N]);
+        _ ->
+            ok
+    end.
+
+code_change(_OldVsn, State, _Extra) ->
+    {ok, State}.

@@ -23,9 +23,12 @@ enum SharedEjabberdCluster {
     static let liveDomain = "live.localhost"
     /// Balanced by `mod_component_balancing` with `type: source`.
     static let liveSourceDomain = "livesource.localhost"
-    /// The module's source, compiled by the fixture for every node.
-    static let moduleSource = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("ServerModules/ejabberd/mod_component_balancing.erl").path
+    /// The modules' sources (the balancing module and the XEP-0114 listener with
+    /// acknowledgements), compiled by the fixture for every node.
+    static let moduleSources = ["mod_component_balancing.erl", "ejabberd_service_acks.erl"].map {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("ServerModules/ejabberd/" + $0).path
+    }
     static let users = ["alice", "bob", "carol", "dave"]
     static func password(_ user: String) -> String { "\(user)-pass" }
 
@@ -38,6 +41,7 @@ enum SharedEjabberdCluster {
                 .init(hostname: $0, password: secret)
             },
             serviceListenerOptions: ["global_routes: false"],
+            serviceListenerModule: "ejabberd_service_acks",
             balancing: [
                 randomDomain: .init(type: .random, componentNumber: 2),
                 sourceDomain: .init(type: .source, componentNumber: 2),
@@ -46,7 +50,7 @@ enum SharedEjabberdCluster {
                 "mod_component_balancing":
                     "{type: random, domains: {\"\(liveDomain)\": random, \"\(liveSourceDomain)\": source}}"
             ],
-            erlangModules: [moduleSource],
+            erlangModules: moduleSources,
             accounts: users.map { .init(username: $0, password: password($0)) })
     }
 

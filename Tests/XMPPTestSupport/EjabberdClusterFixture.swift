@@ -75,6 +75,8 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
         /// Extra options of that listener, as raw YAML lines (`global_routes: false` by
         /// default: each connection routes only the hostname it authenticated for).
         public var serviceListenerOptions: [String]
+        /// The module of that listener (see ``EjabberdFixture/Configuration/serviceListenerModule``).
+        public var serviceListenerModule: String
         /// `domain_balancing`, by component hostname.
         public var balancing: [String: Balancing]
         /// Extra modules of every node: name → raw YAML options (see
@@ -97,6 +99,7 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
             domain: String = "localhost",
             services: [EjabberdFixture.Service] = [],
             serviceListenerOptions: [String] = ["global_routes: false"],
+            serviceListenerModule: String = "ejabberd_service",
             balancing: [String: Balancing] = [:],
             modules: [String: String] = [:],
             erlangModules: [String] = [],
@@ -108,6 +111,7 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
             self.domain = domain
             self.services = services
             self.serviceListenerOptions = serviceListenerOptions
+            self.serviceListenerModule = serviceListenerModule
             self.balancing = balancing
             self.modules = modules
             self.erlangModules = erlangModules
@@ -215,6 +219,7 @@ public final class EjabberdClusterFixture: @unchecked Sendable {
         let nodeConfiguration = EjabberdFixture.Configuration(
             domain: configuration.domain, services: configuration.services,
             serviceListenerOptions: configuration.serviceListenerOptions,
+            serviceListenerModule: configuration.serviceListenerModule,
             extraTopLevelYAML: configuration.balancingYAML, extraModules: configuration.modules,
             erlangModules: configuration.erlangModules, logLevel: configuration.logLevel,
             startupTimeout: configuration.startupTimeout)

@@ -64,6 +64,10 @@ public final class EjabberdFixture: @unchecked Sendable {
         /// (e.g. `global_routes: false`: each connection routes only the hostname it
         /// authenticated for, instead of every hostname of the listener).
         public var serviceListenerOptions: [String]
+        /// The module of the direct-TLS service listener (`module:`): `ejabberd_service`, or a
+        /// compatible one given in ``erlangModules``, e.g. `ejabberd_service_acks`
+        /// (ServerModules/ejabberd: XEP-0114 with acknowledgements).
+        public var serviceListenerModule: String
         /// Accounts registered with `ejabberdctl register` after start.
         public var accounts: [Account]
         /// Raw YAML lines appended at the top level (e.g. more `modules:` are not possible
@@ -87,6 +91,7 @@ public final class EjabberdFixture: @unchecked Sendable {
             services: [Service] = [],
             plainServices: [Service] = [],
             serviceListenerOptions: [String] = [],
+            serviceListenerModule: String = "ejabberd_service",
             accounts: [Account] = [],
             extraTopLevelYAML: [String] = [],
             extraModules: [String: String] = [:],
@@ -98,6 +103,7 @@ public final class EjabberdFixture: @unchecked Sendable {
             self.services = services
             self.plainServices = plainServices
             self.serviceListenerOptions = serviceListenerOptions
+            self.serviceListenerModule = serviceListenerModule
             self.accounts = accounts
             self.extraTopLevelYAML = extraTopLevelYAML
             self.extraModules = extraModules
@@ -580,7 +586,7 @@ public final class EjabberdFixture: @unchecked Sendable {
             "  -",
             "    port: \(self.componentTLSPort)",
             "    ip: \"127.0.0.1\"",
-            "    module: ejabberd_service",
+            "    module: \(c.serviceListenerModule)",
             "    tls: true",
             "    certfile: \(yaml(self.certificate.combinedPath))",
         ]
