@@ -35,10 +35,14 @@ extension EjabberdClusterTests {
         var takenOverBy: String?
         /// The sessions it concerns (a dead node's own users are not taken over by anyone).
         var sessions: Set<String>
+        /// These sessions died with the killed node: what they had sent and not seen answered
+        /// is their own clients' to send again (XEP-0198 on c2s), not the component's.
+        var sessionsDied = false
     }
 
     /// Sorts every silent message of `domain` (by content, in each session's send order):
-    /// in flight to a killed process, or lost elsewhere.
+    /// in flight to a killed process, sent by a session that died with its node, or lost
+    /// elsewhere.
     ///
     /// For a kill, a session's hand-over window runs from its last message the killed
     /// instance answered before the kill (it answers in order: what it had received before
@@ -50,14 +54,15 @@ extension EjabberdClusterTests {
     /// the bound is that the survivors take the traffic within a second. Silence
     /// anywhere else is a loss nothing explains.
     private func silences(_ sessions: [ClusterSession], _ domain: String, kills: [Kill]) -> (
-        inFlight: [String], elsewhere: [String]
+        inFlight: [String], deadSessions: [String], elsewhere: [String]
     ) {
         var inFlight: [String] = []
+        var deadSessions: [String] = []
         var elsewhere: [String] = []
         for session in sessions {
             let messages = session.sentMessages.filter { $0.domain == domain }
             let answers = messages.map { session.answers($0.id).first }
-            var windows: [Range<Int>] = []
+            var windows: [(range: Range<Int>, sessionDied: Bool)] = []
             for kill in kills where kill.sessions.contains(session.label) {
                 let lower =
                     messages.indices.last { messages[$0].at < kill.at && answers[$0]?.instance == kill.instance }.map { $0 + 1 }
@@ -67,24 +72,48 @@ extension EjabberdClusterTests {
                         messages[index].at >= kill.at + Self.handOverBound
                             && answers[index].map { $0.instance == kill.takenOverBy } == true
                     } ?? messages.count
-                if lower < upper { windows.append(lower..<upper) }
+                if lower < upper { windows.append((lower..<upper, kill.sessionsDied)) }
             }
             for index in messages.indices where answers[index] == nil {
-                if windows.contains(where: { $0.contains(index) }) {
+                if windows.contains(where: { $0.sessionDied && $0.range.contains(index) }) {
+                    deadSessions.append(messages[index].id)
+                } else if windows.contains(where: { $0.range.contains(index) }) {
                     inFlight.append(messages[index].id)
                 } else {
                     elsewhere.append(messages[index].id)
                 }
             }
         }
-        return (inFlight, elsewhere)
+        return (inFlight, deadSessions, elsewhere)
+    }
+
+    /// Every message of `domain` answered more than once whose duplicate nothing explains.
+    /// At-least-once explains one: the first answer came from an instance before it was
+    /// killed (handled, not yet acknowledged), every later one from another instance after
+    /// that kill (the stanza routed again).
+    private func unexplainedDuplicates(_ sessions: [ClusterSession], _ domain: String, kills: [Kill]) -> [String] {
+        var unexplained: [String] = []
+        for session in sessions {
+            for message in session.sentMessages where message.domain == domain {
+                let answers = session.answers(message.id)
+                guard answers.count > 1, let first = answers.first else { continue }
+                let explained = kills.contains { kill in
+                    first.instance == kill.instance && first.at < kill.at
+                        && answers.dropFirst().allSatisfy { $0.at >= kill.at && $0.instance != kill.instance }
+                }
+                if !explained { unexplained.append(message.id) }
+            }
+        }
+        return unexplained
     }
 
     /// With the module: instance A killed (SIGKILL) under continuous traffic, started again,
     /// node 1 killed (SIGKILL of its VM, with instance B), then A killed too. The survivors
     /// take the traffic, nothing is bounced while one instance lives, everything is bounced
-    /// (`service-unavailable`) once none does, and only what was in flight to a killed
-    /// process vanishes. `random.localhost` (ejabberd's `domain_balancing`, no module)
+    /// (`service-unavailable`) once none does, and nothing a living user sent goes silent:
+    /// the instances acknowledge what they handled (`legacy_acknowledgements`, ejabberd's
+    /// `ejabberd_service_acks` listener) and the module's ledger routes again what a killed
+    /// instance or node held unacknowledged. `random.localhost` (ejabberd's `domain_balancing`, no module)
     /// gets the same traffic and keeps sending the dead instance's share into the void.
     @Test func moduleMovesTheShareToTheSurvivorsAndBouncesWhenNoneIsLeft() async throws {
         let cluster = try Shared.cluster()
@@ -146,7 +175,9 @@ extension EjabberdClusterTests {
                     let kills = [
                         Kill(at: aKilled, instance: "A", takenOverBy: "B", sessions: everyone),
                         Kill(at: nodeKilled, instance: "B", takenOverBy: "A", sessions: survivorLabels),
-                        Kill(at: nodeKilled, instance: "B", takenOverBy: "-", sessions: everyone.subtracting(survivorLabels)),
+                        Kill(
+                            at: nodeKilled, instance: "B", takenOverBy: "-", sessions: everyone.subtracting(survivorLabels),
+                            sessionsDied: true),
                         Kill(at: allGone, instance: "A", takenOverBy: nil, sessions: survivorLabels),
                     ]
                     for domain in [live, liveSource] {
@@ -168,11 +199,17 @@ extension EjabberdClusterTests {
                             "ejabberd cluster + mod_component_balancing, \(domain): no instance left, node 0's users: \(noneLeft); "
                                 + "bounced \(takeover(survivors, domain, since: allGone, by: nil)) after the kill")
 
-                        let (inFlight, elsewhere) = self.silences(sessions, domain, kills: kills)
+                        let (inFlight, deadSessions, elsewhere) = self.silences(sessions, domain, kills: kills)
                         report(
                             "ejabberd cluster + mod_component_balancing, \(domain): silent in all: \(inFlight.count) in flight "
-                                + "to a killed process (or with its node), \(elsewhere.count) elsewhere")
-                        // Silence only what a killed process took with it; never elsewhere.
+                                + "to a killed process or node, \(elsewhere.count) elsewhere; \(deadSessions.count) sent by "
+                                + "users that died with node 1 (theirs to send again); duplicated (at-least-once: "
+                                + "handled by a killed instance, not yet acknowledged, answered again by the other) "
+                                + "\([before, aDown, aBack, nodeDown].map(\.duplicated).reduce(0, +))")
+                        // Acknowledged XEP-0114 streams (ejabberd_service_acks + the module's
+                        // ledger): what a killed process or node held unacknowledged is routed
+                        // again, so nothing a living user sent goes silent.
+                        #expect(inFlight.isEmpty, "\(domain): silent in a hand-over: \(inFlight.prefix(20))")
                         #expect(elsewhere.isEmpty, "\(domain): silent outside a hand-over: \(elsewhere.prefix(20))")
                         // While one instance lives nothing is bounced, and only it answers.
                         #expect(before.bounced == 0 && Set(before.byInstance.keys) == ["A", "B"], "\(domain) before: \(before)")
@@ -192,8 +229,11 @@ extension EjabberdClusterTests {
                                     .compactMap { session.answers($0.id).first?.condition }
                             })
                         #expect(conditions == ["service-unavailable"], "\(domain) none left: bounced with \(conditions)")
-                        #expect(
-                            [before, aDown, aBack, nodeDown, noneLeft].allSatisfy { $0.duplicated == 0 }, "\(domain): duplicated")
+                        // Duplicates only where a killed instance had handled but not yet
+                        // acknowledged what was routed again.
+                        let unexplained = self.unexplainedDuplicates(sessions, domain, kills: kills)
+                        #expect(unexplained.isEmpty, "\(domain): duplicated, not by a kill: \(unexplained.prefix(20))")
+                        #expect(noneLeft.duplicated == 0, "\(domain) none left: \(noneLeft)")
                     }
                     // (Node 1's log is read before it is started again: its file survives.)
                     report(
@@ -205,7 +245,8 @@ extension EjabberdClusterTests {
                     let comparisonSilences = self.silences(sessions, comparison, kills: kills)
                     report(
                         "ejabberd cluster, \(comparison) (domain_balancing, no module): instance A killed: \(comparisonDown); "
-                            + "in the whole run, silent outside a hand-over (the same check) \(comparisonSilences.elsewhere.count)"
+                            + "in the whole run, silent in a hand-over \(comparisonSilences.inFlight.count), outside one "
+                            + "(the same check) \(comparisonSilences.elsewhere.count)"
                     )
                 }
             }
@@ -308,6 +349,7 @@ final class LiveInstance: Sendable {
         configuration.certificateVerification = .fullVerification
         configuration.tlsServerName = self.node.domain
         configuration.requestTimeout = .seconds(10)
+        configuration.legacyAcknowledgements = true
         let connection = ComponentConnection(configuration: configuration, logger: testLogger("live-\(self.name)"))
         let events = EventRecorder(connection)
         try connection.register(

@@ -84,8 +84,9 @@ extension Trait where Self == SharedEjabberdClusterTrait {
 
 /// One real `component-host` process (the built product), connected to one ejabberd node
 /// over XEP-0114 with direct TLS verified against the cluster's CA, serving every component
-/// domain of the cluster with the `echo` plugin. Its echoes start with `NAME|`, so a user
-/// can tell which instance answered.
+/// domain of the cluster with the `echo` plugin, acknowledging what it handled
+/// (`legacy_acknowledgements`: the nodes' component listener is `ejabberd_service_acks`).
+/// Its echoes start with `NAME|`, so a user can tell which instance answered.
 final class ComponentHostInstance: Sendable {
     let name: String
     let node: EjabberdFixture
@@ -112,6 +113,7 @@ final class ComponentHostInstance: Sendable {
             tls = "direct"
             ca_file = "\(caFile)"
             server_name = "\(node.domain)"
+            legacy_acknowledgements = true
 
             [auth]
             identity = "\(hostnames[0])"
