@@ -314,20 +314,45 @@ extension ExternalLiveTests {
     /// past ``ExternalGateway/maximumPendingHandshakes`` connections waiting for their
     /// handshake, a new one is closed at once; those waiting are still served, and once
     /// they are gone a component connects again.
+    ///
+    /// On a unix socket of the test's own directory: a TCP port can also be reached by a
+    /// stray connection of another test (a port freed by one test and reused by the next),
+    /// which would take a place among the 32.
     @Test func connectionsWaitingForTheirHandshakeAreCapped() async throws {
         try await LiveHostTests.Setup.with { setup in
-            let port = try FreePort.allocate()
-            let host = try Self.host(setup, port: port)
+            let socket = setup.directory.path + "/cap.sock"
+            let secretFile = try setup.directory.write("raw.secret", "raw-secret\n")
+            let text =
+                setup.configuration(components: [("echo.example.test", "echo")]) + """
+
+                    [[component]]
+                    hostname = "raw.example.test"
+                    plugin = "external"
+                    [component.options]
+                    listen = "unix:\(socket)"
+                    secret_file = "\(secretFile)"
+                    grace_seconds = 0
+
+                    """
+            let host = try ComponentHost(
+                configuration: try HostConfiguration.load(
+                    path: try Fixtures.write(in: setup.directory, text), environment: [:], registry: .stock),
+                registry: .stock, logger: Logger(label: "host"))
+            let connect = { try await RawComponent.connect(unixSocket: socket) }
             try await LiveHostTests.whileRunning(host) {
                 try await setup.server.waitUntilBound("echo.example.test")
+                let deadline = ContinuousClock.now + .seconds(10)
+                while SystemCalls.ownerAndMode(of: socket) == nil, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
                 var idle: [RawComponent] = []
                 try await withCleanup {
                     for _ in 0..<ExternalGateway.maximumPendingHandshakes {
-                        idle.append(try await RawComponent.connect(port: port))
+                        idle.append(try await connect())
                     }
                     // One more: closed before its handshake can succeed (without the cap it
                     // would: the secret is right).
-                    let extra = try await RawComponent.connect(port: port)
+                    let extra = try await connect()
                     let refused = try? await extra.authenticate("raw.example.test", secret: "raw-secret")
                     #expect(!Self.succeeded(refused), "the connection past the cap was served")
                     await extra.close()
@@ -343,7 +368,7 @@ extension ExternalLiveTests {
                     idle.removeAll()
                     var served = false
                     for _ in 0..<50 where !served {
-                        let again = try await RawComponent.connect(port: port)
+                        let again = try await connect()
                         served = Self.succeeded(try? await again.authenticate("raw.example.test", secret: "raw-secret"))
                         await again.close()
                         if !served { try await Task.sleep(for: .milliseconds(100)) }
