@@ -42,10 +42,10 @@
 %%% ledger sees it DOWN and routes again what was not acknowledged.  The
 %%% stream joins the pg group (mod_component_balancing, acked) at <enable/>,
 %%% not before: only then does mod_component_balancing tag what it sends
-%%% here.  Limits: a connection that never enables and still got 1000 tagged
-%%% stanzas gives them all up (released, as without acknowledgements); an
-%%% enabled one with more than 50 000 unacknowledged tagged stanzas is
-%%% closed with resource-constraint.
+%%% here (a tagged stanza reaching a connection that has not enabled is
+%%% released at once: it never promised to acknowledge).  Limit: an enabled
+%%% connection with more than 50 000 unacknowledged tagged stanzas is closed
+%%% with resource-constraint.
 %%%----------------------------------------------------------------------
 -module(ejabberd_service_acks).
 -behaviour(xmpp_stream_in).
@@ -66,8 +66,6 @@
 -define(SCOPE, mod_component_balancing).
 -define(GROUP, acked).
 -define(MOD32, 16#FFFFFFFF).
-%% Tagged stanzas kept for a connection that has not enabled acknowledgements.
--define(PENDING_LIMIT, 1000).
 %% Unacknowledged tagged stanzas an enabled connection may have.
 -define(MAX_UNACKED, 50000).
 
@@ -121,7 +119,7 @@ handle_auth_success(User, Mech, AuthModule, State) ->
             acks_h => 0,              % stanzas acknowledged (not modulo)
             acks_queue => queue:new(),% {N, Tag} of tagged stanzas written
             acks_len => 0,
-            acks_mode => pending}.    % pending | enabled | released
+            acks_mode => pending}.    % pending | enabled
 
 %%%===================================================================
 %%% Acknowledgements
@@ -252,22 +250,16 @@ handle_send(Pkt, _Result, #{acks_out := Out} = State) when ?is_stanza(Pkt) ->
 handle_send(_Pkt, _Result, State) ->
     State.
 
-keep(_N, Tag, #{acks_mode := released} = State) ->
+%% Only a connection that enabled acknowledges: a tag reaching one that has
+%% not (mod_component_balancing tags only for members of the pg group, which
+%% a connection joins at <enable/>) is released at once, as delivered.
+keep(_N, Tag, #{acks_mode := Mode} = State) when Mode /= enabled ->
     release([Tag]),
     State;
-keep(N, Tag, #{acks_queue := Q, acks_len := Len, acks_mode := Mode, lang := Lang} = State) ->
+keep(N, Tag, #{acks_queue := Q, acks_len := Len, lang := Lang} = State) ->
     Len1 = Len + 1,
     State1 = State#{acks_queue => queue:in({N, Tag}, Q), acks_len => Len1},
-    if Mode == pending, Len1 >= ?PENDING_LIMIT ->
-            %% It does not acknowledge: what it was sent counts as delivered
-            %% (as with a plain ejabberd_service).
-            ?INFO_MSG("~ts: ~ts did not enable acknowledgements; ~B stanza(s) "
-                      "released, no more kept for this connection",
-                      [?MODULE, peer(State), Len1]),
-            #{acks_queue := Q1} = State1,
-            release([T || {_, T} <- queue:to_list(Q1)]),
-            State1#{acks_queue => queue:new(), acks_len => 0, acks_mode => released};
-       Mode == enabled, Len1 == ?MAX_UNACKED + 1 ->
+    if Len1 == ?MAX_UNACKED + 1 ->
             ?WARNING_MSG("~ts: ~ts has ~B unacknowledged stanzas: closing the stream",
                          [?MODULE, peer(State), Len1]),
             xmpp_stream_in:send(State1, xmpp:serr_resource_constraint(
