@@ -432,9 +432,10 @@ extension ComponentConnection {
     // MARK: Liveness
 
     /// Checks an idle stream: whitespace, then an XEP-0199 ping to the server. Returns
-    /// `true` when the server did not answer in time (the link is dead); runs until
-    /// cancelled otherwise. A stream whose reading is paused (every mailbox together is
-    /// over the connection's budget) is not checked: it is idle by our choice.
+    /// `true` when the server did not answer in time and nothing else was read from it
+    /// meanwhile (the link is dead); runs until cancelled otherwise. A stream whose reading
+    /// is paused (every mailbox together is over the connection's budget) is not checked:
+    /// it is idle by our choice.
     func monitorLiveness(_ stream: ComponentStream) async -> Bool {
         let policy = self.configuration.keepalive
         guard policy.isEnabled else {
@@ -458,6 +459,9 @@ extension ComponentConnection {
             } catch let error as ComponentError where error.kind == .timeout {
                 // Paused meanwhile: the answer may be sitting unread behind our own pause.
                 if stream.activity.isPaused { continue }
+                // Read from meanwhile: the server is alive, and its answer is queued behind
+                // what it wrote before (e.g. a backlog read at the pace of the handlers).
+                if stream.activity.idleTime < policy.pingTimeout { continue }
                 return true
             } catch {
                 return false

@@ -347,18 +347,26 @@ extension ExternalLiveTests {
                 }
                 var idle: [RawComponent] = []
                 try await withCleanup {
-                    for _ in 0..<ExternalGateway.maximumPendingHandshakes {
+                    // 8 more than the cap, none sending anything: whatever the order the host
+                    // accepts them in, 32 get a session (their stream header is answered) and
+                    // the others are closed unanswered.
+                    for _ in 0..<(ExternalGateway.maximumPendingHandshakes + 8) {
                         idle.append(try await connect())
                     }
-                    // One more: closed before its handshake can succeed (without the cap it
-                    // would: the secret is right).
-                    let extra = try await connect()
-                    let refused = try? await extra.authenticate("raw.example.test", secret: "raw-secret")
-                    #expect(!Self.succeeded(refused), "the connection past the cap was served")
-                    await extra.close()
+                    var answered: [RawComponent] = []
+                    for connection in idle {
+                        if (try? await connection.opensStream(to: "raw.example.test")) == true {
+                            answered.append(connection)
+                        } else {
+                            await connection.close()
+                        }
+                    }
+                    #expect(answered.count == ExternalGateway.maximumPendingHandshakes, "\(answered.count) of 40 served")
+                    idle = answered
                     // One that waited is still served.
-                    let waited = idle.removeLast()
-                    #expect(try await waited.authenticate("raw.example.test", secret: "raw-secret") == nil)
+                    let last = idle.popLast()
+                    let waited = try #require(last)
+                    #expect(try await waited.handshake("raw.example.test", secret: "raw-secret") == nil)
                     try await setup.server.waitUntilBound("raw.example.test")
                     await waited.close()
                     try await setup.server.waitUntilUnbound("raw.example.test")
@@ -446,6 +454,7 @@ final class RawComponent: Sendable {
     }
 
     private let reading = Flag()
+    private let streamID = Mutex<String?>(nil)
 
     private init(channel: Channel) {
         self.channel = channel
@@ -498,6 +507,40 @@ final class RawComponent: Sendable {
         for frame in frames {
             try await self.channel.channel.writeAndFlush(frame)
         }
+    }
+
+    /// Sends a stream header for `hostname`; whether the host answered with its own (a
+    /// session), rather than closing the connection.
+    func opensStream(to hostname: String) async throws -> Bool {
+        try await self.write([.header(StreamHeader(contentNamespace: Namespace.componentAccept, to: hostname, version: nil))])
+        var iterator = self.events.makeAsyncIterator()
+        while let event = await iterator.next() {
+            if case .streamOpened(let header) = event {
+                self.streamID.withLock { $0 = header.id }
+                return true
+            }
+        }
+        return false
+    }
+
+    /// The handshake on a stream ``opensStream(to:)`` opened; `nil` on success, else the
+    /// stream error.
+    func handshake(_ hostname: String, secret: String) async throws -> StreamError? {
+        let opened = self.streamID.withLock { $0 }
+        let id = try #require(opened, "no stream opened")
+        try await self.write([
+            .element(
+                Element(
+                    "handshake", namespace: Namespace.componentAccept,
+                    text: ComponentHandshake.digest(streamID: id, secret: secret)))
+        ])
+        var iterator = self.events.makeAsyncIterator()
+        while let event = await iterator.next() {
+            guard case .element(let element) = event else { continue }
+            if element.name.localName == "handshake" { return nil }
+            if let error = StreamError(element: element) { return error }
+        }
+        return StreamError(.undefinedCondition, text: "connection closed")
     }
 
     /// Opens the stream and hands shakes; `nil` on success, else the stream error.

@@ -383,6 +383,44 @@ struct ResilienceTests {
         }
     }
 
+    /// A server that keeps writing but does not answer the keepalive's ping in time (its
+    /// answer queued behind what it writes, or read late) is not declared dead: what is read
+    /// after the ping proves the link. Once it also goes quiet, the half-open link is
+    /// noticed as before.
+    @Test func aServerThatKeepsWritingIsNotDeclaredDeadForALatePong() async throws {
+        try await withServers { servers in
+            let server = try await servers.start(SDKFixture.shared.serverConfiguration())
+            var configuration = self.configuration(port: server.port)
+            configuration.keepalive = KeepalivePolicy(idleInterval: .seconds(1), pingTimeout: .seconds(3))
+            let connection = ComponentConnection(configuration: configuration, logger: testLogger("res-late-pong"))
+            let events = EventRecorder(connection)
+            try connection.register("a.example.test", handler: EchoRecorder().handler())
+            try await withRunningConnection(connection) { _ in
+                try await events.waitBound(["a.example.test"])
+                events.reset()
+                // The server stops reading (the ping goes unanswered) but keeps writing: quiet
+                // for 3.5 s (the keepalive pings after 1 s of silence; the server's own `<r/>`,
+                // a second after its last stanza, may restart that second), then a stanza
+                // every 300 ms for 6 s, twice the ping timeout.
+                await server.setReadingPaused(true)
+                try await Task.sleep(for: .seconds(3.5))
+                for index in 0..<20 {
+                    try server.inject(self.message("late-pong-\(index)", to: "a.example.test"))
+                    try await Task.sleep(for: .milliseconds(300))
+                }
+                let writingEnded = ContinuousClock.now
+                let declaredDeadWhileWriting = events.all.contains { $0.kind == .disconnected }
+                #expect(!declaredDeadWhileWriting, "declared dead while the server was writing")
+                // Quiet as well now: a half-open link, noticed by the next unanswered ping.
+                try await events.wait(timeout: .seconds(30), "the dead link noticed") { $0.kind == .disconnected }
+                report(
+                    "late pong (idle 1 s, ping timeout 3 s): declared dead \((ContinuousClock.now - writingEnded).seconds) after the server's last write"
+                )
+                await server.setReadingPaused(false)
+            }
+        }
+    }
+
     /// The server has not noticed that the component's old stream is dead (it still holds
     /// the hostname) when the component comes back: the re-bind gets `conflict`. The
     /// hostname was the component's, so it must be retried, not dropped for good.
