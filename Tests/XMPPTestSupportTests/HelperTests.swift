@@ -72,8 +72,15 @@ struct HelperTests {
         for identity in identities {
             #expect(getpgid(identity.pid) == process.pid, "\(identity) is not in the group")
         }
-        // The end-of-run check finds the processes by their marker...
-        let marked = Set(TestProcessRegistry.survivors().map(\.pid))
+        // The end-of-run check finds the processes by their marker... (A child seen as
+        // `sleep` may still be inside execve: the kernel names it before it maps the new
+        // environment, and /proc/PID/environ reads empty for that moment.)
+        var marked = Set(TestProcessRegistry.survivors().map(\.pid))
+        let execDeadline = ContinuousClock.now + .seconds(5)
+        while !identities.allSatisfy({ marked.contains($0.pid) }), ContinuousClock.now < execDeadline {
+            try await Task.sleep(for: .milliseconds(10))
+            marked = Set(TestProcessRegistry.survivors().map(\.pid))
+        }
         #expect(identities.allSatisfy { marked.contains($0.pid) }, "\(identities) vs \(marked)")
         process.terminate(grace: .milliseconds(300))
         // ...and after terminate() none of them is left.
