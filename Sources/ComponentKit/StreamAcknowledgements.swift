@@ -177,11 +177,8 @@ final class StreamAcknowledgements: Sendable {
 
     /// Sends `<enable/>` (call once, before the first bind).
     func enable() {
-        let channel = self.state.withLock { state -> (any Channel)? in
-            state.phase = .requested
-            return state.channel
-        }
-        channel?.writeAndFlush(XMLStreamFrame.element(Element("enable", namespace: Namespace.streamManagement)), promise: nil)
+        self.state.withLock { $0.phase = .requested }
+        self.sendEnable()
     }
 
     /// A XEP-0114 stream with acknowledgements (this project's extension, for ejabberd's
